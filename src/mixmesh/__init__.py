@@ -1,0 +1,39 @@
+"""mixmesh: Python functions in SQL models, Python models over safe SQL, on SQLMesh.
+
+Only the public API lives here; it loads lazily so that ``import mixmesh`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing as t
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "udf": "mixmesh.functions",
+    "AwareDatetime": "mixmesh.types",
+    "MixmeshError": "mixmesh.errors",
+    "FunctionDefinitionError": "mixmesh.errors",
+    "FunctionCallError": "mixmesh.errors",
+    "FunctionRuntimeError": "mixmesh.errors",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+if t.TYPE_CHECKING:
+    from mixmesh.errors import (
+        FunctionCallError,
+        FunctionDefinitionError,
+        FunctionRuntimeError,
+        MixmeshError,
+    )
+    from mixmesh.functions import udf
+    from mixmesh.types import AwareDatetime
+
+
+def __getattr__(name: str) -> t.Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mixmesh' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,188 @@
+"""Running a function on Arrow batches: the one calling convention every engine binds.
+
+An engine hands over the argument columns of a batch as Arrow arrays and gets one Arrow
+array back, of the declared type and the same length. Everything between — NULL handling,
+row or vectorized calls, checking what the function returned, errors that say which model,
+function and row — lives here, so every engine behaves the same.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing as t
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixmesh import types
+from mixmesh.errors import FunctionRuntimeError, truncate, where
+from mixmesh.functions import PANDAS, FunctionSpec
+
+# Arrow types whose values numpy turns into Python values faster than Arrow's own to_pylist.
+_NUMPY_FRIENDLY = (pa.types.is_floating, pa.types.is_integer, pa.types.is_boolean)
+
+
+class BatchFunction:
+    """A FunctionSpec ready to run on Arrow batches for one calling model."""
+
+    def __init__(self, spec: FunctionSpec, model: t.Optional[str] = None) -> None:
+        self.spec = spec
+        self.model = model
+        self.where = where(spec.name, model)
+        self.arg_types = [types.to_arrow(arg.sql_type) for arg in spec.args]
+        self.return_type = types.to_arrow(spec.returns)
+        self.converters = [types.python_converter(arg.hint) for arg in spec.args]
+        self._run = self._run_batch if spec.vectorized else self._run_rows
+        # Engines count a callable's parameters: show one per SQL argument.
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_ONLY) for arg in spec.args]
+        )
+
+    def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        arrays = _broadcast([_as_array(column) for column in columns])
+        rows = len(arrays[0]) if arrays else 0
+        if self.spec.null_handling == "strict":
+            valid = _all_valid(arrays)
+            if valid is not None:
+                kept = self._run([array.filter(valid) for array in arrays]) if pc.any(valid).as_py() else None
+                return _scatter(kept, valid, self.return_type)
+        return self._run(arrays) if rows else pa.array([], type=self.return_type)
+
+    # --- row mode -------------------------------------------------------------------------
+
+    def _run_rows(self, arrays: t.List[pa.Array]) -> pa.Array:
+        columns = [self._python_values(array, i) for i, array in enumerate(arrays)]
+        func = self.spec.func
+        results: t.List[t.Any] = []
+        append = results.append
+        row: t.Tuple[t.Any, ...] = ()
+        try:
+            for row in zip(*columns):
+                append(func(*row))
+        except Exception as error:
+            raise FunctionRuntimeError(
+                f"{self.where} raised {type(error).__name__}: {error}; "
+                f"the row's arguments were {self._describe_row(row)}"
+            ) from error
+        return self._rows_to_arrow(results, columns)
+
+    def _python_values(self, array: pa.Array, index: int) -> t.List[t.Any]:
+        if array.null_count == 0 and any(check(array.type) for check in _NUMPY_FRIENDLY):
+            values = array.to_numpy(zero_copy_only=False).tolist()
+        else:
+            values = array.to_pylist()
+        converter = self.converters[index]
+        return values if converter is None else [None if v is None else converter(v) for v in values]
+
+    def _rows_to_arrow(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> pa.Array:
+        try:
+            return pa.array(_arrow_ready(results), type=self.return_type)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            pass
+        for position, value in enumerate(results):
+            try:
+                pa.array(_arrow_ready([value]), type=self.return_type)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
+                row = tuple(column[position] for column in columns)
+                raise FunctionRuntimeError(
+                    f"{self.where} returned {truncate(value)} ({type(value).__name__}), which is not "
+                    f"the declared {types.sql(self.spec.returns)} ({error}); the row's arguments "
+                    f"were {self._describe_row(row)}"
+                ) from None
+        raise FunctionRuntimeError(f"{self.where}: its results do not convert to {self.return_type}")
+
+    def _describe_row(self, row: t.Tuple[t.Any, ...]) -> str:
+        return ", ".join(f"{arg.name}={truncate(value, 80)}" for arg, value in zip(self.spec.args, row))
+
+    # --- vectorized mode ------------------------------------------------------------------
+
+    def _run_batch(self, arrays: t.List[pa.Array]) -> pa.Array:
+        inputs = [self._batch_input(array, i) for i, array in enumerate(arrays)]
+        rows = len(arrays[0])
+        try:
+            result = self.spec.func(*inputs)
+        except Exception as error:
+            first = tuple(array[0].as_py() for array in arrays)
+            raise FunctionRuntimeError(
+                f"{self.where} raised {type(error).__name__}: {error}; on a batch of {rows} rows "
+                f"whose first row's arguments were {self._describe_row(first)}"
+            ) from error
+        return self._batch_result(result, rows)
+
+    def _batch_input(self, array: pa.Array, index: int) -> t.Any:
+        expected = self.arg_types[index]
+        if array.type != expected:
+            array = array.cast(expected)
+        return array.to_pandas() if self.spec.args[index].batch_kind == PANDAS else array
+
+    def _batch_result(self, result: t.Any, rows: int) -> pa.Array:
+        array = _to_arrow_array(result, self.where)
+        if len(array) != rows:
+            raise FunctionRuntimeError(
+                f"{self.where} returned {len(array)} values for a batch of {rows} rows; "
+                "a vectorized function returns one value per row"
+            )
+        if array.type == self.return_type:
+            return array
+        try:
+            return array.cast(self.return_type, safe=True)
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            raise FunctionRuntimeError(
+                f"{self.where} returned values of type {array.type}, which do not convert to the "
+                f"declared {types.sql(self.spec.returns)}: {error}"
+            ) from None
+
+
+def _as_array(column: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _broadcast(arrays: t.List[pa.Array]) -> t.List[pa.Array]:
+    """Constant arguments may arrive as one value; repeat them to the batch's length."""
+    rows = max((len(array) for array in arrays), default=0)
+    return [
+        array.take(pa.array(np.zeros(rows, dtype=np.int64))) if len(array) == 1 and rows > 1 else array
+        for array in arrays
+    ]
+
+
+def _all_valid(arrays: t.List[pa.Array]) -> t.Optional[pa.Array]:
+    """Where every argument is non-NULL, or None when no argument holds a NULL."""
+    valid = None
+    for array in arrays:
+        if array.null_count:
+            mask = array.is_valid()
+            valid = mask if valid is None else pc.and_(valid, mask)
+    return valid
+
+
+def _scatter(kept: t.Optional[pa.Array], valid: pa.Array, return_type: pa.DataType) -> pa.Array:
+    """Put the results for the non-NULL rows back in place, NULL elsewhere."""
+    if kept is None:
+        return pa.nulls(len(valid), type=return_type)
+    positions = pc.subtract(pc.cumulative_sum(valid.cast(pa.int64())), 1)
+    return kept.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
+
+
+def _arrow_ready(values: t.List[t.Any]) -> t.List[t.Any]:
+    first = next((v for v in values if v is not None), None)
+    if first is None or not (types.dataclasses.is_dataclass(first) or isinstance(first, list)):
+        return values
+    return [types.arrow_ready(v) for v in values]
+
+
+def _to_arrow_array(result: t.Any, where_: str) -> pa.Array:
+    if isinstance(result, pa.ChunkedArray):
+        return result.combine_chunks()
+    if isinstance(result, pa.Array):
+        return result
+    module = type(result).__module__.split(".")[0]
+    try:
+        if module == "pandas":
+            return pa.Array.from_pandas(result)
+        return pa.array(result)
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise FunctionRuntimeError(
+            f"{where_} returned a {type(result).__name__} that is not an array of values: {error}"
+        ) from None

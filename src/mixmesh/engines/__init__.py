@@ -1,0 +1,63 @@
+"""Engines: each module binds functions in one engine and explains that engine's errors.
+
+Every engine module offers the same small interface:
+
+- ``bind(function: BatchFunction, sql_name: str, adapter) -> None``: make ``sql_name``
+  callable in the queries the SQLMesh engine adapter runs (idempotent);
+- ``explain_error(error, bound: Mapping[str, BatchFunction]) -> Exception | None``: the
+  mixmesh error an engine error stands for, if it is about a bound function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import types
+import typing as t
+
+from mixmesh.errors import FunctionCallError
+
+if t.TYPE_CHECKING:
+    from mixmesh.calling import BatchFunction
+    from mixmesh.functions import FunctionSpec
+
+# SQLMesh dialect -> the module that binds functions in that engine.
+ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb"}
+
+# Every binding made in this process, by engine-side name; errors are explained from it.
+_bound: t.Dict[str, "BatchFunction"] = {}
+_lock = threading.Lock()
+
+
+def engine(dialect: str) -> types.ModuleType:
+    """The engine module for a SQLMesh dialect, or a clear error when there is none."""
+    module = ENGINE_MODULES.get(dialect)
+    if module is None:
+        raise FunctionCallError(
+            f"mixmesh functions run on {', '.join(sorted(ENGINE_MODULES))}; this gateway's engine "
+            f"is {dialect!r}"
+        )
+    return importlib.import_module(module)
+
+
+def bind(spec: "FunctionSpec", model: t.Optional[str], sql_name: str, adapter: t.Any) -> None:
+    """Bind a function for a model in the engine behind a SQLMesh engine adapter."""
+    from mixmesh.calling import BatchFunction
+
+    with _lock:
+        function = _bound.get(sql_name)
+        if function is None:
+            function = _bound[sql_name] = BatchFunction(spec, model)
+    engine(adapter.dialect).bind(function, sql_name, adapter)
+
+
+def explain_error(error: BaseException) -> t.Optional[Exception]:
+    """The mixmesh error behind an engine error, or None when it is not about a function."""
+    if not _bound:
+        return None
+    for module_name in ENGINE_MODULES.values():
+        module = importlib.import_module(module_name)
+        explained = module.explain_error(error, _bound)
+        if explained is not None:
+            return explained
+    return None

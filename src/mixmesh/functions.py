@@ -1,0 +1,343 @@
+"""``@udf``: a plain Python function becomes a function SQL models can call.
+
+The decorator reads the function's signature once into a ``FunctionSpec`` (SQL name, argument
+and return types, mode, NULL handling). The decorated object stays a plain callable for unit
+tests; called by SQLMesh's macro evaluator (``@name(...)`` in a model) it expands into a call
+of the function bound in the engine (see ``mixmesh.sqlmesh``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import re
+import sys
+import typing as t
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+from mixmesh import types
+from mixmesh.errors import FunctionDefinitionError
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+# What a vectorized function receives for each argument.
+ARROW, PANDAS = "arrow", "pandas"
+NULL_HANDLING = ("strict", "call")
+_SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    """One argument of a function: its name, SQL type and how Python receives it."""
+
+    name: str
+    sql_type: exp.DataType
+    hint: t.Any = None
+
+    @property
+    def batch_kind(self) -> str:
+        return PANDAS if _is_pandas_hint(self.hint) else ARROW
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionSpec:
+    """Everything an engine needs to know to bind a Python function."""
+
+    name: str
+    func: t.Callable[..., t.Any]
+    args: t.Tuple[Argument, ...]
+    returns: exp.DataType
+    vectorized: bool = False
+    null_handling: str = "strict"
+    returns_hint: t.Any = None
+
+    @property
+    def qualified(self) -> str:
+        """How messages name the function: its SQL name and where it is defined."""
+        return f"{self.name} ({self.func.__module__}.{self.func.__qualname__})"
+
+    def explicit_decorator_arguments(self) -> t.Dict[str, t.Any]:
+        """The decorator arguments that pin this spec without any type hint.
+
+        SQLMesh stores functions as source with their return annotation removed; mixmesh
+        stores this explicit form instead, so the state alone says what the types are.
+        """
+        arguments: t.Dict[str, t.Any] = {
+            "name": self.name,
+            "args": [types.sql(arg.sql_type) for arg in self.args],
+            "returns": types.sql(self.returns),
+        }
+        if self.vectorized:
+            arguments["vectorized"] = PANDAS if self._pandas_batches() else True
+        if self.null_handling != "strict":
+            arguments["null_handling"] = self.null_handling
+        return arguments
+
+    def _pandas_batches(self) -> bool:
+        return any(arg.batch_kind == PANDAS for arg in self.args) or _is_pandas_hint(self.returns_hint)
+
+
+class Udf:
+    """A Python function callable from SQL models; calling it from Python runs the function."""
+
+    def __init__(self, func: t.Callable[..., t.Any], spec: FunctionSpec) -> None:
+        functools.update_wrapper(self, func)
+        # SQLMesh coerces macro arguments to the annotated types; ours are SQL expressions.
+        self.__annotations__ = {}
+        self.spec = spec
+        # SQLMesh binds macro arguments against this signature: the evaluator, then SQL args.
+        self.__signature__ = inspect.Signature(
+            [
+                inspect.Parameter("evaluator", inspect.Parameter.POSITIONAL_ONLY),
+                inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+            ]
+        )
+        # SQLMesh serializes a macro as the source of its __wrapped__ function when it sees this.
+        setattr(self, "__sqlmesh__macro__", True)
+
+    def __call__(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        if args and _is_macro_evaluator(args[0]):
+            from mixmesh.sqlmesh_bridge import expand_call
+
+            return expand_call(self, args[0], args[1:])
+        return self.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<mixmesh function {self.spec.name}>"
+
+
+@t.overload
+def udf(func: F) -> F: ...
+
+
+@t.overload
+def udf(
+    *,
+    name: t.Optional[str] = None,
+    args: t.Optional[t.Union[t.Sequence[str], t.Mapping[str, str]]] = None,
+    returns: t.Optional[str] = None,
+    vectorized: t.Union[bool, str] = False,
+    null_handling: str = "strict",
+) -> t.Callable[[F], F]: ...
+
+
+def udf(
+    func: t.Optional[t.Callable[..., t.Any]] = None,
+    *,
+    name: t.Optional[str] = None,
+    args: t.Optional[t.Union[t.Sequence[str], t.Mapping[str, str]]] = None,
+    returns: t.Optional[str] = None,
+    vectorized: t.Union[bool, str] = False,
+    null_handling: str = "strict",
+) -> t.Any:
+    """Make a Python function callable from SQL models as ``@name(...)``.
+
+    Args:
+        name: the SQL name; the function's own name by default.
+        args: SQL types of the arguments, all in order or some by name, where hints don't say.
+        returns: SQL type of the result, where the return hint doesn't say.
+        vectorized: receive whole batches (pyarrow arrays, or pandas Series when the hints
+            say ``pd.Series`` or ``vectorized="pandas"``) instead of one row's values.
+        null_handling: "strict" (a NULL argument gives NULL without calling) or "call".
+    """
+
+    def decorate(function: t.Callable[..., t.Any]) -> Udf:
+        spec = build_spec(
+            function,
+            name=name,
+            args=args,
+            returns=returns,
+            vectorized=vectorized,
+            null_handling=null_handling,
+        )
+        from mixmesh import sqlmesh_bridge
+
+        sqlmesh_bridge.install()
+        # Marks the plain function, which is what SQLMesh serializes (see sqlmesh_bridge).
+        function.__mixmesh_spec__ = spec  # type: ignore[attr-defined]
+        return Udf(function, spec)
+
+    return decorate(func) if func is not None else decorate
+
+
+def build_spec(
+    func: t.Callable[..., t.Any],
+    *,
+    name: t.Optional[str],
+    args: t.Optional[t.Union[t.Sequence[str], t.Mapping[str, str]]],
+    returns: t.Optional[str],
+    vectorized: t.Union[bool, str],
+    null_handling: str,
+) -> FunctionSpec:
+    """Read a function's hints and the decorator arguments into a FunctionSpec."""
+    if not inspect.isfunction(func):
+        raise FunctionDefinitionError(f"@udf decorates a function, got {func!r}")
+    sql_name = _check_sql_name(name or func.__name__, func)
+    if null_handling not in NULL_HANDLING:
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: null_handling must be one of {NULL_HANDLING}, got {null_handling!r}"
+        )
+    if vectorized not in (True, False, ARROW, PANDAS):
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: vectorized must be True, False, 'arrow' or 'pandas', got {vectorized!r}"
+        )
+    hints = _hints(func, sql_name)
+    parameters = _parameters(func, sql_name)
+    if not parameters:
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: a function called from SQL takes at least one argument "
+            "(a constant belongs in SQL)"
+        )
+    explicit = _explicit_arg_types(args, parameters, sql_name)
+    batch_default = _batch_hint(vectorized)
+    arguments = tuple(
+        Argument(
+            name=param,
+            sql_type=explicit.get(param)
+            or _hint_type(sql_name, f"argument {position} ({param})", hints.get(param, batch_default), vectorized),
+            hint=hints.get(param, batch_default),
+        )
+        for position, param in enumerate(parameters, start=1)
+    )
+    returns_hint = hints.get("return", batch_default)
+    return FunctionSpec(
+        name=sql_name,
+        func=func,
+        args=arguments,
+        returns=_explicit(sql_name, "returns", returns)
+        if returns
+        else _hint_type(sql_name, "the return value", returns_hint, vectorized),
+        vectorized=bool(vectorized),
+        null_handling=null_handling,
+        returns_hint=returns_hint,
+    )
+
+
+def _check_sql_name(sql_name: str, func: t.Callable[..., t.Any]) -> str:
+    if not _SQL_NAME.match(sql_name):
+        raise FunctionDefinitionError(
+            f"@udf {func.__qualname__}: {sql_name!r} is not a valid SQL function name "
+            "(letters, digits and underscores, not starting with a digit)"
+        )
+    if sql_name.upper() in _sql_builtin_names():
+        raise FunctionDefinitionError(
+            f"@udf {func.__qualname__}: the name {sql_name!r} is a SQL built-in function; "
+            f"give another with @udf(name=...) so models say which one they mean"
+        )
+    return sql_name.lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _sql_builtin_names() -> t.FrozenSet[str]:
+    """Function names SQL already has, in any dialect mixmesh runs on."""
+    names: t.Set[str] = set()
+    for dialect in ("duckdb", "spark"):
+        parser = Dialect.get_or_raise(dialect).parser_class
+        names.update(parser.FUNCTIONS)
+        names.update(parser.FUNCTION_PARSERS)
+    return frozenset(name.upper() for name in names)
+
+
+def _hints(func: t.Callable[..., t.Any], sql_name: str) -> t.Dict[str, t.Any]:
+    try:
+        return t.get_type_hints(func, include_extras=True)
+    except Exception as error:
+        raise FunctionDefinitionError(f"@udf {sql_name}: cannot read the type hints: {error}") from None
+
+
+def _parameters(func: t.Callable[..., t.Any], sql_name: str) -> t.List[str]:
+    parameters = []
+    for param in inspect.signature(func).parameters.values():
+        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            raise FunctionDefinitionError(
+                f"@udf {sql_name}: parameter {param.name!r} is {param.kind.description}; "
+                "SQL passes a fixed number of positional arguments"
+            )
+        parameters.append(param.name)
+    return parameters
+
+
+def _explicit_arg_types(
+    args: t.Optional[t.Union[t.Sequence[str], t.Mapping[str, str]]],
+    parameters: t.List[str],
+    sql_name: str,
+) -> t.Dict[str, exp.DataType]:
+    if args is None:
+        return {}
+    if isinstance(args, t.Mapping):
+        unknown = sorted(set(args) - set(parameters))
+        if unknown:
+            raise FunctionDefinitionError(
+                f"@udf {sql_name}: args= names {unknown}, which are not parameters of the function "
+                f"(it has {parameters})"
+            )
+        return {param: _explicit(sql_name, f"args[{param!r}]", sql) for param, sql in args.items()}
+    if isinstance(args, str) or len(args) != len(parameters):
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: args= gives {1 if isinstance(args, str) else len(args)} SQL types "
+            f"for {len(parameters)} parameters {parameters}"
+        )
+    return {
+        param: _explicit(sql_name, f"argument {position} ({param})", sql)
+        for position, (param, sql) in enumerate(zip(parameters, args), start=1)
+    }
+
+
+def _explicit(sql_name: str, what: str, sql: str) -> exp.DataType:
+    try:
+        return types.parse_sql_type(sql)
+    except types.NoSqlType as error:
+        raise FunctionDefinitionError(f"@udf {sql_name}: {what}: {error}") from None
+
+
+def _hint_type(sql_name: str, what: str, hint: t.Any, vectorized: t.Union[bool, str]) -> exp.DataType:
+    if hint is None:
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: {what} has no type hint; add one or give its SQL type with "
+            "args=/returns="
+        )
+    if vectorized and _is_batch_hint(hint):
+        hint = _batch_element(hint)
+    try:
+        return types.sql_type_of_hint(hint)
+    except types.NoSqlType as error:
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: {what}: {error}. Give its SQL type with args=/returns=, e.g. "
+            "args={'transaction_details': 'STRUCT(amount DOUBLE, merchant_category VARCHAR)[]'}"
+        ) from None
+
+
+def _batch_hint(vectorized: t.Union[bool, str]) -> t.Any:
+    """The hint assumed for an unannotated parameter of a vectorized function."""
+    return None if not vectorized else ("pd.Series" if vectorized == PANDAS else "pa.Array")
+
+
+def _batch_element(hint: t.Any) -> t.Any:
+    """The element type of a batch hint: ``Annotated[pa.Array, int]`` says int; else DOUBLE."""
+    if t.get_origin(hint) is t.Annotated:
+        return t.get_args(hint)[1]
+    return float
+
+
+def _is_batch_hint(hint: t.Any) -> bool:
+    base = t.get_args(hint)[0] if t.get_origin(hint) is t.Annotated else hint
+    if isinstance(base, str):
+        return base in ("pa.Array", "pd.Series")
+    module = getattr(base, "__module__", "") or ""
+    return module.split(".")[0] in ("pyarrow", "pandas", "numpy", "polars")
+
+
+def _is_pandas_hint(hint: t.Any) -> bool:
+    base = t.get_args(hint)[0] if t.get_origin(hint) is t.Annotated else hint
+    if isinstance(base, str):
+        return base == "pd.Series"
+    return (getattr(base, "__module__", "") or "").split(".")[0] == "pandas"
+
+
+def _is_macro_evaluator(value: t.Any) -> bool:
+    # Only SQLMesh creates evaluators; checking sys.modules keeps plain calls free of imports.
+    macros = sys.modules.get("sqlmesh.core.macros")
+    return macros is not None and isinstance(value, macros.MacroEvaluator)

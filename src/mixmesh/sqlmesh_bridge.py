@@ -1,0 +1,337 @@
+"""How mixmesh functions live inside SQLMesh.
+
+A ``@udf`` function is a SQLMesh macro: ``@python_risk_score(a, b)`` in a model expands into
+``CAST(python_risk_score__<digest>(a, b) AS DOUBLE)``, and, whenever SQLMesh has an engine
+(creating, evaluating, auditing, testing...), the function is bound in that engine under that
+name first. The digest changes with the function's code and its calling model, so two
+versions of a function never share a binding and every error can name its model.
+
+SQLMesh stores macros in its state as Python source and re-executes it in later processes.
+Four small hooks, each a wrapper that leaves everything else untouched, make that work for
+functions (``install``):
+
+- ``normalize_source``: SQLMesh drops return annotations from stored source; for a mixmesh
+  function the stored decorator spells out every SQL type instead, so the state alone
+  knows the types, and a type change changes the model's fingerprint.
+- ``func_globals``: names used only in the argument hints that stay in the stored source
+  (dataclasses) are stored too.
+- the loader: functions imported into ``macros/`` from other project modules (the seed's
+  ``python/shared/``) are registered on every load, even when Python cached the module.
+- ``EngineAdapter._execute``: an engine error about a mixmesh function (an argument of the
+  wrong type, say) becomes a message that names the model, the function and the argument.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import inspect
+import sys
+import threading
+import types as pytypes
+import typing as t
+from pathlib import Path
+
+from sqlglot import exp
+
+from mixmesh.errors import FunctionCallError, FunctionDefinitionError, where
+
+if t.TYPE_CHECKING:
+    from sqlmesh.core.macros import MacroEvaluator
+
+    from mixmesh.functions import FunctionSpec, Udf
+
+_install_lock = threading.Lock()
+_installed = False
+
+
+def expand_call(udf: "Udf", evaluator: "MacroEvaluator", args: t.Sequence[t.Any]) -> exp.Expr:
+    """The SQL a ``@function(...)`` call becomes; binds the function when an engine is there."""
+    spec = udf.spec
+    model = model_name(evaluator)
+    if len(args) != len(spec.args):
+        expected = ", ".join(arg.name for arg in spec.args)
+        raise FunctionCallError(
+            f"{where(spec.name, model)} takes {len(spec.args)} argument(s) ({expected}); "
+            f"the call passes {len(args)}: @{spec.name}({', '.join(_sql(arg) for arg in args)})"
+        )
+    sql_name = binding_name(spec, model)
+    adapter = evaluator.locals.get("engine_adapter")
+    if adapter is not None and evaluator.runtime_stage != "loading":
+        from mixmesh import engines
+
+        engines.bind(spec, model, sql_name, adapter)
+    call = exp.Anonymous(this=sql_name, expressions=[_expression(arg) for arg in args])
+    return exp.Cast(this=call, to=spec.returns.copy())
+
+
+def model_name(evaluator: "MacroEvaluator") -> t.Optional[str]:
+    """The calling model as people write it (analytics.scored), when SQLMesh knows it."""
+    fqn = getattr(evaluator, "_model_fqn", None)
+    if not fqn:
+        return None
+    return ".".join(part.name for part in exp.to_table(fqn).parts[-2:])
+
+
+def binding_name(spec: "FunctionSpec", model: t.Optional[str]) -> str:
+    """The engine-side name: the SQL name and a digest of the code, the types and the model."""
+    digest = hashlib.sha256()
+    digest.update(code_digest(spec.func).encode())
+    digest.update(repr(sorted(spec.explicit_decorator_arguments().items())).encode())
+    digest.update((model or "").encode())
+    return f"{spec.name}__{digest.hexdigest()[:10]}"
+
+
+def code_digest(func: t.Callable[..., t.Any]) -> str:
+    """A digest of a function's code and of the project helpers it calls, at any depth."""
+    digest = hashlib.sha256()
+    seen: t.Set[int] = set()
+
+    def visit_code(code: pytypes.CodeType) -> None:
+        digest.update(code.co_code)
+        digest.update(repr(code.co_names).encode())
+        for const in code.co_consts:
+            if isinstance(const, pytypes.CodeType):
+                visit_code(const)
+            else:
+                digest.update(repr(const).encode())
+
+    def visit(function: t.Any) -> None:
+        function = getattr(function, "__wrapped__", function)
+        if id(function) in seen or not inspect.isfunction(function):
+            return
+        seen.add(id(function))
+        visit_code(function.__code__)
+        for name in _global_names(function.__code__):
+            value = function.__globals__.get(name)
+            if _is_project_function(value, function):
+                visit(value)
+            elif value is not None:
+                digest.update(f"{name}={_identity(value)}".encode())
+
+    visit(func)
+    return digest.hexdigest()
+
+
+def _global_names(code: pytypes.CodeType) -> t.Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, pytypes.CodeType):
+            yield from _global_names(const)
+
+
+def _is_project_function(value: t.Any, caller: t.Callable[..., t.Any]) -> bool:
+    value = getattr(value, "__wrapped__", value)
+    if not inspect.isfunction(value):
+        return False
+    if value.__globals__ is caller.__globals__:
+        return True
+    module = sys.modules.get(value.__module__ or "")
+    file = getattr(module, "__file__", None) or ""
+    return bool(file) and "site-packages" not in file
+
+
+def _identity(value: t.Any) -> str:
+    if isinstance(value, (int, float, str, bytes, bool, tuple, frozenset)):
+        return repr(value)
+    return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+
+
+def _expression(arg: t.Any) -> exp.Expr:
+    return arg if isinstance(arg, exp.Expr) else exp.convert(arg)
+
+
+def _sql(arg: t.Any) -> str:
+    return arg.sql() if isinstance(arg, exp.Expr) else repr(arg)
+
+
+# --- hooks into SQLMesh ------------------------------------------------------------------------
+
+
+def install() -> None:
+    """Install the hooks once per process (idempotent, thread-safe)."""
+    global _installed
+    if _installed:
+        return
+    with _install_lock:
+        if _installed:
+            return
+        from sqlmesh.core import loader
+        from sqlmesh.core.engine_adapter.base import EngineAdapter
+        from sqlmesh.utils import metaprogramming
+
+        metaprogramming.normalize_source = _explicit_source_hook(metaprogramming.normalize_source)
+        metaprogramming.func_globals = _hint_globals_hook(metaprogramming.func_globals)
+        for method in ("_load_audits", "_load_models", "_load_environment_statements"):
+            _wrap_loader_method(loader.SqlMeshLoader, method)
+        EngineAdapter._execute = _explain_errors_hook(EngineAdapter._execute)
+        _installed = True
+
+
+def _spec_of(obj: t.Any) -> t.Optional["FunctionSpec"]:
+    return getattr(obj, "__mixmesh_spec__", None)
+
+
+def _explicit_source_hook(normalize_source: t.Callable[[t.Any], str]) -> t.Callable[[t.Any], str]:
+    @functools.wraps(normalize_source)
+    def hook(obj: t.Any) -> str:
+        source = normalize_source(obj)
+        spec = _spec_of(obj)
+        return source if spec is None else explicit_source(source, spec)
+
+    return hook
+
+
+def explicit_source(source: str, spec: "FunctionSpec") -> str:
+    """The function's source with a decorator that states every SQL type and no type hints.
+
+    Argument hints stay only where row mode needs them to build values (dataclasses).
+    """
+    module = ast.parse(source)
+    node = next(n for n in module.body if isinstance(n, ast.FunctionDef))
+    keywords = [
+        ast.keyword(arg=key, value=ast.parse(repr(value), mode="eval").body)
+        for key, value in spec.explicit_decorator_arguments().items()
+    ]
+    position = _udf_decorator_position(node, spec)
+    if position is None:
+        module.body.insert(0, ast.parse("from mixmesh.functions import udf as _mixmesh_udf").body[0])
+        node.decorator_list.insert(0, ast.Call(func=ast.Name("_mixmesh_udf"), args=[], keywords=keywords))
+    else:
+        decorator = node.decorator_list[position]
+        callee = decorator.func if isinstance(decorator, ast.Call) else decorator
+        node.decorator_list[position] = ast.Call(func=callee, args=[], keywords=keywords)
+    kept = set(kept_hints(spec))
+    for arg in node.args.args + node.args.posonlyargs:
+        if arg.arg not in kept:
+            arg.annotation = None
+    node.returns = None
+    return ast.unparse(ast.fix_missing_locations(module)).strip()
+
+
+def kept_hints(spec: "FunctionSpec") -> t.List[str]:
+    """Arguments whose hints the stored source keeps: those row mode builds objects for."""
+    from mixmesh import types
+
+    if spec.vectorized:
+        return []
+    return [arg.name for arg in spec.args if types.python_converter(arg.hint) is not None]
+
+
+def _udf_decorator_position(node: ast.FunctionDef, spec: "FunctionSpec") -> t.Optional[int]:
+    from mixmesh.functions import udf
+
+    for position, decorator in enumerate(node.decorator_list):
+        callee = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if _resolve(callee, spec.func.__globals__) is udf:
+            return position
+    return None
+
+
+def _resolve(node: ast.expr, namespace: t.Dict[str, t.Any]) -> t.Any:
+    """The object a decorator names (``udf``, ``mixmesh.udf``), without evaluating code."""
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id)
+    if isinstance(node, ast.Attribute):
+        return getattr(_resolve(node.value, namespace), node.attr, None)
+    return None
+
+
+def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
+    @functools.wraps(func_globals)
+    def hook(func: t.Callable[..., t.Any]) -> t.Dict[str, t.Any]:
+        variables = func_globals(func)
+        spec = _spec_of(func)
+        if spec is not None:
+            for name in _names_in_kept_hints(func, spec):
+                if name in func.__globals__:
+                    variables[name] = func.__globals__[name]
+        return variables
+
+    return hook
+
+
+def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: "FunctionSpec") -> t.Set[str]:
+    kept = set(kept_hints(spec))
+    if not kept:
+        return set()
+    from sqlmesh.utils.metaprogramming import parse_source
+
+    node = next(n for n in ast.walk(parse_source(func)) if isinstance(n, ast.FunctionDef))
+    return {
+        name.id
+        for arg in node.args.args + node.args.posonlyargs
+        if arg.arg in kept and arg.annotation is not None
+        for name in ast.walk(arg.annotation)
+        if isinstance(name, ast.Name)
+    }
+
+
+def _wrap_loader_method(cls: type, method: str) -> None:
+    original = getattr(cls, method)
+
+    @functools.wraps(original)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        macros = kwargs.get("macros", args[0] if args else None)
+        if macros is not None:
+            register_project_functions(self, macros)
+        return original(self, *args, **kwargs)
+
+    setattr(cls, method, hook)
+
+
+def register_project_functions(loader: t.Any, macros: t.MutableMapping[str, t.Any]) -> None:
+    """Add every function bound in the project's ``macros/`` modules to SQLMesh's macros."""
+    from sqlmesh.core import constants
+    from sqlmesh.core.macros import macro
+
+    macros_dir = Path(loader.config_path) / constants.MACROS
+    for path in loader._glob_paths(macros_dir, ignore_patterns=loader.config.ignore_patterns, extension=".py"):
+        module_name = ".".join(path.absolute().relative_to(Path(loader.config_path).absolute()).with_suffix("").parts)
+        module = sys.modules.get(module_name)
+        for value in list(vars(module).values()) if module else []:
+            if _is_udf(value):
+                _register(macros, value, macro, path)
+
+
+def _is_udf(value: t.Any) -> bool:
+    from mixmesh.functions import Udf
+
+    return isinstance(value, Udf)
+
+
+def _register(macros: t.MutableMapping[str, t.Any], udf: "Udf", macro: type, path: Path) -> None:
+    name = udf.spec.name
+    existing = macros.get(name)
+    if existing is None:
+        entry = macro(name)
+        entry.func = udf
+        macros[name] = entry
+        return
+    current = getattr(existing, "func", None)
+    if current is udf:
+        return
+    if _is_udf(current) and current.__code__.co_code == udf.__code__.co_code:
+        return
+    kind = "another mixmesh function" if _is_udf(current) else "a SQLMesh macro"
+    raise FunctionDefinitionError(
+        f"@udf {udf.spec.qualified} (seen in {path.name}): the name {name!r} is already taken by "
+        f"{kind}; give one of them another name with @udf(name=...)"
+    )
+
+
+def _explain_errors_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    @functools.wraps(execute)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return execute(self, *args, **kwargs)
+        except Exception as error:
+            from mixmesh import engines
+
+            explained = engines.explain_error(error)
+            if explained is None:
+                raise
+            raise explained from error
+
+    return hook
