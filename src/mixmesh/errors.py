@@ -11,11 +11,13 @@ class MixmeshError(Exception):
     """Base class of every error mixmesh raises."""
 
 
-class FunctionDefinitionError(MixmeshError, TypeError):
+# Definition and call errors are ValueErrors: SQLMesh's command line prints those as a
+# one-line message instead of a traceback, wherever in loading they happen.
+class FunctionDefinitionError(MixmeshError, ValueError):
     """A decorated function cannot become a SQL function (bad hint, bad name...)."""
 
 
-class FunctionCallError(MixmeshError, TypeError):
+class FunctionCallError(MixmeshError, ValueError):
     """A SQL model calls a function the wrong way (argument count, argument type)."""
 
 

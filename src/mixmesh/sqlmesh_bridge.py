@@ -165,6 +165,7 @@ def install() -> None:
         metaprogramming.func_globals = _hint_globals_hook(metaprogramming.func_globals)
         for method in ("_load_audits", "_load_models", "_load_environment_statements"):
             _wrap_loader_method(loader.SqlMeshLoader, method)
+        loader.SqlMeshLoader._load_scripts = _fresh_modules_hook(loader.SqlMeshLoader._load_scripts)
         EngineAdapter._execute = _explain_errors_hook(EngineAdapter._execute)
         _installed = True
 
@@ -275,10 +276,62 @@ def _wrap_loader_method(cls: type, method: str) -> None:
     def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
         macros = kwargs.get("macros", args[0] if args else None)
         if macros is not None:
+            track_project_modules(self)
             register_project_functions(self, macros)
         return original(self, *args, **kwargs)
 
     setattr(cls, method, hook)
+
+
+def _fresh_modules_hook(load_scripts: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    @functools.wraps(load_scripts)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        forget_project_modules(Path(self.config_path))
+        return load_scripts(self, *args, **kwargs)
+
+    return hook
+
+
+def track_project_modules(loader: t.Any) -> None:
+    """Make SQLMesh's model cache and file watching see the modules ``macros/`` imports.
+
+    SQLMesh keys its cache of loaded models on the mtimes of ``macros/`` files only; a model
+    calling a function whose helper lives in ``python/shared/`` would otherwise keep its
+    cached, stale Python code and fingerprint after the helper is edited.
+    """
+    latest = loader._macros_max_mtime
+    for path in _project_module_files(Path(loader.config_path)):
+        loader._track_file(path)
+        mtime = loader._path_mtimes[path]
+        latest = mtime if latest is None else max(latest, mtime)
+    loader._macros_max_mtime = latest
+
+
+def _project_module_files(root: Path) -> t.Iterator[Path]:
+    """Files of the modules in Python's cache that belong to the project, not to a package."""
+    root = root.absolute()
+    installed = (Path(sys.prefix).absolute(), Path(sys.base_prefix).absolute())
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or "site-packages" in file:
+            continue
+        path = Path(file).absolute()
+        if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed):
+            yield path
+
+
+def forget_project_modules(root: Path) -> None:
+    """Drop the project's own modules from Python's cache so a reload reads edited helpers.
+
+    SQLMesh re-imports ``macros/`` on every load but not the modules they import (the seed's
+    ``python/shared/``); without this, an edited helper would keep its old code in a
+    long-lived process (notebook, UI) and the fingerprint would miss the edit.
+    """
+    files = set(_project_module_files(root))
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).absolute() in files:
+            del sys.modules[name]
 
 
 def register_project_functions(loader: t.Any, macros: t.MutableMapping[str, t.Any]) -> None:

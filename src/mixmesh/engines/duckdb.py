@@ -37,9 +37,25 @@ _RAISED = re.compile(
 
 def bind(function: "BatchFunction", sql_name: str, adapter: t.Any) -> None:
     """Register ``function`` as ``sql_name`` on the adapter's DuckDB connection, once."""
+    bind_connection(function, sql_name, adapter.connection)
+
+
+def register(connection: t.Any, udf: t.Any, *, name: t.Optional[str] = None) -> str:
+    """Make a ``@udf`` function callable in queries on a plain DuckDB connection.
+
+    Returns the SQL name to call it by (``name``, or the function's SQL name).
+    """
+    from mixmesh.calling import BatchFunction
+
+    sql_name = name or udf.spec.name
+    bind_connection(BatchFunction(udf.spec), sql_name, connection)
+    return sql_name
+
+
+def bind_connection(function: "BatchFunction", sql_name: str, connection: t.Any) -> None:
+    """Register ``function`` as ``sql_name`` on a DuckDB connection, once."""
     import duckdb
 
-    connection = adapter.connection
     with _lock:
         bound = _bindings.setdefault(connection, {})
         if sql_name in bound:

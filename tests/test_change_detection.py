@@ -1,0 +1,77 @@
+"""Editing a function changes exactly the models that call it, as editing a macro does."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.projects import Project
+
+FUNCTIONS = '''
+from mixmesh import udf
+from python.shared.helpers import scale
+
+
+@udf
+def double_it(x: float) -> float:
+    return scale(x)
+
+
+@udf
+def label(x: float) -> str:
+    return "high" if x > 10 else "low"
+'''
+
+HELPERS = '''
+def scale(x):
+    return x * 2.0
+'''
+
+MODELS = {
+    "models/doubles.sql": "MODEL (name analytics.doubles, kind FULL); SELECT @double_it(1.5) AS d",
+    "models/labels.sql": "MODEL (name analytics.labels, kind FULL); SELECT @label(1.5) AS l",
+    "models/plain.sql": "MODEL (name analytics.plain, kind FULL); SELECT 1.5 * 2 AS d",
+}
+
+
+@pytest.fixture
+def planned(project: Project) -> Project:
+    project.write("macros/functions.py", FUNCTIONS)
+    project.write("python/shared/helpers.py", HELPERS)
+    for path, sql in MODELS.items():
+        project.write(path, sql)
+    project.plan()
+    return project
+
+
+def changed_models(project: Project) -> set[str]:
+    """The models a new plan lists as directly modified."""
+    context = project.context()
+    diff = context.plan(no_prompts=True, auto_apply=False).context_diff
+    names = {context.get_model(n).fqn: n for n in ("analytics.doubles", "analytics.labels", "analytics.plain")}
+    return {names[fqn] for fqn in diff.modified_snapshots if diff.directly_modified(fqn)}
+
+
+@pytest.mark.slow
+def test_editing_a_function_body_changes_only_its_callers(planned: Project) -> None:
+    planned.write("macros/functions.py", FUNCTIONS.replace('"high" if x > 10', '"high" if x > 20'))
+    assert changed_models(planned) == {"analytics.labels"}
+
+
+@pytest.mark.slow
+def test_editing_a_project_helper_changes_the_callers_of_the_function_using_it(planned: Project) -> None:
+    planned.write("python/shared/helpers.py", HELPERS.replace("2.0", "3.0"))
+    assert changed_models(planned) == {"analytics.doubles"}
+
+
+@pytest.mark.slow
+def test_editing_a_return_type_changes_the_callers(planned: Project) -> None:
+    planned.write("macros/functions.py", FUNCTIONS.replace("def label(x: float) -> str", "def label(x: float) -> bytes"))
+    assert changed_models(planned) == {"analytics.labels"}
+
+
+@pytest.mark.slow
+def test_unrelated_edits_change_nothing(planned: Project) -> None:
+    planned.write("python/shared/unused.py", "def unused():\n    return 1\n")
+    planned.write("macros/functions.py", FUNCTIONS + "\n\ndef not_a_function_of_any_model():\n    return 2\n")
+    planned.write("macros/functions.py", FUNCTIONS.replace("from mixmesh import udf", "# a comment\nfrom mixmesh import udf"))
+    assert changed_models(planned) == set()
