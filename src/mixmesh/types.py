@@ -61,8 +61,13 @@ _ARROW_BY_SQL: t.Dict[DType, pa.DataType] = {
     DType.BLOB: pa.binary(),
     DType.DATE: pa.date32(),
     DType.TIMESTAMP: pa.timestamp("us"),
+    DType.TIMESTAMPNTZ: pa.timestamp("us"),  # what DuckDB's TIMESTAMP parses to
     DType.DATETIME: pa.timestamp("us"),
+    DType.TIMESTAMP_S: pa.timestamp("s"),
+    DType.TIMESTAMP_MS: pa.timestamp("ms"),
+    DType.TIMESTAMP_NS: pa.timestamp("ns"),
     DType.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+    DType.TIMESTAMPLTZ: pa.timestamp("us", tz="UTC"),
     DType.TIME: pa.time64("us"),
 }
 
