@@ -75,3 +75,19 @@ def test_unrelated_edits_change_nothing(planned: Project) -> None:
     planned.write("macros/functions.py", FUNCTIONS + "\n\ndef not_a_function_of_any_model():\n    return 2\n")
     planned.write("macros/functions.py", FUNCTIONS.replace("from mixmesh import udf", "# a comment\nfrom mixmesh import udf"))
     assert changed_models(planned) == set()
+
+
+@pytest.mark.slow
+def test_a_fresh_sqlmesh_plan_sees_an_edited_helper_despite_its_model_cache(project: Project) -> None:
+    """SQLMesh caches loaded models on disk keyed on macros/ only; helpers must count too."""
+    project.write("macros/functions.py", FUNCTIONS)
+    project.write("python/shared/helpers.py", HELPERS)
+    for path, sql in MODELS.items():
+        project.write(path, sql)
+    project.cli("plan", "--auto-apply", "--no-prompts")
+
+    project.write("python/shared/helpers.py", HELPERS.replace("2.0", "3.0") + "\n")
+    output = project.cli("plan", "--no-prompts", "--auto-apply").stdout
+    assert "Directly Modified" in output and "analytics.doubles" in output
+    assert "analytics.labels" not in output and "analytics.plain" not in output
+    assert project.query("SELECT d FROM analytics.doubles") == [(4.5,)]

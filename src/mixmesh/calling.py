@@ -1,9 +1,14 @@
-"""Running a function on Arrow batches: the one calling convention every engine binds.
+"""Calling a function from an engine, so that every engine behaves the same.
 
-An engine hands over the argument columns of a batch as Arrow arrays and gets one Arrow
-array back, of the declared type and the same length. Everything between — NULL handling,
-row or vectorized calls, checking what the function returned, errors that say which model,
-function and row — lives here, so every engine behaves the same.
+Two calling conventions:
+
+- ``BatchFunction``: the engine hands over the argument columns of a batch as Arrow arrays
+  and gets one Arrow array back, of the declared type and the same length. NULL handling,
+  row or vectorized calls, checking what the function returned and errors that say which
+  model, function and row all live here.
+- ``row_function``: the engine calls Python once per row with Python values (engines whose
+  per-row calls cost less than their Arrow hand-over, as DuckDB's do); the wrapper adds
+  only what the engine cannot: errors naming the model, the function and the row.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class BatchFunction:
         self.arg_types = [types.to_arrow(arg.sql_type) for arg in spec.args]
         self.return_type = types.to_arrow(spec.returns)
         self.converters = [types.python_converter(arg.hint) for arg in spec.args]
+        self.as_pandas = [arg.batch_kind == PANDAS for arg in spec.args]
         self._run = self._run_batch if spec.vectorized else self._run_rows
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
@@ -114,10 +120,10 @@ class BatchFunction:
         expected = self.arg_types[index]
         if array.type != expected:
             array = array.cast(expected)
-        return array.to_pandas() if self.spec.args[index].batch_kind == PANDAS else array
+        return array.to_pandas() if self.as_pandas[index] else array
 
     def _batch_result(self, result: t.Any, rows: int) -> pa.Array:
-        array = _to_arrow_array(result, self.where)
+        array = _to_arrow_array(result, self.where, self.return_type)
         if len(array) != rows:
             raise FunctionRuntimeError(
                 f"{self.where} returned {len(array)} values for a batch of {rows} rows; "
@@ -134,8 +140,90 @@ class BatchFunction:
             ) from None
 
 
+def row_function(
+    spec: FunctionSpec, model: t.Optional[str] = None, *, nan_as_text: bool = False
+) -> t.Callable[..., t.Any]:
+    """The function an engine calls once per row, failing with the model, function and row.
+
+    This wrapper is on the hot path of every row: it has the function's exact arity and does
+    nothing but call, unless values need building (dataclasses in, dataclasses out) or, with
+    ``nan_as_text``, NaN needs handing over as text (for engines that read NaN as NULL).
+    """
+    func = spec.func
+    context = where(spec.name, model)
+    names = [arg.name for arg in spec.args]
+
+    def failure(error: Exception, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
+        described = ", ".join(f"{name}={truncate(value, 80)}" for name, value in zip(names, row))
+        return FunctionRuntimeError(
+            f"{context} raised {type(error).__name__}: {error}; the row's arguments were {described}"
+        )
+
+    converters = [types.python_converter(arg.hint) for arg in spec.args]
+    fix_nan = types.nan_as_text(spec.returns) if nan_as_text else None
+    builds_result = types.is_struct_hint(types.strip_optional(spec.returns_hint))
+    if any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
+        call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure)
+    else:
+        call = _plain_call(func, len(spec.args), failure, keep_nan=fix_nan is not None)
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
+    )
+    return call
+
+
+def _result_transform(
+    builds_result: bool, fix_nan: t.Optional[t.Callable[[t.Any], t.Any]]
+) -> t.Callable[[t.Any], t.Any]:
+    if fix_nan is None:
+        return types.arrow_ready
+    return lambda result: types.apply(fix_nan, types.arrow_ready(result) if builds_result else result)
+
+
+# The per-row wrapper, compiled for the function's exact arity: on the hot path, packing
+# the row into *args would cost as much as the check it exists for. Only parameter names
+# generated here enter the template, never user text.
+_ROW_CALL = """
+def call({params}):
+    try:
+        result = func({params})
+    except Exception as error:
+        raise failure(error, ({params},)) from error
+    return {result}
+"""
+
+
+def _plain_call(
+    func: t.Callable[..., t.Any], arity: int, failure: t.Callable[..., Exception], keep_nan: bool
+) -> t.Callable[..., t.Any]:
+    params = ", ".join(f"a{i}" for i in range(arity))
+    # For engines that read a returned NaN as NULL but the text 'NaN' as NaN.
+    result = "result if result == result else 'NaN'" if keep_nan else "result"
+    namespace: t.Dict[str, t.Any] = {"func": func, "failure": failure}
+    exec(compile(_ROW_CALL.format(params=params, result=result), "<mixmesh row call>", "exec"), namespace)
+    return namespace["call"]
+
+
+def _building_call(
+    func: t.Callable[..., t.Any],
+    converters: t.List[t.Optional[t.Callable[[t.Any], t.Any]]],
+    transform: t.Callable[[t.Any], t.Any],
+    failure: t.Callable[..., Exception],
+) -> t.Callable[..., t.Any]:
+    def call(*row: t.Any) -> t.Any:
+        try:
+            result = func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
+        except Exception as error:
+            raise failure(error, row) from error
+        return transform(result)
+
+    return call
+
+
 def _as_array(column: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 def _broadcast(arrays: t.List[pa.Array]) -> t.List[pa.Array]:
@@ -172,16 +260,17 @@ def _arrow_ready(values: t.List[t.Any]) -> t.List[t.Any]:
     return [types.arrow_ready(v) for v in values]
 
 
-def _to_arrow_array(result: t.Any, where_: str) -> pa.Array:
+def _to_arrow_array(result: t.Any, where_: str, return_type: pa.DataType) -> pa.Array:
     if isinstance(result, pa.ChunkedArray):
         return result.combine_chunks()
     if isinstance(result, pa.Array):
         return result
-    module = type(result).__module__.split(".")[0]
     try:
-        if module == "pandas":
-            return pa.Array.from_pandas(result)
-        return pa.array(result)
+        # NaN stays NaN (from_pandas=False): strict NULL handling kept NULLs out of the batch.
+        try:
+            return pa.array(result, type=return_type, from_pandas=False)
+        except (pa.ArrowException, TypeError, ValueError):
+            return pa.array(result, from_pandas=False)  # the caller casts, or says why not
     except (pa.ArrowException, TypeError, ValueError) as error:
         raise FunctionRuntimeError(
             f"{where_} returned a {type(result).__name__} that is not an array of values: {error}"

@@ -382,7 +382,7 @@ def _explain_errors_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.A
         except Exception as error:
             from mixmesh import engines
 
-            explained = engines.explain_error(error)
+            explained = engines.explain_error(error, args[0] if args else kwargs.get("sql"))
             if explained is None:
                 raise
             raise explained from error

@@ -202,20 +202,41 @@ def python_converter(hint: t.Any) -> t.Optional[t.Callable[[t.Any], t.Any]]:
     origin = t.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         fields = {name: python_converter(h) for name, h in t.get_type_hints(hint).items()}
-        return lambda value: hint(**{k: _apply(fields[k], v) for k, v in value.items()})
+        return lambda value: hint(**{k: apply(fields[k], v) for k, v in value.items()})
     if origin in (list, t.List) and t.get_args(hint):
         inner = python_converter(t.get_args(hint)[0])
         if inner is not None:
-            return lambda values: [_apply(inner, v) for v in values]
+            return lambda values: [apply(inner, v) for v in values]
     return None
 
 
-def _apply(converter: t.Optional[t.Callable[[t.Any], t.Any]], value: t.Any) -> t.Any:
+def apply(converter: t.Optional[t.Callable[[t.Any], t.Any]], value: t.Any) -> t.Any:
     return value if converter is None or value is None else converter(value)
 
 
 def _unannotate(hint: t.Any) -> t.Any:
     return t.get_args(hint)[0] if t.get_origin(hint) is t.Annotated else hint
+
+
+def nan_as_text(sql_type: exp.DataType) -> t.Optional[t.Callable[[t.Any], t.Any]]:
+    """A function that writes every float NaN inside a value of ``sql_type`` as 'NaN'.
+
+    For engines that turn a returned NaN into NULL but cast the text 'NaN' to NaN (DuckDB's
+    native UDFs). None when the type holds no floats.
+    """
+    kind = sql_type.this
+    if kind in (DType.DOUBLE, DType.FLOAT):
+        return lambda value: value if value == value else "NaN"
+    if kind in (DType.ARRAY, DType.LIST):
+        inner = nan_as_text(sql_type.expressions[0])
+        return None if inner is None else (lambda values: [apply(inner, v) for v in values])
+    if kind == DType.STRUCT:
+        fields = {f.name: nan_as_text(f.args["kind"]) for f in sql_type.expressions}
+        fields = {name: fix for name, fix in fields.items() if fix is not None}
+        if not fields:
+            return None
+        return lambda value: {k: apply(fields.get(k), v) for k, v in value.items()}
+    return None
 
 
 def arrow_ready(value: t.Any) -> t.Any:

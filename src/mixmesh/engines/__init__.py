@@ -2,9 +2,9 @@
 
 Every engine module offers the same small interface:
 
-- ``bind(function: BatchFunction, sql_name: str, adapter) -> None``: make ``sql_name``
-  callable in the queries the SQLMesh engine adapter runs (idempotent);
-- ``explain_error(error, bound: Mapping[str, BatchFunction]) -> Exception | None``: the
+- ``bind(binding: Binding, sql_name: str, adapter) -> None``: make ``sql_name`` callable
+  in the queries the SQLMesh engine adapter runs (idempotent);
+- ``explain_error(error, sql, bound: Mapping[str, Binding]) -> Exception | None``: the
   mixmesh error an engine error stands for, if it is about a bound function.
 """
 
@@ -18,14 +18,21 @@ import typing as t
 from mixmesh.errors import FunctionCallError
 
 if t.TYPE_CHECKING:
-    from mixmesh.calling import BatchFunction
     from mixmesh.functions import FunctionSpec
 
 # SQLMesh dialect -> the module that binds functions in that engine.
 ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb"}
 
+
+class Binding(t.NamedTuple):
+    """A function as one model calls it: what an engine binds under one SQL name."""
+
+    spec: "FunctionSpec"
+    model: t.Optional[str]
+
+
 # Every binding made in this process, by engine-side name; errors are explained from it.
-_bound: t.Dict[str, "BatchFunction"] = {}
+_bound: t.Dict[str, Binding] = {}
 _lock = threading.Lock()
 
 
@@ -42,22 +49,18 @@ def engine(dialect: str) -> types.ModuleType:
 
 def bind(spec: "FunctionSpec", model: t.Optional[str], sql_name: str, adapter: t.Any) -> None:
     """Bind a function for a model in the engine behind a SQLMesh engine adapter."""
-    from mixmesh.calling import BatchFunction
-
     with _lock:
-        function = _bound.get(sql_name)
-        if function is None:
-            function = _bound[sql_name] = BatchFunction(spec, model)
-    engine(adapter.dialect).bind(function, sql_name, adapter)
+        binding = _bound.setdefault(sql_name, Binding(spec, model))
+    engine(adapter.dialect).bind(binding, sql_name, adapter)
 
 
-def explain_error(error: BaseException) -> t.Optional[Exception]:
+def explain_error(error: BaseException, sql: t.Any = None) -> t.Optional[Exception]:
     """The mixmesh error behind an engine error, or None when it is not about a function."""
     if not _bound:
         return None
+    text = sql if isinstance(sql, str) else ""
     for module_name in ENGINE_MODULES.values():
-        module = importlib.import_module(module_name)
-        explained = module.explain_error(error, _bound)
+        explained = importlib.import_module(module_name).explain_error(error, text, _bound)
         if explained is not None:
             return explained
     return None

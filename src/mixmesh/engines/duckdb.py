@@ -1,10 +1,13 @@
-"""DuckDB: functions bound as Arrow UDFs on the connection SQLMesh runs queries on.
+"""DuckDB: functions bound as Python UDFs on the connection SQLMesh runs queries on.
 
-DuckDB calls an Arrow UDF once per vector (up to 2048 rows) with pyarrow arrays
-(https://duckdb.org/docs/stable/clients/python/function). Functions registered on a
-connection are visible to all its cursors, which is how SQLMesh's per-thread cursors see
-them; the Python callable, though, is only kept alive by us (duckdb-python #530: a dangling
-callable crashes the process), hence the strong references below.
+Row functions are bound as DuckDB's native UDFs, vectorized ones as Arrow UDFs
+(https://duckdb.org/docs/stable/clients/python/function). DuckDB calls an Arrow UDF once per
+vector of at most 2048 rows, and handing a vector over as Arrow costs about as much as
+calling a small Python function on each of its rows natively; so row functions go native.
+
+Functions registered on a connection are visible to all its cursors, which is how SQLMesh's
+per-thread cursors see them; the Python callable, though, is only kept alive by us
+(duckdb-python #530: a dangling callable crashes the process), hence the strong references.
 """
 
 from __future__ import annotations
@@ -18,14 +21,21 @@ from mixmesh import types
 from mixmesh.errors import FunctionCallError, FunctionRuntimeError, MixmeshError, where
 
 if t.TYPE_CHECKING:
-    from mixmesh.calling import BatchFunction
+    from mixmesh.engines import Binding
+    from mixmesh.functions import FunctionSpec
 
 NAME = "duckdb"
+
 SUPPORTS_ARROW_UDF = True
 """DuckDB hands Arrow arrays to Python functions, so batches need no conversion."""
 
-# connection -> {engine-side name -> function}: what is bound where, and the strong references.
-_bindings: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, BatchFunction]]" = weakref.WeakKeyDictionary()
+ROW_CALLS_ARE_NATIVE = True
+"""Row functions are called per row by DuckDB itself, which converts values and skips NULLs."""
+
+# connection -> {engine-side name -> (spec, callable)}: what is bound where; the strong refs.
+_bindings: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, t.Tuple[FunctionSpec, t.Callable[..., t.Any]]]]" = (
+    weakref.WeakKeyDictionary()
+)
 _lock = threading.Lock()
 
 _NO_MATCH = re.compile(r"No function matches the given name and argument types '(?P<name>\w+)\((?P<types>.*)\)'")
@@ -33,59 +43,75 @@ _RAISED = re.compile(
     r"Python exception occurred while executing the UDF: (?P<kind>\w+): (?P<message>.*?)(?:\n\nAt:|\Z)",
     re.DOTALL,
 )
+_RETURN_CAST = re.compile(r"Failed to cast value: (?P<detail>.*)", re.DOTALL)
 
 
-def bind(function: "BatchFunction", sql_name: str, adapter: t.Any) -> None:
-    """Register ``function`` as ``sql_name`` on the adapter's DuckDB connection, once."""
-    bind_connection(function, sql_name, adapter.connection)
+def bind(binding: "Binding", sql_name: str, adapter: t.Any) -> None:
+    """Register a binding as ``sql_name`` on the adapter's DuckDB connection, once."""
+    bind_connection(binding, sql_name, adapter.connection)
 
 
 def register(connection: t.Any, udf: t.Any, *, name: t.Optional[str] = None) -> str:
     """Make a ``@udf`` function callable in queries on a plain DuckDB connection.
 
-    Returns the SQL name to call it by (``name``, or the function's SQL name).
+    Returns the SQL name to call it by (``name``, or the function's SQL name). Registering
+    another function under a name already used on this connection replaces the first.
     """
-    from mixmesh.calling import BatchFunction
+    from mixmesh.engines import Binding
 
     sql_name = name or udf.spec.name
-    bind_connection(BatchFunction(udf.spec), sql_name, connection)
+    bind_connection(Binding(udf.spec, None), sql_name, connection, replace=True)
     return sql_name
 
 
-def bind_connection(function: "BatchFunction", sql_name: str, connection: t.Any) -> None:
-    """Register ``function`` as ``sql_name`` on a DuckDB connection, once."""
+def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, replace: bool = False) -> None:
+    """Register ``binding`` as ``sql_name`` on a DuckDB connection.
+
+    SQLMesh's names carry a digest of the code, so a name already bound is the same function
+    (``replace=False``); ``register`` names are the user's and may change hands.
+    """
     import duckdb
 
     with _lock:
         bound = _bindings.setdefault(connection, {})
-        if sql_name in bound:
+        if sql_name in bound and (not replace or bound[sql_name][0] is binding.spec):
             return
+        function = _callable(binding)
         try:
-            _create(connection, sql_name, function)
+            _create(connection, sql_name, binding.spec, function)
         except duckdb.NotImplementedException:
-            # Registered on this connection before mixmesh tracked it (a reloaded module):
-            # replace it so the connection runs this very version.
+            # Already registered on this connection (a replaced or reloaded function).
             connection.remove_function(sql_name)
-            _create(connection, sql_name, function)
-        bound[sql_name] = function
+            _create(connection, sql_name, binding.spec, function)
+        bound[sql_name] = (binding.spec, function)
 
 
-def _create(connection: t.Any, sql_name: str, function: "BatchFunction") -> None:
+def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
+    from mixmesh.calling import BatchFunction, row_function
+
+    spec = binding.spec
+    if spec.vectorized:
+        return BatchFunction(spec, binding.model)
+    # DuckDB stores a NaN returned by a native UDF as NULL, and casts the text 'NaN' to NaN.
+    return row_function(spec, binding.model, nan_as_text=True)
+
+
+def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:
     import duckdb
 
-    spec = function.spec
     connection.create_function(
         sql_name,
         function,
         [duckdb.sqltype(types.sql(arg.sql_type, NAME)) for arg in spec.args],
         duckdb.sqltype(types.sql(spec.returns, NAME)),
-        type="arrow",
-        # NULLs reach Python so that BatchFunction applies the function's own policy.
-        null_handling="special",
+        type="arrow" if spec.vectorized else "native",
+        # "default": DuckDB returns NULL for a NULL argument without calling (strict row
+        # functions); "special": NULLs reach Python (BatchFunction applies the policy itself).
+        null_handling="default" if not spec.vectorized and spec.null_handling == "strict" else "special",
     )
 
 
-def explain_error(error: BaseException, bound: t.Mapping[str, "BatchFunction"]) -> t.Optional[Exception]:
+def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding"]) -> t.Optional[Exception]:
     """The mixmesh error a DuckDB error stands for, if it is about a bound function."""
     message = str(error)
     raised = _RAISED.search(message)
@@ -94,6 +120,9 @@ def explain_error(error: BaseException, bound: t.Mapping[str, "BatchFunction"]) 
     no_match = _NO_MATCH.search(message)
     if no_match and no_match.group("name") in bound:
         return _wrong_argument_types(bound[no_match.group("name")], _split_types(no_match.group("types")))
+    cast = _RETURN_CAST.search(message)
+    if cast:
+        return _wrong_return_value(cast.group("detail").strip(), _called_in(sql, bound))
     return None
 
 
@@ -102,8 +131,23 @@ _OUR_ERRORS: t.Dict[str, t.Type[MixmeshError]] = {
 }
 
 
-def _wrong_argument_types(function: "BatchFunction", actual: t.List[str]) -> FunctionCallError:
-    spec = function.spec
+def _called_in(sql: str, bound: t.Mapping[str, "Binding"]) -> t.List["Binding"]:
+    """The row functions a query calls (the ones DuckDB converts return values for)."""
+    lowered = sql.lower()
+    return [b for name, b in bound.items() if not b.spec.vectorized and f"{name.lower()}(" in lowered]
+
+
+def _wrong_return_value(detail: str, candidates: t.List["Binding"]) -> t.Optional[FunctionRuntimeError]:
+    if not candidates:
+        return None
+    named = " or ".join(
+        f"{where(b.spec.name, b.model)} (declared {types.sql(b.spec.returns, NAME)})" for b in candidates
+    )
+    return FunctionRuntimeError(f"{named} returned a value that does not convert to its declared type: {detail}")
+
+
+def _wrong_argument_types(binding: "Binding", actual: t.List[str]) -> FunctionCallError:
+    spec = binding.spec
     problems = []
     for position, (arg, got) in enumerate(zip(spec.args, actual), start=1):
         declared = types.sql(arg.sql_type, NAME)
@@ -114,7 +158,7 @@ def _wrong_argument_types(function: "BatchFunction", actual: t.List[str]) -> Fun
         f"({', '.join(types.sql(arg.sql_type, NAME) for arg in spec.args)})"
     )
     return FunctionCallError(
-        f"{where(spec.name, function.model)}: {detail}. Cast the argument in SQL "
+        f"{where(spec.name, binding.model)}: {detail}. Cast the argument in SQL "
         "(CAST(x AS type)) or change the function's type hint."
     )
 
@@ -123,7 +167,10 @@ def _split_types(text: str) -> t.List[str]:
     """Split ``'VARCHAR, STRUCT(a INTEGER, b VARCHAR)[]'`` at its top-level commas."""
     parts, depth, current = [], 0, ""
     for char in text:
-        depth += char in "(<[" and 1 or (-1 if char in ")>]" else 0)
+        if char in "(<[":
+            depth += 1
+        elif char in ")>]":
+            depth -= 1
         if char == "," and depth == 0:
             parts.append(current.strip())
             current = ""
@@ -132,20 +179,23 @@ def _split_types(text: str) -> t.List[str]:
     return parts + [current.strip()] if current.strip() else parts
 
 
-def _same_type(left: str, right: str) -> bool:
+def _parse(sql_type: str) -> t.Any:
     from sqlglot import exp
 
     try:
-        return exp.DataType.build(left, dialect=NAME) == exp.DataType.build(right, dialect=NAME)
+        return exp.DataType.build(sql_type, dialect=NAME)
     except Exception:
-        return left.upper() == right.upper()
+        return None
+
+
+def _same_type(left: str, right: str) -> bool:
+    parsed = _parse(left), _parse(right)
+    return parsed[0] == parsed[1] if None not in parsed else left.upper() == right.upper()
 
 
 def _both_numeric(left: str, right: str) -> bool:
     """DuckDB converts between numeric types by itself; a mismatch is elsewhere."""
     from sqlglot import exp
 
-    try:
-        return all(exp.DataType.build(side, dialect=NAME).is_type(*exp.DataType.NUMERIC_TYPES) for side in (left, right))
-    except Exception:
-        return False
+    parsed = _parse(left), _parse(right)
+    return None not in parsed and all(p.is_type(*exp.DataType.NUMERIC_TYPES) for p in parsed)

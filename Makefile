@@ -1,0 +1,31 @@
+# The two commands: `make demo` and `make test`. Both create .venv and install into it
+# when needed, so a fresh machine with Python 3 and make is enough.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: demo test benchmark clean
+
+demo: $(INSTALLED)
+	$(BIN)/mixmesh demo
+
+test: $(INSTALLED)
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
+
+benchmark: $(INSTALLED)
+	$(BIN)/python benchmarks/udf_throughput.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever the declared dependencies change.
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache
