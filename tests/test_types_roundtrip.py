@@ -63,14 +63,32 @@ CASES: t.Dict[str, t.Tuple[t.Any, str, t.List[t.Any]]] = {
     "decimal": (
         Decimal,
         "DECIMAL(38, 9)",
-        [Decimal("0"), Decimal("-12345678901234567890.123456789"), Decimal("99999999999999999999999999999.999999999"), None],
+        [
+            Decimal("0"),
+            Decimal("-12345678901234567890.123456789"),
+            Decimal("99999999999999999999999999999.999999999"),  # the largest DECIMAL(38, 9)
+            None,
+        ],
     ),
-    "decimal_18_4": (None, "DECIMAL(18, 4)", [Decimal("1.5000"), Decimal("-99999999999999.9999"), Decimal("0.0001"), None]),
-    "date": (dt.date, "DATE", [dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(1970, 1, 1), dt.date(2024, 2, 29), None]),
+    "decimal_18_4": (
+        None,  # types from args=/returns=
+        "DECIMAL(18, 4)",
+        [Decimal("1.5000"), Decimal("-99999999999999.9999"), Decimal("0.0001"), None],
+    ),
+    "date": (
+        dt.date,
+        "DATE",
+        [dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(1970, 1, 1), dt.date(2024, 2, 29), None],
+    ),
     "timestamp": (
         dt.datetime,
         "TIMESTAMP",
-        [dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1969, 12, 31, 23, 59, 59, 1), None],
+        [
+            dt.datetime(1, 1, 1),
+            dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+            dt.datetime(1969, 12, 31, 23, 59, 59, 1),
+            None,
+        ],
     ),
     "timestamptz": (
         AwareDatetime,
@@ -87,24 +105,6 @@ CASES: t.Dict[str, t.Tuple[t.Any, str, t.List[t.Any]]] = {
     "optional": (t.Optional[int], "BIGINT", [7, None]),
 }
 
-BUG_EXPLICIT_TIMESTAMP = (
-    "types.parse_sql_type('TIMESTAMP') gives sqlglot's DType.TIMESTAMPNTZ (duckdb dialect), which "
-    "_ARROW_BY_SQL lacks: args=['TIMESTAMP']/returns='TIMESTAMP' raise FunctionDefinitionError"
-)
-BUG_PANDAS_NAN = (
-    "calling._to_arrow_array converts a returned pandas Series with pa.Array.from_pandas, "
-    "which turns NaN into NULL"
-)
-BUG_PANDAS_MAP = (
-    "calling._to_arrow_array converts a returned Series without the declared type: "
-    "a MAP column (lists of key/value tuples) fails with ArrowTypeError"
-)
-KNOWN_BUGS = {
-    ("arrow", "timestamp"): BUG_EXPLICIT_TIMESTAMP,
-    ("pandas", "timestamp"): BUG_EXPLICIT_TIMESTAMP,
-    ("pandas", "double_nan"): BUG_PANDAS_NAN,
-    ("pandas", "map"): BUG_PANDAS_MAP,
-}
 MODES = ("row", "arrow", "pandas")
 
 
@@ -155,14 +155,12 @@ def exact(value: t.Any) -> t.Any:
     return value
 
 
-def xfail_if(bug: t.Optional[str]) -> t.List[t.Any]:
-    return [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
 
 
 @pytest.mark.parametrize(
     "mode, case",
     [
-        pytest.param(mode, case, id=f"{mode}-{case}", marks=xfail_if(KNOWN_BUGS.get((mode, case))))
+        pytest.param(mode, case, id=f"{mode}-{case}")
         for mode in MODES
         for case in CASES
     ],
@@ -172,19 +170,41 @@ def test_identity_returns_the_input_values(mode: str, case: str) -> None:
     fn, received = identity(mode, hint, sql)
     assert exact(through_sql(fn, sql, values)) == exact(values)
     batch_type = {"row": object, "arrow": pa.Array, "pandas": pd.Series}[mode]
+    if mode == "row" and dataclasses.is_dataclass(hint):
+        batch_type = hint  # a dataclass argument arrives as an instance
     assert received and all(isinstance(batch, batch_type) for batch in received)
 
 
+class XY(t.TypedDict):
+    x: float
+    y: float
+
+
+# Built in SQL: DuckDB's Python parameter binding turns a NaN inside a list, map or struct into NULL.
+NESTED_NAN = {
+    "nan_in_list": (t.List[float], "DOUBLE[]", "['nan'::DOUBLE, 1.0, NULL, '-inf']", [NAN, 1.0, None, -INF]),
+    "nan_in_struct": (XY, "STRUCT(x DOUBLE, y DOUBLE)", "{'x': 'nan'::DOUBLE, 'y': NULL}", {"x": NAN, "y": None}),
+    "nan_in_map": (
+        t.Dict[str, float], "MAP(VARCHAR, DOUBLE)", "MAP {'a': 'nan'::DOUBLE, 'b': NULL}", {"a": NAN, "b": None}
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    "mode", [pytest.param(mode, marks=xfail_if(KNOWN_BUGS.get((mode, "double_nan")))) for mode in MODES]
+    "mode, case",
+    [
+        pytest.param(mode, case, id=f"{mode}-{case}")
+        for mode in MODES
+        for case in NESTED_NAN
+    ],
 )
-def test_nan_inside_a_list(mode: str) -> None:
-    # Built in SQL: DuckDB's Python parameter binding turns a NaN inside a list into NULL.
-    fn, _ = identity(mode, t.List[float], "DOUBLE[]")
+def test_nan_inside_nested_values(mode: str, case: str) -> None:
+    hint, sql, literal, expected = NESTED_NAN[case]
+    fn, _ = identity(mode, hint, sql)
     con = duckdb.connect()
     register(con, fn)
-    (got,) = con.execute("SELECT ident(['nan'::DOUBLE, 1.0, NULL, '-inf'])").fetchone()
-    assert exact(got) == exact([NAN, 1.0, None, -INF])
+    (got,) = con.execute(f"SELECT ident({literal}::{sql})").fetchone()
+    assert exact(got) == exact(expected)
 
 
 @pytest.mark.parametrize(
@@ -194,10 +214,13 @@ def test_nan_inside_a_list(mode: str) -> None:
         ("arrow", None, "TIMESTAMPTZ"),
         ("pandas", None, "TIMESTAMPTZ"),
         ("row", dt.datetime, "TIMESTAMP"),
+        ("arrow", None, "TIMESTAMP"),
     ],
 )
 @pytest.mark.parametrize("zone", ["Asia/Kathmandu", "America/New_York"])
-def test_timestamps_keep_their_instant_in_a_non_utc_session(mode: str, hint: t.Any, sql: str, zone: str) -> None:
+def test_timestamps_keep_their_instant_in_a_non_utc_session(
+    mode: str, hint: t.Any, sql: str, zone: str
+) -> None:
     con = duckdb.connect()
     con.execute(f"SET TimeZone = '{zone}'")
     if sql == "TIMESTAMPTZ":
@@ -251,6 +274,11 @@ def test_null_handling_call_passes_null_through(mode: str) -> None:
     assert calls == values
 
 
+def test_pandas_call_mode_keeps_bigint_values_next_to_nulls() -> None:
+    fn, _ = identity("pandas", None, "BIGINT", null_handling="call")
+    assert through_sql(fn, "BIGINT", [2**53 + 1, None]) == [2**53 + 1, None]
+
+
 @dataclasses.dataclass
 class Point:
     x: float
@@ -273,36 +301,40 @@ def test_dataclass_arguments_arrive_as_instances_and_results_may_be_dataclasses(
         stops = list(reversed(path.stops))
         return Path(label=path.label[::-1], start=stops[0] if stops else path.start, stops=stops)
 
-    value = {"label": "ab\u00e9", "start": {"x": 0.0, "y": None}, "stops": [{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}]}
-    got = through_sql(reverse_path, "STRUCT(label VARCHAR, start STRUCT(x DOUBLE, y DOUBLE), stops STRUCT(x DOUBLE, y DOUBLE)[])", [value, None])
-    assert got == [
-        {"label": "\u00e9ba", "start": {"x": 3.0, "y": 4.0}, "stops": [{"x": 3.0, "y": 4.0}, {"x": 1.0, "y": 2.0}]},
-        None,
-    ]
+    point_sql = "STRUCT(x DOUBLE, y DOUBLE)"
+    path_sql = f"STRUCT(label VARCHAR, start {point_sql}, stops {point_sql}[])"
+    one, two = {"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}
+    value = {"label": "ab\u00e9", "start": {"x": 0.0, "y": None}, "stops": [one, two]}
+    got = through_sql(reverse_path, path_sql, [value, None])
+    assert got == [{"label": "\u00e9ba", "start": two, "stops": [two, one]}, None]
     (path,) = seen
     assert isinstance(path, Path) and isinstance(path.start, Point)
     assert all(isinstance(stop, Point) for stop in path.stops)
     assert path.start == Point(0.0, None)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="types.arrow_ready only converts a returned list when its first element is a dataclass: "
-    "[None, Point(...)] reaches pa.array with a Point inside and raises FunctionRuntimeError",
+@dataclasses.dataclass
+class Label:
+    text: str
+
+
+@pytest.mark.parametrize(
+    "hint, result, expected",
+    [
+        (t.List[Point], [Point(1.0, -1.0)], [{"x": 1.0, "y": -1.0}]),
+        (t.List[Point], [None, Point(1.0, -1.0)], [None, {"x": 1.0, "y": -1.0}]),
+        (t.List[Label], [Label("a")], [{"text": "a"}]),
+    ],
+    ids=["points", "starting_with_null", "no_float_field"],
 )
-def test_a_returned_list_of_dataclasses_may_start_with_null() -> None:
-    @udf
-    def with_gap(x: float) -> t.List[Point]:
-        return [None, Point(x, -x)]  # type: ignore[list-item]
+def test_a_returned_list_of_dataclasses(hint: t.Any, result: t.List[t.Any], expected: t.List[t.Any]) -> None:
+    def make_list(x):  # type: ignore[no-untyped-def]
+        return result
 
-    assert through_sql(with_gap, "DOUBLE", [1.0]) == [[None, {"x": 1.0, "y": -1.0}]]
+    make_list.__annotations__ = {"x": float, "return": hint}
+    assert through_sql(udf(make_list), "DOUBLE", [1.0]) == [expected]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="types.python_converter leaves MAP values as Arrow's to_pylist gives them, a list of "
-    "(key, value) tuples, so a dict[str, float] argument is not a dict",
-)
 def test_a_map_argument_arrives_as_a_dict() -> None:
     @udf
     def total(prices: t.Dict[str, float]) -> float:
@@ -310,6 +342,31 @@ def test_a_map_argument_arrives_as_a_dict() -> None:
         return sum(v for v in prices.values() if v is not None)
 
     assert through_sql(total, "MAP(VARCHAR, DOUBLE)", [{"a": 1.0, "b": 2.5}, {}]) == [3.5, 0.0]
+
+
+class Shape(t.TypedDict):
+    name: str
+    corner: Point
+
+
+SHAPE_SQL = "STRUCT(name VARCHAR, corner STRUCT(x DOUBLE, y DOUBLE))"
+
+
+def test_a_dataclass_inside_a_typeddict_arrives_as_an_instance() -> None:
+    @udf
+    def corner_x(shape: Shape) -> float:
+        assert isinstance(shape["corner"], Point), shape
+        return shape["corner"].x
+
+    assert through_sql(corner_x, SHAPE_SQL, [{"name": "a", "corner": {"x": 1.0, "y": 2.0}}]) == [1.0]
+
+
+def test_a_dataclass_inside_a_returned_typeddict_is_converted() -> None:
+    @udf
+    def square_at(x: float) -> Shape:
+        return {"name": "sq", "corner": Point(x, x)}
+
+    assert through_sql(square_at, "DOUBLE", [2.0]) == [{"name": "sq", "corner": {"x": 2.0, "y": 2.0}}]
 
 
 def test_vectorized_pandas_hints_receive_series() -> None:
@@ -327,11 +384,6 @@ def test_vectorized_pandas_hints_receive_series() -> None:
     assert received and all(isinstance(a, pd.Series) and isinstance(b, pd.Series) for a, b in received)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vectorized='pandas' is only stored as bool(vectorized); Argument.batch_kind looks at "
-    "the hint alone, so a function with element hints (x: float) gets pyarrow arrays",
-)
 def test_vectorized_pandas_mode_sends_series_whatever_the_element_hints() -> None:
     received: t.List[t.Any] = []
 

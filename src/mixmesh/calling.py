@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from mixmesh import types
 from mixmesh.errors import FunctionRuntimeError, truncate, where
-from mixmesh.functions import PANDAS, FunctionSpec
+from mixmesh.functions import FunctionSpec
 
 # Arrow types whose values numpy turns into Python values faster than Arrow's own to_pylist.
 _NUMPY_FRIENDLY = (pa.types.is_floating, pa.types.is_integer, pa.types.is_boolean)
@@ -37,8 +37,8 @@ class BatchFunction:
         self.where = where(spec.name, model)
         self.arg_types = [types.to_arrow(arg.sql_type) for arg in spec.args]
         self.return_type = types.to_arrow(spec.returns)
-        self.converters = [types.python_converter(arg.hint) for arg in spec.args]
-        self.as_pandas = [arg.batch_kind == PANDAS for arg in spec.args]
+        self._row_call = None if spec.vectorized else row_function(spec, model)
+        self.as_pandas = [spec.receives_pandas(arg) for arg in spec.args]
         self._run = self._run_batch if spec.vectorized else self._run_rows
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
@@ -58,37 +58,19 @@ class BatchFunction:
     # --- row mode -------------------------------------------------------------------------
 
     def _run_rows(self, arrays: t.List[pa.Array]) -> pa.Array:
-        columns = [self._python_values(array, i) for i, array in enumerate(arrays)]
-        func = self.spec.func
-        results: t.List[t.Any] = []
-        append = results.append
-        row: t.Tuple[t.Any, ...] = ()
-        try:
-            for row in zip(*columns):
-                append(func(*row))
-        except Exception as error:
-            raise FunctionRuntimeError(
-                f"{self.where} raised {type(error).__name__}: {error}; "
-                f"the row's arguments were {self._describe_row(row)}"
-            ) from error
+        columns = [_python_values(array) for array in arrays]
+        # row_function's wrapper raises errors naming the row; map keeps the loop in C.
+        results = list(map(self._row_call, *columns))
         return self._rows_to_arrow(results, columns)
-
-    def _python_values(self, array: pa.Array, index: int) -> t.List[t.Any]:
-        if array.null_count == 0 and any(check(array.type) for check in _NUMPY_FRIENDLY):
-            values = array.to_numpy(zero_copy_only=False).tolist()
-        else:
-            values = array.to_pylist()
-        converter = self.converters[index]
-        return values if converter is None else [None if v is None else converter(v) for v in values]
 
     def _rows_to_arrow(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> pa.Array:
         try:
-            return pa.array(_arrow_ready(results), type=self.return_type)
+            return pa.array(results, type=self.return_type)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             pass
         for position, value in enumerate(results):
             try:
-                pa.array(_arrow_ready([value]), type=self.return_type)
+                pa.array([value], type=self.return_type)
             except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
                 row = tuple(column[position] for column in columns)
                 raise FunctionRuntimeError(
@@ -120,7 +102,7 @@ class BatchFunction:
         expected = self.arg_types[index]
         if array.type != expected:
             array = array.cast(expected)
-        return array.to_pandas() if self.as_pandas[index] else array
+        return _to_pandas(array) if self.as_pandas[index] else array
 
     def _batch_result(self, result: t.Any, rows: int) -> pa.Array:
         array = _to_arrow_array(result, self.where, self.return_type)
@@ -161,7 +143,7 @@ def row_function(
 
     converters = [types.python_converter(arg.hint) for arg in spec.args]
     fix_nan = types.nan_as_text(spec.returns) if nan_as_text else None
-    builds_result = types.is_struct_hint(types.strip_optional(spec.returns_hint))
+    builds_result = types.holds_dataclass(spec.returns_hint)
     if any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
         call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure)
     else:
@@ -175,8 +157,9 @@ def row_function(
 def _result_transform(
     builds_result: bool, fix_nan: t.Optional[t.Callable[[t.Any], t.Any]]
 ) -> t.Callable[[t.Any], t.Any]:
+    """Dataclasses become dicts first, then NaN becomes text where the engine needs it."""
     if fix_nan is None:
-        return types.arrow_ready
+        return types.arrow_ready if builds_result else (lambda result: result)
     return lambda result: types.apply(fix_nan, types.arrow_ready(result) if builds_result else result)
 
 
@@ -253,11 +236,31 @@ def _scatter(kept: t.Optional[pa.Array], valid: pa.Array, return_type: pa.DataTy
     return kept.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
 
 
-def _arrow_ready(values: t.List[t.Any]) -> t.List[t.Any]:
-    first = next((v for v in values if v is not None), None)
-    if first is None or not (types.dataclasses.is_dataclass(first) or isinstance(first, list)):
-        return values
-    return [types.arrow_ready(v) for v in values]
+def _to_pandas(array: pa.Array) -> t.Any:
+    """A pandas Series that keeps NULL apart from NaN and large ints exact.
+
+    Nested values use pandas' Arrow-backed dtype (numpy would turn a NULL in a list into
+    NaN); scalar columns holding NULLs use pandas' nullable dtypes (numpy would make an int
+    column with a NULL a float column).
+    """
+    import pandas as pd
+
+    if pa.types.is_nested(array.type):
+        return array.to_pandas(types_mapper=pd.ArrowDtype)
+    if array.null_count == 0:
+        return array.to_pandas()
+    nullable = {
+        pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.int16(): pd.Int16Dtype(),
+        pa.int8(): pd.Int8Dtype(), pa.float64(): pd.Float64Dtype(), pa.float32(): pd.Float32Dtype(),
+        pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype(),
+    }
+    return array.to_pandas(types_mapper=nullable.get)
+
+
+def _python_values(array: pa.Array) -> t.List[t.Any]:
+    if array.null_count == 0 and any(check(array.type) for check in _NUMPY_FRIENDLY):
+        return array.to_numpy(zero_copy_only=False).tolist()
+    return array.to_pylist()
 
 
 def _to_arrow_array(result: t.Any, where_: str, return_type: pa.DataType) -> pa.Array:

@@ -53,6 +53,7 @@ class FunctionSpec:
     vectorized: bool = False
     null_handling: str = "strict"
     returns_hint: t.Any = None
+    pandas_batches: bool = False  # vectorized="pandas": every argument arrives as a Series
 
     @property
     def qualified(self) -> str:
@@ -71,13 +72,14 @@ class FunctionSpec:
             "returns": types.sql(self.returns),
         }
         if self.vectorized:
-            arguments["vectorized"] = PANDAS if self._pandas_batches() else True
+            arguments["vectorized"] = PANDAS if self.pandas_batches else True
         if self.null_handling != "strict":
             arguments["null_handling"] = self.null_handling
         return arguments
 
-    def _pandas_batches(self) -> bool:
-        return any(arg.batch_kind == PANDAS for arg in self.args) or _is_pandas_hint(self.returns_hint)
+    def receives_pandas(self, arg: Argument) -> bool:
+        """Whether a vectorized function gets this argument as a pandas Series."""
+        return self.pandas_batches or arg.batch_kind == PANDAS
 
 
 class Udf:
@@ -175,7 +177,7 @@ def build_spec(
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
         raise FunctionDefinitionError(f"@udf decorates a function, got {func!r}")
-    sql_name = _check_sql_name(name or func.__name__, func)
+    sql_name = _check_sql_name(func.__name__ if name is None else name, func)
     if null_handling not in NULL_HANDLING:
         raise FunctionDefinitionError(
             f"@udf {sql_name}: null_handling must be one of {NULL_HANDLING}, got {null_handling!r}"
@@ -203,6 +205,10 @@ def build_spec(
         for position, param in enumerate(parameters, start=1)
     )
     returns_hint = hints.get("return", batch_default)
+    pandas_batches = vectorized == PANDAS or (
+        bool(vectorized)
+        and (any(arg.batch_kind == PANDAS for arg in arguments) or _is_pandas_hint(returns_hint))
+    )
     return FunctionSpec(
         name=sql_name,
         func=func,
@@ -213,6 +219,7 @@ def build_spec(
         vectorized=bool(vectorized),
         null_handling=null_handling,
         returns_hint=returns_hint,
+        pandas_batches=pandas_batches,
     )
 
 
@@ -267,6 +274,11 @@ def _explicit_arg_types(
 ) -> t.Dict[str, exp.DataType]:
     if args is None:
         return {}
+    if isinstance(args, str):
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: args= takes a list of SQL types in parameter order, or a mapping "
+            f"from parameter name to SQL type; got the string {args!r}"
+        )
     if isinstance(args, t.Mapping):
         unknown = sorted(set(args) - set(parameters))
         if unknown:
@@ -275,9 +287,9 @@ def _explicit_arg_types(
                 f"(it has {parameters})"
             )
         return {param: _explicit(sql_name, f"args[{param!r}]", sql) for param, sql in args.items()}
-    if isinstance(args, str) or len(args) != len(parameters):
+    if len(args) != len(parameters):
         raise FunctionDefinitionError(
-            f"@udf {sql_name}: args= gives {1 if isinstance(args, str) else len(args)} SQL types "
+            f"@udf {sql_name}: args= gives {len(args)} SQL types "
             f"for {len(parameters)} parameters {parameters}"
         )
     return {
@@ -301,12 +313,18 @@ def _hint_type(sql_name: str, what: str, hint: t.Any, vectorized: t.Union[bool, 
         )
     if vectorized and _is_batch_hint(hint):
         hint = _batch_element(hint)
+        if isinstance(hint, str):
+            return _explicit(sql_name, what, hint)
     try:
         return types.sql_type_of_hint(hint)
     except types.NoSqlType as error:
+        example = (
+            "returns='STRUCT(score DOUBLE, reason VARCHAR)'"
+            if what == "the return value"
+            else "args={'transaction_details': 'STRUCT(amount DOUBLE, merchant_category VARCHAR)[]'}"
+        )
         raise FunctionDefinitionError(
-            f"@udf {sql_name}: {what}: {error}. Give its SQL type with args=/returns=, e.g. "
-            "args={'transaction_details': 'STRUCT(amount DOUBLE, merchant_category VARCHAR)[]'}"
+            f"@udf {sql_name}: {what}: {error}. Give its SQL type explicitly, e.g. {example}"
         ) from None
 
 

@@ -193,21 +193,39 @@ def sql(sql_type: exp.DataType, dialect: str = "duckdb") -> str:
 
 
 def python_converter(hint: t.Any) -> t.Optional[t.Callable[[t.Any], t.Any]]:
-    """How an Arrow-converted Python value becomes the value the hint asks for (None: as is).
+    """How an engine's Python value becomes the value the hint asks for (None: as is).
 
-    Arrow already gives float, int, str, Decimal, date, datetime, list and dict; only
-    dataclasses need building, at any depth.
+    Engines already give float, int, str, Decimal, date, datetime, list and dict; only
+    dataclasses need building, at any depth (in lists, TypedDicts, map values).
     """
     hint = _unannotate(strip_optional(hint))
     origin = t.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         fields = {name: python_converter(h) for name, h in t.get_type_hints(hint).items()}
         return lambda value: hint(**{k: apply(fields[k], v) for k, v in value.items()})
+    if isinstance(hint, type) and t.is_typeddict(hint):
+        fields = {name: python_converter(h) for name, h in t.get_type_hints(hint).items()}
+        if any(fields.values()):
+            return lambda value: {k: apply(fields.get(k), v) for k, v in value.items()}
     if origin in (list, t.List) and t.get_args(hint):
         inner = python_converter(t.get_args(hint)[0])
         if inner is not None:
             return lambda values: [apply(inner, v) for v in values]
+    if origin in (dict, t.Dict) and len(t.get_args(hint)) == 2:
+        inner = python_converter(t.get_args(hint)[1])
+        if inner is not None:
+            return lambda mapping: {k: apply(inner, v) for k, v in mapping.items()}
     return None
+
+
+def holds_dataclass(hint: t.Any) -> bool:
+    """Whether values of this hint may hold dataclass instances, at any depth."""
+    hint = _unannotate(strip_optional(hint))
+    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or t.is_typeddict(hint)):
+        return dataclasses.is_dataclass(hint) or any(
+            holds_dataclass(h) for h in t.get_type_hints(hint).values()
+        )
+    return any(holds_dataclass(arg) for arg in t.get_args(hint) if arg is not Ellipsis)
 
 
 def apply(converter: t.Optional[t.Callable[[t.Any], t.Any]], value: t.Any) -> t.Any:
@@ -230,6 +248,9 @@ def nan_as_text(sql_type: exp.DataType) -> t.Optional[t.Callable[[t.Any], t.Any]
     if kind in (DType.ARRAY, DType.LIST):
         inner = nan_as_text(sql_type.expressions[0])
         return None if inner is None else (lambda values: [apply(inner, v) for v in values])
+    if kind == DType.MAP:
+        inner = nan_as_text(sql_type.expressions[1])
+        return None if inner is None else (lambda mapping: {k: apply(inner, v) for k, v in mapping.items()})
     if kind == DType.STRUCT:
         fields = {f.name: nan_as_text(f.args["kind"]) for f in sql_type.expressions}
         fields = {name: fix for name, fix in fields.items() if fix is not None}
@@ -240,11 +261,13 @@ def nan_as_text(sql_type: exp.DataType) -> t.Optional[t.Callable[[t.Any], t.Any]
 
 
 def arrow_ready(value: t.Any) -> t.Any:
-    """A returned Python value in the shape Arrow expects (dataclasses become dicts)."""
+    """A returned Python value with every dataclass, at any depth, turned into a dict."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+        return {field.name: arrow_ready(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, list):
         return [arrow_ready(item) for item in value]
+    if isinstance(value, dict):
+        return {key: arrow_ready(item) for key, item in value.items()}
     return value
 
 
