@@ -31,6 +31,11 @@ def liar(x: float) -> float:
     return "not a number" if x > 2 else x
 
 
+@udf
+def promised(x: float) -> float:
+    return None if x > 2 else x
+
+
 @udf(vectorized=True)
 def short_batch(x: pa.Array) -> pa.Array:
     return x.slice(1)
@@ -84,6 +89,13 @@ def test_function_returning_the_wrong_type(planned: Project) -> None:
     output = fails_keeping_the_table(planned, "SELECT x, @liar(x) AS y FROM (VALUES (1.0), (3.0)) t(x)")
     assert "function 'liar' in model analytics.scores (declared DOUBLE) returned a value that does not convert" in output
     assert "'not a number'" in output
+
+
+@pytest.mark.slow
+def test_function_returning_none_against_its_hint(planned: Project) -> None:
+    output = fails_keeping_the_table(planned, "SELECT x, @promised(x) AS y FROM (VALUES (1.0), (3.0)) t(x)")
+    assert "function 'promised' in model analytics.scores returned None for a row without NULL arguments" in output
+    assert "Optional[...]" in output
 
 
 @pytest.mark.slow

@@ -303,6 +303,28 @@ def test_args_given_as_a_string_says_so() -> None:
 # --- explicit_decorator_arguments ---------------------------------------------------------------
 
 
+def test_a_return_hint_that_is_not_optional_promises_no_null() -> None:
+    def plain(x: float) -> float: ...
+
+    def optional(x: float) -> t.Optional[float]: ...
+
+    assert udf(plain).spec.may_return_null is False
+    assert udf(optional).spec.may_return_null is True
+    assert udf(returns="DOUBLE NOT NULL")(without_return_hint(plain)).spec.may_return_null is False
+    assert udf(returns="DOUBLE")(without_return_hint(plain)).spec.may_return_null is True
+
+
+def without_return_hint(func: t.Any) -> t.Any:
+    """A copy of ``func`` without its return hint."""
+
+    def copy(x):  # type: ignore[no-untyped-def]
+        return func(x)
+
+    copy.__annotations__ = {k: v for k, v in func.__annotations__.items() if k != "return"}
+    copy.__name__ = func.__name__
+    return copy
+
+
 def test_explicit_decorator_arguments_spell_out_every_type() -> None:
     @udf
     def enrich(items: t.List[Item], at: AwareDatetime, price: Decimal, rates: t.Dict[str, float]) -> Reading: ...
@@ -324,7 +346,7 @@ def test_explicit_decorator_arguments_spell_out_every_type() -> None:
             "DECIMAL(38, 9)",
             duck("MAP(VARCHAR, DOUBLE)"),
         ],
-        "returns": duck("STRUCT(sensor VARCHAR, value DOUBLE, at TIMESTAMPTZ)"),
+        "returns": duck("STRUCT(sensor VARCHAR, value DOUBLE, at TIMESTAMPTZ)") + " NOT NULL",
     }
     assert scale.spec.explicit_decorator_arguments() == {
         "name": "scaled",

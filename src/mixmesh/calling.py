@@ -123,13 +123,19 @@ class BatchFunction:
 
 
 def row_function(
-    spec: FunctionSpec, model: t.Optional[str] = None, *, nan_as_text: bool = False
+    spec: FunctionSpec,
+    model: t.Optional[str] = None,
+    *,
+    nan_as_text: bool = False,
+    skip_nulls: bool = False,
 ) -> t.Callable[..., t.Any]:
     """The function an engine calls once per row, failing with the model, function and row.
 
     This wrapper is on the hot path of every row: it has the function's exact arity and does
-    nothing but call, unless values need building (dataclasses in, dataclasses out) or, with
-    ``nan_as_text``, NaN needs handing over as text (for engines that read NaN as NULL).
+    nothing but call, unless values need building (dataclasses in, dataclasses out), or the
+    engine asks for more: ``nan_as_text`` hands NaN over as text (for engines that read NaN
+    as NULL); ``skip_nulls`` returns NULL for a row with a NULL argument without calling
+    (for engines that pass NULLs through).
     """
     func = spec.func
     context = where(spec.name, model)
@@ -145,9 +151,9 @@ def row_function(
     fix_nan = types.nan_as_text(spec.returns) if nan_as_text else None
     builds_result = types.holds_dataclass(spec.returns_hint)
     if any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
-        call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure)
+        call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure, skip_nulls)
     else:
-        call = _plain_call(func, len(spec.args), failure, keep_nan=fix_nan is not None)
+        call = _plain_call(func, len(spec.args), failure, keep_nan=fix_nan is not None, skip_nulls=skip_nulls)
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )
@@ -168,6 +174,7 @@ def _result_transform(
 # generated here enter the template, never user text.
 _ROW_CALL = """
 def call({params}):
+    {null_guard}
     try:
         result = func({params})
     except Exception as error:
@@ -177,13 +184,20 @@ def call({params}):
 
 
 def _plain_call(
-    func: t.Callable[..., t.Any], arity: int, failure: t.Callable[..., Exception], keep_nan: bool
+    func: t.Callable[..., t.Any],
+    arity: int,
+    failure: t.Callable[..., Exception],
+    keep_nan: bool,
+    skip_nulls: bool,
 ) -> t.Callable[..., t.Any]:
     params = ", ".join(f"a{i}" for i in range(arity))
+    checks = " or ".join(f"a{i} is None" for i in range(arity))
+    null_guard = f"if {checks}:\n        return None" if skip_nulls else "pass"
     # For engines that read a returned NaN as NULL but the text 'NaN' as NaN.
     result = "result if result == result else 'NaN'" if keep_nan else "result"
     namespace: t.Dict[str, t.Any] = {"func": func, "failure": failure}
-    exec(compile(_ROW_CALL.format(params=params, result=result), "<mixmesh row call>", "exec"), namespace)
+    source = _ROW_CALL.format(params=params, result=result, null_guard=null_guard)
+    exec(compile(source, "<mixmesh row call>", "exec"), namespace)
     return namespace["call"]
 
 
@@ -192,8 +206,11 @@ def _building_call(
     converters: t.List[t.Optional[t.Callable[[t.Any], t.Any]]],
     transform: t.Callable[[t.Any], t.Any],
     failure: t.Callable[..., Exception],
+    skip_nulls: bool,
 ) -> t.Callable[..., t.Any]:
     def call(*row: t.Any) -> t.Any:
+        if skip_nulls and any(value is None for value in row):
+            return None
         try:
             result = func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
         except Exception as error:

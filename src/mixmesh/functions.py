@@ -26,6 +26,7 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 # What a vectorized function receives for each argument.
 ARROW, PANDAS = "arrow", "pandas"
 NULL_HANDLING = ("strict", "call")
+NOT_NULL = "NOT NULL"
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -53,6 +54,7 @@ class FunctionSpec:
     vectorized: bool = False
     null_handling: str = "strict"
     returns_hint: t.Any = None
+    returns_not_null: bool = False  # "-> float" (not Optional) or returns="DOUBLE NOT NULL"
     pandas_batches: bool = False  # vectorized="pandas": every argument arrives as a Series
 
     @property
@@ -69,13 +71,22 @@ class FunctionSpec:
         arguments: t.Dict[str, t.Any] = {
             "name": self.name,
             "args": [types.sql(arg.sql_type) for arg in self.args],
-            "returns": types.sql(self.returns),
+            "returns": types.sql(self.returns) + (f" {NOT_NULL}" if self.returns_not_null else ""),
         }
         if self.vectorized:
             arguments["vectorized"] = PANDAS if self.pandas_batches else True
         if self.null_handling != "strict":
             arguments["null_handling"] = self.null_handling
         return arguments
+
+    @property
+    def may_return_null(self) -> bool:
+        """Whether the function may return None for arguments that are not NULL.
+
+        A return hint that is not ``Optional[...]`` (or ``returns="... NOT NULL"``) says it
+        cannot, and engines use a stricter, faster contract then.
+        """
+        return not self.returns_not_null
 
     def receives_pandas(self, arg: Argument) -> bool:
         """Whether a vectorized function gets this argument as a pandas Series."""
@@ -209,6 +220,9 @@ def build_spec(
         bool(vectorized)
         and (any(arg.batch_kind == PANDAS for arg in arguments) or _is_pandas_hint(returns_hint))
     )
+    returns, returns_not_null = _split_not_null(returns)
+    if returns is None:
+        returns_not_null = returns_hint is not None and not types.is_optional(returns_hint)
     return FunctionSpec(
         name=sql_name,
         func=func,
@@ -219,8 +233,19 @@ def build_spec(
         vectorized=bool(vectorized),
         null_handling=null_handling,
         returns_hint=returns_hint,
+        returns_not_null=returns_not_null and not vectorized,
         pandas_batches=pandas_batches,
     )
+
+
+def _split_not_null(returns: t.Optional[str]) -> t.Tuple[t.Optional[str], bool]:
+    """``"DOUBLE NOT NULL"`` -> ("DOUBLE", True): the function never returns None."""
+    if returns is None:
+        return None, False
+    text = returns.strip()
+    if text.upper().endswith(NOT_NULL):
+        return text[: -len(NOT_NULL)].strip(), True
+    return text, False
 
 
 def _check_sql_name(sql_name: str, func: t.Callable[..., t.Any]) -> str:

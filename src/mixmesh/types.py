@@ -120,6 +120,13 @@ def strip_optional(hint: t.Any) -> t.Any:
     return hint
 
 
+def is_optional(hint: t.Any) -> bool:
+    """``Optional[X]`` / ``X | None``: the hint admits None."""
+    if t.get_origin(hint) is t.Annotated:
+        hint = t.get_args(hint)[0]
+    return t.get_origin(hint) in (t.Union, pytypes.UnionType) and type(None) in t.get_args(hint)
+
+
 def is_struct_hint(hint: t.Any) -> bool:
     """A TypedDict or a dataclass: a SQL STRUCT with named, typed fields."""
     return isinstance(hint, type) and (dataclasses.is_dataclass(hint) or t.is_typeddict(hint))

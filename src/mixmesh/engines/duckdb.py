@@ -43,6 +43,7 @@ _RAISED = re.compile(
     r"Python exception occurred while executing the UDF: (?P<kind>\w+): (?P<message>.*?)(?:\n\nAt:|\Z)",
     re.DOTALL,
 )
+_NULL_RESULT = "The returned result contained NULL values, but the 'null_handling' was set to DEFAULT"
 _RETURN_CAST = re.compile(r"Failed to cast value: (?P<detail>.*)", re.DOTALL)
 
 
@@ -93,7 +94,20 @@ def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
     if spec.vectorized:
         return BatchFunction(spec, binding.model)
     # DuckDB stores a NaN returned by a native UDF as NULL, and casts the text 'NaN' to NaN.
-    return row_function(spec, binding.model, nan_as_text=True)
+    python_skips_nulls = spec.null_handling == "strict" and _null_handling(spec) == "special"
+    return row_function(spec, binding.model, nan_as_text=True, skip_nulls=python_skips_nulls)
+
+
+def _null_handling(spec: "FunctionSpec") -> str:
+    """DuckDB's "default" skips rows with a NULL argument, in C, but refuses a NULL result.
+
+    So strict row functions that cannot return NULL (their hint says so) use it; the others
+    get "special", where NULLs reach Python and BatchFunction or the row wrapper apply the
+    function's own policy.
+    """
+    if spec.vectorized or spec.null_handling == "call" or spec.may_return_null:
+        return "special"
+    return "default"
 
 
 def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:
@@ -105,9 +119,7 @@ def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.
         [duckdb.sqltype(types.sql(arg.sql_type, NAME)) for arg in spec.args],
         duckdb.sqltype(types.sql(spec.returns, NAME)),
         type="arrow" if spec.vectorized else "native",
-        # "default": DuckDB returns NULL for a NULL argument without calling (strict row
-        # functions); "special": NULLs reach Python (BatchFunction applies the policy itself).
-        null_handling="default" if not spec.vectorized and spec.null_handling == "strict" else "special",
+        null_handling=_null_handling(spec),
     )
 
 
@@ -123,6 +135,8 @@ def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding
     cast = _RETURN_CAST.search(message)
     if cast:
         return _wrong_return_value(cast.group("detail").strip(), _called_in(sql, bound))
+    if _NULL_RESULT in message:
+        return _unexpected_null(_called_in(sql, bound))
     return None
 
 
@@ -144,6 +158,17 @@ def _wrong_return_value(detail: str, candidates: t.List["Binding"]) -> t.Optiona
         f"{where(b.spec.name, b.model)} (declared {types.sql(b.spec.returns, NAME)})" for b in candidates
     )
     return FunctionRuntimeError(f"{named} returned a value that does not convert to its declared type: {detail}")
+
+
+def _unexpected_null(candidates: t.List["Binding"]) -> t.Optional[FunctionRuntimeError]:
+    candidates = [b for b in candidates if not b.spec.may_return_null]
+    if not candidates:
+        return None
+    named = " or ".join(where(b.spec.name, b.model) for b in candidates)
+    return FunctionRuntimeError(
+        f"{named} returned None for a row without NULL arguments, but its return hint does not "
+        "allow None; hint Optional[...] (e.g. -> Optional[float]) for a function that returns NULL"
+    )
 
 
 def _wrong_argument_types(binding: "Binding", actual: t.List[str]) -> FunctionCallError:
