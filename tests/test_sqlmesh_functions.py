@@ -198,3 +198,23 @@ def test_python_context_api_evaluates_a_model(functions_project: Project) -> Non
     )
     assert sorted(frame["doubled"]) == [20.0, 22.0]
     assert list(frame.sort_values("doubled")["label"]) == ["low", "high"]
+
+
+@pytest.mark.slow
+def test_audits_call_the_functions(functions_project: Project) -> None:
+    functions_project.write(
+        "audits/doubled_not_above.sql",
+        """
+        AUDIT (name doubled_not_above);
+        SELECT * FROM @this_model WHERE @double_it(amount) > @limit
+        """,
+    )
+    model = "MODEL (name analytics.audited, kind FULL, audits (doubled_not_above(limit := {limit})));\n" \
+            "SELECT amount FROM raw.source WHERE amount IS NOT NULL"
+    functions_project.write("models/audited.sql", model.format(limit=100))
+    functions_project.cli("plan", "--auto-apply", "--no-prompts")
+
+    functions_project.write("models/audited.sql", model.format(limit=30))
+    failed = functions_project.cli("plan", "--auto-apply", "--no-prompts", check=False)
+    assert failed.returncode != 0
+    assert "doubled_not_above" in failed.stdout and "1 row" in " ".join(failed.stdout.split())
