@@ -218,3 +218,23 @@ def test_audits_call_the_functions(functions_project: Project) -> None:
     failed = functions_project.cli("plan", "--auto-apply", "--no-prompts", check=False)
     assert failed.returncode != 0
     assert "doubled_not_above" in failed.stdout and "1 row" in " ".join(failed.stdout.split())
+
+
+def test_one_function_reached_through_two_macros_modules_is_fine(functions_project: Project) -> None:
+    functions_project.write("macros/again.py", "from macros.functions import double_it  # noqa: F401\n")
+    functions_project.write("models/m.sql", "MODEL (name analytics.m, kind FULL); SELECT @double_it(2.0) AS d")
+    functions_project.plan()
+    assert functions_project.query("SELECT d FROM analytics.m") == [(4.0,)]
+
+
+@pytest.mark.parametrize(
+    "source, taken_by",
+    [
+        ("@udf\ndef double_it(x: float) -> float:\n    return x * 3\n", "another mixmesh function"),
+        ("@udf(name='each')\ndef each_one(x: float) -> float:\n    return x\n", "a SQLMesh macro"),
+    ],
+)
+def test_two_functions_with_one_name_are_refused(functions_project: Project, source: str, taken_by: str) -> None:
+    functions_project.write("macros/other.py", "from mixmesh import udf\n\n" + source)
+    with pytest.raises(Exception, match=f"is already taken by {taken_by}"):
+        functions_project.context()

@@ -2,13 +2,13 @@
 
 Two calling conventions:
 
-- ``BatchFunction``: the engine hands over the argument columns of a batch as Arrow arrays
-  and gets one Arrow array back, of the declared type and the same length. NULL handling,
-  row or vectorized calls, checking what the function returned and errors that say which
-  model, function and row all live here.
-- ``row_function``: the engine calls Python once per row with Python values (engines whose
-  per-row calls cost less than their Arrow hand-over, as DuckDB's do); the wrapper adds
-  only what the engine cannot: errors naming the model, the function and the row.
+- ``BatchFunction``, for vectorized functions: the engine hands over the argument columns
+  of a batch as Arrow arrays and gets one Arrow array back, of the declared type and the
+  same length. NULL handling, checking what the function returned and errors that say
+  which model, function and batch all live here.
+- ``row_function``, for row functions: the engine calls Python once per row with Python
+  values; the wrapper adds only what the engine cannot: errors naming the model, the
+  function and the row, and the value conversions the engine asks for.
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ from mixmesh import types
 from mixmesh.errors import FunctionRuntimeError, truncate, where
 from mixmesh.functions import FunctionSpec
 
-# Arrow types whose values numpy turns into Python values faster than Arrow's own to_pylist.
-_NUMPY_FRIENDLY = (pa.types.is_floating, pa.types.is_integer, pa.types.is_boolean)
-
 
 class BatchFunction:
-    """A FunctionSpec ready to run on Arrow batches for one calling model."""
+    """A vectorized function ready to run on Arrow batches for one calling model."""
 
     def __init__(self, spec: FunctionSpec, model: t.Optional[str] = None) -> None:
         self.spec = spec
@@ -37,9 +34,7 @@ class BatchFunction:
         self.where = where(spec.name, model)
         self.arg_types = [types.to_arrow(arg.sql_type) for arg in spec.args]
         self.return_type = types.to_arrow(spec.returns)
-        self._row_call = None if spec.vectorized else row_function(spec, model)
         self.as_pandas = [spec.receives_pandas(arg) for arg in spec.args]
-        self._run = self._run_batch if spec.vectorized else self._run_rows
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
             [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_ONLY) for arg in spec.args]
@@ -55,37 +50,10 @@ class BatchFunction:
                 return _scatter(kept, valid, self.return_type)
         return self._run(arrays) if rows else pa.array([], type=self.return_type)
 
-    # --- row mode -------------------------------------------------------------------------
-
-    def _run_rows(self, arrays: t.List[pa.Array]) -> pa.Array:
-        columns = [_python_values(array) for array in arrays]
-        # row_function's wrapper raises errors naming the row; map keeps the loop in C.
-        results = list(map(self._row_call, *columns))
-        return self._rows_to_arrow(results, columns)
-
-    def _rows_to_arrow(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> pa.Array:
-        try:
-            return pa.array(results, type=self.return_type)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            pass
-        for position, value in enumerate(results):
-            try:
-                pa.array([value], type=self.return_type)
-            except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
-                row = tuple(column[position] for column in columns)
-                raise FunctionRuntimeError(
-                    f"{self.where} returned {truncate(value)} ({type(value).__name__}), which is not "
-                    f"the declared {types.sql(self.spec.returns)} ({error}); the row's arguments "
-                    f"were {self._describe_row(row)}"
-                ) from None
-        raise FunctionRuntimeError(f"{self.where}: its results do not convert to {self.return_type}")
-
     def _describe_row(self, row: t.Tuple[t.Any, ...]) -> str:
         return ", ".join(f"{arg.name}={truncate(value, 80)}" for arg, value in zip(self.spec.args, row))
 
-    # --- vectorized mode ------------------------------------------------------------------
-
-    def _run_batch(self, arrays: t.List[pa.Array]) -> pa.Array:
+    def _run(self, arrays: t.List[pa.Array]) -> pa.Array:
         inputs = [self._batch_input(array, i) for i, array in enumerate(arrays)]
         rows = len(arrays[0])
         try:
@@ -272,12 +240,6 @@ def _to_pandas(array: pa.Array) -> t.Any:
         pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype(),
     }
     return array.to_pandas(types_mapper=nullable.get)
-
-
-def _python_values(array: pa.Array) -> t.List[t.Any]:
-    if array.null_count == 0 and any(check(array.type) for check in _NUMPY_FRIENDLY):
-        return array.to_numpy(zero_copy_only=False).tolist()
-    return array.to_pylist()
 
 
 def _to_arrow_array(result: t.Any, where_: str, return_type: pa.DataType) -> pa.Array:

@@ -133,7 +133,8 @@ def _is_project_function(value: t.Any, caller: t.Callable[..., t.Any]) -> bool:
 
 
 def _identity(value: t.Any) -> str:
-    if isinstance(value, (int, float, str, bytes, bool, tuple, frozenset)):
+    """What a global stands for: its value for data (as SQLMesh stores it), else its name."""
+    if isinstance(value, (int, float, str, bytes, bool, tuple, list, dict, set, frozenset)):
         return repr(value)
     return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
 
@@ -308,16 +309,28 @@ def track_project_modules(loader: t.Any) -> None:
 
 
 def _project_module_files(root: Path) -> t.Iterator[Path]:
-    """Files of the modules in Python's cache that belong to the project, not to a package."""
+    """Files of the modules in Python's cache that belong to the project, not to a package.
+
+    A package installed in development mode may live inside the project's folder; its
+    modules are the package's, never the project's.
+    """
     root = root.absolute()
     installed = (Path(sys.prefix).absolute(), Path(sys.base_prefix).absolute())
-    for module in list(sys.modules.values()):
+    for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if not file or "site-packages" in file:
+        if not file or name.partition(".")[0] in _installed_packages():
             continue
         path = Path(file).absolute()
         if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed):
             yield path
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_packages() -> t.FrozenSet[str]:
+    """Top-level names that installed distributions provide (mixmesh, sqlmesh, pandas...)."""
+    from importlib import metadata
+
+    return frozenset(metadata.packages_distributions())
 
 
 def forget_project_modules(root: Path) -> None:
@@ -365,8 +378,8 @@ def _register(macros: t.MutableMapping[str, t.Any], udf: "Udf", macro: type, pat
     current = getattr(existing, "func", None)
     if current is udf:
         return
-    if _is_udf(current) and current.__code__.co_code == udf.__code__.co_code:
-        return
+    if _is_udf(current) and current.__wrapped__.__code__.co_code == udf.__wrapped__.__code__.co_code:
+        return  # the same function reached through two imports
     kind = "another mixmesh function" if _is_udf(current) else "a SQLMesh macro"
     raise FunctionDefinitionError(
         f"@udf {udf.spec.qualified} (seen in {path.name}): the name {name!r} is already taken by "
