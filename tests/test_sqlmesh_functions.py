@@ -238,3 +238,16 @@ def test_two_functions_with_one_name_are_refused(functions_project: Project, sou
     functions_project.write("macros/other.py", "from mixmesh import udf\n\n" + source)
     with pytest.raises(Exception, match=f"is already taken by {taken_by}"):
         functions_project.context()
+
+
+def test_functions_recreated_from_sqlmesh_state_run_as_inlined_copies(functions_project: Project) -> None:
+    """No wrapper frame per row: SQLMesh's stored source is compiled with the row work inside."""
+    from mixmesh.engines import duckdb as duckdb_engine
+
+    functions_project.write("models/daily.sql", DAILY)
+    context = functions_project.context()
+    context.evaluate("analytics.daily", start="2024-01-10", end="2024-01-10", execution_time="2024-01-11")
+    bound = duckdb_engine._bindings[context.engine_adapter.connection]
+    callables = {name.split("__")[0]: function for name, (_, function) in bound.items()}
+    assert callables["double_it"].__name__ == "double_it"
+    assert callables["double_it"].__code__.co_filename == "<string>"  # from the stored source

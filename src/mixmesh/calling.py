@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixmesh import types
+from mixmesh import inlining, types
 from mixmesh.errors import FunctionRuntimeError, truncate, where
 from mixmesh.functions import FunctionSpec
 
@@ -96,6 +96,7 @@ def row_function(
     *,
     nan_as_text: bool = False,
     skip_nulls: bool = False,
+    source: t.Optional[str] = None,
 ) -> t.Callable[..., t.Any]:
     """The function an engine calls once per row, failing with the model, function and row.
 
@@ -103,7 +104,8 @@ def row_function(
     nothing but call, unless values need building (dataclasses in, dataclasses out), or the
     engine asks for more: ``nan_as_text`` hands NaN over as text (for engines that read NaN
     as NULL); ``skip_nulls`` returns NULL for a row with a NULL argument without calling
-    (for engines that pass NULLs through).
+    (for engines that pass NULLs through). ``source``: the function's source where Python
+    cannot find it (functions SQLMesh re-created from its state), for ``inlining``.
     """
     func = spec.func
     context = where(spec.name, model)
@@ -121,7 +123,10 @@ def row_function(
     if any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
         call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure, skip_nulls)
     else:
-        call = _plain_call(func, len(spec.args), failure, keep_nan=fix_nan is not None, skip_nulls=skip_nulls)
+        keep_nan = fix_nan is not None
+        call = inlining.compile_row_call(
+            func, source, failure, keep_nan=keep_nan, skip_nulls=skip_nulls
+        ) or _plain_call(func, len(spec.args), failure, keep_nan=keep_nan, skip_nulls=skip_nulls)
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )

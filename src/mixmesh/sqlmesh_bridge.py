@@ -61,9 +61,17 @@ def expand_call(udf: "Udf", evaluator: "MacroEvaluator", args: t.Sequence[t.Any]
     if adapter is not None and evaluator.runtime_stage != "loading":
         from mixmesh import engines
 
-        engines.bind(spec, model, sql_name, adapter)
+        engines.bind(spec, model, sql_name, adapter, source=stored_source(evaluator, spec.func))
     call = exp.Anonymous(this=sql_name, expressions=[_expression(arg) for arg in args])
     return exp.Cast(this=call, to=spec.returns.copy())
+
+
+def stored_source(evaluator: "MacroEvaluator", func: t.Callable[..., t.Any]) -> t.Optional[str]:
+    """The source SQLMesh re-created a function from (Python itself cannot find it)."""
+    for executable in evaluator.python_env.values():
+        if executable.is_definition and executable.name == func.__name__:
+            return executable.payload
+    return None
 
 
 def model_name(evaluator: "MacroEvaluator") -> t.Optional[str]:

@@ -29,6 +29,7 @@ class Binding(t.NamedTuple):
 
     spec: "FunctionSpec"
     model: t.Optional[str]
+    source: t.Optional[str] = None  # where Python cannot find it (re-created from state)
 
 
 # Every binding made in this process, by engine-side name; errors are explained from it.
@@ -47,10 +48,12 @@ def engine(dialect: str) -> types.ModuleType:
     return importlib.import_module(module)
 
 
-def bind(spec: "FunctionSpec", model: t.Optional[str], sql_name: str, adapter: t.Any) -> None:
+def bind(
+    spec: "FunctionSpec", model: t.Optional[str], sql_name: str, adapter: t.Any, source: t.Optional[str] = None
+) -> None:
     """Bind a function for a model in the engine behind a SQLMesh engine adapter."""
     with _lock:
-        binding = _bound.setdefault(sql_name, Binding(spec, model))
+        binding = _bound.setdefault(sql_name, Binding(spec, model, source))
     engine(adapter.dialect).bind(binding, sql_name, adapter)
 
 

@@ -95,7 +95,9 @@ def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
         return BatchFunction(spec, binding.model)
     # DuckDB stores a NaN returned by a native UDF as NULL, and casts the text 'NaN' to NaN.
     python_skips_nulls = spec.null_handling == "strict" and _null_handling(spec) == "special"
-    return row_function(spec, binding.model, nan_as_text=True, skip_nulls=python_skips_nulls)
+    return row_function(
+        spec, binding.model, nan_as_text=True, skip_nulls=python_skips_nulls, source=binding.source
+    )
 
 
 def _null_handling(spec: "FunctionSpec") -> str:
