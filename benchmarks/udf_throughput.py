@@ -210,10 +210,11 @@ def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int, rss_mb: 
     print(f"\npeak RSS: {rss_mb:,.0f} MB")
 
 
-def write_json(report: t.Mapping[str, t.Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS_SHOWN}")
+def write_json(report: t.Mapping[str, t.Any], out: t.Optional[Path]) -> None:
+    path = out or RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out or RESULTS_SHOWN}")
 
 
 def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
@@ -221,6 +222,7 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the table (default 10,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
+    parser.add_argument("--out", type=Path, help=f"where to write the JSON (default {RESULTS_SHOWN})")
     return parser.parse_args(argv)
 
 
@@ -245,7 +247,8 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
             "machine": machine_info(con),
             "peak_rss_mb": round(rss_mb, 1),
             **summary,
-        }
+        },
+        args.out,
     )
 
 
