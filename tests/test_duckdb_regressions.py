@@ -119,3 +119,18 @@ def test_duckdb_14989_a_strict_function_hinted_optional_may_return_null() -> Non
     assert rows == [(1.0,), (None,), (None,)]
     assert sorted(calls) == [1.0, 2.0]  # still strict: never called with the NULL
 
+
+
+def test_registering_another_function_under_a_used_name_replaces_it() -> None:
+    @udf(name="f")
+    def one(x: float) -> float:
+        return 1.0
+
+    @udf(name="f")
+    def two(x: float) -> float:
+        return 2.0
+
+    con = duckdb.connect()
+    register(con, one)
+    register(con, two)
+    assert con.sql("SELECT f(0.0)").fetchone() == (2.0,)

@@ -71,11 +71,6 @@ _ARROW_BY_SQL: t.Dict[DType, pa.DataType] = {
     DType.TIME: pa.time64("us"),
 }
 
-# Hints that stand for a whole batch of values in vectorized mode; their element type is
-# DOUBLE unless ``Annotated[pa.Array, int]`` or ``args=``/``returns=`` say otherwise.
-BATCH_DEFAULT_ELEMENT = "DOUBLE"
-
-
 class NoSqlType(FunctionDefinitionError):
     """A Python hint that has no SQL type."""
 

@@ -26,12 +26,6 @@ if t.TYPE_CHECKING:
 
 NAME = "duckdb"
 
-SUPPORTS_ARROW_UDF = True
-"""DuckDB hands Arrow arrays to Python functions, so batches need no conversion."""
-
-ROW_CALLS_ARE_NATIVE = True
-"""Row functions are called per row by DuckDB itself, which converts values and skips NULLs."""
-
 # connection -> {engine-side name -> (spec, callable)}: what is bound where; the strong refs.
 _bindings: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, t.Tuple[FunctionSpec, t.Callable[..., t.Any]]]]" = (
     weakref.WeakKeyDictionary()
