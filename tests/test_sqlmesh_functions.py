@@ -251,3 +251,43 @@ def test_functions_recreated_from_sqlmesh_state_run_as_inlined_copies(functions_
     callables = {name.split("__")[0]: function for name, (_, function) in bound.items()}
     assert callables["double_it"].__name__ == "double_it"
     assert callables["double_it"].__code__.co_filename == "<string>"  # from the stored source
+
+
+def test_models_in_another_dialect_call_functions(functions_project: Project) -> None:
+    """The seed's models are BigQuery SQL; SQLMesh transpiles them, calls included."""
+    functions_project.write(
+        "macros/typed.py",
+        '''
+        from datetime import datetime
+        from typing import TypedDict
+
+        from mixmesh import udf
+
+
+        class Stamp(TypedDict):
+            at: datetime
+            label: str
+
+
+        @udf
+        def stamp(x: float, at: datetime) -> Stamp:
+            return {"at": at, "label": f"{x:g}"}
+        ''',
+    )
+    functions_project.write(
+        "models/bq.sql",
+        """
+        MODEL (name analytics.bq, kind FULL, dialect bigquery);
+        SELECT customer_id,
+               COUNTIF(amount > 0) AS positives,
+               SUM(@double_it(amount)) AS doubled,
+               ANY_VALUE(@stamp(amount, DATETIME '2024-01-02 03:04:05')) AS stamped
+        FROM raw.source
+        WHERE amount IS NOT NULL
+        GROUP BY customer_id
+        """,
+    )
+    functions_project.plan()
+    rows = functions_project.query("SELECT customer_id, positives, doubled, stamped.label, stamped.at::VARCHAR FROM analytics.bq ORDER BY 1")
+    assert [row[:3] for row in rows] == [(1, 2, 50.0), (3, 0, -8.0)]
+    assert rows[1][3:] == ("-4", "2024-01-02 03:04:05")

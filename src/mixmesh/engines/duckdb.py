@@ -112,11 +112,18 @@ def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.
     connection.create_function(
         sql_name,
         function,
-        [duckdb.sqltype(types.sql(arg.sql_type, NAME)) for arg in spec.args],
-        duckdb.sqltype(types.sql(spec.returns, NAME)),
+        [_duckdb_type(arg.sql_type) for arg in spec.args],
+        _duckdb_type(spec.returns),
         type="arrow" if spec.vectorized else "native",
         null_handling=_null_handling(spec),
     )
+
+
+def _duckdb_type(sql_type: t.Any) -> t.Any:
+    import duckdb
+
+    # Quoted: STRUCT field names may be keywords ("at", "order").
+    return duckdb.sqltype(sql_type.sql(NAME, identify=True))
 
 
 def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding"]) -> t.Optional[Exception]:
