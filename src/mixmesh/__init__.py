@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "udf": "mixmesh.functions",
+    "python_model": "mixmesh.models",
+    "ModelKind": "mixmesh.models",
+    "ModelContext": "mixmesh.context",
     "AwareDatetime": "mixmesh.types",
     "MixmeshError": "mixmesh.errors",
     "FunctionDefinitionError": "mixmesh.errors",
@@ -28,7 +31,9 @@ if t.TYPE_CHECKING:
         FunctionRuntimeError,
         MixmeshError,
     )
+    from mixmesh.context import ModelContext
     from mixmesh.functions import udf
+    from mixmesh.models import ModelKind, python_model
     from mixmesh.types import AwareDatetime
 
 

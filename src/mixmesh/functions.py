@@ -88,6 +88,16 @@ class FunctionSpec:
         """
         return not self.returns_not_null
 
+    def decorator(self) -> t.Callable[..., t.Any]:
+        """The decorator this spec comes from (its stored source calls it again)."""
+        return udf
+
+    def hints_to_keep(self) -> t.List[str]:
+        """Arguments whose hints the stored source keeps: those row mode builds objects for."""
+        if self.vectorized:
+            return []
+        return [arg.name for arg in self.args if types.python_converter(arg.hint) is not None]
+
     def receives_pandas(self, arg: Argument) -> bool:
         """Whether a vectorized function gets this argument as a pandas Series."""
         return self.pandas_batches or arg.batch_kind == PANDAS

@@ -26,16 +26,15 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import inspect
 import sys
 import threading
-import types as pytypes
 import typing as t
 from pathlib import Path
 
 from sqlglot import exp
 
 from mixmesh.errors import FunctionCallError, FunctionDefinitionError, where
+from mixmesh.introspection import code_digest
 
 if t.TYPE_CHECKING:
     from sqlmesh.core.macros import MacroEvaluator
@@ -91,62 +90,6 @@ def binding_name(spec: "FunctionSpec", model: t.Optional[str]) -> str:
     return f"{spec.name}__{digest.hexdigest()[:10]}"
 
 
-def code_digest(func: t.Callable[..., t.Any]) -> str:
-    """A digest of a function's code and of the project helpers it calls, at any depth."""
-    digest = hashlib.sha256()
-    seen: t.Set[int] = set()
-
-    def visit_code(code: pytypes.CodeType) -> None:
-        digest.update(code.co_code)
-        digest.update(repr(code.co_names).encode())
-        for const in code.co_consts:
-            if isinstance(const, pytypes.CodeType):
-                visit_code(const)
-            else:
-                digest.update(repr(const).encode())
-
-    def visit(function: t.Any) -> None:
-        function = getattr(function, "__wrapped__", function)
-        if id(function) in seen or not inspect.isfunction(function):
-            return
-        seen.add(id(function))
-        visit_code(function.__code__)
-        for name in _global_names(function.__code__):
-            value = function.__globals__.get(name)
-            if _is_project_function(value, function):
-                visit(value)
-            elif value is not None:
-                digest.update(f"{name}={_identity(value)}".encode())
-
-    visit(func)
-    return digest.hexdigest()
-
-
-def _global_names(code: pytypes.CodeType) -> t.Iterator[str]:
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, pytypes.CodeType):
-            yield from _global_names(const)
-
-
-def _is_project_function(value: t.Any, caller: t.Callable[..., t.Any]) -> bool:
-    value = getattr(value, "__wrapped__", value)
-    if not inspect.isfunction(value):
-        return False
-    if value.__globals__ is caller.__globals__:
-        return True
-    module = sys.modules.get(value.__module__ or "")
-    file = getattr(module, "__file__", None) or ""
-    return bool(file) and "site-packages" not in file
-
-
-def _identity(value: t.Any) -> str:
-    """What a global stands for: its value for data (as SQLMesh stores it), else its name."""
-    if isinstance(value, (int, float, str, bytes, bool, tuple, list, dict, set, frozenset)):
-        return repr(value)
-    return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
-
-
 def _expression(arg: t.Any) -> exp.Expr:
     return arg if isinstance(arg, exp.Expr) else exp.convert(arg)
 
@@ -179,7 +122,8 @@ def install() -> None:
         _installed = True
 
 
-def _spec_of(obj: t.Any) -> t.Optional["FunctionSpec"]:
+def _spec_of(obj: t.Any) -> t.Any:
+    """The FunctionSpec or ModelSpec mixmesh attached to a user's function, if any."""
     return getattr(obj, "__mixmesh_spec__", None)
 
 
@@ -193,48 +137,44 @@ def _explicit_source_hook(normalize_source: t.Callable[[t.Any], str]) -> t.Calla
     return hook
 
 
-def explicit_source(source: str, spec: "FunctionSpec") -> str:
-    """The function's source with a decorator that states every SQL type and no type hints.
+def explicit_source(source: str, spec: t.Any) -> str:
+    """The function's source with a decorator that states what its hints said, and no hints.
 
-    Argument hints stay only where row mode needs them to build values (dataclasses).
+    ``spec`` (a FunctionSpec or ModelSpec) says which decorator is its own
+    (``decorator()``), what to state (``explicit_decorator_arguments()``) and which argument
+    hints must stay (``hints_to_keep()``, for values row mode builds).
     """
     module = ast.parse(source)
     node = next(n for n in module.body if isinstance(n, ast.FunctionDef))
-    keywords = [
-        ast.keyword(arg=key, value=ast.parse(repr(value), mode="eval").body)
-        for key, value in spec.explicit_decorator_arguments().items()
-    ]
-    position = _udf_decorator_position(node, spec)
+    explicit = spec.explicit_decorator_arguments()
+    decorator = spec.decorator()
+    position = _decorator_position(node, spec.func.__globals__, decorator)
     if position is None:
-        module.body.insert(0, ast.parse("from mixmesh.functions import udf as _mixmesh_udf").body[0])
-        node.decorator_list.insert(0, ast.Call(func=ast.Name("_mixmesh_udf"), args=[], keywords=keywords))
-    else:
-        decorator = node.decorator_list[position]
-        callee = decorator.func if isinstance(decorator, ast.Call) else decorator
-        node.decorator_list[position] = ast.Call(func=callee, args=[], keywords=keywords)
-    kept = set(kept_hints(spec))
-    for arg in node.args.args + node.args.posonlyargs:
-        if arg.arg not in kept:
+        alias = "_mixmesh_decorator"
+        module.body.insert(0, ast.parse(f"from {decorator.__module__} import {decorator.__name__} as {alias}").body[0])
+        node.decorator_list.insert(0, ast.Call(func=ast.Name(alias), args=[], keywords=[]))
+        position = 0
+    call = node.decorator_list[position]
+    callee = call.func if isinstance(call, ast.Call) else call
+    kept = [k for k in (call.keywords if isinstance(call, ast.Call) else []) if k.arg not in explicit]
+    positional = call.args if isinstance(call, ast.Call) else []
+    stated = [ast.keyword(arg=key, value=ast.parse(repr(value), mode="eval").body) for key, value in explicit.items()]
+    node.decorator_list[position] = ast.Call(func=callee, args=positional, keywords=kept + stated)
+    hints = set(spec.hints_to_keep())
+    for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+        if arg.arg not in hints:
+            arg.annotation = None
+    for arg in (node.args.vararg, node.args.kwarg):
+        if arg is not None:
             arg.annotation = None
     node.returns = None
     return ast.unparse(ast.fix_missing_locations(module)).strip()
 
 
-def kept_hints(spec: "FunctionSpec") -> t.List[str]:
-    """Arguments whose hints the stored source keeps: those row mode builds objects for."""
-    from mixmesh import types
-
-    if spec.vectorized:
-        return []
-    return [arg.name for arg in spec.args if types.python_converter(arg.hint) is not None]
-
-
-def _udf_decorator_position(node: ast.FunctionDef, spec: "FunctionSpec") -> t.Optional[int]:
-    from mixmesh.functions import udf
-
-    for position, decorator in enumerate(node.decorator_list):
-        callee = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if _resolve(callee, spec.func.__globals__) is udf:
+def _decorator_position(node: ast.FunctionDef, namespace: t.Dict[str, t.Any], decorator: t.Any) -> t.Optional[int]:
+    for position, call in enumerate(node.decorator_list):
+        callee = call.func if isinstance(call, ast.Call) else call
+        if _resolve(callee, namespace) is decorator:
             return position
     return None
 
@@ -262,8 +202,8 @@ def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.C
     return hook
 
 
-def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: "FunctionSpec") -> t.Set[str]:
-    kept = set(kept_hints(spec))
+def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: t.Any) -> t.Set[str]:
+    kept = set(spec.hints_to_keep())
     if not kept:
         return set()
     from sqlmesh.utils.metaprogramming import parse_source

@@ -12,10 +12,14 @@ per-thread cursors see them; the Python callable, though, is only kept alive by 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import typing as t
+import uuid
 import weakref
+
+from sqlglot import exp
 
 from mixmesh import types
 from mixmesh.errors import FunctionCallError, FunctionRuntimeError, MixmeshError, where
@@ -107,8 +111,6 @@ def _null_handling(spec: "FunctionSpec") -> str:
 
 
 def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:
-    import duckdb
-
     connection.create_function(
         sql_name,
         function,
@@ -124,6 +126,59 @@ def _duckdb_type(sql_type: t.Any) -> t.Any:
 
     # Quoted: STRUCT field names may be keywords ("at", "order").
     return duckdb.sqltype(sql_type.sql(NAME, identify=True))
+
+
+# --- queries of Python models -----------------------------------------------------------------
+
+
+def render(expression: exp.Expr) -> str:
+    """A query as DuckDB reads it; ``:name`` placeholders become DuckDB's ``$name``."""
+    return expression.sql(NAME)
+
+
+@contextlib.contextmanager
+def run(
+    adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any], *, staging: bool = False
+) -> t.Iterator[t.Any]:
+    """Run a query with bound parameters; yields DuckDB's result (arrow, df, fetchall...).
+
+    A model's own queries get a cursor of their own, so that a result streamed batch by
+    batch stays open while the batches land. Queries about staging tables run on SQLMesh's
+    cursor for this thread, the one session that sees those temporary tables.
+    """
+    cursor = adapter.cursor if staging else adapter.connection.cursor()
+    try:
+        yield cursor.execute(render(expression), dict(params) or None)
+    finally:
+        if not staging:
+            cursor.close()
+
+
+def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str:
+    """A temporary table for a model's batches: gone with the session if the process dies."""
+    name = f"mixmesh_staging_{uuid.uuid4().hex}"
+    schema = exp.Schema(
+        this=exp.to_table(name),
+        expressions=[exp.ColumnDef(this=exp.to_identifier(c, quoted=True), kind=k.copy()) for c, k in columns.items()],
+    )
+    create = exp.Create(kind="TABLE", this=schema, properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+    adapter.cursor.execute(create.sql(NAME))
+    return name
+
+
+def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
+    """Append an Arrow table, read by DuckDB in place (no copy through Python objects)."""
+    view = f"{staging}_batch"
+    cursor = adapter.cursor
+    cursor.register(view, table)
+    try:
+        cursor.execute(exp.insert(exp.select("*").from_(view), staging).sql(NAME))
+    finally:
+        cursor.unregister(view)
+
+
+def drop_staging(adapter: t.Any, staging: str) -> None:
+    adapter.cursor.execute(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
 
 
 def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding"]) -> t.Optional[Exception]:

@@ -1,0 +1,193 @@
+"""The context a Python model's function receives, and the results of its SQL.
+
+``ModelContext`` passes through everything SQLMesh's ExecutionContext offers and adds the
+interval (``start_date``, ``end_date``, ``execution_time``) and safe SQL:
+``context.sql(query, **params)`` (or the seed's ``context.engine.execute(query)``) binds
+``:name`` parameters as the engine's own parameters, reads models from the physical tables
+of the environment being built, and calls ``@udf`` functions by name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import sqlglot
+from sqlglot import exp
+
+from mixmesh.errors import MixmeshError
+
+if t.TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from mixmesh.models import ModelSpec
+
+DEFAULT_BATCH_ROWS = 1_000_000
+
+
+class ModelSqlError(MixmeshError, ValueError):
+    """A query a model passed to ``context.sql`` cannot run as written."""
+
+
+class ModelContext:
+    """SQLMesh's ExecutionContext for one model and interval, with safe SQL on top."""
+
+    def __init__(self, context: t.Any, spec: "ModelSpec", arguments: t.Mapping[str, t.Any]) -> None:
+        self._context = context
+        self.spec = spec
+        self.start: t.Optional[dt.datetime] = arguments.get("start")
+        self.end: t.Optional[dt.datetime] = arguments.get("end")
+        self.execution_time: t.Optional[dt.datetime] = arguments.get("execution_time")
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._context, name)
+
+    @property
+    def start_date(self) -> t.Optional[dt.date]:
+        """The first day of the interval being computed."""
+        return _date(self.start)
+
+    @property
+    def end_date(self) -> t.Optional[dt.date]:
+        """The last day of the interval being computed (inclusive)."""
+        return _date(self.end)
+
+    def interval_arguments(self) -> t.Dict[str, t.Any]:
+        """What the seed's models read from ``kwargs``: ``start_date`` and ``end_date``."""
+        return {"start_date": self.start_date, "end_date": self.end_date}
+
+    def sql(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
+        """A query to run in the model's engine, with ``:name`` parameters bound to ``params``."""
+        expression = self._parse(query)
+        _check_parameters(self.spec.name, expression, params)
+        expression = self._read_models_physically(expression)
+        expression = self._bind_functions(expression)
+        return SqlResult(self._context.engine_adapter, expression, params, self.spec.name)
+
+    def execute(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
+        """The seed's spelling of ``sql``: ``context.engine.execute(query)``."""
+        return self.sql(query, **params)
+
+    @property
+    def engine(self) -> "ModelContext":
+        """The seed's ``context.engine``: ``context.engine.execute(query)`` is ``context.sql``."""
+        return self
+
+    def _parse(self, query: t.Union[str, exp.Expr]) -> exp.Expr:
+        if isinstance(query, exp.Expr):
+            return query.copy()
+        try:
+            return sqlglot.parse_one(query, read=self._context.default_dialect)
+        except sqlglot.errors.ParseError as error:
+            raise ModelSqlError(f"model {self.spec.name}: context.sql cannot parse the query: {error}") from None
+
+    def _read_models_physically(self, expression: exp.Expr) -> exp.Expr:
+        """Models become the physical tables of the environment being built."""
+        from sqlmesh.core.dialect import normalize_model_name
+
+        tables = self._context._model_tables
+        ctes = {cte.alias_or_name for cte in expression.find_all(exp.CTE)}
+
+        def physical(node: exp.Expr) -> exp.Expr:
+            if not isinstance(node, exp.Table) or not node.name or (not node.db and node.name in ctes):
+                return node
+            name = normalize_model_name(node, self._context.default_catalog, self._context.default_dialect)
+            if name not in tables:
+                return node
+            table = exp.to_table(tables[name])
+            if node.alias:
+                table.set("alias", node.args["alias"])
+            return table
+
+        return expression.transform(physical, copy=False)
+
+    def _bind_functions(self, expression: exp.Expr) -> exp.Expr:
+        """Calls of ``@udf`` functions become their engine bindings, as in SQL models."""
+        from mixmesh import engines
+        from mixmesh.functions import Udf
+        from mixmesh.sqlmesh_bridge import binding_name
+
+        functions = {
+            value.spec.name: value for value in self.spec.func.__globals__.values() if isinstance(value, Udf)
+        }
+        if not functions:
+            return expression
+        adapter = self._context.engine_adapter
+
+        def bound(node: exp.Expr) -> exp.Expr:
+            udf = functions.get(node.name.lower()) if isinstance(node, exp.Anonymous) else None
+            if udf is None:
+                return node
+            sql_name = binding_name(udf.spec, self.spec.name)
+            engines.bind(udf.spec, self.spec.name, sql_name, adapter)
+            return exp.Cast(this=exp.Anonymous(this=sql_name, expressions=node.expressions), to=udf.spec.returns.copy())
+
+        return expression.transform(bound, copy=False)
+
+
+class SqlResult:
+    """A query ready to run; each conversion runs it (``.batches`` streams)."""
+
+    def __init__(self, adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any], model: str) -> None:
+        self._adapter = adapter
+        self.expression = expression
+        self.params = dict(params)
+        self.model = model
+
+    def to_arrow(self) -> "pa.Table":
+        """All rows as a pyarrow Table."""
+        with self._run() as result:
+            return result.fetch_arrow_table()
+
+    def to_pandas(self) -> "pd.DataFrame":
+        """All rows as a pandas DataFrame."""
+        with self._run() as result:
+            return result.df()
+
+    def to_polars(self) -> t.Any:
+        """All rows as a polars DataFrame (needs polars installed)."""
+        try:
+            import polars as pl
+        except ImportError:
+            raise ModelSqlError(f"model {self.model}: to_polars() needs polars: pip install polars") from None
+        return pl.from_arrow(self.to_arrow())
+
+    def batches(self, rows: int = DEFAULT_BATCH_ROWS) -> t.Iterator["pa.RecordBatch"]:
+        """The rows as Arrow record batches of up to ``rows`` rows, streamed from the engine."""
+        with self._run() as result:
+            yield from result.fetch_record_batch(rows)
+
+    def fetchall(self) -> t.List[t.Tuple[t.Any, ...]]:
+        """All rows as tuples."""
+        with self._run() as result:
+            return result.fetchall()
+
+    def sql(self) -> str:
+        """The query as the engine receives it (parameters stay parameters)."""
+        from mixmesh import engines
+
+        return engines.engine(self._adapter.dialect).render(self.expression)
+
+    def _run(self) -> t.ContextManager[t.Any]:
+        from mixmesh import engines
+
+        return engines.engine(self._adapter.dialect).run(self._adapter, self.expression, self.params)
+
+
+def _check_parameters(model: str, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> None:
+    placeholders = list(expression.find_all(exp.Placeholder))
+    if any(not p.name for p in placeholders):
+        raise ModelSqlError(f"model {model}: context.sql takes named parameters (:name), not '?'")
+    names = {p.name for p in placeholders}
+    missing, unused = sorted(names - set(params)), sorted(set(params) - names)
+    if missing:
+        raise ModelSqlError(f"model {model}: the query uses parameter(s) {missing} that context.sql was not given")
+    if unused:
+        raise ModelSqlError(f"model {model}: context.sql was given parameter(s) {unused} the query does not use (:name)")
+
+
+def _date(value: t.Optional[dt.datetime]) -> t.Optional[dt.date]:
+    if value is None:
+        return None
+    return value.date() if isinstance(value, dt.datetime) else value

@@ -1,0 +1,68 @@
+"""The tables a Python model's SQL reads, found in its source, for SQLMesh's DAG.
+
+SQLMesh learns a Python model's parents from ``context.resolve_table('...')`` calls or an
+explicit ``depends_on``. Models that write SQL (``context.sql("SELECT ... FROM
+analytics.orders")``, or the seed's f-strings) would otherwise run without their parents
+and read production tables in a development environment. So every string of the model's
+function, and of the project helpers it calls, that parses as a query gives its tables
+(CTE names aside); f-string holes count as values.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import typing as t
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.scope import build_scope
+
+from mixmesh.introspection import project_functions
+
+# An f-string hole is taken as a value; as a table name it leaves the query unparsable.
+_HOLE = "NULL"
+
+
+def tables_read(func: t.Callable[..., t.Any], dialect: t.Optional[str] = None) -> t.Set[str]:
+    """Names of the tables read by the queries written in ``func`` and its helpers."""
+    tables: t.Set[str] = set()
+    for function in project_functions(func):
+        for text in _strings(function):
+            tables |= _tables_in(text, dialect)
+    return tables
+
+
+def _strings(func: t.Callable[..., t.Any]) -> t.Iterator[str]:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+        elif isinstance(node, ast.JoinedStr):
+            yield "".join(
+                part.value if isinstance(part, ast.Constant) else _HOLE for part in node.values
+            )
+
+
+def _tables_in(text: str, dialect: t.Optional[str]) -> t.Set[str]:
+    if not any(word in text.upper() for word in ("SELECT", "FROM")):
+        return set()
+    try:
+        expression = sqlglot.parse_one(text, read=dialect)
+    except Exception:
+        return set()
+    if not isinstance(expression, exp.Query):
+        return set()
+    root = build_scope(expression)
+    if root is None:
+        return set()
+    return {
+        source.sql(dialect=dialect)
+        for scope in root.traverse()
+        for source in scope.sources.values()
+        if isinstance(source, exp.Table) and source.name
+    }

@@ -1,0 +1,155 @@
+"""Landing what a Python model returns: checked, staged in the engine, then written at once.
+
+A model may return a pandas DataFrame, an Arrow table, a polars DataFrame, or yield batches
+of them. Each batch is conformed to the declared columns (``validation``) and appended to
+a staging table in the engine as it comes, so nothing is held whole in Python memory.
+When every batch has landed and the grain is unique, SQLMesh gets one query reading the
+staging table, and writes it as it writes any model. A failure anywhere before that
+leaves the model's table as it was; SQLMesh's own write of a DataFrame generator is not
+transactional on every engine, which is why batches do not go to it one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+import types as pytypes
+import typing as t
+
+import pyarrow as pa
+from sqlglot import exp
+
+from mixmesh import engines, validation
+
+if t.TYPE_CHECKING:
+    from mixmesh.context import ModelContext
+    from mixmesh.models import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+def land(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> t.Iterator[exp.Query]:
+    """Stage what the model returned and yield the one query SQLMesh writes from."""
+    return _stage_then_write(_tables(returned, spec), spec, context)
+
+
+def _stage_then_write(
+    tables: t.Iterator[pa.Table], spec: "ModelSpec", context: "ModelContext"
+) -> t.Iterator[exp.Query]:
+    adapter = context.engine_adapter
+    engine = engines.engine(adapter.dialect)
+    staging = engine.create_staging(adapter, spec.columns)
+    try:
+        for table in tables:
+            engine.append_staging(adapter, staging, validation.conform(table, spec))
+        _check_unique(engine, adapter, staging, spec, spec.grain or spec.unique_key)
+        query = _written_rows(engine, adapter, staging, spec, context)
+    except BaseException:
+        engine.drop_staging(adapter, staging)
+        raise
+    yield query
+    engine.drop_staging(adapter, staging)
+
+
+def _tables(returned: t.Any, spec: "ModelSpec") -> t.Iterator[pa.Table]:
+    if _is_batches(returned):
+        for batch in returned:
+            yield _table(batch, spec)
+    else:
+        yield _table(returned, spec)
+
+
+def _is_batches(value: t.Any) -> bool:
+    return isinstance(value, (pytypes.GeneratorType, list, tuple)) or (
+        hasattr(value, "__next__") and not hasattr(value, "columns")
+    )
+
+
+def _table(value: t.Any, spec: "ModelSpec") -> pa.Table:
+    """A returned batch as an Arrow table (pandas, Arrow or polars)."""
+    if isinstance(value, pa.Table):
+        return value
+    if isinstance(value, pa.RecordBatch):
+        return pa.Table.from_batches([value])
+    module = type(value).__module__.split(".")[0]
+    if module == "pandas":
+        return _from_pandas(value, spec)
+    if module == "polars":
+        return value.to_arrow()
+    raise validation.ModelOutputError(
+        f"model {spec.name} returned a {type(value).__name__}; return a pandas DataFrame, an Arrow "
+        "table or a polars DataFrame, or yield several of them"
+    )
+
+
+def _from_pandas(frame: t.Any, spec: "ModelSpec") -> pa.Table:
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        pass
+    for name in frame.columns:  # find the column that does not convert, for the message
+        try:
+            pa.Table.from_pandas(frame[[name]], preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            raise validation.ModelOutputError(
+                f"model {spec.name}: column {name!r} mixes values Arrow cannot hold in one column ({error})"
+            ) from None
+    raise validation.ModelOutputError(f"model {spec.name}: its DataFrame does not convert to Arrow")
+
+
+def _check_unique(engine: t.Any, adapter: t.Any, staging: str, spec: "ModelSpec", key: t.Sequence[str]) -> None:
+    if not key:
+        return
+    columns = [exp.column(name, quoted=True) for name in key]
+    duplicate = (
+        exp.select(*columns, exp.func("COUNT", exp.Star()).as_("copies"))
+        .from_(exp.to_table(staging))
+        .group_by(*columns)
+        .having(exp.func("COUNT", exp.Star()) > 1)
+        .limit(1)
+    )
+    with engine.run(adapter, duplicate, {}, staging=True) as result:
+        rows = result.fetchall()
+    if rows:
+        *values, copies = rows[0]
+        example = dict(zip(key, values))
+        raise validation.ModelOutputError(
+            f"model {spec.name} returned {copies} rows with the same grain {example}; "
+            f"each value of the grain {list(key)} may appear once"
+        )
+
+
+def _written_rows(
+    engine: t.Any, adapter: t.Any, staging: str, spec: "ModelSpec", context: "ModelContext"
+) -> exp.Query:
+    """The query SQLMesh writes from: the staged rows, within the interval for incremental models."""
+    query = exp.select(*[exp.column(c, quoted=True) for c in spec.columns]).from_(exp.to_table(staging))
+    if not spec.is_incremental_by_time or context.start is None or context.end is None:
+        return query
+    column = exp.column(spec.time_column, quoted=True)
+    start, end = (_literal(value, spec.columns[spec.time_column]) for value in (context.start, context.end))
+    outside = exp.or_(column < start, column > end)
+    counting = exp.select(exp.func("COUNT", exp.Star())).from_(exp.to_table(staging)).where(outside)
+    with engine.run(adapter, counting, {}, staging=True) as result:
+        (count,) = result.fetchone()
+    if count:
+        _warn(
+            f"model {spec.name} returned {count} row(s) with {spec.time_column} outside the interval "
+            f"{context.start_date} .. {context.end_date}; they are not written"
+        )
+    return query.where(exp.Between(this=column.copy(), low=start.copy(), high=end.copy()))
+
+
+def _literal(value: t.Any, sql_type: exp.DataType) -> exp.Expr:
+    """An interval bound as a typed SQL literal, built by sqlglot (never pasted text)."""
+    bound = exp.cast(exp.Literal.string(str(value)), exp.DataType.build("TIMESTAMP"))
+    return exp.cast(bound, sql_type.copy()) if sql_type.is_type(exp.DataType.Type.DATE) else bound
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    try:
+        from sqlmesh.core.console import get_console
+
+        get_console().log_warning(message)
+    except Exception:  # the console is a courtesy; the log line is the record
+        pass

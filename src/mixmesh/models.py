@@ -1,0 +1,296 @@
+"""``@python_model``: a Python function becomes a SQLMesh Python model.
+
+Built on SQLMesh's own ``@model``: the decorator translates the seed document's spelling
+(``kind=ModelKind.INCREMENTAL``, ``grain=[...]``, columns from a return annotation) into
+SQLMesh's arguments, registers the model, and returns a runner. SQLMesh calls the runner
+with its ExecutionContext; the runner hands the function a ``ModelContext`` (safe SQL,
+``start_date``/``end_date``), then lands what the function returns through
+``mixmesh.landing``: validated at the language boundary, written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import inspect
+import os
+import typing as t
+
+from sqlglot import exp
+
+from mixmesh import types
+from mixmesh.errors import MixmeshError
+
+
+class ModelDefinitionError(MixmeshError, ValueError):
+    """A ``@python_model`` declaration SQLMesh cannot run (kind, columns, grain...)."""
+
+
+class ModelKind(str, enum.Enum):
+    """Model kinds in the seed document's spelling (SQLMesh's own kinds are accepted too)."""
+
+    FULL = "FULL"
+    INCREMENTAL = "INCREMENTAL"  # incremental by time range, as the seed means it
+    INCREMENTAL_BY_TIME_RANGE = "INCREMENTAL_BY_TIME_RANGE"
+    INCREMENTAL_BY_UNIQUE_KEY = "INCREMENTAL_BY_UNIQUE_KEY"
+    VIEW = "VIEW"
+    SEED = "SEED"
+
+
+BY_TIME_RANGE = ModelKind.INCREMENTAL_BY_TIME_RANGE.value
+BY_UNIQUE_KEY = ModelKind.INCREMENTAL_BY_UNIQUE_KEY.value
+_REFUSED = {
+    "VIEW": "a view is a SQL query; write it as a SQL model",
+    "SEED": "a seed is loaded from a CSV file; declare it as a SEED model in SQL",
+    "EMBEDDED": "an embedded model is a SQL query inlined into others; write it as a SQL model",
+    "EXTERNAL": "an external table is declared in external_models.yaml",
+}
+_TIME_TYPES = (exp.DataType.Type.DATE, exp.DataType.Type.DATETIME, *exp.DataType.TEMPORAL_TYPES)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A Python model as mixmesh runs it: its function, kind, columns and keys."""
+
+    name: str
+    func: t.Callable[..., t.Any]
+    kind: str  # a SQLMesh kind name
+    columns: t.Dict[str, exp.DataType]
+    grain: t.Tuple[str, ...] = ()
+    time_column: t.Optional[str] = None
+    unique_key: t.Tuple[str, ...] = ()
+    columns_from_hint: bool = False
+
+    def explicit_decorator_arguments(self) -> t.Dict[str, t.Any]:
+        """Decorator arguments that pin what hints said (SQLMesh stores no return hint)."""
+        if not self.columns_from_hint:
+            return {}
+        return {"columns": {column: types.sql(sql_type) for column, sql_type in self.columns.items()}}
+
+    def decorator(self) -> t.Callable[..., t.Any]:
+        """The decorator this spec comes from (its stored source calls it again)."""
+        return python_model
+
+    def hints_to_keep(self) -> t.List[str]:
+        return []
+
+    @property
+    def is_incremental_by_time(self) -> bool:
+        return self.kind == BY_TIME_RANGE
+
+
+def python_model(
+    name: t.Optional[str] = None,
+    *,
+    kind: t.Any = ModelKind.FULL,
+    columns: t.Optional[t.Mapping[str, str]] = None,
+    grain: t.Optional[t.Union[str, t.Sequence[str]]] = None,
+    time_column: t.Optional[str] = None,
+    unique_key: t.Optional[t.Union[str, t.Sequence[str]]] = None,
+    **sqlmesh_arguments: t.Any,
+) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
+    """Make a function a SQLMesh Python model that SQLMesh's plan, run and test execute.
+
+    Args:
+        name: the model's name (``analytics.customer_ltv_prediction``).
+        kind: ``ModelKind.FULL`` (default), ``ModelKind.INCREMENTAL`` (by time range),
+            ``ModelKind.INCREMENTAL_BY_UNIQUE_KEY``, or a SQLMesh kind.
+        columns: column name -> SQL type; or leave it out and annotate the function's
+            return with a TypedDict or dataclass describing one row.
+        grain: the columns that identify a row.
+        time_column: the time column of an incremental model; by default the one date or
+            timestamp column of ``grain``.
+        unique_key: the key of an INCREMENTAL_BY_UNIQUE_KEY model; ``grain`` by default.
+        sqlmesh_arguments: passed to SQLMesh's ``@model`` unchanged (owner, cron, start,
+            description, depends_on, audits...).
+    """
+
+    def decorate(func: t.Callable[..., t.Any]) -> "ModelRunner":
+        spec = build_spec(
+            func,
+            name=name,
+            kind=kind,
+            columns=columns,
+            grain=grain,
+            time_column=time_column,
+            unique_key=unique_key,
+        )
+        from mixmesh import sqlmesh_bridge
+
+        sqlmesh_bridge.install()
+        func.__mixmesh_spec__ = spec  # type: ignore[attr-defined]
+        if _defined_in_a_file(func):  # not when SQLMesh re-creates it from its stored source
+            _register(func, spec, kind, grain, sqlmesh_arguments)
+        return ModelRunner(func, spec)
+
+    return decorate
+
+
+class ModelRunner:
+    """What SQLMesh calls to evaluate the model: the function behind a safe context."""
+
+    def __init__(self, func: t.Callable[..., t.Any], spec: ModelSpec) -> None:
+        functools.update_wrapper(self, func)
+        self.spec = spec
+
+    def __call__(self, context: t.Any, **kwargs: t.Any) -> t.Iterator[t.Any]:
+        from mixmesh.context import ModelContext
+        from mixmesh.landing import land
+
+        model_context = ModelContext(context, self.spec, kwargs)
+        offered = {**model_context.interval_arguments(), **kwargs}
+        func = self.__wrapped__  # type: ignore[attr-defined]
+        returned = func(model_context, **{k: v for k, v in offered.items() if signature_accepts(func, k)})
+        return land(returned, self.spec, model_context)
+
+    def __repr__(self) -> str:
+        return f"<mixmesh python model {self.spec.name}>"
+
+
+def build_spec(
+    func: t.Callable[..., t.Any],
+    *,
+    name: t.Optional[str],
+    kind: t.Any,
+    columns: t.Optional[t.Mapping[str, str]],
+    grain: t.Optional[t.Union[str, t.Sequence[str]]],
+    time_column: t.Optional[str],
+    unique_key: t.Optional[t.Union[str, t.Sequence[str]]],
+) -> ModelSpec:
+    """Read the declaration and the function's return hint into a ModelSpec."""
+    model = name or func.__name__
+    column_types, from_hint = _columns(func, model, columns)
+    grain_columns = _names(grain)
+    _check_known(model, "grain", grain_columns, column_types)
+    kind_name = _kind_name(model, kind)
+    spec_time_column = None
+    keys: t.Tuple[str, ...] = ()
+    if kind_name == BY_TIME_RANGE:
+        spec_time_column = time_column or _time_column_from_grain(model, grain_columns, column_types)
+        _check_known(model, "time_column", (spec_time_column,), column_types)
+    elif kind_name == BY_UNIQUE_KEY:
+        keys = _names(unique_key) or grain_columns
+        if not keys:
+            raise ModelDefinitionError(
+                f"model {model}: an INCREMENTAL_BY_UNIQUE_KEY model needs unique_key=[...] or grain=[...]"
+            )
+        _check_known(model, "unique_key", keys, column_types)
+    return ModelSpec(
+        name=model,
+        func=func,
+        kind=kind_name,
+        columns=column_types,
+        grain=grain_columns,
+        time_column=spec_time_column,
+        unique_key=keys,
+        columns_from_hint=from_hint,
+    )
+
+
+def _columns(
+    func: t.Callable[..., t.Any], model: str, columns: t.Optional[t.Mapping[str, str]]
+) -> t.Tuple[t.Dict[str, exp.DataType], bool]:
+    if columns:
+        return {name: _sql_type(model, name, sql) for name, sql in columns.items()}, False
+    hint = t.get_type_hints(func, include_extras=True).get("return")
+    if hint is None or not types.is_struct_hint(hint):
+        raise ModelDefinitionError(
+            f"model {model}: declare its columns, with columns={{'name': 'SQL type', ...}} or a "
+            "return annotation that is a TypedDict or dataclass describing one row"
+        )
+    row = t.get_type_hints(hint, include_extras=True)
+    return {name: types.sql_type_of_hint(field) for name, field in row.items()}, True
+
+
+def _sql_type(model: str, column: str, sql: t.Any) -> exp.DataType:
+    if isinstance(sql, exp.DataType):
+        return sql
+    try:
+        return exp.DataType.build(str(sql), dialect="duckdb")
+    except Exception as error:
+        raise ModelDefinitionError(f"model {model}: column {column!r}: {sql!r} is not a SQL type ({error})") from None
+
+
+def _names(value: t.Optional[t.Union[str, t.Sequence[str]]]) -> t.Tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _check_known(model: str, what: str, names: t.Sequence[str], columns: t.Mapping[str, t.Any]) -> None:
+    unknown = [n for n in names if n not in columns]
+    if unknown:
+        raise ModelDefinitionError(
+            f"model {model}: {what} names {unknown}, which are not among its columns {list(columns)}"
+        )
+
+
+def _kind_name(model: str, kind: t.Any) -> str:
+    raw = kind.get("name") if isinstance(kind, dict) else getattr(kind, "name", kind)
+    text = str(getattr(raw, "value", raw)).upper()
+    if text == ModelKind.INCREMENTAL.value:
+        return BY_TIME_RANGE
+    if text in _REFUSED:
+        raise ModelDefinitionError(f"model {model}: kind {text} is not for Python models: {_REFUSED[text]}")
+    return text
+
+
+def _time_column_from_grain(model: str, grain: t.Sequence[str], columns: t.Mapping[str, exp.DataType]) -> str:
+    candidates = [c for c in grain if columns[c].is_type(*_TIME_TYPES)]
+    if len(candidates) == 1:
+        return candidates[0]
+    found = f"its grain has {len(candidates)} date/timestamp columns {candidates}" if candidates else (
+        "its grain has no date or timestamp column"
+    )
+    raise ModelDefinitionError(
+        f"model {model}: an INCREMENTAL model needs its time column; {found}. "
+        "Add time_column='...' to @python_model"
+    )
+
+
+def _defined_in_a_file(func: t.Callable[..., t.Any]) -> bool:
+    return os.path.isfile(func.__code__.co_filename)
+
+
+def _register(
+    func: t.Callable[..., t.Any],
+    spec: ModelSpec,
+    kind: t.Any,
+    grain: t.Any,
+    sqlmesh_arguments: t.Dict[str, t.Any],
+) -> None:
+    """Register the model with SQLMesh's ``@model``, in SQLMesh's own terms."""
+    from sqlmesh.core.model import model
+    from mixmesh.dependencies import tables_read
+
+    arguments = dict(sqlmesh_arguments)
+    arguments["kind"] = _sqlmesh_kind(spec, kind)
+    arguments["columns"] = {column: types.sql(sql_type) for column, sql_type in spec.columns.items()}
+    if grain is not None:
+        arguments["grain"] = list(spec.grain)
+    dialect = arguments.get("dialect")
+    discovered = tables_read(func, dialect)
+    if discovered:
+        arguments["depends_on"] = sorted(set(arguments.get("depends_on") or ()) | discovered)
+    model(spec.name, **arguments)(func)
+
+
+def _sqlmesh_kind(spec: ModelSpec, kind: t.Any) -> t.Any:
+    from sqlmesh.core.model.kind import ModelKindName
+
+    if spec.kind == BY_TIME_RANGE:
+        extra = dict(kind) if isinstance(kind, dict) else {}
+        return {**extra, "name": ModelKindName.INCREMENTAL_BY_TIME_RANGE, "time_column": spec.time_column}
+    if spec.kind == BY_UNIQUE_KEY:
+        extra = dict(kind) if isinstance(kind, dict) else {}
+        return {**extra, "name": ModelKindName.INCREMENTAL_BY_UNIQUE_KEY, "unique_key": list(spec.unique_key)}
+    if isinstance(kind, dict):
+        return kind
+    return {"name": ModelKindName(spec.kind)}
+
+
+def signature_accepts(func: t.Callable[..., t.Any], name: str) -> bool:
+    """Whether ``func`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+    parameters = inspect.signature(func).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
