@@ -59,7 +59,7 @@ class ModelContext:
 
     def sql(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
         """A query to run in the model's engine, with ``:name`` parameters bound to ``params``."""
-        expression = self._parse(query)
+        expression = self._parse(query, params)
         _check_parameters(self.spec.name, expression, params)
         expression = self._read_models_physically(expression)
         expression = self._bind_functions(expression)
@@ -74,13 +74,18 @@ class ModelContext:
         """The seed's ``context.engine``: ``context.engine.execute(query)`` is ``context.sql``."""
         return self
 
-    def _parse(self, query: t.Union[str, exp.Expr]) -> exp.Expr:
+    def _parse(self, query: t.Union[str, exp.Expr], params: t.Mapping[str, t.Any]) -> exp.Expr:
         if isinstance(query, exp.Expr):
             return query.copy()
+        dialect = self._context.default_dialect
         try:
-            return sqlglot.parse_one(query, read=self._context.default_dialect)
-        except sqlglot.errors.ParseError as error:
-            raise ModelSqlError(f"model {self.spec.name}: context.sql cannot parse the query: {error}") from None
+            parsed = sqlglot.parse_one(query, read=dialect)
+        except sqlglot.errors.ParseError:
+            try:
+                parsed = sqlglot.parse_one(_dollar_parameters(query, dialect, params), read=dialect)
+            except sqlglot.errors.ParseError as error:
+                raise ModelSqlError(f"model {self.spec.name}: context.sql cannot parse the query: {error}") from None
+        return _as_placeholders(parsed, params)
 
     def _read_models_physically(self, expression: exp.Expr) -> exp.Expr:
         """Models become the physical tables of the environment being built."""
@@ -138,7 +143,7 @@ class SqlResult:
     def to_arrow(self) -> "pa.Table":
         """All rows as a pyarrow Table."""
         with self._run() as result:
-            return result.fetch_arrow_table()
+            return result.to_arrow_table()
 
     def to_pandas(self) -> "pd.DataFrame":
         """All rows as a pandas DataFrame."""
@@ -156,7 +161,7 @@ class SqlResult:
     def batches(self, rows: int = DEFAULT_BATCH_ROWS) -> t.Iterator["pa.RecordBatch"]:
         """The rows as Arrow record batches of up to ``rows`` rows, streamed from the engine."""
         with self._run() as result:
-            yield from result.fetch_record_batch(rows)
+            yield from result.to_arrow_reader(rows)
 
     def fetchall(self) -> t.List[t.Tuple[t.Any, ...]]:
         """All rows as tuples."""
@@ -173,6 +178,40 @@ class SqlResult:
         from mixmesh import engines
 
         return engines.engine(self._adapter.dialect).run(self._adapter, self.expression, self.params)
+
+
+def _dollar_parameters(query: str, dialect: t.Optional[str], params: t.Mapping[str, t.Any]) -> str:
+    """``:name`` as ``$name``, for dialects whose parser does not read ``:name`` everywhere.
+
+    DuckDB's SQL gives ``:`` other meanings (``SELECT :n`` does not parse, ``{'a':x}`` is a
+    struct), so only a colon that the dialect's own tokenizer sees right before the name
+    of a given parameter (never inside a string or a comment) is rewritten.
+    """
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokens import TokenType
+
+    tokens = Dialect.get_or_raise(dialect).tokenize(query)
+    colons = [
+        colon.start
+        for colon, name in zip(tokens, tokens[1:])
+        if colon.token_type == TokenType.COLON
+        and name.start == colon.end + 1
+        and name.text in params
+    ]
+    for position in reversed(colons):
+        query = query[:position] + "$" + query[position + 1 :]
+    return query
+
+
+def _as_placeholders(expression: exp.Expr, params: t.Mapping[str, t.Any]) -> exp.Expr:
+    """``$name`` parses as a parameter node in some dialects; make every one a placeholder."""
+
+    def placeholder(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Parameter) and node.name in params:
+            return exp.Placeholder(this=node.name)
+        return node
+
+    return expression.transform(placeholder, copy=False)
 
 
 def _check_parameters(model: str, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> None:

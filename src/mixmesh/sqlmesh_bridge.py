@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 import hashlib
 import sys
 import threading
@@ -197,9 +198,37 @@ def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.C
             for name in _names_in_kept_hints(func, spec):
                 if name in func.__globals__:
                     variables[name] = func.__globals__[name]
+        variables.update(functions_called_in_sql(func))
         return variables
 
     return hook
+
+
+def functions_called_in_sql(func: t.Callable[..., t.Any]) -> t.Dict[str, t.Any]:
+    """The ``@udf`` functions a function's SQL strings call by name (``context.sql``).
+
+    Python does not see a call written inside a string, so SQLMesh would store the model
+    without the function; these are stored with it, as if the code referenced them.
+    """
+    if not hasattr(func, "__code__"):
+        return {}
+    candidates = {name: value for name, value in func.__globals__.items() if _is_udf(value)}
+    if not candidates:
+        return {}
+    text = " ".join(_string_constants(func.__code__)).lower()
+    return {
+        name: udf
+        for name, udf in candidates.items()
+        if re.search(rf"\b{re.escape(udf.spec.name)}\s*\(", text)
+    }
+
+
+def _string_constants(code: t.Any) -> t.Iterator[str]:
+    for const in code.co_consts:
+        if isinstance(const, str):
+            yield const
+        elif hasattr(const, "co_consts"):
+            yield from _string_constants(const)
 
 
 def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: t.Any) -> t.Set[str]:
