@@ -24,9 +24,11 @@ What is measured, and how:
   table creation, state writes, promotion: a fixed cost, the same in every variant).
 - "peak RSS" is the child's own ``ru_maxrss``, so it includes the ~constant cost of
   Python, SQLMesh and a loaded Context; "RSS before" is the peak before the plan started,
-  so peak minus it is roughly what building the model added.
+  and "added" (peak minus it) is roughly what building the model added.
 - The table each variant built must hold ``--rows`` rows and the same ``sum(amount)`` as
   ``raw.events`` (amounts are quarters, so the sum is exact); otherwise the run fails.
+- Writes go to a disk file, so times vary from run to run: every variant runs ``--repeat``
+  times, round-robin, each time in a new process on a new copy, and the medians are shown.
 
 It prints a table with the ratios to plain SQLMesh and the targets (mixmesh streaming: peak
 RSS at most 40% of plain SQLMesh's, time at most 1.0x), and writes the same to
@@ -34,8 +36,8 @@ RSS at most 40% of plain SQLMesh's, time at most 1.0x), and writes the same to
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/python_model_io.py                  # 10,000,000 rows
-    .venv/bin/python benchmarks/python_model_io.py --rows 1000000 --out /tmp/io.json
+    .venv/bin/python benchmarks/python_model_io.py            # 10,000,000 rows, 3 repeats
+    .venv/bin/python benchmarks/python_model_io.py --rows 1000000 --repeat 1 --batch-rows 100000
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -245,29 +248,34 @@ def prepare_variant(template: Path, root: Path, variant: Variant, batch_rows: in
     (root / "models" / "copy.py").write_text(source.format(columns=repr(COLUMNS), batch_rows=batch_rows))
 
 
-def measure(rows: int, batch_rows: int) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, t.Dict[str, t.Any]]]:
-    """Build the template once, then measure every variant in a child process of its own."""
+Runs = t.Dict[str, t.List[t.Dict[str, t.Any]]]  # variant -> what each of its child processes reported
+
+
+def measure(rows: int, batch_rows: int, repeat: int) -> t.Tuple[t.Dict[str, t.Any], Runs]:
+    """Build the template once, then run every variant ``repeat`` times, round-robin."""
     with tempfile.TemporaryDirectory(prefix="python_model_io_") as folder:
         template = Path(folder) / "template"
         print(f"building raw.events ({rows:,} rows; not measured) ...", flush=True)
         expected = run_child("--child", "setup", "--project", str(template), "--rows", str(rows))
-        results = {}
-        for variant in VARIANTS:
-            root = Path(folder) / variant.name.replace(" ", "_")
-            prepare_variant(template, root, variant, batch_rows)
-            results[variant.name] = run_child("--child", "measure", "--project", str(root))
-            found = results[variant.name]
-            print(
-                f"  {variant.name:<18} {found['seconds']:8.2f} s  peak RSS {found['peak_rss_mb']:8,.0f} MB",
-                flush=True,
-            )
-            shutil.rmtree(root)
-    return expected, results
+        runs: Runs = {v.name: [] for v in VARIANTS}
+        for round_ in range(1, repeat + 1):
+            for variant in VARIANTS:
+                root = Path(folder) / "variant"
+                prepare_variant(template, root, variant, batch_rows)
+                found = run_child("--child", "measure", "--project", str(root))
+                shutil.rmtree(root)
+                runs[variant.name].append(found)
+                print(
+                    f"  round {round_}/{repeat}  {variant.name:<18} {found['seconds']:7.2f} s  "
+                    f"peak RSS {found['peak_rss_mb']:7,.0f} MB",
+                    flush=True,
+                )
+    return expected, runs
 
 
-def check_results(expected: t.Mapping[str, t.Any], results: t.Mapping[str, t.Mapping[str, t.Any]]) -> None:
-    """Every variant's table holds raw.events' rows and sum(amount), or exit."""
-    for name, found in results.items():
+def check_results(expected: t.Mapping[str, t.Any], runs: Runs) -> None:
+    """Every table any variant built holds raw.events' rows and sum(amount), or exit."""
+    for name, found in ((name, found) for name, each in runs.items() for found in each):
         if (found["rows"], found["sum_amount"]) != (expected["rows"], expected["sum_amount"]):
             sys.exit(
                 f"RESULTS DISAGREE: {name} wrote {found['rows']:,} rows, sum(amount) {found['sum_amount']!r}; "
@@ -278,8 +286,15 @@ def check_results(expected: t.Mapping[str, t.Any], results: t.Mapping[str, t.Map
 # --- reporting ---------------------------------------------------------------------------
 
 
-def summarize(results: t.Mapping[str, t.Mapping[str, t.Any]], rows: int) -> t.Dict[str, t.Any]:
-    plain = results[PLAIN]
+def medians(runs: Runs) -> t.Dict[str, t.Dict[str, float]]:
+    """Per variant, the median of each figure over its repeats."""
+    keys = ("seconds", "plan_seconds", "rss_before_mb", "peak_rss_mb")
+    return {name: {k: statistics.median(run[k] for run in each) for k in keys} for name, each in runs.items()}
+
+
+def summarize(runs: Runs, rows: int) -> t.Dict[str, t.Any]:
+    median = medians(runs)
+    plain = median[PLAIN]
     variants = [
         {
             "variant": name,
@@ -288,14 +303,15 @@ def summarize(results: t.Mapping[str, t.Mapping[str, t.Any]], rows: int) -> t.Di
             "rows_per_second": rows / found["seconds"],
             "rss_before_mb": round(found["rss_before_mb"], 1),
             "peak_rss_mb": round(found["peak_rss_mb"], 1),
+            "added_rss_mb": round(found["peak_rss_mb"] - found["rss_before_mb"], 1),
             "time_vs_plain": found["seconds"] / plain["seconds"],
             "rss_vs_plain": found["peak_rss_mb"] / plain["peak_rss_mb"],
-            "rows": found["rows"],
-            "sum_amount": found["sum_amount"],
+            "seconds_all": [run["seconds"] for run in runs[name]],
+            "peak_rss_mb_all": [round(run["peak_rss_mb"], 1) for run in runs[name]],
         }
-        for name, found in results.items()
+        for name, found in median.items()
     ]
-    streaming = results[STREAMING]
+    streaming = median[STREAMING]
     targets = [
         target("peak RSS", streaming["peak_rss_mb"] / plain["peak_rss_mb"], RSS_BAR),
         target("time", streaming["seconds"] / plain["seconds"], TIME_BAR),
@@ -317,18 +333,19 @@ def machine_info() -> t.Dict[str, t.Any]:
     }
 
 
-def print_table(summary: t.Mapping[str, t.Any], rows: int) -> None:
-    print(f"\nanalytics.copy = all of raw.events ({rows:,} rows), built by SQLMesh's plan; one run each")
+def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int) -> None:
+    print(f"\nanalytics.copy = all of raw.events ({rows:,} rows), built by SQLMesh's plan; median of {repeat}")
     header = (
         f"{'variant':<18} {'seconds':>8} {'plan s':>7} {'rows/s':>12} {'RSS before MB':>14} "
-        f"{'peak RSS MB':>12} {'time vs plain':>14} {'RSS vs plain':>13}"
+        f"{'peak RSS MB':>12} {'added MB':>9} {'time vs plain':>14} {'RSS vs plain':>13}"
     )
     print(header)
     print("-" * len(header))
     for v in summary["variants"]:
         print(
             f"{v['variant']:<18} {v['seconds']:>8.2f} {v['plan_seconds']:>7.2f} {v['rows_per_second']:>12,.0f} "
-            f"{v['rss_before_mb']:>14,.0f} {v['peak_rss_mb']:>12,.0f} {v['time_vs_plain']:>13.2f}x "
+            f"{v['rss_before_mb']:>14,.0f} {v['peak_rss_mb']:>12,.0f} {v['added_rss_mb']:>9,.0f} "
+            f"{v['time_vs_plain']:>13.2f}x "
             f"{v['rss_vs_plain']:>12.2f}x"
         )
     print()
@@ -350,6 +367,7 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-rows", type=int, default=1_000_000, help="rows per batch of the streaming variant (default 1,000,000)"
     )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; medians are shown (default 3)")
     parser.add_argument("--out", type=Path, help=f"where to write the JSON (default {RESULTS_SHOWN})")
     parser.add_argument("--child", choices=("setup", "measure"), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
@@ -360,19 +378,21 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
-    expected, results = measure(args.rows, args.batch_rows)
-    check_results(expected, results)
+    expected, runs = measure(args.rows, args.batch_rows, args.repeat)
+    check_results(expected, runs)
     print(f"results agree: every variant wrote {expected['rows']:,} rows with sum(amount) {expected['sum_amount']:,.2f}")
-    summary = summarize(results, args.rows)
-    print_table(summary, args.rows)
+    summary = summarize(runs, args.rows)
+    print_table(summary, args.rows, args.repeat)
     write_json(
         {
             "question": "time and peak memory of a Python model's reads and writes: plain SQLMesh vs mixmesh",
             "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "rows": args.rows,
             "batch_rows": args.batch_rows,
+            "repeat": args.repeat,
             "measured": "seconds: SQLMesh's evaluation of analytics.copy within Context.plan; "
-            "peak RSS: ru_maxrss of the variant's own child process",
+            "peak RSS: ru_maxrss of the variant's own child process; medians over the repeats",
+            "sum_amount": expected["sum_amount"],
             "machine": machine_info(),
             **summary,
         },

@@ -213,9 +213,13 @@ def test_the_context_passes_sqlmesh_through_and_reads_models_physically(events: 
         from mixmesh import python_model
 
 
-        @python_model(name="analytics.seen", columns={"physical": "VARCHAR", "resolved": "VARCHAR", "var": "VARCHAR", "runs_at": "DATE"})
+        @python_model(
+            name="analytics.seen",
+            columns={"physical": "VARCHAR", "resolved": "VARCHAR", "var": "VARCHAR", "runs_at": "DATE", "rows": "INT"},
+        )
         def seen(context, **kwargs):
             return pd.DataFrame({
+                "rows": [len(context.sql("SELECT * FROM raw.events WHERE amount > :floor", floor=3).fetchall())],
                 "physical": [context.sql("SELECT * FROM raw.events").sql()],
                 "resolved": [context.resolve_table("raw.events")],
                 "var": [context.var("greeting", "hello")],
@@ -224,9 +228,12 @@ def test_the_context_passes_sqlmesh_through_and_reads_models_physically(events: 
         ''',
     )
     events.plan(execution_time="2024-02-01")
-    (physical, resolved, var, runs_at), = events.query("SELECT physical, resolved, var, runs_at::VARCHAR FROM analytics.seen")
+    (physical, resolved, var, runs_at, rows), = events.query(
+        "SELECT physical, resolved, var, runs_at::VARCHAR, rows FROM analytics.seen"
+    )
     assert "sqlmesh__raw" in physical and "sqlmesh__raw" in resolved and var == "hello"
     assert runs_at == "2024-02-01"
+    assert rows == events.query("SELECT count(*) FROM raw.events WHERE amount > 3")[0][0]
 
 
 def test_functions_are_callable_in_context_sql(events: Project) -> None:
@@ -269,3 +276,179 @@ def test_kinds_that_cannot_run_are_refused_clearly(events: Project, kind: str, g
     )
     with pytest.raises(Exception, match=message):
         events.context()
+
+
+GOOD_COPY = '    return context.sql("SELECT DISTINCT customer_id, day, amount FROM raw.events").to_pandas()'
+
+
+@pytest.fixture
+def copied(events: Project) -> Project:
+    """analytics.copy planned once with good data: 300 rows."""
+    events.write("models/copy.py", copy_model(GOOD_COPY, extra=', grain=["customer_id", "day", "amount"]'))
+    events.cli("plan", "--auto-apply", "--no-prompts")
+    return events
+
+
+def fails_keeping_the_copy(project: Project, body: str, extra: str = ', grain=["customer_id", "day", "amount"]') -> str:
+    before = project.query("SELECT count(*), sum(amount) FROM analytics.copy")
+    project.write("models/copy.py", copy_model(body, extra=extra))
+    result = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert project.query("SELECT count(*), sum(amount) FROM analytics.copy") == before
+    return output
+
+
+@pytest.mark.slow
+def test_missing_and_undeclared_columns(copied: Project) -> None:
+    output = fails_keeping_the_copy(
+        copied, '    return context.sql("SELECT customer_id, amount, 1 AS bonus FROM raw.events").to_pandas()'
+    )
+    assert "model analytics.copy returned missing column(s) ['day'] and undeclared column(s) ['bonus']" in output
+
+
+@pytest.mark.slow
+def test_a_value_that_does_not_convert_to_the_declared_type(copied: Project) -> None:
+    output = fails_keeping_the_copy(
+        copied,
+        "    frame = context.sql(\"SELECT customer_id, day, amount::VARCHAR AS amount FROM raw.events\").to_pandas()\n"
+        "    frame.loc[5, 'amount'] = 'twelve'\n"
+        "    return frame",
+    )
+    assert "model analytics.copy: column 'amount' holds string values that do not convert to the declared DOUBLE" in output
+    assert "for example 'twelve'" in output
+
+
+@pytest.mark.slow
+def test_null_in_a_grain_column(copied: Project) -> None:
+    output = fails_keeping_the_copy(
+        copied,
+        '    return context.sql("SELECT DISTINCT customer_id, CASE WHEN amount = 3 THEN NULL ELSE day END AS day, amount FROM raw.events").to_arrow()',
+    )
+    assert "model analytics.copy: grain column 'day' is NULL in" in output and "'amount': 3.0" in output
+
+
+@pytest.mark.slow
+def test_duplicate_grain_across_batches(copied: Project) -> None:
+    output = fails_keeping_the_copy(
+        copied,
+        '    yield from context.sql("SELECT DISTINCT customer_id, day, amount FROM raw.events").batches(rows=100)\n'
+        '    yield context.sql("SELECT customer_id, day, amount FROM raw.events LIMIT 1").to_pandas()',
+    )
+    assert "model analytics.copy returned 2 rows with the same grain {'customer_id':" in output
+
+
+@pytest.mark.slow
+def test_a_failure_in_the_middle_of_a_stream_writes_nothing(copied: Project) -> None:
+    output = fails_keeping_the_copy(
+        copied,
+        '    for i, batch in enumerate(context.sql("SELECT customer_id, day, amount FROM raw.events").batches(rows=50)):\n'
+        "        if i == 3:\n"
+        '            raise ConnectionError("the source went away")\n'
+        "        yield batch",
+    )
+    assert "ConnectionError" in output and "the source went away" in output
+
+
+@pytest.mark.slow
+def test_rows_outside_the_interval_are_counted_in_a_warning(events: Project) -> None:
+    events.write(
+        "models/everything.py",
+        '''
+        from mixmesh import ModelKind, python_model
+
+
+        @python_model(
+            name="analytics.everything",
+            kind=ModelKind.INCREMENTAL,
+            cron="@daily",
+            start="2024-01-01",
+            grain=["customer_id", "day"],
+            columns={"customer_id": "INT", "day": "DATE", "total": "DOUBLE"},
+        )
+        def everything(context, **kwargs):
+            # Forgets to filter on the interval: reads every day each time.
+            return context.sql("SELECT customer_id, day, SUM(amount) AS total FROM raw.events GROUP BY ALL").to_pandas()
+        ''',
+    )
+    events.write("models/events.sql", EVENTS.replace("kind FULL", "kind FULL, start '2024-01-01', cron '@daily'"))
+    events.plan(execution_time="2024-01-03")
+    output = events.cli("run", "--end", "2024-01-03").stdout
+    assert "returned 27 row(s) with day outside the interval 2024-01-03 .. 2024-01-03; they are not written" in " ".join(output.split())
+    assert events.query("SELECT count(DISTINCT day), count(*) FROM analytics.everything") == [(3, 9)]
+
+
+SEED_STYLE = '''
+import logging
+from datetime import datetime
+
+import pandas as pd
+
+from mixmesh import ModelKind, python_model
+
+logger = logging.getLogger(__name__)
+
+
+@python_model(
+    name="analytics.customer_ltv_prediction",
+    kind=ModelKind.INCREMENTAL,
+    owner="data-science@company.com",
+    cron="@daily",
+    start="2024-01-01",
+    grain=["customer_id", "prediction_date"],
+    description="""
+    Python-driven customer lifetime value prediction combining multiple
+    data sources with advanced ML techniques for accurate LTV forecasting.
+    """,
+    columns={
+        "customer_id": "INT",
+        "predicted_ltv": "DOUBLE",
+        "total_spend": "DOUBLE",
+        "prediction_date": "DATE",
+        "model_version": "VARCHAR",
+        "prediction_timestamp": "TIMESTAMP",
+    },
+)
+def customer_ltv_prediction(context, **kwargs) -> pd.DataFrame:
+    start_date = kwargs.get("start_date", context.start_date)
+    end_date = kwargs.get("end_date", context.end_date)
+    logger.info(f"Processing LTV predictions for {start_date} to {end_date}")
+    customer_features = extract_customer_features(context, start_date, end_date)
+    output_df = customer_features[["customer_id", "total_spend"]].copy()
+    output_df["predicted_ltv"] = (output_df["total_spend"] * 3.5).round(2)
+    output_df["prediction_date"] = pd.to_datetime(end_date)
+    output_df["model_version"] = "2.1.0"
+    output_df["prediction_timestamp"] = pd.Timestamp(datetime(2024, 6, 1, 12, 0))
+    return output_df
+
+
+def extract_customer_features(context, start_date, end_date) -> pd.DataFrame:
+    transaction_query = f"""
+    WITH transaction_metrics AS (
+        SELECT customer_id, COUNT(*) AS total_transactions, SUM(amount) AS total_spend
+        FROM raw.events
+        WHERE day BETWEEN '{start_date}' AND '{end_date}'
+        GROUP BY customer_id
+    )
+    SELECT c.customer_id, COALESCE(t.total_spend, 0) AS total_spend
+    FROM raw.customers c
+    LEFT JOIN transaction_metrics t ON c.customer_id = t.customer_id
+    """
+    return context.engine.execute(transaction_query).to_pandas()
+'''
+
+
+@pytest.mark.slow
+def test_the_seed_document_s_model_runs_as_written(events: Project) -> None:
+    events.write("models/customers.sql", "MODEL (name raw.customers, kind FULL); SELECT * FROM range(1, 5) AS t(customer_id)")
+    events.write("models/customer_ltv_prediction.py", SEED_STYLE)
+    model = events.context().get_model("analytics.customer_ltv_prediction")
+    assert {name.split(".")[-1].strip('"') for name in model.depends_on} == {"events", "customers"}
+    assert model.kind.time_column.column.name == "prediction_date"
+    events.plan(execution_time="2024-01-03")
+    rows = events.query(
+        "SELECT prediction_date::VARCHAR, count(*), sum(predicted_ltv) FROM analytics.customer_ltv_prediction GROUP BY 1 ORDER BY 1"
+    )
+    # One interval, 2024-01-01 .. 2024-01-02; the seed predicts as of the interval's end.
+    (spend,) = events.query("SELECT sum(amount) FROM raw.events WHERE day <= '2024-01-02'")[0]
+    assert rows == [("2024-01-02", 4, round(spend * 3.5, 2))]

@@ -61,7 +61,7 @@ def _tables_in(text: str, dialect: t.Optional[str]) -> t.Set[str]:
     if root is None:
         return set()
     return {
-        source.sql(dialect=dialect)
+        exp.table_name(source, dialect=dialect)
         for scope in root.traverse()
         for source in scope.sources.values()
         if isinstance(source, exp.Table) and source.name

@@ -269,11 +269,19 @@ def _register(
     arguments["columns"] = {column: types.sql(sql_type) for column, sql_type in spec.columns.items()}
     if grain is not None:
         arguments["grain"] = list(spec.grain)
-    dialect = arguments.get("dialect")
-    discovered = tables_read(func, dialect)
-    if discovered:
-        arguments["depends_on"] = sorted(set(arguments.get("depends_on") or ()) | discovered)
-    model(spec.name, **arguments)(func)
+    declared = set(arguments.get("depends_on") or ())
+    registration = model(spec.name, **arguments)
+    registration(func)
+    build = registration.model
+
+    def build_with_dependencies(**kwargs: t.Any) -> t.Any:
+        # At load, after the whole module ran: helpers defined below the model count too.
+        discovered = tables_read(func, arguments.get("dialect") or kwargs.get("dialect"))
+        if discovered - declared:
+            registration.kwargs["depends_on"] = sorted(declared | discovered)
+        return build(**kwargs)
+
+    registration.model = build_with_dependencies
 
 
 def _sqlmesh_kind(spec: ModelSpec, kind: t.Any) -> t.Any:

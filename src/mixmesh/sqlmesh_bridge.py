@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import logging
 import re
 import hashlib
 import sys
@@ -114,13 +115,44 @@ def install() -> None:
         from sqlmesh.core.engine_adapter.base import EngineAdapter
         from sqlmesh.utils import metaprogramming
 
+        from sqlmesh.core.model import common, decorator, definition
+
         metaprogramming.normalize_source = _explicit_source_hook(metaprogramming.normalize_source)
+        serialize = _loggers_hook(metaprogramming.serialize_env)
+        for module in (metaprogramming, common, decorator, definition):  # each imported the name
+            module.serialize_env = serialize
         metaprogramming.func_globals = _hint_globals_hook(metaprogramming.func_globals)
         for method in ("_load_audits", "_load_models", "_load_environment_statements"):
             _wrap_loader_method(loader.SqlMeshLoader, method)
         loader.SqlMeshLoader._load_scripts = _fresh_modules_hook(loader.SqlMeshLoader._load_scripts)
         EngineAdapter._execute = _explain_errors_hook(EngineAdapter._execute)
         _installed = True
+
+
+def _loggers_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
+    """Module-level loggers (``logger = logging.getLogger(__name__)``) stored as look-ups.
+
+    SQLMesh cannot store a Logger object and refuses the model; the seed document's
+    functions all log. Only environments holding a mixmesh function or model change.
+    """
+
+    @functools.wraps(serialize_env)
+    def hook(env: t.Dict[str, t.Tuple[t.Any, t.Optional[bool]]], path: t.Any) -> t.Dict[str, t.Any]:
+        loggers = {k: entry for k, entry in env.items() if isinstance(entry[0], logging.Logger)}
+        if not loggers or not any(_spec_of(value) is not None for value, _ in env.values()):
+            return serialize_env(env, path)
+        from sqlmesh.utils.metaprogramming import Executable, ExecutableKind
+
+        serialized = serialize_env({k: v for k, v in env.items() if k not in loggers}, path)
+        for name, (logger, is_metadata) in loggers.items():
+            serialized[name] = Executable(
+                payload=f"__import__('logging').getLogger({logger.name!r})",
+                kind=ExecutableKind.VALUE,
+                is_metadata=is_metadata or None,
+            )
+        return serialized
+
+    return hook
 
 
 def _spec_of(obj: t.Any) -> t.Any:
