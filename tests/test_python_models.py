@@ -296,7 +296,24 @@ def fails_keeping_the_copy(project: Project, body: str, extra: str = ', grain=["
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0, output
     assert project.query("SELECT count(*), sum(amount) FROM analytics.copy") == before
+    assert staging_tables(project) == []
     return output
+
+
+def staging_tables(project: Project) -> list:
+    return project.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'mixmesh_staging'")
+
+
+@pytest.mark.slow
+def test_staging_tables_a_dead_process_left_are_dropped(copied: Project) -> None:
+    import duckdb
+
+    copied.close()
+    with duckdb.connect(str(copied.root / "db.duckdb")) as connection:
+        connection.execute("CREATE TABLE mixmesh_staging.s_1_leftover (x INT)")
+    copied.write("models/copy.py", copy_model(GOOD_COPY.replace("DISTINCT", "DISTINCT ON (customer_id, day, amount)"), extra=', grain=["customer_id", "day", "amount"]'))
+    copied.cli("plan", "--auto-apply", "--no-prompts")
+    assert staging_tables(copied) == []
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ per-thread cursors see them; the Python callable, though, is only kept alive by 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import typing as t
@@ -137,38 +138,52 @@ def render(expression: exp.Expr) -> str:
 
 
 @contextlib.contextmanager
-def run(
-    adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any], *, staging: bool = False
-) -> t.Iterator[t.Any]:
+def run(adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> t.Iterator[t.Any]:
     """Run a query with bound parameters; yields DuckDB's result (arrow, df, fetchall...).
 
-    A model's own queries get a cursor of their own, so that a result streamed batch by
-    batch stays open while the batches land. Queries about staging tables run on SQLMesh's
-    cursor for this thread, the one session that sees those temporary tables.
+    Each query gets a cursor of its own, so that a result streamed batch by batch stays
+    open while the model's batches are written on SQLMesh's cursor.
     """
-    cursor = adapter.cursor if staging else adapter.connection.cursor()
+    cursor = adapter.connection.cursor()
     try:
         yield cursor.execute(render(expression), dict(params) or None)
     finally:
-        if not staging:
-            cursor.close()
+        cursor.close()
+
+
+# Staging tables live in the database, not in memory: DuckDB keeps TEMP tables in memory,
+# which for a large model doubles what it holds. Their names carry the process id.
+STAGING_SCHEMA = "mixmesh_staging"
 
 
 def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str:
-    """A temporary table for a model's batches: gone with the session if the process dies."""
-    name = f"mixmesh_staging_{uuid.uuid4().hex}"
+    """A table for a model's batches, dropped once SQLMesh has written from it."""
+    cursor = adapter.cursor
+    cursor.execute(exp.Create(kind="SCHEMA", this=exp.to_identifier(STAGING_SCHEMA), exists=True).sql(NAME))
+    _drop_stale_staging(cursor)
+    name = f"{STAGING_SCHEMA}.s_{os.getpid()}_{uuid.uuid4().hex}"
     schema = exp.Schema(
         this=exp.to_table(name),
         expressions=[exp.ColumnDef(this=exp.to_identifier(c, quoted=True), kind=k.copy()) for c, k in columns.items()],
     )
-    create = exp.Create(kind="TABLE", this=schema, properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
-    adapter.cursor.execute(create.sql(NAME))
+    cursor.execute(exp.Create(kind="TABLE", this=schema).sql(NAME))
     return name
+
+
+def _drop_stale_staging(cursor: t.Any) -> None:
+    """Staging tables of other processes: left by a process that died (DuckDB has one writer)."""
+    mine = f"s_{os.getpid()}_"
+    tables = cursor.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [STAGING_SCHEMA]
+    ).fetchall()
+    for (table,) in tables:
+        if not table.startswith(mine):
+            drop_staging_table(cursor, f"{STAGING_SCHEMA}.{table}")
 
 
 def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
     """Append an Arrow table, read by DuckDB in place (no copy through Python objects)."""
-    view = f"{staging}_batch"
+    view = f"mixmesh_batch_{uuid.uuid4().hex}"
     cursor = adapter.cursor
     cursor.register(view, table)
     try:
@@ -178,7 +193,11 @@ def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
 
 
 def drop_staging(adapter: t.Any, staging: str) -> None:
-    adapter.cursor.execute(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
+    drop_staging_table(adapter.cursor, staging)
+
+
+def drop_staging_table(cursor: t.Any, staging: str) -> None:
+    cursor.execute(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
 
 
 def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding"]) -> t.Optional[Exception]:
