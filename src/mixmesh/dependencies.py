@@ -5,7 +5,8 @@ explicit ``depends_on``. Models that write SQL (``context.sql("SELECT ... FROM
 analytics.orders")``, or the seed's f-strings) would otherwise run without their parents
 and read production tables in a development environment. So every string of the model's
 function, and of the project helpers it calls, that parses as a query gives its tables
-(CTE names aside); f-string holes count as values.
+(CTE names aside). An f-string hole may stand for a value; a table it stands for is chosen
+at run time and cannot be known here (declare it with ``depends_on``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from sqlglot.optimizer.scope import build_scope
 
 from mixmesh.introspection import project_functions
 
-# An f-string hole is taken as a value; as a table name it leaves the query unparsable.
-_HOLE = "NULL"
+# An f-string hole parses as a name; where it stands for a table, that table is unknowable.
+_HOLE = "__mixmesh_hole__"
 
 
 def tables_read(func: t.Callable[..., t.Any], dialect: t.Optional[str] = None) -> t.Set[str]:
@@ -64,5 +65,5 @@ def _tables_in(text: str, dialect: t.Optional[str]) -> t.Set[str]:
         exp.table_name(source, dialect=dialect)
         for scope in root.traverse()
         for source in scope.sources.values()
-        if isinstance(source, exp.Table) and source.name
+        if isinstance(source, exp.Table) and source.name and _HOLE not in source.sql()
     }
