@@ -121,7 +121,7 @@ def python_model(
         sqlmesh_bridge.install()
         func.__mixmesh_spec__ = spec  # type: ignore[attr-defined]
         if _defined_in_a_file(func):  # not when SQLMesh re-creates it from its stored source
-            _register(func, spec, kind, grain, sqlmesh_arguments)
+            _register(func, spec, name, kind, grain, sqlmesh_arguments)
         return ModelRunner(func, spec)
 
     return decorate
@@ -159,7 +159,7 @@ def build_spec(
     unique_key: t.Optional[t.Union[str, t.Sequence[str]]],
 ) -> ModelSpec:
     """Read the declaration and the function's return hint into a ModelSpec."""
-    model = name or func.__name__
+    model = name or func.__name__  # for messages when SQLMesh infers the name from the path
     column_types, from_hint = _columns(func, model, columns)
     grain_columns = _names(grain)
     _check_known(model, "grain", grain_columns, column_types)
@@ -256,6 +256,7 @@ def _defined_in_a_file(func: t.Callable[..., t.Any]) -> bool:
 def _register(
     func: t.Callable[..., t.Any],
     spec: ModelSpec,
+    name: t.Optional[str],
     kind: t.Any,
     grain: t.Any,
     sqlmesh_arguments: t.Dict[str, t.Any],
@@ -270,7 +271,7 @@ def _register(
     if grain is not None:
         arguments["grain"] = list(spec.grain)
     declared = set(arguments.get("depends_on") or ())
-    registration = model(spec.name, **arguments)
+    registration = model(name, **arguments)  # no name: SQLMesh infers it from the file's path
     registration(func)
     build = registration.model
 
