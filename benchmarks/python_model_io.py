@@ -45,10 +45,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -60,8 +58,8 @@ import time
 import typing as t
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "python_model_io.json"
-RESULTS_SHOWN = "benchmarks/results/python_model_io.json"
+import reporting
+
 RSS_BAR = 0.40  # mixmesh streaming's peak RSS, as a share of plain SQLMesh's
 TIME_BAR = 1.00  # mixmesh streaming's time, as a multiple of plain SQLMesh's
 RESULT_MARK = "RESULT "  # the child's last line of output: RESULT {json}
@@ -323,16 +321,6 @@ def target(what: str, ratio: float, bar: float) -> t.Dict[str, t.Any]:
     return {"what": f"{STREAMING} {what} / {PLAIN}", "ratio": ratio, "bar": bar, "met": ratio <= bar}
 
 
-def machine_info() -> t.Dict[str, t.Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        **{name: importlib.metadata.version(name) for name in ("duckdb", "pyarrow", "pandas", "sqlmesh", "mixmesh")},
-    }
-
-
 def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int) -> None:
     print(f"\nanalytics.copy = all of raw.events ({rows:,} rows), built by SQLMesh's plan; median of {repeat}")
     header = (
@@ -354,13 +342,6 @@ def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int) -> None:
         print(f"{bar['what']}: {bar['ratio']:.2f}x (target <= {bar['bar']:.2f}x) -> {verdict}")
 
 
-def write_json(report: t.Mapping[str, t.Any], out: t.Optional[Path]) -> None:
-    path = out or RESULTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out or RESULTS_SHOWN}")
-
-
 def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows in raw.events (default 10,000,000)")
@@ -368,7 +349,7 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
         "--batch-rows", type=int, default=1_000_000, help="rows per batch of the streaming variant (default 1,000,000)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; medians are shown (default 3)")
-    parser.add_argument("--out", type=Path, help=f"where to write the JSON (default {RESULTS_SHOWN})")
+    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/python_model_io.json)")
     parser.add_argument("--child", choices=("setup", "measure"), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -383,7 +364,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     print(f"results agree: every variant wrote {expected['rows']:,} rows with sum(amount) {expected['sum_amount']:,.2f}")
     summary = summarize(runs, args.rows)
     print_table(summary, args.rows, args.repeat)
-    write_json(
+    reporting.write_json(
         {
             "question": "time and peak memory of a Python model's reads and writes: plain SQLMesh vs mixmesh",
             "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -393,9 +374,10 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
             "measured": "seconds: SQLMesh's evaluation of analytics.copy within Context.plan; "
             "peak RSS: ru_maxrss of the variant's own child process; medians over the repeats",
             "sum_amount": expected["sum_amount"],
-            "machine": machine_info(),
+            "machine": reporting.machine_info("duckdb", "pyarrow", "pandas", "sqlmesh", "mixmesh"),
             **summary,
         },
+        "python_model_io",
         args.out,
     )
 

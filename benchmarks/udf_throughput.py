@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import math
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -40,12 +37,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import mixmesh
 from mixmesh import udf
 from mixmesh.engines.duckdb import register
 
-RESULTS = Path(__file__).resolve().parent / "results" / "udf_throughput.json"
-RESULTS_SHOWN = "benchmarks/results/udf_throughput.json"
+import reporting
+
 BAR = 1.20  # mixmesh may take at most 20% longer than the matching DuckDB UDF
 REL_TOL = 1e-9
 
@@ -178,16 +174,8 @@ def peak_rss_mb() -> float:
 
 
 def machine_info(con: duckdb.DuckDBPyConnection) -> t.Dict[str, t.Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "duckdb_threads": con.execute("SELECT current_setting('threads')").fetchone()[0],
-        "pyarrow": pa.__version__,
-        "mixmesh": mixmesh.__version__,
-    }
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    return {**reporting.machine_info("duckdb", "pyarrow", "mixmesh"), "duckdb_threads": threads}
 
 
 def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int, rss_mb: float) -> None:
@@ -210,19 +198,12 @@ def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int, rss_mb: 
     print(f"\npeak RSS: {rss_mb:,.0f} MB")
 
 
-def write_json(report: t.Mapping[str, t.Any], out: t.Optional[Path]) -> None:
-    path = out or RESULTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out or RESULTS_SHOWN}")
-
-
 def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the table (default 10,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
-    parser.add_argument("--out", type=Path, help=f"where to write the JSON (default {RESULTS_SHOWN})")
+    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/udf_throughput.json)")
     return parser.parse_args(argv)
 
 
@@ -236,7 +217,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     summary = summarize(runs, args.rows)
     rss_mb = peak_rss_mb()
     print_table(summary, args.rows, args.repeat, rss_mb)
-    write_json(
+    reporting.write_json(
         {
             "question": "throughput of mixmesh @udf on DuckDB vs DuckDB's own Python UDFs and native SQL",
             "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -248,6 +229,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
             "peak_rss_mb": round(rss_mb, 1),
             **summary,
         },
+        "udf_throughput",
         args.out,
     )
 
