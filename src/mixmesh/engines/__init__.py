@@ -5,7 +5,11 @@ Every engine module offers the same small interface:
 - ``bind(binding: Binding, sql_name: str, adapter) -> None``: make ``sql_name`` callable
   in the queries the SQLMesh engine adapter runs (idempotent);
 - ``explain_error(error, sql, bound: Mapping[str, Binding]) -> Exception | None``: the
-  mixmesh error an engine error stands for, if it is about a bound function.
+  mixmesh error an engine error stands for, if it is about a bound function;
+- ``render(expression) -> str`` and ``run(adapter, expression, params)``: a Python model's
+  query with its parameters bound by the engine (a context manager yielding the result);
+- ``create_staging(adapter, columns) -> name``, ``append_staging(adapter, name, arrow)``,
+  ``drop_staging(adapter, name)``: where a Python model's batches land before the write.
 """
 
 from __future__ import annotations
