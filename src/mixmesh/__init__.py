@@ -15,6 +15,8 @@ _PUBLIC = {
     "python_model": "mixmesh.models",
     "ModelKind": "mixmesh.models",
     "ModelContext": "mixmesh.context",
+    "Retry": "mixmesh.resilience",
+    "CircuitBreaker": "mixmesh.resilience",
     "AwareDatetime": "mixmesh.types",
     "MixmeshError": "mixmesh.errors",
     "FunctionDefinitionError": "mixmesh.errors",
@@ -34,6 +36,7 @@ if t.TYPE_CHECKING:
     from mixmesh.context import ModelContext
     from mixmesh.functions import udf
     from mixmesh.models import ModelKind, python_model
+    from mixmesh.resilience import CircuitBreaker, Retry
     from mixmesh.types import AwareDatetime
 
 

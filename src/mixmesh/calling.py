@@ -35,6 +35,9 @@ class BatchFunction:
         self.arg_types = [types.to_arrow(arg.sql_type) for arg in spec.args]
         self.return_type = types.to_arrow(spec.returns)
         self.as_pandas = [spec.receives_pandas(arg) for arg in spec.args]
+        self._protected = (
+            spec.policies.protect(spec.func, function=spec.name, model=model) if spec.policies else spec.func
+        )
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
             [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_ONLY) for arg in spec.args]
@@ -54,17 +57,53 @@ class BatchFunction:
         return ", ".join(f"{arg.name}={truncate(value, 80)}" for arg, value in zip(self.spec.args, row))
 
     def _run(self, arrays: t.List[pa.Array]) -> pa.Array:
+        if self.spec.is_protected:
+            return self._isolating_failures(arrays)
         inputs = [self._batch_input(array, i) for i, array in enumerate(arrays)]
-        rows = len(arrays[0])
         try:
             result = self.spec.func(*inputs)
         except Exception as error:
-            first = tuple(array[0].as_py() for array in arrays)
-            raise FunctionRuntimeError(
-                f"{self.where} raised {type(error).__name__}: {error}; on a batch of {rows} rows "
-                f"whose first row's arguments were {self._describe_row(first)}"
-            ) from error
+            raise self._failure(error, arrays) from error
+        return self._batch_result(result, len(arrays[0]))
+
+    def _failure(self, error: Exception, arrays: t.List[pa.Array]) -> FunctionRuntimeError:
+        first = tuple(array[0].as_py() for array in arrays)
+        return FunctionRuntimeError(
+            f"{self.where} raised {type(error).__name__}: {error}; on a batch of {len(arrays[0])} rows "
+            f"whose first row's arguments were {self._describe_row(first)}"
+        )
+
+    def _isolating_failures(self, arrays: t.List[pa.Array]) -> pa.Array:
+        """Call with the whole batch; when it raises, split it in halves until only the
+        failing rows are left, and give those (and only those) the on_error value."""
+        from mixmesh.resilience import CircuitOpenError, record
+
+        rows = len(arrays[0])
+        try:
+            result = self._protected(*[self._batch_input(array, i) for i, array in enumerate(arrays)])
+        except CircuitOpenError as error:
+            return self._fallback_batch(arrays, error, rows)
+        except Exception as error:
+            if self.spec.on_error == "raise":
+                raise self._failure(error, arrays) from error
+            if rows == 1:
+                record(self.model, self.spec.name, "fallbacks", f"{type(error).__name__}: {error}; isolated row")
+                return self._fallback_batch(arrays, error, 1)
+            half = rows // 2
+            parts = [self._isolating_failures([a.slice(start, length) for a in arrays])
+                     for start, length in ((0, half), (half, rows - half))]
+            return pa.concat_arrays(parts)
         return self._batch_result(result, rows)
+
+    def _fallback_batch(self, arrays: t.List[pa.Array], error: Exception, rows: int) -> pa.Array:
+        on_error = self.spec.on_error
+        if on_error == "raise":
+            raise self._failure(error, arrays) from error
+        if on_error in ("null", None):
+            return pa.nulls(rows, type=self.return_type)
+        if callable(on_error):
+            return self._batch_result(on_error(*[self._batch_input(a, i) for i, a in enumerate(arrays)]), rows)
+        return pa.array([types.arrow_ready(on_error)] * rows, type=self.return_type)
 
     def _batch_input(self, array: pa.Array, index: int) -> t.Any:
         expected = self.arg_types[index]
@@ -120,7 +159,10 @@ def row_function(
     converters = [types.python_converter(arg.hint) for arg in spec.args]
     fix_nan = types.nan_as_text(spec.returns) if nan_as_text else None
     builds_result = types.holds_dataclass(spec.returns_hint)
-    if any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
+    if spec.is_protected:
+        transform = _result_transform(builds_result, fix_nan)
+        call = _protected_call(spec, model, converters, transform, failure, skip_nulls)
+    elif any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
         call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure, skip_nulls)
     else:
         keep_nan = fix_nan is not None
@@ -191,6 +233,49 @@ def _building_call(
         return transform(result)
 
     return call
+
+
+def _protected_call(
+    spec: FunctionSpec,
+    model: t.Optional[str],
+    converters: t.List[t.Optional[t.Callable[[t.Any], t.Any]]],
+    transform: t.Callable[[t.Any], t.Any],
+    failure: t.Callable[..., Exception],
+    skip_nulls: bool,
+) -> t.Callable[..., t.Any]:
+    """The per-row call behind the function's policies: retries, breaker, then on_error."""
+    from mixmesh.resilience import record
+
+    func = spec.func
+
+    def converted(*row: t.Any) -> t.Any:
+        return func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
+
+    protected = spec.policies.protect(converted, function=spec.name, model=model) if spec.policies else converted
+    fallback = _fallback(spec)
+
+    def call(*row: t.Any) -> t.Any:
+        if skip_nulls and any(value is None for value in row):
+            return None
+        try:
+            return transform(protected(*row))
+        except Exception as error:
+            if spec.on_error == "raise":
+                raise failure(error, row) from error
+            record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
+            return transform(fallback(*row))
+
+    return call
+
+
+def _fallback(spec: FunctionSpec) -> t.Callable[..., t.Any]:
+    """What a failing row gets: NULL, the constant, or the fallback function's answer."""
+    on_error = spec.on_error
+    if on_error in ("null", None):
+        return lambda *row: None
+    if callable(on_error):
+        return on_error
+    return lambda *row: on_error
 
 
 def _as_array(column: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:

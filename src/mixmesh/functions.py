@@ -56,6 +56,13 @@ class FunctionSpec:
     returns_hint: t.Any = None
     returns_not_null: bool = False  # "-> float" (not Optional) or returns="DOUBLE NOT NULL"
     pandas_batches: bool = False  # vectorized="pandas": every argument arrives as a Series
+    on_error: t.Any = "raise"  # "raise", "null", a constant, or a fallback function
+    policies: t.Any = None  # a resilience.Policy (retries, circuit breaker) or None
+
+    @property
+    def is_protected(self) -> bool:
+        """Whether calls go through error handling beyond "the model fails"."""
+        return self.on_error != "raise" or self.policies is not None
 
     @property
     def qualified(self) -> str:
@@ -144,6 +151,9 @@ def udf(
     returns: t.Optional[str] = None,
     vectorized: t.Union[bool, str] = False,
     null_handling: str = "strict",
+    on_error: t.Any = "raise",
+    retry: t.Optional[t.Any] = None,
+    circuit_breaker: t.Optional[t.Any] = None,
 ) -> t.Callable[[F], F]: ...
 
 
@@ -155,6 +165,9 @@ def udf(
     returns: t.Optional[str] = None,
     vectorized: t.Union[bool, str] = False,
     null_handling: str = "strict",
+    on_error: t.Any = "raise",
+    retry: t.Optional[t.Any] = None,
+    circuit_breaker: t.Optional[t.Any] = None,
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -167,6 +180,11 @@ def udf(
         vectorized: receive whole batches (pyarrow arrays, or pandas Series when the hints
             say ``pd.Series`` or ``vectorized="pandas"``) instead of one row's values.
         null_handling: "strict" (a NULL argument gives NULL without calling) or "call".
+        on_error: what a row (or, vectorized, a batch's failing rows) gets when the function
+            raises: "raise" (the model fails, naming the row), "null", a constant, or a
+            fallback function called with the same arguments.
+        retry: a ``Retry`` policy for recoverable errors (the function is called again).
+        circuit_breaker: a ``CircuitBreaker``; while open, calls go straight to on_error.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
@@ -177,6 +195,8 @@ def udf(
             returns=returns,
             vectorized=vectorized,
             null_handling=null_handling,
+            on_error=on_error,
+            policies=_policies(function, retry, circuit_breaker),
         )
         from mixmesh import sqlmesh_bridge
 
@@ -196,6 +216,8 @@ def build_spec(
     returns: t.Optional[str],
     vectorized: t.Union[bool, str],
     null_handling: str,
+    on_error: t.Any = "raise",
+    policies: t.Any = None,
 ) -> FunctionSpec:
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
@@ -235,7 +257,9 @@ def build_spec(
     returns, returns_not_null = _split_not_null(returns)
     if returns is None:
         returns_not_null = returns_hint is not None and not types.is_optional(returns_hint)
-    return FunctionSpec(
+    if on_error == "null" or (on_error is None):
+        returns_not_null = False  # the fallback itself is NULL
+    spec = FunctionSpec(
         name=sql_name,
         func=func,
         args=arguments,
@@ -247,7 +271,39 @@ def build_spec(
         returns_hint=returns_hint,
         returns_not_null=returns_not_null and not vectorized,
         pandas_batches=pandas_batches,
+        on_error=on_error,
+        policies=policies,
     )
+    _check_on_error(spec)
+    return spec
+
+
+def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any) -> t.Any:
+    from mixmesh.resilience import CircuitBreaker, Policies, Retry
+
+    for value, kind, name in ((retry, Retry, "retry"), (circuit_breaker, CircuitBreaker, "circuit_breaker")):
+        if value is not None and not isinstance(value, kind):
+            raise FunctionDefinitionError(
+                f"@udf {func.__name__}: {name}= takes a mixmesh {kind.__name__}(...), got {value!r}"
+            )
+    chosen = [policy for policy in (circuit_breaker, retry) if policy is not None]
+    return Policies(chosen) if chosen else None
+
+
+def _check_on_error(spec: "FunctionSpec") -> None:
+    """A constant fallback must be a value of the declared type (checked now, not mid-run)."""
+    fallback = spec.on_error
+    if fallback in ("raise", "null", None) or callable(fallback):
+        return
+    import pyarrow as pa
+
+    try:
+        pa.array([types.arrow_ready(fallback)], type=types.to_arrow(spec.returns))
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: on_error={fallback!r} is not a value of the declared "
+            f"{types.sql(spec.returns)} ({error}); use 'raise', 'null', a value or a function"
+        ) from None
 
 
 def _split_not_null(returns: t.Optional[str]) -> t.Tuple[t.Optional[str], bool]:
