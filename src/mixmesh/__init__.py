@@ -16,6 +16,8 @@ _PUBLIC = {
     "ModelKind": "mixmesh.models",
     "ModelContext": "mixmesh.context",
     "Retry": "mixmesh.resilience",
+    "resource": "mixmesh.resources",
+    "load_artifact": "mixmesh.resources",
     "CircuitBreaker": "mixmesh.resilience",
     "AwareDatetime": "mixmesh.types",
     "MixmeshError": "mixmesh.errors",
@@ -37,6 +39,7 @@ if t.TYPE_CHECKING:
     from mixmesh.functions import udf
     from mixmesh.models import ModelKind, python_model
     from mixmesh.resilience import CircuitBreaker, Retry
+    from mixmesh.resources import load_artifact, resource
     from mixmesh.types import AwareDatetime
 
 

@@ -1,0 +1,468 @@
+"""Safe resources: values built once per process, artifacts unpickled only when trusted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from mixmesh.errors import MixmeshError
+from mixmesh.resources import (
+    ArtifactError,
+    ResourceError,
+    artifact_events,
+    file_sha256,
+    load_artifact,
+    reset_artifact_events,
+    resource,
+)
+
+# Every object unpickled from a Trap lands here, and its marker file is created.
+UNPICKLED: t.List[str] = []
+
+
+def _sprung(marker: str, payload: str) -> str:
+    UNPICKLED.append(payload)
+    Path(marker).write_text(payload)
+    return payload
+
+
+class Trap:
+    """Unpickling it runs code (as any pickle may): proof of whether a file was unpickled."""
+
+    def __init__(self, marker: Path, payload: str = "payload-A") -> None:
+        self.marker = marker
+        self.payload = payload
+
+    def __reduce__(self) -> t.Tuple[t.Any, ...]:
+        return (_sprung, (str(self.marker), self.payload))
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def fresh_events() -> t.Iterator[None]:
+    reset_artifact_events()
+    UNPICKLED.clear()
+    yield
+    reset_artifact_events()
+
+
+def _events(**counts: int) -> t.Dict[str, int]:
+    return {"loaded": 0, "refused_hash": 0, "refused_path": 0, "missing": 0, "fallback": 0, **counts}
+
+
+def _dump(path: Path, value: t.Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(value))
+    return path
+
+
+# ----------------------------------------------------------------------------- @resource
+
+
+def test_resource_is_built_once_and_cached() -> None:
+    calls = []
+
+    @resource
+    def table() -> t.Dict[str, int]:
+        """A lookup table."""
+        calls.append(1)
+        return {"a": 1}
+
+    assert table.builds == 0 and table.built_at is None
+    first = table()
+    assert table() is first and table() is first
+    assert len(calls) == 1 and table.builds == 1
+    assert table.built_at is not None and abs(table.built_at - time.time()) < 60
+    # update_wrapper keeps the builder's identity for docs and error messages.
+    assert table.__name__ == "table" and table.__doc__ == "A lookup table."
+    assert table.__wrapped__ is not None
+
+
+def test_resource_caches_none() -> None:
+    calls = []
+
+    @resource()
+    def nothing() -> None:
+        calls.append(1)
+
+    assert nothing() is None and nothing() is None
+    assert len(calls) == 1
+
+
+def test_concurrent_first_calls_build_once() -> None:
+    calls = []
+    barrier = threading.Barrier(8)
+
+    @resource
+    def model() -> object:
+        calls.append(1)
+        time.sleep(0.05)  # long enough for every thread to arrive while the build runs
+        return object()
+
+    results: t.List[object] = []
+
+    def call() -> None:
+        barrier.wait()
+        results.append(model())
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and model.builds == 1
+    assert len(results) == 8 and all(result is results[0] for result in results)
+
+
+def test_a_failed_build_is_not_cached() -> None:
+    attempts = []
+
+    @resource
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("first build fails")
+        return "built"
+
+    with pytest.raises(RuntimeError, match="first build fails"):
+        flaky()
+    assert flaky() == "built" and flaky.builds == 1
+
+
+def test_watched_file_change_rebuilds_after_check_interval(tmp_path: Path) -> None:
+    source = tmp_path / "table.csv"
+    source.write_text("a,1\n")
+    clock = Clock()
+
+    @resource(watch=source, clock=clock)
+    def table() -> str:
+        return source.read_text()
+
+    assert table() == "a,1\n"
+    source.write_text("a,1\nb,2\n")
+    clock.now += 0.5
+    assert table() == "a,1\n"  # not checked again before check_every (1.0 s)
+    clock.now += 0.5
+    assert table() == "a,1\nb,2\n" and table.builds == 2
+    clock.now += 5
+    assert table() == "a,1\nb,2\n" and table.builds == 2  # checked, unchanged: no rebuild
+
+
+def test_same_size_change_is_seen_by_its_mtime(tmp_path: Path) -> None:
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"aaaa")
+    stat = source.stat()
+    clock = Clock()
+
+    @resource(watch=[str(source)], check_every=0.25, clock=clock)
+    def weights() -> bytes:
+        return source.read_bytes()
+
+    assert weights() == b"aaaa"
+    source.write_bytes(b"bbbb")
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    clock.now += 0.25
+    assert weights() == b"bbbb" and weights.builds == 2
+
+
+def test_watched_file_appearing_rebuilds(tmp_path: Path) -> None:
+    source = tmp_path / "late.txt"
+    clock = Clock()
+
+    @resource(watch=[source, tmp_path / "other.txt"], clock=clock)
+    def text() -> str:
+        return source.read_text() if source.exists() else "default"
+
+    assert text() == "default"
+    source.write_text("arrived")
+    clock.now += 1
+    assert text() == "arrived" and text.builds == 2
+
+
+def test_reset_drops_the_value() -> None:
+    @resource
+    def value() -> object:
+        return object()
+
+    first = value()
+    value.reset()
+    second = value()
+    assert second is not first and value() is second
+    assert value.builds == 2
+
+
+def test_builder_with_arguments_is_refused() -> None:
+    with pytest.raises(ResourceError, match=r"needs_path must take no arguments.*requires path"):
+
+        @resource
+        def needs_path(path: str) -> str:
+            return path
+
+    with pytest.raises(ResourceError, match="check_every"):
+        resource(check_every=-1)
+    with pytest.raises(ResourceError, match="watch= takes paths"):
+        resource(watch=[3])
+    assert issubclass(ResourceError, MixmeshError)
+
+
+# ------------------------------------------------------------------------- load_artifact
+
+
+def test_loads_a_pickled_object(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "table.pkl", {"weights": [1.5, 2.5], "name": "m"})
+    assert load_artifact(path, allowed_dirs=[tmp_path]) == {"weights": [1.5, 2.5], "name": "m"}
+    assert load_artifact(str(path), allowed_dirs=tmp_path, loader="pickle")["name"] == "m"
+    assert artifact_events() == _events(loaded=2)
+
+
+def test_loads_with_a_pinned_hash(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "table.pickle", [1, 2, 3])
+    digest = file_sha256(path)
+    assert len(digest) == 64
+    assert load_artifact(path, sha256=digest, allowed_dirs=[tmp_path]) == [1, 2, 3]
+    assert load_artifact(path, sha256=f" {digest.upper()} ", allowed_dirs=[tmp_path]) == [1, 2, 3]
+
+
+def test_file_sha256_streams_large_files(tmp_path: Path) -> None:
+    import hashlib
+
+    data = os.urandom(3 * (1 << 20) + 17)  # several 1 MiB chunks and a partial one
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_loads_a_joblib_dump(tmp_path: Path) -> None:
+    joblib = pytest.importorskip(
+        "joblib", reason="joblib is not installed; the pickle path is tested instead"
+    )
+    path = tmp_path / "model.joblib"
+    joblib.dump({"coef": [0.1, 0.2], "intercept": 3.0}, path)
+    loaded = load_artifact(path, sha256=file_sha256(path), allowed_dirs=[tmp_path])
+    assert loaded == {"coef": [0.1, 0.2], "intercept": 3.0}
+    assert load_artifact(path, allowed_dirs=[tmp_path], loader="joblib")["intercept"] == 3.0
+
+
+def test_tampered_file_is_refused_and_never_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    path = _dump(tmp_path / "model.pkl", Trap(marker, "payload-A"))
+    pinned = file_sha256(path)
+    data = path.read_bytes()
+    assert data.count(b"payload-A") == 1
+    path.write_bytes(data.replace(b"payload-A", b"payload-B"))  # one byte changed, still a valid pickle
+
+    with pytest.raises(ArtifactError) as raised:
+        load_artifact(path, sha256=pinned, allowed_dirs=[tmp_path])
+    message = str(raised.value)
+    assert str(path) in message and "hash" in message
+    assert pinned in message and file_sha256(path) in message  # expected and actual digests
+    assert raised.value.reason == "refused_hash"
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, MixmeshError)
+    assert load_artifact(path, sha256=pinned, fallback="safe", allowed_dirs=[tmp_path]) == "safe"
+    assert not marker.exists() and UNPICKLED == []
+    assert artifact_events() == _events(refused_hash=2, fallback=1)
+
+    # The control: this file does run code when it is unpickled.
+    assert load_artifact(path, allowed_dirs=[tmp_path]) == "payload-B"
+    assert marker.read_text() == "payload-B" and UNPICKLED == ["payload-B"]
+
+
+def test_absolute_path_outside_allowed_dirs_is_refused(tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    marker = tmp_path / "marker.txt"
+    outside = _dump(tmp_path / "outside" / "model.pkl", Trap(marker))
+
+    with pytest.raises(ArtifactError, match="outside the allowed directories") as raised:
+        load_artifact(outside, allowed_dirs=[allowed])
+    assert str(outside) in str(raised.value) and str(allowed) in str(raised.value)
+    assert raised.value.reason == "refused_path"
+    assert not marker.exists() and UNPICKLED == []
+
+
+def test_dotdot_traversal_is_refused(tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    marker = tmp_path / "marker.txt"
+    _dump(tmp_path / "outside" / "model.pkl", Trap(marker))
+    sneaky = allowed / ".." / "outside" / "model.pkl"
+
+    with pytest.raises(ArtifactError, match="outside the allowed directories") as raised:
+        load_artifact(sneaky, allowed_dirs=[allowed])
+    assert str(tmp_path / "outside" / "model.pkl") in str(raised.value)  # the resolved path is named
+    # A prefix of the directory name is not the directory: allowed-evil is not inside allowed.
+    _dump(tmp_path / "allowed-evil" / "model.pkl", Trap(marker))
+    with pytest.raises(ArtifactError, match="outside"):
+        load_artifact(tmp_path / "allowed-evil" / "model.pkl", allowed_dirs=[allowed])
+    assert not marker.exists() and UNPICKLED == []
+    assert artifact_events() == _events(refused_path=2)
+
+
+def test_symlink_pointing_outside_is_refused(tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    marker = tmp_path / "marker.txt"
+    target = _dump(tmp_path / "outside" / "model.pkl", Trap(marker))
+    link = allowed / "model.pkl"
+    link.symlink_to(target)
+    (allowed / "elsewhere").symlink_to(tmp_path / "outside", target_is_directory=True)
+
+    for sneaky in (link, allowed / "elsewhere" / "model.pkl"):
+        with pytest.raises(ArtifactError, match="outside the allowed directories"):
+            load_artifact(sneaky, allowed_dirs=[allowed])
+    assert not marker.exists() and UNPICKLED == []
+
+
+def test_symlink_within_allowed_dirs_loads(tmp_path: Path) -> None:
+    target = _dump(tmp_path / "models" / "v2.pkl", "version 2")
+    (tmp_path / "models" / "current.pkl").symlink_to(target)
+    assert load_artifact(tmp_path / "models" / "current.pkl", allowed_dirs=[tmp_path]) == "version 2"
+
+
+def test_default_allowed_dirs_are_cwd_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    _dump(project / "models" / "a.pkl", "inside")
+    shared = _dump(tmp_path / "shared" / "b.pkl", "shared")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MIXMESH_ARTIFACT_DIRS", raising=False)
+
+    assert load_artifact("models/a.pkl") == "inside"  # relative to the current directory
+    with pytest.raises(ArtifactError, match="outside"):
+        load_artifact(shared)
+    listed = ["", str(tmp_path / "nowhere"), str(tmp_path / "shared")]  # empty entries are ignored
+    monkeypatch.setenv("MIXMESH_ARTIFACT_DIRS", os.pathsep.join(listed))
+    assert load_artifact(shared) == "shared"
+    # allowed_dirs= replaces the defaults, the current directory included.
+    with pytest.raises(ArtifactError, match="outside"):
+        load_artifact("models/a.pkl", allowed_dirs=[tmp_path / "shared"])
+
+
+def test_missing_file_with_fallback_value_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mixmesh.resources")
+    missing = tmp_path / "absent.pkl"
+    assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path]) == {"default": True}
+    assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path]) == {"default": True}
+    warnings = [r for r in caplog.records if r.name == "mixmesh.resources"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert str(missing) in warnings[0].getMessage() and "missing" in warnings[0].getMessage()
+    assert artifact_events() == _events(missing=2, fallback=2)
+
+
+def test_missing_file_with_fallback_callable_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mixmesh.resources")
+    missing = tmp_path / "absent.pkl"
+    built = []
+
+    def build() -> str:
+        built.append(1)
+        return "built default"
+
+    assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path]) == "built default"
+    assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path]) == "built default"
+    assert len(built) == 2  # built per call; cache it with @resource
+    assert len([r for r in caplog.records if r.name == "mixmesh.resources"]) == 1
+
+
+def test_each_reason_warns_once_per_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mixmesh.resources")
+    path = _dump(tmp_path / "model.pkl", "model")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for _ in range(3):
+        load_artifact(path, sha256="0" * 64, fallback="x", allowed_dirs=[tmp_path])
+        load_artifact(path, fallback="x", allowed_dirs=[elsewhere])
+    messages = [r.getMessage() for r in caplog.records if r.name == "mixmesh.resources"]
+    assert len(messages) == 2
+    assert "hash check" in messages[0] and "outside" in messages[1]
+
+
+def test_missing_file_without_fallback_raises(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.pkl"
+    with pytest.raises(ArtifactError, match="missing") as raised:
+        load_artifact(missing, allowed_dirs=[tmp_path])
+    assert str(missing) in str(raised.value) and raised.value.path == str(missing)
+    assert raised.value.reason == "missing"
+    with pytest.raises(ArtifactError, match="missing"):
+        load_artifact(tmp_path, allowed_dirs=[tmp_path])  # a directory is not an artifact
+    assert artifact_events() == _events(missing=2)
+
+
+def test_bad_arguments_are_errors_not_fallbacks(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "model.pkl", "model")
+    with pytest.raises(ArtifactError, match="64 hexadecimal digits"):
+        load_artifact(path, sha256="abc", fallback="x", allowed_dirs=[tmp_path])
+    with pytest.raises(ArtifactError, match="loader must be one of"):
+        load_artifact(path, loader="yaml", allowed_dirs=[tmp_path])
+    assert artifact_events() == _events()
+
+
+def test_events_count_each_outcome(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "model.pkl", "model")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    load_artifact(path, allowed_dirs=[tmp_path])
+    load_artifact(path, sha256=file_sha256(path), allowed_dirs=[tmp_path])
+    load_artifact(path, sha256="f" * 64, fallback=1, allowed_dirs=[tmp_path])
+    load_artifact(path, fallback=1, allowed_dirs=[outside])
+    load_artifact(tmp_path / "absent.pkl", fallback=1, allowed_dirs=[tmp_path])
+    with pytest.raises(ArtifactError):
+        load_artifact(tmp_path / "absent.pkl", allowed_dirs=[tmp_path])
+    assert artifact_events() == _events(loaded=2, refused_hash=1, refused_path=1, missing=2, fallback=3)
+
+    returned = artifact_events()
+    returned["loaded"] = 99  # a copy: callers cannot change the counts
+    assert artifact_events()["loaded"] == 2
+    reset_artifact_events()
+    assert artifact_events() == _events()
+
+
+def test_events_are_counted_across_threads(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "model.pkl", "model")
+
+    def load_many() -> None:
+        for _ in range(50):
+            load_artifact(path, allowed_dirs=[tmp_path])
+
+    threads = [threading.Thread(target=load_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert artifact_events()["loaded"] == 400
+
+
+def test_resource_and_artifact_together(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "model.pkl", {"version": 1})
+    clock = Clock()
+
+    @resource(watch=path, clock=clock)
+    def model() -> t.Any:
+        return load_artifact(path, allowed_dirs=[tmp_path])
+
+    assert model() == {"version": 1} and model() is model()
+    _dump(path, {"version": 2, "more": "bytes"})
+    clock.now += 1
+    assert model() == {"version": 2, "more": "bytes"}
+    assert artifact_events()["loaded"] == 2
