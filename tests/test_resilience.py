@@ -250,3 +250,64 @@ def test_policies_travel_with_the_function_into_sqlmesh_state(project: t.Any) ->
     assert sum(1 for i, s in rows.items() if s < 0) == 10
     payload = project.context().get_model("analytics.scores").python_env["scored"].payload
     assert "on_error=rule_based" in payload and "retry=Retry(" in payload
+
+
+RESILIENT_MODEL = '''
+import pandas as pd
+
+from mixmesh import Retry, python_model
+
+ATTEMPTS = []
+
+
+class ModelLoadingError(RuntimeError):
+    pass
+
+
+def rule_based(context, **kwargs):
+    return pd.DataFrame({"customer_id": [1, 2], "score": [0.5, 0.5], "source": ["rules", "rules"]})
+
+
+def from_cache(context, **kwargs):
+    return pd.DataFrame({"customer_id": [1, 2], "score": [0.1, 0.2], "source": ["cache", "cache"]})
+
+
+@python_model(
+    name="analytics.scores",
+    columns={"customer_id": "INT", "score": "DOUBLE", "source": "VARCHAR"},
+    retry=Retry(attempts=3, backoff=[0], on=(ConnectionError,)),
+    fallbacks={ModelLoadingError: rule_based, ConnectionError: from_cache},
+)
+def scores(context, **kwargs):
+    ATTEMPTS.append(1)
+    if FAILURE == "transient" and len(ATTEMPTS) < 3:
+        raise ConnectionError("the feature store timed out")
+    if FAILURE == "connection":
+        raise ConnectionError("the feature store is down")
+    if FAILURE == "model":
+        raise ModelLoadingError("model file unreadable")
+    if FAILURE == "bug":
+        raise KeyError("customer_id")
+    return pd.DataFrame({"customer_id": [1, 2], "score": [0.9, 0.8], "source": [f"model after {len(ATTEMPTS)}", "model"]})
+'''
+
+
+@pytest.mark.parametrize(
+    "failure, source, retries",
+    [("transient", "model after 3", 2), ("connection", "cache", 2), ("model", "rules", 0)],
+)
+def test_models_retry_recoverable_errors_then_fall_back_by_kind(project: t.Any, failure: str, source: str, retries: int) -> None:
+    project.write("models/scores.py", f"FAILURE = {failure!r}\n" + RESILIENT_MODEL)
+    project.plan()
+    assert project.query("SELECT source FROM analytics.scores WHERE customer_id = 1") == [(source,)]
+    assert events("analytics.scores").get(("analytics.scores", "model", "retries"), 0) == retries
+    assert events("analytics.scores").get(("analytics.scores", "model", "fallbacks"), 0) == (failure != "transient")
+
+
+def test_a_model_error_without_a_fallback_fails_the_model_and_writes_nothing(project: t.Any) -> None:
+    project.write("models/scores.py", "FAILURE = None\n" + RESILIENT_MODEL)
+    project.plan()
+    project.write("models/scores.py", "FAILURE = 'bug'\n" + RESILIENT_MODEL)
+    result = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
+    assert result.returncode != 0 and "KeyError" in result.stdout
+    assert project.query("SELECT count(*), min(source) FROM analytics.scores") == [(2, "model")]

@@ -27,19 +27,20 @@ if t.TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def land(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> t.Iterator[exp.Query]:
-    """Stage what the model returned and yield the one query SQLMesh writes from."""
-    return _stage_then_write(_tables(returned, spec), spec, context)
+class Staged(t.NamedTuple):
+    """A model's rows, checked and staged: the query SQLMesh writes from, and the cleanup."""
+
+    query: exp.Query
+    drop: t.Callable[[], None]
 
 
-def _stage_then_write(
-    tables: t.Iterator[pa.Table], spec: "ModelSpec", context: "ModelContext"
-) -> t.Iterator[exp.Query]:
+def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged:
+    """Check and stage everything the model returned (consuming its batches)."""
     adapter = context.engine_adapter
     engine = engines.engine(adapter.dialect)
     staging = engine.create_staging(adapter, spec.columns)
     try:
-        for table in tables:
+        for table in _tables(returned, spec):
             engine.append_staging(adapter, staging, validation.conform(table, spec))
             del table  # the last batch (for a single DataFrame, all of it) need not outlive its landing
         _check_unique(engine, adapter, staging, spec, spec.grain or spec.unique_key)
@@ -47,8 +48,7 @@ def _stage_then_write(
     except BaseException:
         engine.drop_staging(adapter, staging)
         raise
-    yield query
-    engine.drop_staging(adapter, staging)
+    return Staged(query, lambda: engine.drop_staging(adapter, staging))
 
 
 def _tables(returned: t.Any, spec: "ModelSpec") -> t.Iterator[pa.Table]:

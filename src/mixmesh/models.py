@@ -61,6 +61,12 @@ class ModelSpec:
     time_column: t.Optional[str] = None
     unique_key: t.Tuple[str, ...] = ()
     columns_from_hint: bool = False
+    retry: t.Any = None  # a resilience.Retry for the whole model (recoverable errors)
+    fallbacks: t.Tuple[t.Tuple[t.Tuple[type, ...], t.Callable[..., t.Any]], ...] = ()
+
+    def fallback_for(self, error: BaseException) -> t.Optional[t.Callable[..., t.Any]]:
+        """The declared fallback for this kind of error, the first that matches."""
+        return next((fallback for kinds, fallback in self.fallbacks if isinstance(error, kinds)), None)
 
     def explicit_decorator_arguments(self) -> t.Dict[str, t.Any]:
         """Decorator arguments that pin what hints said (SQLMesh stores no return hint)."""
@@ -88,6 +94,8 @@ def python_model(
     grain: t.Optional[t.Union[str, t.Sequence[str]]] = None,
     time_column: t.Optional[str] = None,
     unique_key: t.Optional[t.Union[str, t.Sequence[str]]] = None,
+    retry: t.Any = None,
+    fallbacks: t.Optional[t.Mapping[t.Any, t.Callable[..., t.Any]]] = None,
     **sqlmesh_arguments: t.Any,
 ) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
     """Make a function a SQLMesh Python model that SQLMesh's plan, run and test execute.
@@ -102,6 +110,12 @@ def python_model(
         time_column: the time column of an incremental model; by default the one date or
             timestamp column of ``grain``.
         unique_key: the key of an INCREMENTAL_BY_UNIQUE_KEY model; ``grain`` by default.
+        retry: a ``Retry``: the whole model runs again after a recoverable error
+            (ConnectionError and TimeoutError unless ``on=`` says otherwise).
+        fallbacks: error type (or tuple of types) -> a function with the model's own
+            signature that produces the rows another way, e.g. ``{ArtifactError:
+            rule_based, MemoryError: in_smaller_batches, ConnectionError: from_cache}``;
+            used when the model still fails (after its retries) with an error of that kind.
         sqlmesh_arguments: passed to SQLMesh's ``@model`` unchanged (owner, cron, start,
             description, depends_on, audits...).
     """
@@ -116,6 +130,7 @@ def python_model(
             time_column=time_column,
             unique_key=unique_key,
         )
+        spec = dataclasses.replace(spec, retry=_retry(spec.name, retry), fallbacks=_fallbacks(spec.name, fallbacks))
         from mixmesh import sqlmesh_bridge
 
         sqlmesh_bridge.install()
@@ -135,14 +150,32 @@ class ModelRunner:
         self.spec = spec
 
     def __call__(self, context: t.Any, **kwargs: t.Any) -> t.Iterator[t.Any]:
+        """Stage the rows (retrying, falling back as declared), then hand SQLMesh one query."""
         from mixmesh.context import ModelContext
-        from mixmesh.landing import land
 
         model_context = ModelContext(context, self.spec, kwargs)
         offered = {**model_context.interval_arguments(), **kwargs}
-        func = self.__wrapped__  # type: ignore[attr-defined]
-        returned = func(model_context, **{k: v for k, v in offered.items() if signature_accepts(func, k)})
-        return land(returned, self.spec, model_context)
+        staged = self._staged(model_context, offered)
+        yield staged.query
+        staged.drop()
+
+    def _staged(self, context: t.Any, offered: t.Dict[str, t.Any]) -> t.Any:
+        from mixmesh.landing import stage
+        from mixmesh.resilience import record
+
+        def attempt(func: t.Callable[..., t.Any]) -> t.Any:
+            returned = func(context, **{k: v for k, v in offered.items() if signature_accepts(func, k)})
+            return stage(returned, self.spec, context)  # batches are consumed here, inside the attempt
+
+        retried = self.spec.retry.protect(attempt, function="model", model=self.spec.name) if self.spec.retry else attempt
+        try:
+            return retried(self.__wrapped__)  # type: ignore[attr-defined]
+        except Exception as error:
+            fallback = self.spec.fallback_for(error)
+            if fallback is None:
+                raise
+            record(self.spec.name, "model", "fallbacks", f"{type(error).__name__}: {error}; using {fallback.__name__}")
+            return attempt(fallback)
 
     def __repr__(self) -> str:
         return f"<mixmesh python model {self.spec.name}>"
@@ -186,6 +219,29 @@ def build_spec(
         unique_key=keys,
         columns_from_hint=from_hint,
     )
+
+
+def _retry(model: str, retry: t.Any) -> t.Any:
+    from mixmesh.resilience import Retry
+
+    if retry is not None and not isinstance(retry, Retry):
+        raise ModelDefinitionError(f"model {model}: retry= takes a mixmesh Retry(...), got {retry!r}")
+    return retry
+
+
+def _fallbacks(
+    model: str, fallbacks: t.Optional[t.Mapping[t.Any, t.Callable[..., t.Any]]]
+) -> t.Tuple[t.Tuple[t.Tuple[type, ...], t.Callable[..., t.Any]], ...]:
+    declared = []
+    for kinds, fallback in (fallbacks or {}).items():
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if not all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds) or not callable(fallback):
+            raise ModelDefinitionError(
+                f"model {model}: fallbacks= maps error types to functions, e.g. {{ConnectionError: from_cache}}; "
+                f"got {kinds!r}: {fallback!r}"
+            )
+        declared.append((kinds, fallback))
+    return tuple(declared)
 
 
 def _columns(
