@@ -311,3 +311,65 @@ def test_a_model_error_without_a_fallback_fails_the_model_and_writes_nothing(pro
     result = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
     assert result.returncode != 0 and "KeyError" in result.stdout
     assert project.query("SELECT count(*), min(source) FROM analytics.scores") == [(2, "model")]
+
+
+def test_a_hanging_row_times_out_without_stopping_the_query() -> None:
+    import threading
+
+    release = threading.Event()
+
+    @udf(name="external_api", timeout_s=0.2, on_error="null")
+    def external_api(x: float) -> t.Optional[float]:
+        if x == 3:
+            release.wait(10)  # hangs until the test lets it go
+        return x
+
+    started = time.monotonic()
+    try:
+        (values,) = query(external_api, "SELECT list({f}(i::DOUBLE) ORDER BY i) FILTER (WHERE i < 6)")
+    finally:
+        release.set()
+    assert values == [0.0, 1.0, 2.0, None, 4.0, 5.0]
+    assert time.monotonic() - started < 5
+    assert events()[(None, "external_api", "timeouts")] == 1
+
+
+def test_a_timeout_is_retried_like_any_recoverable_error() -> None:
+    answers = iter([0.5, 0.0])  # the first call hangs past the timeout, the second answers
+
+    @udf(name="sometimes_slow", timeout_s=0.1, retry=Retry(attempts=2, backoff=[0]))
+    def sometimes_slow(x: float) -> float:
+        time.sleep(next(answers))
+        return x
+
+    assert query(sometimes_slow, "SELECT {f}(9.0)") == (9.0,)
+    assert events()[(None, "sometimes_slow", "retries")] == 1
+
+
+HANGING_MODEL = """
+import time
+
+import pandas as pd
+
+from mixmesh import python_model
+
+
+def from_cache(context, **kwargs):
+    return pd.DataFrame({"x": [1.0], "source": ["cache"]})
+
+
+@python_model(name="analytics.api", columns={"x": "DOUBLE", "source": "VARCHAR"}, timeout_s=0.3, fallbacks={TimeoutError: from_cache})
+def api(context, **kwargs):
+    time.sleep(1.5)  # an external API that does not answer in time
+    return pd.DataFrame({"x": [2.0], "source": ["api"]})
+"""
+
+
+@pytest.mark.slow
+def test_a_hanging_model_times_out_falls_back_and_leaves_no_staging_behind(project: t.Any) -> None:
+    project.write("models/api.py", HANGING_MODEL)
+    # The process ends once the abandoned run has finished in the background.
+    output = " ".join(project.cli("plan", "--auto-apply", "--no-prompts").stdout.split())
+    assert project.query("SELECT x, source FROM analytics.api") == [(1.0, "cache")]
+    assert project.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'mixmesh_staging'") == [(0,)]
+    assert "Traceback" not in output

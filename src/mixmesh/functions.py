@@ -154,6 +154,7 @@ def udf(
     on_error: t.Any = "raise",
     retry: t.Optional[t.Any] = None,
     circuit_breaker: t.Optional[t.Any] = None,
+    timeout_s: t.Optional[float] = None,
 ) -> t.Callable[[F], F]: ...
 
 
@@ -168,6 +169,7 @@ def udf(
     on_error: t.Any = "raise",
     retry: t.Optional[t.Any] = None,
     circuit_breaker: t.Optional[t.Any] = None,
+    timeout_s: t.Optional[float] = None,
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -185,6 +187,9 @@ def udf(
             fallback function called with the same arguments.
         retry: a ``Retry`` policy for recoverable errors (the function is called again).
         circuit_breaker: a ``CircuitBreaker``; while open, calls go straight to on_error.
+        timeout_s: give up on a call (a row, or a batch) after this many seconds: it counts
+            as a TimeoutError (retried by ``retry``, then on_error); the hung call is left to
+            finish in the background, the query goes on.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
@@ -196,7 +201,7 @@ def udf(
             vectorized=vectorized,
             null_handling=null_handling,
             on_error=on_error,
-            policies=_policies(function, retry, circuit_breaker),
+            policies=_policies(function, retry, circuit_breaker, timeout_s),
         )
         from mixmesh import sqlmesh_bridge
 
@@ -278,15 +283,17 @@ def build_spec(
     return spec
 
 
-def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any) -> t.Any:
-    from mixmesh.resilience import CircuitBreaker, Policies, Retry
+def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any, timeout_s: t.Any) -> t.Any:
+    """The policies around each call, outermost first: breaker, retries, then the timeout."""
+    from mixmesh.resilience import CircuitBreaker, Policies, Retry, Timeout
 
     for value, kind, name in ((retry, Retry, "retry"), (circuit_breaker, CircuitBreaker, "circuit_breaker")):
         if value is not None and not isinstance(value, kind):
             raise FunctionDefinitionError(
                 f"@udf {func.__name__}: {name}= takes a mixmesh {kind.__name__}(...), got {value!r}"
             )
-    chosen = [policy for policy in (circuit_breaker, retry) if policy is not None]
+    timeout = Timeout(timeout_s) if timeout_s is not None else None
+    chosen = [policy for policy in (circuit_breaker, retry, timeout) if policy is not None]
     return Policies(chosen) if chosen else None
 
 

@@ -63,6 +63,7 @@ class ModelSpec:
     columns_from_hint: bool = False
     retry: t.Any = None  # a resilience.Retry for the whole model (recoverable errors)
     fallbacks: t.Tuple[t.Tuple[t.Tuple[type, ...], t.Callable[..., t.Any]], ...] = ()
+    timeout_s: t.Optional[float] = None
 
     def fallback_for(self, error: BaseException) -> t.Optional[t.Callable[..., t.Any]]:
         """The declared fallback for this kind of error, the first that matches."""
@@ -96,6 +97,7 @@ def python_model(
     unique_key: t.Optional[t.Union[str, t.Sequence[str]]] = None,
     retry: t.Any = None,
     fallbacks: t.Optional[t.Mapping[t.Any, t.Callable[..., t.Any]]] = None,
+    timeout_s: t.Optional[float] = None,
     **sqlmesh_arguments: t.Any,
 ) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
     """Make a function a SQLMesh Python model that SQLMesh's plan, run and test execute.
@@ -116,6 +118,8 @@ def python_model(
             signature that produces the rows another way, e.g. ``{ArtifactError:
             rule_based, MemoryError: in_smaller_batches, ConnectionError: from_cache}``;
             used when the model still fails (after its retries) with an error of that kind.
+        timeout_s: give up on a run of the function that takes longer (a hung external
+            API): a TimeoutError, retried by ``retry``, then handled by ``fallbacks``.
         sqlmesh_arguments: passed to SQLMesh's ``@model`` unchanged (owner, cron, start,
             description, depends_on, audits...).
     """
@@ -130,7 +134,9 @@ def python_model(
             time_column=time_column,
             unique_key=unique_key,
         )
-        spec = dataclasses.replace(spec, retry=_retry(spec.name, retry), fallbacks=_fallbacks(spec.name, fallbacks))
+        spec = dataclasses.replace(
+            spec, retry=_retry(spec.name, retry), fallbacks=_fallbacks(spec.name, fallbacks), timeout_s=timeout_s
+        )
         from mixmesh import sqlmesh_bridge
 
         sqlmesh_bridge.install()
@@ -161,12 +167,16 @@ class ModelRunner:
 
     def _staged(self, context: t.Any, offered: t.Dict[str, t.Any]) -> t.Any:
         from mixmesh.landing import stage
-        from mixmesh.resilience import record
+        from mixmesh.resilience import Timeout, record
 
         def attempt(func: t.Callable[..., t.Any]) -> t.Any:
             returned = func(context, **{k: v for k, v in offered.items() if signature_accepts(func, k)})
             return stage(returned, self.spec, context)  # batches are consumed here, inside the attempt
 
+        if self.spec.timeout_s:
+            # An abandoned attempt that finishes later drops the rows it staged.
+            timeout = Timeout(self.spec.timeout_s, on_late_result=lambda staged: staged.drop())
+            attempt = timeout.protect(attempt, function="model", model=self.spec.name)
         retried = self.spec.retry.protect(attempt, function="model", model=self.spec.name) if self.spec.retry else attempt
         try:
             return retried(self.__wrapped__)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ Every retry, circuit transition and fallback is counted per model and function
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import threading
 import time
@@ -155,6 +156,45 @@ class CircuitBreaker(Policy):
         return f"CircuitBreaker(fail_max={self.fail_max}, reset_timeout={self.reset_timeout})"
 
 
+class Timeout(Policy):
+    """Stop waiting for a call after ``seconds``: the caller gets a TimeoutError.
+
+    Python cannot stop a running thread, so the call itself runs in a worker thread and,
+    if it hangs, finishes (or not) in the background: the engine and the process go on.
+    ``on_late_result`` receives what an abandoned call returns, if it ever does (a model
+    drops its staged rows with it). Timeouts are recoverable: a ``Retry`` retries them.
+    """
+
+    # Shared by all timeouts; hung calls hold a worker each, so the pool is generous.
+    _workers = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mixmesh-timeout")
+
+    def __init__(self, seconds: float, on_late_result: t.Optional[t.Callable[[t.Any], None]] = None) -> None:
+        if seconds <= 0:
+            raise ValueError(f"a timeout must be a positive number of seconds, got {seconds}")
+        self.seconds = seconds
+        self.on_late_result = on_late_result
+
+    def protect(self, func: Call, *, function: str, model: t.Optional[str]) -> Call:
+        def call(*args: t.Any) -> t.Any:
+            future = self._workers.submit(func, *args)
+            try:
+                return future.result(timeout=self.seconds)
+            except concurrent.futures.TimeoutError:
+                if self.on_late_result is not None:
+                    future.add_done_callback(self._late)
+                record(model, function, "timeouts", f"no answer within {self.seconds:g} s")
+                raise TimeoutError(f"{_where(function, model)} gave no answer within {self.seconds:g} s") from None
+
+        return call
+
+    def _late(self, future: "concurrent.futures.Future[t.Any]") -> None:
+        if future.exception() is None and self.on_late_result is not None:
+            self.on_late_result(future.result())
+
+    def __repr__(self) -> str:
+        return f"Timeout({self.seconds:g})"
+
+
 class CircuitOpenError(RuntimeError):
     """A call did not reach its function because the function's circuit is open."""
 
@@ -182,8 +222,15 @@ def record(model: t.Optional[str], function: str, event: str, detail: str = "") 
         first = key not in _logged
         _logged.add(key)
     if first:
-        where = f"function {function!r}" + (f" in model {model}" if model else "")
-        logger.warning("%s: %s (%s; further ones are counted, not logged)", where, detail or event, event)
+        logger.warning(
+            "%s: %s (%s; further ones are counted, not logged)", _where(function, model), detail or event, event
+        )
+
+
+def _where(function: str, model: t.Optional[str]) -> str:
+    if function == "model" and model:
+        return f"model {model}"
+    return f"function {function!r}" + (f" in model {model}" if model else "")
 
 
 def events(model: t.Optional[str] = None) -> t.Dict[t.Tuple[t.Optional[str], str, str], int]:
