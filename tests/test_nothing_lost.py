@@ -89,3 +89,31 @@ def test_sigkill_during_a_backfill_then_a_rerun_gives_exactly_the_expected_rows(
     assert project.query("SELECT count(*) FROM (SELECT customer_id, day FROM analytics.daily GROUP BY ALL HAVING count(*) > 1)") == [(0,)]
     assert project.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'mixmesh_staging'") == [(0,)]
     assert sorted(set(progress.read_text().split())) == [f"2024-01-{d:02d}" for d in range(1, DAYS + 1)]
+
+
+FAILING_WHILE_FLAGGED = SLOW_DAILY.replace(
+    "    for batch in rows:",
+    "    if str(context.start_date) == '2024-01-04' and Path(PROGRESS).with_name('outage').exists():\n"
+    "        raise ConnectionError('the source is down today')\n"
+    "    for batch in rows:",
+)
+
+
+@pytest.mark.slow
+def test_a_failed_interval_is_not_marked_done_and_the_rerun_after_the_fix_completes_it(project: Project) -> None:
+    project.write("models/events.sql", EVENTS)
+    project.write("models/daily.py", FAILING_WHILE_FLAGGED)
+    outage = project.root / "outage"
+    outage.touch()
+    failed = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
+    assert failed.returncode != 0 and "the source is down today" in " ".join(failed.stdout.split())
+    progress = project.root / "progress.log"
+    all_days = [f"2024-01-{d:02d}" for d in range(1, DAYS + 1)]
+    assert sorted(progress.read_text().split()) == [day for day in all_days if day != "2024-01-04"]
+
+    outage.unlink()  # the outage is over; the model's code is the same version
+    project.cli("plan", "--auto-apply", "--no-prompts")
+    days = progress.read_text().split()
+    assert days[-1] == "2024-01-04" and sorted(days) == all_days  # only the failed interval ran again
+    expected = project.query("SELECT customer_id, day, SUM(amount) FROM raw.events GROUP BY ALL ORDER BY 2, 1")
+    assert project.query("SELECT customer_id, day, total FROM analytics.daily ORDER BY 2, 1") == expected
