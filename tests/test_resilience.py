@@ -373,3 +373,18 @@ def test_a_hanging_model_times_out_falls_back_and_leaves_no_staging_behind(proje
     assert project.query("SELECT x, source FROM analytics.api") == [(1.0, "cache")]
     assert project.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'mixmesh_staging'") == [(0,)]
     assert "Traceback" not in output
+
+
+def test_refused_artifacts_are_counted_with_every_other_event(tmp_path: t.Any) -> None:
+    import pickle
+
+    from mixmesh import load_artifact
+    from mixmesh.resources import file_sha256
+
+    artifact = tmp_path / "model.pkl"
+    artifact.write_bytes(pickle.dumps({"weights": [1, 2]}))
+    pinned = file_sha256(artifact)
+    artifact.write_bytes(pickle.dumps({"weights": [6, 6]}))  # tampered after pinning
+    assert load_artifact(artifact, sha256=pinned, fallback="rules", allowed_dirs=[tmp_path]) == "rules"
+    assert events()[(None, "load_artifact", "refused_hash")] == 1
+    assert events()[(None, "load_artifact", "fallbacks")] == 1

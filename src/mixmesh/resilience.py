@@ -214,14 +214,15 @@ _logged: t.Set[t.Tuple[t.Optional[str], str, str]] = set()
 _counts_lock = threading.Lock()
 
 
-def record(model: t.Optional[str], function: str, event: str, detail: str = "") -> None:
-    """Count one event of a function (in a model); log the first of each kind."""
+def record(model: t.Optional[str], function: str, event: str, detail: str = "", *, log: bool = True) -> None:
+    """Count one event of a function (in a model); log the first of each kind (unless the
+    caller logs it itself)."""
     key = (model, function, event)
     with _counts_lock:
         _counts[key] += 1
         first = key not in _logged
         _logged.add(key)
-    if first:
+    if first and log:
         logger.warning(
             "%s: %s (%s; further ones are counted, not logged)", _where(function, model), detail or event, event
         )

@@ -318,14 +318,21 @@ def _refused(path: PathLike, resolved: Path, reason: str, message: str, fallback
         first = (str(resolved), reason) not in _warned
         _warned.add((str(resolved), reason))
         _events["fallback"] += 1
+    from mixmesh.resilience import record
+
+    record(None, "load_artifact", "fallbacks", log=False)
     if first:
         logger.warning("%s; using the fallback instead (reported once per process)", message)
     return fallback() if callable(fallback) else fallback
 
 
 def _count(event: str) -> None:
+    from mixmesh.resilience import record
+
     with _events_lock:
         _events[event] += 1
+    # Also where every other resilience event is counted (monitoring reads one place).
+    record(None, "load_artifact", event, log=False)
 
 
 def _unpickle(file: t.BinaryIO, resolved: Path, loader: str) -> t.Any:
