@@ -469,3 +469,36 @@ def test_the_seed_document_s_model_runs_as_written(events: Project) -> None:
     # One interval, 2024-01-01 .. 2024-01-02; the seed predicts as of the interval's end.
     (spend,) = events.query("SELECT sum(amount) FROM raw.events WHERE day <= '2024-01-02'")[0]
     assert rows == [("2024-01-02", 4, round(spend * 3.5, 2))]
+
+
+YAML_TEST = """
+test_daily_totals:
+  model: analytics.daily_totals
+  inputs:
+    raw.events:
+      rows:
+        - {{customer_id: 1, day: 2024-01-02, amount: 2.5}}
+        - {{customer_id: 1, day: 2024-01-02, amount: 1.5}}
+        - {{customer_id: 2, day: 2024-01-02, amount: 7.0}}
+        - {{customer_id: 2, day: 2024-01-03, amount: 100.0}}
+  vars:
+    start: 2024-01-02
+    end: 2024-01-02
+  outputs:
+    query:
+      rows:
+        - {{customer_id: 1, day: 2024-01-02, total: {first}}}
+        - {{customer_id: 2, day: 2024-01-02, total: 7.0}}
+"""
+
+
+@pytest.mark.slow
+def test_sqlmesh_yaml_unit_tests_run_python_models(events: Project) -> None:
+    events.write("models/daily_totals.py", DAILY_TOTALS)
+    events.write("tests/test_daily_totals.yaml", YAML_TEST.format(first=4.0))
+    passed = events.cli("test", check=False)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+
+    events.write("tests/test_daily_totals.yaml", YAML_TEST.format(first=5.0))
+    failed = events.cli("test", check=False)
+    assert failed.returncode != 0 and "total" in failed.stdout + failed.stderr

@@ -108,7 +108,7 @@ def _check_unique(engine: t.Any, adapter: t.Any, staging: str, spec: "ModelSpec"
         .having(exp.func("COUNT", exp.Star()) > 1)
         .limit(1)
     )
-    with engine.run(adapter, duplicate, {}) as result:
+    with engine.run(adapter, duplicate, {}, staging=True) as result:
         rows = result.fetchall()
     if rows:
         *values, copies = rows[0]
@@ -130,7 +130,7 @@ def _written_rows(
     start, end = (_literal(value, spec.columns[spec.time_column]) for value in (context.start, context.end))
     outside = exp.or_(column < start, column > end)
     counting = exp.select(exp.func("COUNT", exp.Star())).from_(exp.to_table(staging)).where(outside)
-    with engine.run(adapter, counting, {}) as result:
+    with engine.run(adapter, counting, {}, staging=True) as result:
         (count,) = result.fetchone()
     if count:
         _warn(

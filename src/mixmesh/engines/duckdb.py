@@ -138,17 +138,22 @@ def render(expression: exp.Expr) -> str:
 
 
 @contextlib.contextmanager
-def run(adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> t.Iterator[t.Any]:
+def run(
+    adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any], *, staging: bool = False
+) -> t.Iterator[t.Any]:
     """Run a query with bound parameters; yields DuckDB's result (arrow, df, fetchall...).
 
-    Each query gets a cursor of its own, so that a result streamed batch by batch stays
-    open while the model's batches are written on SQLMesh's cursor.
+    A model's own queries get a cursor of their own, so that a result streamed batch by
+    batch stays open while the batches are written. Queries about staging tables run on
+    SQLMesh's cursor, the session that wrote them (a unit test runs in a transaction that
+    other sessions do not see).
     """
-    cursor = adapter.connection.cursor()
+    cursor = adapter.cursor if staging else adapter.connection.cursor()
     try:
         yield cursor.execute(render(expression), dict(params) or None)
     finally:
-        cursor.close()
+        if not staging:
+            cursor.close()
 
 
 # Staging tables live in the database, not in memory: DuckDB keeps TEMP tables in memory,
