@@ -1,0 +1,200 @@
+"""Testing models with fixtures from Python, as the seed document writes it.
+
+``ModelTest`` runs one model, SQL or Python (functions it calls included), on SQLMesh's
+test engine with the given input rows, and compares its output with the expected rows::
+
+    ModelTest(
+        model_name="analytics.customer_ltv_prediction",
+        inputs={"raw.transactions": [{"customer_id": 1, "amount": 100.0, ...}]},
+        expected_outputs=[{"customer_id": 1, "predicted_ltv": pytest.approx(500.0, rel=0.1)}],
+    ).run()
+
+Expected rows name only the columns that matter; values may be ``pytest.approx(...)`` or
+anything else that compares with ``==``; row order does not matter. ``run()`` returns True
+or raises an AssertionError showing the rows that differ.
+
+The ``mixmesh_project`` pytest fixture (registered by installing mixmesh) gives a loaded
+SQLMesh Context for the project around the test file, and makes it the project
+``ModelTest`` uses.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as t
+from pathlib import Path
+
+if t.TYPE_CHECKING:
+    import pandas as pd
+
+_CONFIG_FILES = ("config.yaml", "config.yml", "config.py")
+_current_context: t.Any = None
+
+
+class ModelTest:
+    """One model run on fixture rows, compared with the expected rows."""
+
+    def __init__(
+        self,
+        model_name: str,
+        inputs: t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]],
+        expected_outputs: t.Sequence[t.Mapping[str, t.Any]],
+        *,
+        vars: t.Optional[t.Mapping[str, t.Any]] = None,
+        start: t.Any = None,
+        end: t.Any = None,
+        execution_time: t.Any = None,
+        context: t.Any = None,
+        path: t.Union[str, Path, None] = None,
+    ) -> None:
+        self.model_name = model_name
+        self.inputs = {table: list(rows) for table, rows in inputs.items()}
+        self.expected_outputs = list(expected_outputs)
+        self.vars = dict(vars or {})
+        for key, value in (("start", start), ("end", end), ("execution_time", execution_time)):
+            if value is not None:
+                self.vars[key] = value
+        self._context = context
+        self._path = path
+
+    def run(self) -> bool:
+        """Run the model on the inputs; True, or an AssertionError with the rows that differ."""
+        actual = self.actual_rows()
+        problems = _differences(self.expected_outputs, actual)
+        if problems:
+            raise AssertionError(f"ModelTest {self.model_name}: {problems}")
+        return True
+
+    def actual_rows(self) -> t.List[t.Dict[str, t.Any]]:
+        """What the model returns for the inputs, as rows."""
+        from sqlmesh.core.test.definition import ModelTest as SqlmeshModelTest
+        from sqlmesh.core.test.definition import PythonModelTest
+
+        context = self._context or project_context(self._path)
+        adapter = context.test_connection_config.create_engine_adapter(register_comments_override=False)
+        try:
+            test = SqlmeshModelTest.create_test(
+                self._body(),
+                f"ModelTest {self.model_name}",
+                context._models,
+                adapter,
+                context.config.model_defaults.dialect,
+                None,
+                default_catalog=context.default_catalog,
+            )
+            if test is None:
+                raise AssertionError(f"ModelTest: no model named {self.model_name!r} in the project at {context.path}")
+            test.setUp()
+            try:
+                frame = test._execute_model() if isinstance(test, PythonModelTest) else _run_sql_model(test)
+            finally:
+                test.tearDown()
+        finally:
+            adapter.close()
+        return _rows(frame)
+
+    def _body(self) -> t.Dict[str, t.Any]:
+        return {
+            "model": self.model_name,
+            "inputs": {table: {"rows": rows} for table, rows in self.inputs.items()},
+            "outputs": {"query": {"rows": []}},  # SQLMesh requires one; mixmesh compares itself
+            "vars": self.vars,
+        }
+
+
+def _run_sql_model(test: t.Any) -> "pd.DataFrame":
+    # SQLMesh's own test renders and runs the query the same way before comparing.
+    return test._execute(test._generate_sql(test._render_model_query()))
+
+
+def _rows(frame: "pd.DataFrame") -> t.List[t.Dict[str, t.Any]]:
+    return [{k: _python(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _python(value: t.Any) -> t.Any:
+    item = getattr(value, "item", None)  # numpy scalars -> Python values
+    return item() if callable(item) and not isinstance(value, (str, bytes)) else value
+
+
+def _differences(expected: t.List[t.Mapping[str, t.Any]], actual: t.List[t.Dict[str, t.Any]]) -> str:
+    """What keeps the rows from matching (order aside), or '' when they match."""
+    unmatched = list(actual)
+    missing = []
+    for row in expected:
+        match = next((candidate for candidate in unmatched if _matches(row, candidate)), None)
+        if match is None:
+            missing.append(row)
+        else:
+            unmatched.remove(match)
+    if not missing and not unmatched:
+        return ""
+    columns = list(dict.fromkeys(key for row in expected for key in row)) or list(actual[0] if actual else [])
+    lines = [f"{len(expected)} row(s) expected, {len(actual)} returned"]
+    lines += [f"  expected, not returned: {_show(row, columns)}" for row in missing]
+    lines += [f"  returned, not expected: {_show(row, columns)}" for row in unmatched]
+    return "\n".join(lines)
+
+
+def _matches(expected: t.Mapping[str, t.Any], actual: t.Mapping[str, t.Any]) -> bool:
+    return all(key in actual and _equal(value, actual[key]) for key, value in expected.items())
+
+
+def _equal(expected: t.Any, actual: t.Any) -> bool:
+    if isinstance(expected, float) and isinstance(actual, float) and math.isnan(expected) and math.isnan(actual):
+        return True
+    if expected == actual:
+        return True
+    if not isinstance(expected, str) or isinstance(actual, str) or actual is None:
+        return False
+    # Fixture-style strings for dates and times ('2024-01-01') compare with the values.
+    if hasattr(actual, "isoformat"):
+        import pandas as pd
+
+        try:
+            return pd.Timestamp(expected) == pd.Timestamp(actual)
+        except (ValueError, TypeError):
+            return False
+    return expected == str(actual)
+
+
+def _show(row: t.Mapping[str, t.Any], columns: t.Sequence[str]) -> str:
+    return "{" + ", ".join(f"{c}: {row.get(c, '-')!r}" for c in columns) + "}"
+
+
+def project_context(path: t.Union[str, Path, None] = None) -> t.Any:
+    """The loaded project: ``mixmesh_project``'s, or the one around ``path`` (or the current directory)."""
+    if path is None and _current_context is not None:
+        return _current_context
+    from sqlmesh import Context
+
+    return Context(paths=str(find_project(Path(path or Path.cwd()))))
+
+
+def find_project(start: Path) -> Path:
+    """The nearest folder, from ``start`` up, holding a SQLMesh config."""
+    start = start.absolute()
+    for folder in (start, *start.parents) if start.is_dir() else start.parents:
+        if any((folder / name).exists() for name in _CONFIG_FILES):
+            return folder
+    raise FileNotFoundError(f"no SQLMesh project (config.yaml or config.py) at {start} or above it")
+
+
+try:
+    import pytest
+except ImportError:  # the fixture exists where pytest does
+    pass
+else:
+
+    @pytest.fixture
+    def mixmesh_project(request: t.Any) -> t.Iterator[t.Any]:
+        """The SQLMesh project around the test file, loaded; ModelTest uses it."""
+        global _current_context
+        from sqlmesh import Context
+
+        context = Context(paths=str(find_project(Path(str(request.path)))))
+        previous, _current_context = _current_context, context
+        try:
+            yield context
+        finally:
+            _current_context = previous
+            context.close()

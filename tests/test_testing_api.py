@@ -1,0 +1,136 @@
+"""mixmesh.testing.ModelTest: the seed document's testing API, on SQL and Python models."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixmesh.testing import ModelTest
+from tests.projects import Project
+
+FUNCTIONS = """
+from mixmesh import udf
+
+
+@udf
+def risk(total: float, n: int) -> float:
+    return min(1.0, total / (100.0 * n)) if n else 0.5
+"""
+
+SQL_MODEL = """
+MODEL (name analytics.risk, kind FULL);
+SELECT customer_id, @risk(SUM(amount), COUNT(*)::BIGINT) AS score, MIN(day) AS first_day
+FROM raw.transactions
+GROUP BY customer_id
+"""
+
+PYTHON_MODEL = '''
+import pandas as pd
+
+from mixmesh import python_model
+
+
+@python_model(name="analytics.ltv", columns={"customer_id": "VARCHAR", "predicted_ltv": "DOUBLE", "segment": "VARCHAR"})
+def ltv(context, **kwargs) -> pd.DataFrame:
+    frame = context.sql(
+        "SELECT t.customer_id, SUM(t.amount) AS spend, ANY_VALUE(c.customer_segment) AS segment "
+        "FROM raw.transactions t JOIN raw.customers c USING (customer_id) GROUP BY t.customer_id"
+    ).to_pandas()
+    frame["predicted_ltv"] = frame.pop("spend") * 2
+    return frame
+'''
+
+
+@pytest.fixture
+def modelled(project: Project) -> Project:
+    project.write("macros/functions.py", FUNCTIONS)
+    project.write("models/risk.sql", SQL_MODEL)
+    project.write("models/ltv.py", PYTHON_MODEL)
+    project.write(
+        "external_models.yaml",
+        """
+        - name: raw.transactions
+          columns: {customer_id: VARCHAR, amount: DOUBLE, day: DATE}
+        - name: raw.customers
+          columns: {customer_id: VARCHAR, customer_segment: VARCHAR}
+        """,
+    )
+    return project
+
+
+TRANSACTIONS = [
+    {"customer_id": "C001", "amount": 100.0, "day": "2024-01-01"},
+    {"customer_id": "C001", "amount": 150.0, "day": "2024-01-02"},
+    {"customer_id": "C002", "amount": 30.0, "day": "2024-01-05"},
+]
+
+
+def test_the_seed_s_model_test_on_a_python_model(modelled: Project) -> None:
+    test = ModelTest(
+        model_name="analytics.ltv",
+        inputs={
+            "raw.transactions": TRANSACTIONS[:2],
+            "raw.customers": [{"customer_id": "C001", "customer_segment": "consumer"}],
+        },
+        expected_outputs=[{"customer_id": "C001", "predicted_ltv": pytest.approx(500.0, rel=0.1)}],
+        context=modelled.context(),
+    )
+    assert test.run()
+
+
+def test_a_sql_model_calling_a_python_function(modelled: Project) -> None:
+    test = ModelTest(
+        model_name="analytics.risk",
+        inputs={"raw.transactions": TRANSACTIONS},
+        expected_outputs=[
+            {"customer_id": "C001", "score": pytest.approx(1.0), "first_day": "2024-01-01"},
+            {"customer_id": "C002", "score": pytest.approx(0.3)},
+        ],
+        context=modelled.context(),
+    )
+    assert test.run()
+
+
+def test_a_wrong_expectation_shows_the_rows_that_differ(modelled: Project) -> None:
+    test = ModelTest(
+        model_name="analytics.risk",
+        inputs={"raw.transactions": TRANSACTIONS},
+        expected_outputs=[{"customer_id": "C001", "score": 1.0}, {"customer_id": "C002", "score": 0.9}],
+        context=modelled.context(),
+    )
+    with pytest.raises(AssertionError) as failure:
+        test.run()
+    message = str(failure.value)
+    assert "expected, not returned: {customer_id: 'C002', score: 0.9}" in message
+    assert "returned, not expected: {customer_id: 'C002', score: 0.3" in message
+
+
+def test_the_project_is_found_from_a_path(modelled: Project) -> None:
+    test = ModelTest(
+        model_name="analytics.risk",
+        inputs={"raw.transactions": TRANSACTIONS[2:]},
+        expected_outputs=[{"customer_id": "C002", "score": pytest.approx(0.3)}],
+        path=modelled.root / "models",
+    )
+    assert test.run()
+
+
+def test_the_mixmesh_project_fixture_loads_the_project_around_the_test_file(modelled: Project) -> None:
+    modelled.write(
+        "tests/test_in_project.py",
+        '''
+        import pytest
+
+        from mixmesh.testing import ModelTest
+
+
+        def test_risk(mixmesh_project):
+            assert "analytics.risk" in {m.name for m in mixmesh_project.models.values()}
+            assert ModelTest(
+                model_name="analytics.risk",
+                inputs={"raw.transactions": [{"customer_id": "C9", "amount": 50.0, "day": "2024-02-01"}]},
+                expected_outputs=[{"customer_id": "C9", "score": pytest.approx(0.5)}],
+            ).run()
+        ''',
+    )
+    result = pytest.main([str(modelled.root / "tests" / "test_in_project.py"), "-q", "-p", "no:cacheprovider"])
+    assert result == 0
