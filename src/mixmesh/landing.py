@@ -48,7 +48,15 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
     except BaseException:
         engine.drop_staging(adapter, staging)
         raise
-    return Staged(query, lambda: engine.drop_staging(adapter, staging))
+    return Staged(query, lambda: _drop_quietly(engine, adapter, staging))
+
+
+def _drop_quietly(engine: t.Any, adapter: t.Any, staging: str) -> None:
+    """Drop a staging table; a failure only leaves it to the next landing's clean-up."""
+    try:
+        engine.drop_staging(adapter, staging)
+    except Exception as error:  # the write itself succeeded or failed on its own
+        logger.warning("could not drop the staging table %s (%s); a later run drops it", staging, error)
 
 
 def _tables(returned: t.Any, spec: "ModelSpec") -> t.Iterator[pa.Table]:

@@ -172,8 +172,10 @@ class ModelRunner:
             staged.drop()
             yield frame
             return
-        yield staged.query
-        staged.drop()
+        try:
+            yield staged.query
+        finally:  # also when SQLMesh's write failed and the generator is closed
+            staged.drop()
 
     def _staged(self, context: t.Any, offered: t.Dict[str, t.Any]) -> t.Any:
         from mixmesh.landing import stage

@@ -159,6 +159,7 @@ def run(
 # Staging tables live in the database, not in memory: DuckDB keeps TEMP tables in memory,
 # which for a large model doubles what it holds. Their names carry the process id.
 STAGING_SCHEMA = "mixmesh_staging"
+_live_staging: t.Set[str] = set()  # this process's staging tables still in use
 
 
 def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str:
@@ -171,19 +172,24 @@ def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str
         this=exp.to_table(name),
         expressions=[exp.ColumnDef(this=exp.to_identifier(c, quoted=True), kind=k.copy()) for c, k in columns.items()],
     )
+    with _lock:  # live before it exists: a concurrent clean-up must not take it for stale
+        _live_staging.add(name)
     cursor.execute(exp.Create(kind="TABLE", this=schema).sql(NAME))
     return name
 
 
 def _drop_stale_staging(cursor: t.Any) -> None:
-    """Staging tables of other processes: left by a process that died (DuckDB has one writer)."""
-    mine = f"s_{os.getpid()}_"
+    """Staging tables no run uses: another process's (one that died: DuckDB has a single
+    writer process) or this process's that could not be dropped when their run ended."""
     tables = cursor.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [STAGING_SCHEMA]
     ).fetchall()
+    with _lock:
+        live = set(_live_staging)
     for (table,) in tables:
-        if not table.startswith(mine):
-            drop_staging_table(cursor, f"{STAGING_SCHEMA}.{table}")
+        name = f"{STAGING_SCHEMA}.{table}"
+        if name not in live:
+            drop_staging_table(cursor, name)
 
 
 def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
@@ -199,6 +205,8 @@ def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
 
 def drop_staging(adapter: t.Any, staging: str) -> None:
     drop_staging_table(adapter.cursor, staging)
+    with _lock:
+        _live_staging.discard(staging)
 
 
 def drop_staging_table(cursor: t.Any, staging: str) -> None:
