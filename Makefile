@@ -12,8 +12,11 @@ PYTEST_WORKERS ?= auto
 demo: $(INSTALLED)
 	$(BIN)/mixmesh demo
 
+# The package's suite, then the example project's own tests, run from the project as a
+# user runs theirs (its `python` package must not meet the test projects' ones).
 test: $(INSTALLED)
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider tests
 
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/udf_throughput.py

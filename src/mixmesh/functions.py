@@ -133,7 +133,25 @@ class Udf:
             from mixmesh.sqlmesh_bridge import expand_call
 
             return expand_call(self, args[0], args[1:])
+        if self.spec.vectorized and not kwargs and args and not any(_is_batch(a) for a in args):
+            return self._call_one_row(args)
         return self.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def _call_one_row(self, row: t.Sequence[t.Any]) -> t.Any:
+        """A vectorized function called with one row's Python values (a unit test's call):
+        a batch of one row goes in, the one value comes out."""
+        from mixmesh.calling import BatchFunction
+
+        import pyarrow as pa
+
+        batch = []
+        for arg, value in zip(self.spec.args, row):
+            target = types.to_arrow(arg.sql_type)
+            try:
+                batch.append(pa.array([types.arrow_ready(value)], type=target))
+            except (pa.ArrowException, TypeError, ValueError):
+                batch.append(pa.array([types.arrow_ready(value)]).cast(target))  # '2024-01-01 10:00' -> TIMESTAMP
+        return BatchFunction(self.spec)(*batch)[0].as_py()
 
     def __repr__(self) -> str:
         return f"<mixmesh function {self.spec.name}>"
@@ -453,6 +471,10 @@ def _is_pandas_hint(hint: t.Any) -> bool:
     if isinstance(base, str):
         return base == "pd.Series"
     return (getattr(base, "__module__", "") or "").split(".")[0] == "pandas"
+
+
+def _is_batch(value: t.Any) -> bool:
+    return (type(value).__module__ or "").split(".")[0] in ("pyarrow", "pandas", "numpy", "polars")
 
 
 def _is_macro_evaluator(value: t.Any) -> bool:

@@ -1,0 +1,1 @@
+"""The project folder on the import path, as SQLMesh puts it: tests import python.shared..."""

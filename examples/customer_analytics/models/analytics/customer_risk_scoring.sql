@@ -1,0 +1,79 @@
+-- SQL-Primary Model with Python Enhancement (the seed's, in its BigQuery SQL).
+MODEL (
+    name analytics.customer_risk_scoring,
+    kind INCREMENTAL_BY_TIME_RANGE (time_column score_date),
+    owner 'data-science@company.com',
+    cron '@daily',
+    grain [customer_id, score_date],
+    dialect bigquery,
+    description 'Daily customer risk scores combining SQL-based transaction analysis with Python ML model predictions for comprehensive risk assessment.'
+);
+
+-- Main SQL transformation with Python enhancement hooks
+WITH customer_transactions AS (
+    -- SQL handles bulk data processing efficiently
+    SELECT
+        customer_id,
+        score_date,
+        COUNT(*) as transaction_count,
+        SUM(amount) as total_amount,
+        AVG(amount) as avg_amount,
+
+        -- Aggregate features for Python processing
+        ARRAY_AGG(
+            STRUCT(
+                amount,
+                merchant_category,
+                transaction_time,
+                payment_method
+            ) ORDER BY transaction_time
+        ) as transaction_details
+
+    FROM raw.raw_transactions
+    WHERE transaction_date BETWEEN @start_date AND @end_date
+    GROUP BY customer_id, score_date
+),
+
+risk_indicators AS (
+    -- SQL-based risk calculations
+    SELECT
+        *,
+
+        -- Traditional SQL risk indicators
+        CASE
+            WHEN transaction_count > 50 THEN 'high_activity'
+            WHEN transaction_count < 5 THEN 'low_activity'
+            ELSE 'normal_activity'
+        END as activity_level,
+
+        -- Velocity indicators
+        total_amount / NULLIF(transaction_count, 0) as spend_per_transaction,
+
+        -- Call Python function for complex risk scoring
+        @python_risk_score(
+            transaction_details,
+            total_amount,
+            transaction_count
+        ) as ml_risk_score
+
+    FROM customer_transactions
+)
+
+-- Final output combines SQL and Python results
+SELECT
+    customer_id,
+    score_date,
+    transaction_count,
+    total_amount,
+    activity_level,
+    ml_risk_score,
+
+    -- Composite score combining SQL and Python insights
+    CASE
+        WHEN ml_risk_score > 0.8 AND activity_level = 'high_activity' THEN 'HIGH'
+        WHEN ml_risk_score > 0.6 OR activity_level = 'low_activity' THEN 'MEDIUM'
+        ELSE 'LOW'
+    END as final_risk_tier
+
+FROM risk_indicators
+WHERE ml_risk_score IS NOT NULL;
