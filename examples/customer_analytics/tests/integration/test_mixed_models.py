@@ -40,3 +40,30 @@ def test_risk_scores_are_probabilities_and_tiers_are_known(built: Path) -> None:
     assert rows == groups and days == 5
     assert 0.0 <= low <= high <= 1.0
     assert set(tiers) <= {"HIGH", "MEDIUM", "LOW"}
+
+
+def test_ltv_predictions_stay_within_the_segment_caps(built: Path) -> None:
+    from python.models.ltv.predictor import SEGMENT_MAX_LTV
+
+    with duckdb.connect(str(built / "demo.duckdb"), read_only=True) as connection:
+        rows = connection.sql(
+            "SELECT customer_segment, min(predicted_ltv), max(predicted_ltv), count(*) "
+            "FROM analytics.customer_ltv_prediction GROUP BY 1"
+        ).fetchall()
+        active = connection.sql("SELECT count(*) FROM raw.dim_customers WHERE is_active").fetchone()[0]
+    assert sum(count for *_, count in rows) == active
+    for segment, low, high, _ in rows:
+        assert 0 <= low <= high <= SEGMENT_MAX_LTV[segment]
+
+
+def test_rerunning_adds_nothing(built: Path) -> None:
+    from sqlmesh import Context
+
+    with duckdb.connect(str(built / "demo.duckdb"), read_only=True) as connection:
+        before = connection.sql("SELECT count(*) FROM analytics.customer_risk_scoring").fetchone()
+    context = Context(paths=str(built))
+    context.plan(auto_apply=True, no_prompts=True)
+    context.run()
+    context.close()
+    with duckdb.connect(str(built / "demo.duckdb"), read_only=True) as connection:
+        assert connection.sql("SELECT count(*) FROM analytics.customer_risk_scoring").fetchone() == before

@@ -53,3 +53,54 @@ def test_vectorized_scores_equal_the_seed_s_row_by_row_scores() -> None:
     assert len(literal) == len(rows) > 500
     assert vectorized.to_pylist() == pytest.approx(literal, abs=1e-12)
     assert len(set(literal)) > 2  # the comparison covers several distinct scores
+
+
+def test_feature_engineering_consistency() -> None:
+    """The seed's test, on its own sample data."""
+    import pandas as pd
+
+    from python.models.ltv.features import engineer_ltv_features
+
+    sample = pd.DataFrame({
+        "customer_id": ["C001", "C002", "C003"],
+        "total_spend": [1000.0, 5000.0, 200.0],
+        "transaction_count": [10, 50, 3],
+        "account_tenure_days": [365, 730, 90],
+    })
+    features = engineer_ltv_features(sample, as_of="2024-01-31")
+    assert "engagement_score" in features.columns and "transaction_frequency" in features.columns
+    assert all(features["engagement_score"] >= 0) and all(features["engagement_score"] <= 1)
+
+
+def test_engagement_does_not_divide_by_zero_when_all_customers_are_alike() -> None:
+    import pandas as pd
+
+    from python.models.ltv.features import calculate_engagement_score
+
+    alike = pd.DataFrame({"transaction_frequency": [2.0] * 4, "category_diversity": [3] * 4, "account_tenure_days": [10] * 4})
+    assert list(calculate_engagement_score(alike)) == [0.0] * 4
+
+
+def test_error_handling_resilience_predictions_fall_back_to_rules() -> None:
+    """The seed's test: without trained models, rule-based predictions, within the caps."""
+    import pandas as pd
+
+    from python.models.ltv.features import engineer_ltv_features
+    from python.models.ltv.predictor import SEGMENT_MAX_LTV, generate_ltv_predictions, validate_and_adjust_predictions
+
+    customers = pd.DataFrame({
+        "customer_id": ["C1", "C2", "C3"],
+        "customer_segment": ["consumer", "smb", "enterprise"],
+        "total_spend": [90_000.0, 900_000.0, 9_000_000.0],
+        "total_transactions": [500, 900, 2000],
+        "avg_transaction": [180.0, 1000.0, 4500.0],
+        "spend_volatility": [10.0, 100.0, 1000.0],
+        "category_diversity": [5, 8, 12],
+        "account_tenure_days": [400, 800, 1200],
+        "last_transaction_date": ["2024-01-30"] * 3,
+        "first_transaction_date": ["2024-01-01"] * 3,
+    })
+    predictions = validate_and_adjust_predictions(generate_ltv_predictions(engineer_ltv_features(customers, as_of="2024-01-31")))
+    assert len(predictions) == 3 and set(predictions["prediction_confidence"]) == {0.6}
+    for _, row in predictions.iterrows():
+        assert 0 <= row["predicted_ltv"] <= SEGMENT_MAX_LTV[row["customer_segment"]]
