@@ -67,3 +67,13 @@ def test_rerunning_adds_nothing(built: Path) -> None:
     context.close()
     with duckdb.connect(str(built / "demo.duckdb"), read_only=True) as connection:
         assert connection.sql("SELECT count(*) FROM analytics.customer_risk_scoring").fetchone() == before
+
+
+def test_personalization_scores_sessions_and_recommends_content(built: Path) -> None:
+    with duckdb.connect(str(built / "demo.duckdb"), read_only=True) as connection:
+        rows, low, high, types, empty = connection.sql(
+            "SELECT count(*), min(ml_engagement_score), max(ml_engagement_score), list(DISTINCT session_type), "
+            "count(*) FILTER (WHERE len(recommended_content) = 0) FROM analytics.real_time_personalization"
+        ).fetchone()
+    assert rows > 0 and 0.0 <= low <= high <= 1.0 and empty == 0
+    assert set(types) <= {"converter", "interested", "browsing", "casual"}

@@ -104,3 +104,19 @@ def test_error_handling_resilience_predictions_fall_back_to_rules() -> None:
     assert len(predictions) == 3 and set(predictions["prediction_confidence"]) == {0.6}
     for _, row in predictions.iterrows():
         assert 0 <= row["predicted_ltv"] <= SEGMENT_MAX_LTV[row["customer_segment"]]
+
+
+def test_engagement_scores_are_probabilities_and_grow_with_activity() -> None:
+    from python.shared.personalization import python_engagement_score
+
+    idle = python_engagement_score(2, 1, 0, 0, 300.0, "U1")
+    busy = python_engagement_score(20, 8, 6, 2, 30.0, "U1")
+    assert 0.0 <= idle < busy <= 1.0
+    assert python_engagement_score(20, 8, 6, 2, 30.0, "U1") == busy  # deterministic per user
+
+
+def test_content_recommendations_follow_the_session() -> None:
+    from python.shared.personalization import python_content_recommendations
+
+    assert python_content_recommendations("U1", "interested", 0.9, 1) == ["cart_reminder", "limited_discount", "premium_offer"]
+    assert python_content_recommendations("U2", "casual", 0.1, 0) == ["welcome_content"]
