@@ -53,29 +53,17 @@ class BatchFunction:
                 return _scatter(kept, valid, self.return_type)
         return self._run(arrays) if rows else pa.array([], type=self.return_type)
 
-    def _describe_row(self, row: t.Tuple[t.Any, ...]) -> str:
-        return ", ".join(f"{arg.name}={truncate(value, 80)}" for arg, value in zip(self.spec.args, row))
-
-    def _run(self, arrays: t.List[pa.Array]) -> pa.Array:
-        if self.spec.is_protected:
-            return self._isolating_failures(arrays)
-        inputs = [self._batch_input(array, i) for i, array in enumerate(arrays)]
-        try:
-            result = self.spec.func(*inputs)
-        except Exception as error:
-            raise self._failure(error, arrays) from error
-        return self._batch_result(result, len(arrays[0]))
-
     def _failure(self, error: Exception, arrays: t.List[pa.Array]) -> FunctionRuntimeError:
         first = tuple(array[0].as_py() for array in arrays)
         return FunctionRuntimeError(
             f"{self.where} raised {type(error).__name__}: {error}; on a batch of {len(arrays[0])} rows "
-            f"whose first row's arguments were {self._describe_row(first)}"
+            f"whose first row's arguments were {describe_row(self.spec, first)}"
         )
 
-    def _isolating_failures(self, arrays: t.List[pa.Array]) -> pa.Array:
-        """Call with the whole batch; when it raises, split it in halves until only the
-        failing rows are left, and give those (and only those) the on_error value."""
+    def _run(self, arrays: t.List[pa.Array]) -> pa.Array:
+        """Call with the whole batch; when it raises, fail naming the batch (on_error="raise")
+        or split it in halves until only the failing rows are left, and give those (and only
+        those) the on_error value."""
         from mixmesh.resilience import CircuitOpenError, record
 
         rows = len(arrays[0])
@@ -90,7 +78,7 @@ class BatchFunction:
                 record(self.model, self.spec.name, "fallbacks", f"{type(error).__name__}: {error}; isolated row")
                 return self._fallback_batch(arrays, error, 1)
             half = rows // 2
-            parts = [self._isolating_failures([a.slice(start, length) for a in arrays])
+            parts = [self._run([a.slice(start, length) for a in arrays])
                      for start, length in ((0, half), (half, rows - half))]
             return pa.concat_arrays(parts)
         return self._batch_result(result, rows)
@@ -151,9 +139,8 @@ def row_function(
     names = [arg.name for arg in spec.args]
 
     def failure(error: Exception, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
-        described = ", ".join(f"{name}={truncate(value, 80)}" for name, value in zip(names, row))
         return FunctionRuntimeError(
-            f"{context} raised {type(error).__name__}: {error}; the row's arguments were {described}"
+            f"{context} raised {type(error).__name__}: {error}; the row's arguments were {describe_row(spec, row)}"
         )
 
     converters = [types.python_converter(arg.hint) for arg in spec.args]
@@ -173,6 +160,11 @@ def row_function(
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )
     return call
+
+
+def describe_row(spec: FunctionSpec, row: t.Sequence[t.Any]) -> str:
+    """A row's arguments for an error message: names and values, each shortened."""
+    return ", ".join(f"{arg.name}={truncate(value, 80)}" for arg, value in zip(spec.args, row))
 
 
 def _result_transform(

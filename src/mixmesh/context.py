@@ -109,9 +109,8 @@ class ModelContext:
 
     def _bind_functions(self, expression: exp.Expr) -> exp.Expr:
         """Calls of ``@udf`` functions become their engine bindings, as in SQL models."""
-        from mixmesh import engines
         from mixmesh.functions import Udf
-        from mixmesh.sqlmesh_bridge import binding_name
+        from mixmesh.sqlmesh_bridge import bound_call
 
         functions = {
             value.spec.name: value for value in self.spec.func.__globals__.values() if isinstance(value, Udf)
@@ -124,9 +123,7 @@ class ModelContext:
             udf = functions.get(node.name.lower()) if isinstance(node, exp.Anonymous) else None
             if udf is None:
                 return node
-            sql_name = binding_name(udf.spec, self.spec.name)
-            engines.bind(udf.spec, self.spec.name, sql_name, adapter)
-            return exp.Cast(this=exp.Anonymous(this=sql_name, expressions=node.expressions), to=udf.spec.returns.copy())
+            return bound_call(udf.spec, self.spec.name, node.expressions, adapter)
 
         return expression.transform(bound, copy=False)
 

@@ -57,14 +57,27 @@ def expand_call(udf: "Udf", evaluator: "MacroEvaluator", args: t.Sequence[t.Any]
             f"{where(spec.name, model)} takes {len(spec.args)} argument(s) ({expected}); "
             f"the call passes {len(args)}: @{spec.name}({', '.join(_sql(arg) for arg in args)})"
         )
+    adapter = evaluator.locals.get("engine_adapter") if evaluator.runtime_stage != "loading" else None
+    source = stored_source(evaluator, spec.func) if adapter is not None else None
+    return bound_call(spec, model, [_expression(arg) for arg in args], adapter, source=source)
+
+
+def bound_call(
+    spec: "FunctionSpec",
+    model: t.Optional[str],
+    args: t.List[exp.Expr],
+    adapter: t.Any,
+    *,
+    source: t.Optional[str] = None,
+) -> exp.Expr:
+    """``CAST(name__digest(args) AS type)``, the function bound first when there is an engine
+    (SQL models and ``context.sql`` alike)."""
     sql_name = binding_name(spec, model)
-    adapter = evaluator.locals.get("engine_adapter")
-    if adapter is not None and evaluator.runtime_stage != "loading":
+    if adapter is not None:
         from mixmesh import engines
 
-        engines.bind(spec, model, sql_name, adapter, source=stored_source(evaluator, spec.func))
-    call = exp.Anonymous(this=sql_name, expressions=[_expression(arg) for arg in args])
-    return exp.Cast(this=call, to=spec.returns.copy())
+        engines.bind(spec, model, sql_name, adapter, source=source)
+    return exp.Cast(this=exp.Anonymous(this=sql_name, expressions=args), to=spec.returns.copy())
 
 
 def stored_source(evaluator: "MacroEvaluator", func: t.Callable[..., t.Any]) -> t.Optional[str]:
