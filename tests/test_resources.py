@@ -20,6 +20,7 @@ from mixmesh.resources import (
     file_sha256,
     load_artifact,
     reset_artifact_events,
+    write_pins,
     resource,
 )
 
@@ -63,7 +64,7 @@ def fresh_events() -> t.Iterator[None]:
 
 
 def _events(**counts: int) -> t.Dict[str, int]:
-    return {"loaded": 0, "refused_hash": 0, "refused_path": 0, "missing": 0, "fallback": 0, **counts}
+    return {"loaded": 0, "refused_hash": 0, "refused_path": 0, "unpinned": 0, "missing": 0, "fallback": 0, **counts}
 
 
 def _dump(path: Path, value: t.Any) -> Path:
@@ -466,3 +467,45 @@ def test_resource_and_artifact_together(tmp_path: Path) -> None:
     clock.now += 1
     assert model() == {"version": 2, "more": "bytes"}
     assert artifact_events()["loaded"] == 2
+
+
+# ------------------------------------------------------------------------------ pins files
+
+
+def test_pins_file_pins_each_artifact_relative_to_it(tmp_path: Path) -> None:
+    first = _dump(tmp_path / "models" / "risk.joblib", {"kind": "risk"})
+    second = _dump(tmp_path / "models" / "nested" / "ltv.pkl", {"kind": "ltv"})
+    pins = tmp_path / "models" / "SHA256SUMS"
+    write_pins(pins, [first, second])
+    # The format sha256sum -c reads, from the pins file's directory.
+    assert pins.read_text().splitlines() == [
+        f"{file_sha256(second)}  nested/ltv.pkl",
+        f"{file_sha256(first)}  risk.joblib",
+    ]
+    assert load_artifact(first, pins=pins, allowed_dirs=[tmp_path]) == {"kind": "risk"}
+    assert load_artifact(second, pins=pins, allowed_dirs=[tmp_path]) == {"kind": "ltv"}
+
+
+def test_pins_file_refuses_a_changed_or_unlisted_artifact(tmp_path: Path) -> None:
+    pinned = _dump(tmp_path / "risk.pkl", "trained")
+    pins = tmp_path / "SHA256SUMS"
+    write_pins(pins, [pinned])
+    _dump(pinned, "tampered")
+    assert load_artifact(pinned, pins=pins, fallback="rules", allowed_dirs=[tmp_path]) == "rules"
+    unlisted = _dump(tmp_path / "dropped_in.pkl", "unknown")
+    with pytest.raises(ArtifactError, match="dropped_in.pkl has no pinned hash in .*SHA256SUMS") as refused:
+        load_artifact(unlisted, pins=pins, allowed_dirs=[tmp_path])
+    assert refused.value.reason == "unpinned"
+    # No pins file at all pins nothing: everything is refused.
+    assert load_artifact(pinned, pins=tmp_path / "absent", fallback="rules", allowed_dirs=[tmp_path]) == "rules"
+    assert artifact_events() == _events(refused_hash=1, unpinned=2, fallback=2)
+
+
+def test_pins_file_errors_are_named(tmp_path: Path) -> None:
+    path = _dump(tmp_path / "m.pkl", 1)
+    pins = tmp_path / "SHA256SUMS"
+    pins.write_text("# trained models\n\nnot-a-pin-line\n")
+    with pytest.raises(ArtifactError, match=r"SHA256SUMS, line 3: expected '<sha256>  <file name>'"):
+        load_artifact(path, pins=pins, allowed_dirs=[tmp_path])
+    with pytest.raises(ArtifactError, match="sha256= or pins=, not both"):
+        load_artifact(path, pins=pins, sha256="0" * 64, allowed_dirs=[tmp_path])

@@ -37,7 +37,7 @@ ARTIFACT_DIRS_VARIABLE = "MIXMESH_ARTIFACT_DIRS"
 _CHUNK = 1 << 20
 _JOBLIB_SUFFIXES = (".joblib", ".pkl")
 _LOADERS = ("auto", "pickle", "joblib")
-_EVENTS = ("loaded", "refused_hash", "refused_path", "missing", "fallback")
+_EVENTS = ("loaded", "refused_hash", "refused_path", "unpinned", "missing", "fallback")
 _UNBUILT = object()  # a builder may return None, so "not built" needs its own marker
 
 
@@ -51,7 +51,7 @@ class ArtifactError(MixmeshError, ValueError):
     def __init__(self, message: str, path: PathLike, reason: str) -> None:
         super().__init__(message)
         self.path = str(path)
-        self.reason = reason  # "missing", "refused_path", "refused_hash" (as counted) or "bad_argument"
+        self.reason = reason  # "missing", "refused_path", "refused_hash", "unpinned" (as counted) or "bad_argument"
 
 
 # ---------------------------------------------------------------------------- @resource
@@ -228,6 +228,7 @@ def load_artifact(
     path: PathLike,
     *,
     sha256: t.Optional[str] = None,
+    pins: t.Optional[PathLike] = None,
     fallback: t.Any = None,
     allowed_dirs: t.Union[PathLike, t.Iterable[PathLike], None] = None,
     loader: str = "auto",
@@ -239,6 +240,10 @@ def load_artifact(
     returns ``fallback`` (a value, or a zero-argument callable building it) with one warning
     per file and reason, or raises ``ArtifactError`` when there is no fallback. A callable
     fallback is always called: wrap a value that is itself callable in a lambda.
+
+    ``pins`` names a ``sha256sum``-format file (``<hex digest>  <file name>`` per line, names
+    relative to its directory, as ``write_pins`` writes it) holding the digest instead: a file it does not list is refused
+    (``unpinned``), so dropping a new artifact in place is not enough to get it unpickled.
     """
     if loader not in _LOADERS:
         raise ArtifactError(
@@ -246,9 +251,16 @@ def load_artifact(
             path,
             "bad_argument",
         )
-    expected = _expected_digest(path, sha256)
     resolved = Path(path).resolve()  # symlinks and ".." resolved before any check
     named = _name(path, resolved)
+    if pins is not None:
+        if sha256 is not None:
+            raise ArtifactError(f"artifact {path}: give sha256= or pins=, not both", path, "bad_argument")
+        sha256 = read_pins(pins).get(_pinned_name(pins, resolved))
+        if sha256 is None:
+            message = f"artifact {named} has no pinned hash in {os.fspath(pins)}; it was not unpickled"
+            return _refused(path, resolved, "unpinned", message, fallback)
+    expected = _expected_digest(path, sha256)
     directories = _allowed_dirs(allowed_dirs)
     if not any(resolved.is_relative_to(directory) for directory in directories):
         listed = ", ".join(str(d) for d in directories) or "none"
@@ -277,6 +289,43 @@ def load_artifact(
             value = _unpickle(io.BytesIO(data), resolved, loader)
     _count("loaded")
     return value
+
+
+def read_pins(pins: PathLike) -> t.Dict[str, str]:
+    """File name -> pinned SHA-256 from a ``sha256sum``-format file; empty when it does not exist."""
+    try:
+        lines = Path(pins).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    pinned = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, separator, name = line.partition("  ")
+        if not separator or not name.strip():
+            raise ArtifactError(
+                f"{os.fspath(pins)}, line {number}: expected '<sha256>  <file name>', found {line!r}", pins, "bad_argument"
+            )
+        pinned[name.strip().lstrip("*")] = digest.strip()  # "*": sha256sum's binary-mode marker
+    return pinned
+
+
+def write_pins(pins: PathLike, artifacts: t.Iterable[PathLike]) -> t.Dict[str, str]:
+    """Pin the current bytes of ``artifacts`` in ``pins`` (replacing their entries; others kept).
+
+    The file is what ``sha256sum -c`` checks, from the directory holding it.
+    """
+    pinned = read_pins(pins)
+    for artifact in artifacts:
+        pinned[_pinned_name(pins, Path(artifact).resolve())] = file_sha256(artifact)
+    lines = [f"{digest}  {name}" for name, digest in sorted(pinned.items())]
+    Path(pins).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return pinned
+
+
+def _pinned_name(pins: PathLike, resolved: Path) -> str:
+    # As sha256sum lists it: relative to the pins file's directory, with forward slashes.
+    return Path(os.path.relpath(resolved, Path(pins).resolve().parent)).as_posix()
 
 
 def _expected_digest(path: PathLike, sha256: t.Optional[str]) -> t.Optional[str]:

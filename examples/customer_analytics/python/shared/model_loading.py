@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 # Relative to the project (SQLMesh runs from there): the same text on every machine, so
 # moving the project does not change the fingerprints of the models using them.
 RISK_MODEL = "artifacts/customer_risk_model.joblib"
+# Written by the training (python/training.py): an artifact loads only if its bytes match.
+ARTIFACT_PINS = "artifacts/SHA256SUMS"
 
 
 class SimpleRiskModel:
@@ -28,7 +30,7 @@ class SimpleRiskModel:
         return np.column_stack([1.0 - risk, risk])
 
 
-@resource(watch=RISK_MODEL)
+@resource(watch=(RISK_MODEL, ARTIFACT_PINS))
 def load_risk_model():
-    """Load the pre-trained risk model once per process; the rules when it is missing."""
-    return load_artifact(RISK_MODEL, fallback=SimpleRiskModel)
+    """Load the trained risk model once per process; the rules when it is missing or refused."""
+    return load_artifact(RISK_MODEL, pins=ARTIFACT_PINS, fallback=SimpleRiskModel)

@@ -11,7 +11,19 @@ import pytest
 from mixmesh import types
 from mixmesh.demo_data import generate
 from python.shared.feature_engineering import python_risk_score, risk_score_row_by_row
+from python.models.ltv.predictor import load_confidence_model, load_ltv_model
 from python.shared.model_loading import SimpleRiskModel, load_risk_model
+
+
+@pytest.fixture
+def without_trained_models(tmp_path, monkeypatch):
+    """As in a fresh checkout: no artifacts/ (the models' paths are relative to the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    for loaded in (load_risk_model, load_ltv_model, load_confidence_model):
+        loaded.reset()
+    yield
+    for loaded in (load_risk_model, load_ltv_model, load_confidence_model):
+        loaded.reset()
 
 
 def test_python_function_output_format() -> None:
@@ -26,14 +38,14 @@ def test_python_function_output_format() -> None:
     assert python_risk_score([], 0.0, 0) == 0.5
 
 
-def test_the_seed_s_fallback_scores_every_row() -> None:
+def test_the_seed_s_fallback_scores_every_row(without_trained_models) -> None:
     rules = SimpleRiskModel()
     scores = rules.predict_proba([[0.5, 3.0, 0.9, 1, 2, 10], [0.0, 0.1, 0.1, 1, 2, 10]])[:, 1]
     assert list(scores) == [1.0, 0.0]
     assert isinstance(load_risk_model(), SimpleRiskModel)  # no trained model in a fresh checkout
 
 
-def test_vectorized_scores_equal_the_seed_s_row_by_row_scores() -> None:
+def test_vectorized_scores_equal_the_seed_s_row_by_row_scores(without_trained_models) -> None:
     """Over generated customers and days, the batch path and the seed's per-customer DataFrame
     path give the same scores."""
     connection = duckdb.connect()
@@ -53,6 +65,17 @@ def test_vectorized_scores_equal_the_seed_s_row_by_row_scores() -> None:
     assert len(literal) == len(rows) > 500
     assert vectorized.to_pylist() == pytest.approx(literal, abs=1e-12)
     assert len(set(literal)) > 2  # the comparison covers several distinct scores
+
+    # The six features themselves, computed both ways, agree to rounding.
+    import numpy as np
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    from python.shared.feature_engineering import behavioral_features, extract_behavioral_features
+
+    batch = behavioral_features(details, pc.list_value_length(details).to_numpy())
+    per_customer = np.array([extract_behavioral_features(pd.DataFrame(row[4])) for row in rows])
+    np.testing.assert_allclose(batch, per_customer, rtol=1e-9, atol=1e-12)
 
 
 def test_feature_engineering_consistency() -> None:
@@ -81,7 +104,7 @@ def test_engagement_does_not_divide_by_zero_when_all_customers_are_alike() -> No
     assert list(calculate_engagement_score(alike)) == [0.0] * 4
 
 
-def test_error_handling_resilience_predictions_fall_back_to_rules() -> None:
+def test_error_handling_resilience_predictions_fall_back_to_rules(without_trained_models) -> None:
     """The seed's test: without trained models, rule-based predictions, within the caps."""
     import pandas as pd
 

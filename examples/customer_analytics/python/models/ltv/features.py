@@ -27,7 +27,7 @@ WITH transaction_metrics AS (
         COUNT(DISTINCT merchant_category) as category_diversity,
         STDDEV(amount) as spend_volatility
     FROM raw.raw_transactions
-    WHERE transaction_date BETWEEN :start_date AND :end_date
+    WHERE transaction_date BETWEEN $start_date AND $end_date
     GROUP BY customer_id
 ),
 customer_demographics AS (

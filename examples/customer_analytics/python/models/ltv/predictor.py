@@ -3,6 +3,9 @@
 Corrections to the seed:
 - ``generate_rule_based_ltv`` was called but not defined; it is defined here.
 - The prediction time is the run's execution time, not the wall clock: reruns agree.
+- The trained models receive the features by name, as they were trained (the seed trained
+  on one set of names and predicted on another).
+- A predicted LTV is never negative (a regressor's output can be).
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import logging
 import numpy as np
 import pandas as pd
 
-from mixmesh import load_artifact
+from mixmesh import load_artifact, resource
+from python.shared.model_loading import ARTIFACT_PINS
 
 logger = logging.getLogger(__name__)
 
 ML_FEATURES = ["total_spend", "transaction_frequency", "engagement_score", "spend_consistency", "churn_risk", "seasonal_factor"]
 SEGMENT_MAX_LTV = {"enterprise": 500000, "smb": 50000, "consumer": 5000}
 MODEL_VERSION = "2.1.0"
+LTV_MODEL = "artifacts/ltv_model.joblib"
+CONFIDENCE_MODEL = "artifacts/confidence_model.joblib"
 
 
 class ModelUnavailable(RuntimeError):
@@ -27,17 +33,22 @@ class ModelUnavailable(RuntimeError):
     pass  # SQLMesh stores classes without their docstring: the body must not be empty
 
 
+@resource(watch=(LTV_MODEL, ARTIFACT_PINS))
 def load_ltv_model():
-    model = load_artifact("artifacts/ltv_model.joblib", fallback=lambda: None)
-    if model is None:
-        raise ModelUnavailable("ltv model not available")
-    return model
+    """The trained LTV regressor, loaded once per process."""
+    return _trained(LTV_MODEL)
 
 
+@resource(watch=(CONFIDENCE_MODEL, ARTIFACT_PINS))
 def load_confidence_model():
-    model = load_artifact("artifacts/confidence_model.joblib", fallback=lambda: None)
-    if model is None:
-        raise ModelUnavailable("confidence model not available")
+    """The trained confidence classifier, loaded once per process."""
+    return _trained(CONFIDENCE_MODEL)
+
+
+def _trained(path: str):
+    model = load_artifact(path, pins=ARTIFACT_PINS, fallback=lambda: None)
+    if model is None:  # missing or refused: load_artifact has warned and counted it
+        raise ModelUnavailable(f"{path} is not available")
     return model
 
 
@@ -68,6 +79,7 @@ def generate_rule_based_ltv(features_df: pd.DataFrame) -> np.ndarray:
 def validate_and_adjust_predictions(predictions_df: pd.DataFrame) -> pd.DataFrame:
     """Apply business rules and validation to ML predictions."""
     df = predictions_df.copy()
+    df["predicted_ltv"] = np.maximum(df["predicted_ltv"], 0.0)  # a regressor can go below zero; a value cannot
     for segment, max_ltv in SEGMENT_MAX_LTV.items():
         mask = df["customer_segment"] == segment
         df.loc[mask, "predicted_ltv"] = np.minimum(df.loc[mask, "predicted_ltv"], max_ltv)

@@ -1,0 +1,295 @@
+"""The demo job: the seed's example project built on embedded DuckDB from generated data.
+
+Four steps, each safe to repeat:
+
+1. generate the raw tables (``mixmesh.demo_data``) for the days from ``START`` on;
+2. train the project's ML models on them, unless trained models are already pinned;
+3. ``plan`` the project with SQLMesh, its clock set to the day after the period, so the
+   models are built up to the period's end and no further. A rerun finds nothing missing;
+   more ``days`` leave the days already built alone and build only the new intervals;
+4. summarise what the models hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import sys
+import time
+import typing as t
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mixmesh.demo_data import SEED, SIZES, DemoSizes, generate
+from mixmesh.errors import MixmeshError
+
+START = datetime.date(2024, 1, 1)  # the example's model start (its config.yaml)
+DATABASE = "demo.duckdb"  # as the example's config.yaml names it, relative to the project
+MODELS = ("analytics.customer_risk_scoring", "analytics.customer_ltv_prediction", "analytics.real_time_personalization")
+
+
+class DemoError(MixmeshError, RuntimeError):
+    """The demo cannot run: no example project there, a dependency missing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoOptions:
+    sizes: DemoSizes = SIZES
+    seed: int = SEED
+    retrain: bool = False
+
+    @property
+    def end(self) -> datetime.date:
+        return START + datetime.timedelta(days=self.sizes.days - 1)
+
+
+@dataclasses.dataclass
+class ModelTiming:
+    intervals: int = 0
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class DemoResult:
+    rows: t.Dict[str, int]  # generated, per raw table
+    trained: t.List[t.Any]  # the project's Trained records, empty when reused
+    timings: t.Dict[str, ModelTiming]  # per model, what this run built
+    seconds: float
+
+
+def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Optional[Console] = None) -> DemoResult:
+    """Generate, train, build and summarise the example project at ``project``."""
+    console = console or Console()
+    project = project.resolve()
+    if not (project / "config.yaml").is_file() or not (project / "python" / "training.py").is_file():
+        raise DemoError(
+            f"{project} is not the example project (no config.yaml and python/training.py there); "
+            "run `make demo` from a mixmesh checkout, or pass --project examples/customer_analytics"
+        )
+    started = time.perf_counter()
+    sizes = options.sizes
+    console.print(
+        f"[bold]Demo data[/]: {sizes.customers:,} customers, {sizes.transactions:,} transactions, "
+        f"{sizes.events:,} web events over {sizes.days} days ({START} to {options.end}), seed {options.seed}"
+    )
+    # SQLMesh reads the relative DuckDB path from the working directory, as its CLI does, and
+    # the project's code reads its artifacts relative to it.
+    with _working_directory(project), _project_on_path(project):
+        rows = _generate(options, console)
+        trained = _train(options, console)
+        timings = _build(project, options, console)
+    result = DemoResult(rows, trained, timings, time.perf_counter() - started)
+    print_summary(project, result, console)
+    return result
+
+
+# ------------------------------------------------------------------------------ the steps
+
+
+def _generate(options: DemoOptions, console: Console) -> t.Dict[str, int]:
+    import duckdb
+
+    sizes = options.sizes
+    with _progress(console) as progress, duckdb.connect(DATABASE) as connection:
+        tasks: t.Dict[str, t.Any] = {}
+
+        def report(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(f"raw.{table}", total=max(total, 1))
+            progress.update(tasks[table], completed=done if total else 1)
+
+        return generate(
+            connection,
+            customers=sizes.customers,
+            transactions=sizes.transactions,
+            events=sizes.events,
+            days=sizes.days,
+            end_date=options.end,
+            seed=options.seed,
+            progress=report,
+        )
+
+
+def _train(options: DemoOptions, console: Console) -> t.List[t.Any]:
+    import duckdb
+
+    try:
+        from python import training
+        from python.shared.model_loading import ARTIFACT_PINS
+    except ModuleNotFoundError as error:
+        raise DemoError(f"the demo trains scikit-learn models: pip install 'mixmesh[demo]' ({error})") from None
+    pinned = Path(ARTIFACT_PINS)
+    if pinned.is_file() and not options.retrain:
+        console.print(f"[bold]ML models[/]: reusing the models pinned in {ARTIFACT_PINS} (--retrain to train again)")
+        return []
+    with _progress(console) as progress, duckdb.connect(DATABASE, read_only=True) as connection:
+        task = progress.add_task("training", total=2)
+
+        def step(name: str) -> None:
+            progress.update(task, description=f"training the {name}", advance=0 if name.startswith("risk") else 1)
+
+        try:
+            trained = training.train_all(connection, START, options.end, step=step)
+        except training.TrainingError as error:
+            console.print(f"[yellow]Not trained[/]: {error}; the project's rule-based fallbacks take their place")
+            trained = []
+        progress.update(task, completed=2)
+    for model in trained:
+        console.print(f"  {model.name}: {model.path}, {model.rows:,} rows, {model.metric} {model.score:.3f}")
+    return trained
+
+
+def _build(project: Path, options: DemoOptions, console: Console) -> t.Dict[str, ModelTiming]:
+    from sqlmesh import Context
+    from sqlmesh.core.console import create_console, set_console
+    from sqlmesh.utils.errors import SQLMeshError
+
+    timings: t.Dict[str, ModelTiming] = {}
+    sqlmesh_console = create_console()  # SQLMesh's own: its progress bars and failure details
+    _time_evaluations(sqlmesh_console, timings)
+    set_console(sqlmesh_console)
+    # The day after the period, at midnight: SQLMesh builds every interval up to the period's end.
+    clock = datetime.datetime.combine(options.end + datetime.timedelta(days=1), datetime.time())
+    try:
+        context = Context(paths=str(project))
+        try:
+            context.plan(auto_apply=True, no_prompts=True, execution_time=clock)
+        finally:
+            context.close()
+    except (SQLMeshError, ValueError) as error:
+        raise DemoError(str(error)) from None
+    return timings
+
+
+def _time_evaluations(sqlmesh_console: t.Any, timings: t.Dict[str, ModelTiming]) -> None:
+    """Record each model's evaluated intervals and time as SQLMesh reports them to its console."""
+    report = sqlmesh_console.update_snapshot_evaluation_progress
+
+    def update(snapshot: t.Any, interval: t.Any, batch_idx: int, duration_ms: t.Optional[int], *args: t.Any, **kwargs: t.Any) -> None:
+        if duration_ms is not None and not kwargs.get("audit_only"):
+            timing = timings.setdefault(_schema_and_name(snapshot.name), ModelTiming())
+            timing.intervals += 1
+            timing.seconds += duration_ms / 1000
+        report(snapshot, interval, batch_idx, duration_ms, *args, **kwargs)
+
+    sqlmesh_console.update_snapshot_evaluation_progress = update
+
+
+def _schema_and_name(fully_qualified: str) -> str:
+    # SQLMesh names snapshots with the catalog ("demo"."analytics"."x"); the summary does not.
+    from sqlglot import exp
+
+    table = exp.to_table(fully_qualified, dialect="duckdb")
+    return f"{table.db}.{table.name}"
+
+
+# ------------------------------------------------------------------------------ the summary
+
+
+def print_summary(project: Path, result: DemoResult, console: t.Optional[Console] = None) -> None:
+    import duckdb
+
+    from mixmesh.resources import artifact_events
+
+    console = console or Console()
+    with duckdb.connect(str(project / DATABASE), read_only=True) as connection:
+
+        def rows(query: str) -> t.List[t.Tuple[t.Any, ...]]:
+            return connection.execute(query).fetchall()
+
+        built = {model: rows(f"SELECT count(*) FROM {model}")[0][0] for model in MODELS}
+        console.print()
+        console.print(_table(
+            "Models",
+            ["model", "rows", "built this run", "seconds"],
+            [
+                (model, f"{count:,}", _intervals(result.timings.get(model)), _seconds(result.timings.get(model)))
+                for model, count in built.items()
+            ],
+        ))
+        console.print(_table(
+            "Risk tiers (analytics.customer_risk_scoring)",
+            ["tier", "customer-days", "mean score", "min", "max"],
+            rows(
+                "SELECT final_risk_tier, count(*), round(avg(ml_risk_score), 3), round(min(ml_risk_score), 3), "
+                "round(max(ml_risk_score), 3) FROM analytics.customer_risk_scoring GROUP BY 1 "
+                "ORDER BY CASE final_risk_tier WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 ELSE 2 END"
+            ),
+        ))
+        console.print(_table(
+            "Top customers by predicted LTV (analytics.customer_ltv_prediction, latest prediction)",
+            ["customer", "segment", "predicted LTV", "confidence", "churn risk", "spend in period"],
+            rows(
+                "SELECT customer_id, customer_segment, printf('%,.2f', predicted_ltv), prediction_confidence, "
+                "round(churn_risk, 3), printf('%,.2f', total_spend) FROM analytics.customer_ltv_prediction "
+                "QUALIFY prediction_date = max(prediction_date) OVER () "
+                "ORDER BY predicted_ltv DESC, prediction_confidence DESC, customer_id LIMIT 5"
+            ),
+        ))
+        console.print(_table(
+            "Session types (analytics.real_time_personalization)",
+            ["session type", "sessions", "mean engagement", "premium offers"],
+            rows(
+                "SELECT session_type, count(*), round(avg(ml_engagement_score), 3), count(*) FILTER (show_premium_offer) "
+                "FROM analytics.real_time_personalization GROUP BY 1 ORDER BY 2 DESC"
+            ),
+        ))
+    events = artifact_events()
+    source = "trained now" if result.trained else "pinned models"
+    if events["fallback"]:
+        source += f"; rule-based fallbacks used {events['fallback']} time(s) (missing {events['missing']}, " \
+                  f"refused {events['refused_hash'] + events['unpinned']})"
+    console.print(f"ML models: {source}.")
+    console.print(f"Database: {project / DATABASE}. Done in {result.seconds:.1f} s.")
+
+
+def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value) for value in row))
+    return table
+
+
+def _intervals(timing: t.Optional[ModelTiming]) -> str:
+    return "nothing new" if timing is None else f"{timing.intervals} batch(es)"
+
+
+def _seconds(timing: t.Optional[ModelTiming]) -> str:
+    return "" if timing is None else f"{timing.seconds:.2f}"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> t.Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+@contextlib.contextmanager
+def _project_on_path(project: Path) -> t.Iterator[None]:
+    # The project's code imports itself as `python...`, from the project folder, as in SQLMesh.
+    sys.path.insert(0, str(project))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(project))
