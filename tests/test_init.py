@@ -1,0 +1,157 @@
+"""mixmesh init: a project in the seed's layout that plans, tests and passes its own tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mixmesh.errors import MixmeshError
+from mixmesh.scaffold import TEMPLATE, ProjectExistsError, init_project, template_files
+
+BIN = Path(sys.executable).parent
+
+LAYOUT = {
+    "config.yaml",
+    "external_models.yaml",
+    "seeds/customers.csv",
+    "models/raw/customers.sql",
+    "models/analytics/customer_risk_scoring.sql",
+    "models/analytics/customer_ltv_prediction.py",
+    "models/analytics/transaction_anomalies.sql",
+    "python/shared/feature_engineering.py",
+    "python/shared/model_loading.py",
+    "python/shared/data_validation.py",
+    "python/models/ltv/features.py",
+    "python/models/ltv/predictor.py",
+    "macros/functions.py",
+    "tests/unit/test_python_functions.py",
+    "tests/integration/test_mixed_models.py",
+    "tests/test_customer_risk_scoring.yaml",
+    "tests/test_customer_ltv_prediction.yaml",
+    "tests/test_transaction_anomalies.yaml",
+    "README.md",
+    ".gitignore",
+}
+
+
+def relative(paths: list[Path], root: Path) -> set[str]:
+    return {path.relative_to(root).as_posix() for path in paths}
+
+
+def test_init_writes_the_seed_s_layout(tmp_path: Path) -> None:
+    written = init_project(tmp_path / "new" / "shop")  # missing parents are made
+    root = tmp_path / "new" / "shop"
+    files = relative(written, root)
+    assert LAYOUT <= files
+    assert files == {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in files)
+    assert "gitignore" not in files
+    ignored = (root / ".gitignore").read_text().split()
+    assert {"*.duckdb", "logs/", ".cache/"} <= set(ignored)
+    config = (root / "config.yaml").read_text()
+    assert "disable_anonymized_analytics: true" in config and "dialect: duckdb" in config
+
+
+def test_template_files_survive_packaging() -> None:
+    # setuptools' package-data globs skip dot-files: they must be stored under another name.
+    names = [part for path in template_files() for part in path.relative_to(TEMPLATE).parts]
+    assert names and not [name for name in names if name.startswith(".")]
+
+
+def test_a_non_empty_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ProjectExistsError) as refused:
+        init_project(tmp_path)
+    assert isinstance(refused.value, MixmeshError)
+    assert "is not empty (it holds notes.txt)" in str(refused.value) and "--force" in str(refused.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_force_adds_the_project_next_to_other_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    written = init_project(tmp_path, force=True)
+    assert LAYOUT <= relative(written, tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_force_never_overwrites_and_writes_nothing_when_a_file_exists(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("mine")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_customer_risk_scoring.yaml").write_text("mine too")
+    with pytest.raises(ProjectExistsError) as refused:
+        init_project(tmp_path, force=True)
+    message = str(refused.value)
+    assert "already holds config.yaml, tests/test_customer_risk_scoring.yaml; nothing was written" in message
+    assert (tmp_path / "config.yaml").read_text() == "mine"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "config.yaml",
+        "tests",
+        "tests/test_customer_risk_scoring.yaml",
+    ]
+
+
+def test_a_file_where_a_folder_goes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "models").write_text("not a folder")
+    with pytest.raises(ProjectExistsError, match="already holds .*models/analytics/customer_ltv_prediction.py"):
+        init_project(tmp_path, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]
+
+
+def test_a_file_is_not_a_project_directory(tmp_path: Path) -> None:
+    (tmp_path / "shop").write_text("")
+    with pytest.raises(ProjectExistsError, match="exists and is not a directory"):
+        init_project(tmp_path / "shop")
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """A command of the venv run from the project folder, as a user would; fails with its output."""
+    # Not this session's pytest variables: the project's pytest is a run of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    result = subprocess.run(
+        [str(BIN / command[0]), *command[1:]], cwd=cwd, capture_output=True, text=True, env={**env, "NO_COLOR": "1"}
+    )
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.mark.slow
+def test_the_new_project_plans_tests_and_passes_its_own_tests(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    init_project(project)
+
+    run(["sqlmesh", "plan", "--auto-apply", "--no-prompts"], project)
+    tested = run(["sqlmesh", "test"], project)
+    assert "Successfully Ran `3` Tests" in tested.stdout + tested.stderr
+    pytested = run(["pytest", "-p", "no:cacheprovider", "tests"], project)
+    assert "13 passed" in pytested.stdout
+
+    with duckdb.connect(str(project / "db.duckdb"), read_only=True) as connection:
+        risk = connection.sql(
+            "SELECT customer_id, score_date::VARCHAR, transaction_count, total_amount, ml_risk_score, risk_tier "
+            "FROM analytics.customer_risk_scoring ORDER BY ALL"
+        ).fetchall()
+        ltv = connection.sql(
+            "SELECT customer_id, transaction_count, predicted_ltv FROM analytics.customer_ltv_prediction ORDER BY ALL"
+        ).fetchall()
+        patterns = connection.sql(
+            "SELECT spend_pattern, count(*), list(transaction_id ORDER BY transaction_id) "
+            "FROM analytics.transaction_anomalies GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    assert risk == [
+        ("C001", "2024-01-01", 3, 137.75, 0.0, "LOW"),
+        ("C001", "2024-01-02", 2, 73.0, 0.2, "LOW"),
+        ("C002", "2024-01-01", 4, 2410.25, 0.8, "HIGH"),
+        ("C003", "2024-01-02", 4, 6520.0, 0.5, "MEDIUM"),
+        ("C004", "2024-01-03", 1, 65.0, 0.5, "MEDIUM"),
+    ]
+    assert ltv == [("C001", 5, 632.25), ("C002", 4, 7230.75), ("C003", 4, 26080.0), ("C004", 1, 130.0)]
+    assert patterns == [
+        ("no_history", 4, ["T001", "T004", "T010", "T014"]),
+        ("normal", 9, ["T002", "T003", "T005", "T006", "T008", "T009", "T011", "T012", "T013"]),
+        ("spike", 1, ["T007"]),
+    ]
