@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from python.shared.data_validation import column, validate_features
+
 TRANSACTION_QUERY = """
 WITH transaction_metrics AS (
     SELECT
@@ -56,9 +58,39 @@ LEFT JOIN transaction_metrics t ON c.customer_id = t.customer_id
 """
 
 
+# What TRANSACTION_QUERY gives Python. A NULL customer_id is let through: the output step
+# drops it, as the seed does. No transaction in the interval: NULL dates, zero counts.
+CUSTOMER_FEATURES = {
+    "customer_id": column("string", nullable=True),
+    "customer_segment": column("string", nullable=True),
+    "account_tenure_days": column("integer", nullable=True, min=0),
+    "total_transactions": column("integer", min=0),
+    "total_spend": column("number"),
+    "avg_transaction": column("number"),
+    "last_transaction_date": column("date", nullable=True),
+    "first_transaction_date": column("date", nullable=True),
+    "category_diversity": column("integer", min=0),
+    "spend_volatility": column("number", min=0),
+}
+
+# What the LTV models are given (ML_FEATURES in predictor.py) and what the rules read.
+# Engagement and churn are NaN for a customer of unknown tenure; the predictions fill them.
+LTV_FEATURES = {
+    "customer_id": column("string", nullable=True),
+    "total_spend": column("number"),
+    "transaction_frequency": column("number", min=0),
+    "engagement_score": column("number", nullable=True, min=0, max=1),
+    "spend_consistency": column("number", min=0),
+    "churn_risk": column("number", nullable=True, min=0, max=1),
+    "seasonal_factor": column("number", min=0),
+    "days_since_last_transaction": column("number", min=0),
+}
+
+
 def extract_customer_features(context, start_date, end_date) -> pd.DataFrame:
     """Extract customer features using optimized SQL queries."""
-    return context.engine.execute(TRANSACTION_QUERY, start_date=start_date, end_date=end_date).to_pandas()
+    rows = context.engine.execute(TRANSACTION_QUERY, start_date=start_date, end_date=end_date).to_pandas()
+    return validate_features(rows, CUSTOMER_FEATURES, name="customer features from SQL", key="customer_id")
 
 
 def engineer_ltv_features(customer_data: pd.DataFrame, as_of=None) -> pd.DataFrame:
@@ -78,7 +110,7 @@ def engineer_ltv_features(customer_data: pd.DataFrame, as_of=None) -> pd.DataFra
     df["engagement_score"] = calculate_engagement_score(df)
     df["seasonal_factor"] = calculate_seasonal_factors(df, as_of)
     df["churn_risk"] = calculate_churn_risk(df)
-    return df
+    return validate_features(df, LTV_FEATURES, name="LTV features", key="customer_id")
 
 
 def calculate_engagement_score(df: pd.DataFrame) -> pd.Series:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mixmesh import load_artifact, resource
+from python.shared.data_validation import validate_predictions
 from python.shared.model_loading import ARTIFACT_PINS
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def validate_and_adjust_predictions(predictions_df: pd.DataFrame) -> pd.DataFram
     for segment, max_ltv in SEGMENT_MAX_LTV.items():  # the floor above must not lift past the cap
         mask = df["customer_segment"] == segment
         df.loc[mask, "predicted_ltv"] = np.minimum(df.loc[mask, "predicted_ltv"], max_ltv)
-    return df
+    return validate_predictions(df, SEGMENT_MAX_LTV)
 
 
 def format_prediction_output(predictions_df: pd.DataFrame, prediction_date, prediction_timestamp) -> pd.DataFrame:
