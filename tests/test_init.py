@@ -122,7 +122,10 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_the_new_project_plans_tests_and_passes_its_own_tests(tmp_path: Path) -> None:
     project = tmp_path / "shop"
-    init_project(project)
+    created = run(["mixmesh", "init", "shop"], tmp_path)
+    assert "Created a mixmesh project in shop" in created.stdout and "sqlmesh plan" in created.stdout
+    refused = subprocess.run([str(BIN / "mixmesh"), "init", "shop"], cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode == 1 and "Error: shop is not empty" in refused.stderr
 
     run(["sqlmesh", "plan", "--auto-apply", "--no-prompts"], project)
     tested = run(["sqlmesh", "test"], project)

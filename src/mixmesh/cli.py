@@ -46,3 +46,23 @@ def demo(project: Path, customers: int, transactions: int, events: int, days: in
         run_demo(project, DemoOptions(sizes=sizes, seed=seed, retrain=retrain))
     except DemoError as error:
         raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--force", is_flag=True, help="Write into a non-empty directory (existing files are never overwritten).")
+def init(directory: Path, force: bool) -> None:
+    """Create a project in DIRECTORY: the seed's layout, one model of each pattern, sample data, tests."""
+    from mixmesh.errors import MixmeshError
+    from mixmesh.scaffold import init_project
+
+    try:
+        written = init_project(directory, force=force)
+    except MixmeshError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"Created a mixmesh project in {directory} ({len(written)} files).\n\nNext, from {directory}:\n"
+        "  sqlmesh plan    build the models into db.duckdb (runs the unit tests first)\n"
+        "  sqlmesh test    run the SQLMesh unit tests\n"
+        "  pytest          run the Python tests"
+    )
