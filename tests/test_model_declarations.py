@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
 
 import pytest
 
@@ -85,6 +86,19 @@ def reads_with_fstrings(context, start, end):  # noqa: ANN001, ANN201
 
 def helper(context):  # noqa: ANN001, ANN201
     return context.sql("SELECT count(*) FROM raw.events")
+
+
+SEGMENTS_QUERY = "SELECT customer_id, segment FROM crm.segment_history"
+queries = types.ModuleType("queries")  # as if imported: `from project import queries`
+queries.ORDERS = "SELECT * FROM raw.documented"
+
+
+def reads_module_constants(context):  # noqa: ANN001, ANN201
+    return context.sql(SEGMENTS_QUERY), context.sql(queries.ORDERS)
+
+
+def test_tables_read_include_module_level_queries() -> None:
+    assert tables_read(reads_module_constants, "duckdb") == {"crm.segment_history", "raw.documented"}
 
 
 def test_tables_read_are_found_in_strings_fstrings_and_helpers() -> None:

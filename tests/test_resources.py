@@ -15,6 +15,7 @@ import pytest
 from mixmesh.errors import MixmeshError
 from mixmesh.resources import (
     ArtifactError,
+    Resource,
     ResourceError,
     artifact_events,
     file_sha256,
@@ -509,3 +510,23 @@ def test_pins_file_errors_are_named(tmp_path: Path) -> None:
         load_artifact(path, pins=pins, allowed_dirs=[tmp_path])
     with pytest.raises(ArtifactError, match="sha256= or pins=, not both"):
         load_artifact(path, pins=pins, sha256="0" * 64, allowed_dirs=[tmp_path])
+
+
+def test_copies_of_one_builder_share_their_value() -> None:
+    # SQLMesh executes a model's functions from stored source: each execution makes a copy.
+    source = "import itertools\ncounter = itertools.count()\ndef lookup_table():\n    return next(counter)\n"
+    copies = []
+    for _ in range(2):
+        namespace: t.Dict[str, t.Any] = {"__name__": "project.tables"}
+        exec(source, namespace)  # noqa: S102 - a fixed string, as SQLMesh runs stored code
+        copies.append(resource(namespace["lookup_table"]))
+    first, second = copies
+    first.reset()
+    assert first() == second() == 0 and first.builds == second.builds == 1
+
+
+def test_closures_do_not_share() -> None:
+    def make(value: int) -> Resource:
+        return resource(lambda: value)
+
+    assert make(1)() == 1 and make(2)() == 2

@@ -5,7 +5,8 @@ explicit ``depends_on``. Models that write SQL (``context.sql("SELECT ... FROM
 analytics.orders")``, or the seed's f-strings) would otherwise run without their parents
 and read production tables in a development environment. So every string of the model's
 function, and of the project helpers it calls, that parses as a query gives its tables
-(CTE names aside). An f-string hole may stand for a value; a table it stands for is chosen
+(CTE names aside), and so does every module-level string they name (``QUERY``, or
+``queries.ORDERS`` from an imported module), where teams keep their long queries. An f-string hole may stand for a value; a table it stands for is chosen
 at run time and cannot be known here (declare it with ``depends_on``).
 """
 
@@ -41,12 +42,26 @@ def _strings(func: t.Callable[..., t.Any]) -> t.Iterator[str]:
     except (OSError, TypeError, SyntaxError):
         return
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        named = _global_value(func, node)
+        if isinstance(named, str):
+            yield named
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             yield node.value
         elif isinstance(node, ast.JoinedStr):
             yield "".join(
                 part.value if isinstance(part, ast.Constant) else _HOLE for part in node.values
             )
+
+
+def _global_value(func: t.Callable[..., t.Any], node: ast.AST) -> t.Any:
+    """The value a name (``QUERY``) or dotted name (``queries.ORDERS``) has in ``func``'s module."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        return getattr(func, "__globals__", {}).get(node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+        owner = _global_value(func, node.value)
+        if inspect.ismodule(owner):
+            return getattr(owner, node.attr, None)
+    return None
 
 
 def _tables_in(text: str, dialect: t.Optional[str]) -> t.Set[str]:

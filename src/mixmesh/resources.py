@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import threading
+import types
 import time
 import typing as t
 from pathlib import Path
@@ -57,6 +58,39 @@ class ArtifactError(MixmeshError, ValueError):
 # ---------------------------------------------------------------------------- @resource
 
 
+class _Built:
+    """A resource's cached value and what it was built from, shared by copies of the same builder."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: t.Any = _UNBUILT
+        self.signature: t.Tuple[t.Optional[t.Tuple[int, int]], ...] = ()
+        self.checked_at = 0.0
+        self.built_at: t.Optional[float] = None
+        self.builds = 0
+
+
+# SQLMesh runs a model's functions from their stored source, so one process may hold several
+# copies of a project's @resource (one per model, per unit test). Copies of the same code,
+# watching the same files, share one value: "once per process" holds for them too.
+_SHARED: t.Dict[t.Tuple[t.Any, ...], _Built] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _built_for(builder: t.Callable[[], t.Any], watch: t.Tuple[Path, ...]) -> _Built:
+    if getattr(builder, "__closure__", None) or not hasattr(builder, "__code__"):
+        return _Built()  # a closure's value depends on what it captured: never shared
+    key = (builder.__qualname__, _code_identity(builder.__code__), watch)
+    with _SHARED_LOCK:
+        return _SHARED.setdefault(key, _Built())
+
+
+def _code_identity(code: "types.CodeType") -> t.Tuple[t.Any, ...]:
+    # What the code does, not where it was compiled from (file names and lines differ by copy).
+    consts = tuple(_code_identity(c) if inspect.iscode(c) else repr(c) for c in code.co_consts)
+    return (code.co_code, code.co_names, consts)
+
+
 class Resource:
     """A zero-argument builder whose value is built once per process, and on watched file changes."""
 
@@ -72,27 +106,33 @@ class Resource:
         self._watch = tuple(watch)
         self._check_every = check_every
         self._clock = clock
-        self._lock = threading.Lock()
-        self._value: t.Any = _UNBUILT
-        self._signature: t.Tuple[t.Optional[t.Tuple[int, int]], ...] = ()
-        self._checked_at = 0.0
-        self.built_at: t.Optional[float] = None  # wall-clock time (time.time()) of the last build
-        self.builds = 0
+        self._built = _built_for(builder, self._watch)
+
+    @property
+    def builds(self) -> int:
+        """How many times the value was built in this process."""
+        return self._built.builds
+
+    @property
+    def built_at(self) -> t.Optional[float]:
+        """Wall-clock time (time.time()) of the last build."""
+        return self._built.built_at
 
     def __call__(self) -> t.Any:
-        value = self._value
+        built = self._built
+        value = built.value
         if value is not _UNBUILT and not self._check_due():
             return value  # the common path takes no lock
-        with self._lock:
+        with built.lock:
             # Another thread may have built (or checked) while this one waited for the lock.
-            if self._value is _UNBUILT or (self._check_due() and self._changed()):
+            if built.value is _UNBUILT or (self._check_due() and self._changed()):
                 self._build()
-            return self._value
+            return built.value
 
     def reset(self) -> None:
         """Drop the cached value; the next call builds it again."""
-        with self._lock:
-            self._value = _UNBUILT
+        with self._built.lock:
+            self._built.value = _UNBUILT
 
     @property
     def watched(self) -> t.Tuple[Path, ...]:
@@ -100,23 +140,24 @@ class Resource:
         return self._watch
 
     def _check_due(self) -> bool:
-        return bool(self._watch) and self._clock() - self._checked_at >= self._check_every
+        return bool(self._watch) and self._clock() - self._built.checked_at >= self._check_every
 
     def _changed(self) -> bool:
-        self._checked_at = self._clock()
-        return _signature(self._watch) != self._signature
+        self._built.checked_at = self._clock()
+        return _signature(self._watch) != self._built.signature
 
     def _build(self) -> None:
+        built = self._built
         # The files are read before building: a change made during the build rebuilds again.
         signature = _signature(self._watch)
-        self._value = self._builder()
-        self._signature = signature
-        self._checked_at = self._clock()
-        self.built_at = time.time()
-        self.builds += 1
+        built.value = self._builder()
+        built.signature = signature
+        built.checked_at = self._clock()
+        built.built_at = time.time()
+        built.builds += 1
 
     def __repr__(self) -> str:
-        state = "unbuilt" if self._value is _UNBUILT else f"built {self.builds} time(s)"
+        state = "unbuilt" if self._built.value is _UNBUILT else f"built {self.builds} time(s)"
         return f"<resource {self.__qualname__} ({state})>"
 
 

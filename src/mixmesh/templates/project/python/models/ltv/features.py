@@ -11,8 +11,8 @@ def extract_customer_features(context, as_of) -> pd.DataFrame:
     """Every customer, with their spending up to ``as_of`` (a date)."""
     # :as_of is a bound parameter: the engine receives the date as a value, never as SQL text.
     # The tables named here become the model's parents in SQLMesh's DAG (mixmesh reads the
-    # queries written in the model's functions: keep the query in the function, not in a
-    # module-level constant) and resolve to the tables of the environment being built.
+    # queries written in the model's functions and the module-level strings they name) and
+    # resolve to the tables of the environment being built.
     query = """
         SELECT
             c.customer_id,
