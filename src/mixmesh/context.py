@@ -108,10 +108,13 @@ class ModelContext:
         return expression.transform(physical, copy=False)
 
     def _bind_functions(self, expression: exp.Expr) -> exp.Expr:
-        """Calls of ``@udf`` functions become their engine bindings, as in SQL models."""
+        """Calls of ``@udf`` functions and project SQL functions become their engine bindings,
+        as in SQL models (the SQL functions' definitions were stored with the model's code)."""
+        from mixmesh import sql_functions
         from mixmesh.functions import Udf
         from mixmesh.sqlmesh_bridge import bound_call
 
+        sql_functions.bind_calls(expression, self.spec.func.__globals__)
         functions = {
             value.spec.name: value for value in self.spec.func.__globals__.values() if isinstance(value, Udf)
         }

@@ -71,3 +71,12 @@ def _identity(value: t.Any) -> str:
     if isinstance(value, (int, float, str, bytes, bool, tuple, list, dict, set, frozenset)):
         return repr(value)
     return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+
+
+def string_constants(code: pytypes.CodeType) -> t.Iterator[str]:
+    """The string constants of compiled code and of the code nested in it (SQL it holds)."""
+    for const in code.co_consts:
+        if isinstance(const, str):
+            yield const
+        elif isinstance(const, pytypes.CodeType):
+            yield from string_constants(const)

@@ -19,6 +19,13 @@ functions (``install``):
   ``python/shared/``) are registered on every load, even when Python cached the module.
 - ``EngineAdapter._execute``: an engine error about a mixmesh function (an argument of the
   wrong type, say) becomes a message that names the model, the function and the argument.
+
+Project SQL functions (``sql/udfs/*.sql``, see ``mixmesh.sql_functions``) use three more:
+``make_python_env`` (a model stores the definitions it calls), ``MacroEvaluator.transform``
+(rendered calls become engine-side names; SQLMesh renders every query and statement through
+it, and it runs after the stored environment, which installs these hooks in a fresh ``sqlmesh
+run``, was re-created) and ``EngineAdapter._execute`` again (the engine creates the functions
+a statement calls right before running it).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from pathlib import Path
 from sqlglot import exp
 
 from mixmesh.errors import FunctionCallError, FunctionDefinitionError, where
-from mixmesh.introspection import code_digest
+from mixmesh.introspection import code_digest, string_constants
 
 if t.TYPE_CHECKING:
     from sqlmesh.core.macros import MacroEvaluator
@@ -124,7 +131,8 @@ def install() -> None:
     with _install_lock:
         if _installed:
             return
-        from sqlmesh.core import loader
+        from sqlmesh.core import loader, macros
+        from sqlmesh.core.audit import definition as audit_definition
         from sqlmesh.core.engine_adapter.base import EngineAdapter
         from sqlmesh.utils import metaprogramming
 
@@ -135,10 +143,14 @@ def install() -> None:
         for module in (metaprogramming, common, decorator, definition):  # each imported the name
             module.serialize_env = serialize
         metaprogramming.func_globals = _hint_globals_hook(metaprogramming.func_globals)
+        make_python_env = _sql_functions_env_hook(common.make_python_env)
+        for module in (common, definition, loader, audit_definition):  # each imported the name
+            module.make_python_env = make_python_env
+        macros.MacroEvaluator.transform = _sql_function_calls_hook(macros.MacroEvaluator.transform)
         for method in ("_load_audits", "_load_models", "_load_environment_statements"):
             _wrap_loader_method(loader.SqlMeshLoader, method)
         loader.SqlMeshLoader._load_scripts = _fresh_modules_hook(loader.SqlMeshLoader._load_scripts)
-        EngineAdapter._execute = _explain_errors_hook(EngineAdapter._execute)
+        EngineAdapter._execute = _explain_errors_hook(_create_sql_functions_hook(EngineAdapter._execute))
         _installed = True
 
 
@@ -237,6 +249,8 @@ def _resolve(node: ast.expr, namespace: t.Dict[str, t.Any]) -> t.Any:
 def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
     @functools.wraps(func_globals)
     def hook(func: t.Callable[..., t.Any]) -> t.Dict[str, t.Any]:
+        from mixmesh import sql_functions
+
         variables = func_globals(func)
         spec = _spec_of(func)
         if spec is not None:
@@ -244,6 +258,9 @@ def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.C
                 if name in func.__globals__:
                     variables[name] = func.__globals__[name]
         variables.update(functions_called_in_sql(func))
+        if hasattr(func, "__code__"):
+            functions = sql_functions.functions_for(func.__code__.co_filename)
+            variables.update(sql_functions.called_in_code(func.__code__, functions))
         return variables
 
     return hook
@@ -260,20 +277,12 @@ def functions_called_in_sql(func: t.Callable[..., t.Any]) -> t.Dict[str, t.Any]:
     candidates = {name: value for name, value in func.__globals__.items() if _is_udf(value)}
     if not candidates:
         return {}
-    text = " ".join(_string_constants(func.__code__)).lower()
+    text = " ".join(string_constants(func.__code__)).lower()
     return {
         name: udf
         for name, udf in candidates.items()
         if re.search(rf"\b{re.escape(udf.spec.name)}\s*\(", text)
     }
-
-
-def _string_constants(code: t.Any) -> t.Iterator[str]:
-    for const in code.co_consts:
-        if isinstance(const, str):
-            yield const
-        elif hasattr(const, "co_consts"):
-            yield from _string_constants(const)
 
 
 def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: t.Any) -> t.Set[str]:
@@ -301,9 +310,106 @@ def _wrap_loader_method(cls: type, method: str) -> None:
         if macros is not None:
             track_project_modules(self)
             register_project_functions(self, macros)
-        return original(self, *args, **kwargs)
+            load_sql_functions(self, macros)
+        loaded = original(self, *args, **kwargs)
+        if method == "_load_models":
+            check_sql_function_callers(loaded[0].values())
+        return loaded
 
     setattr(cls, method, hook)
+
+
+def load_sql_functions(loader: t.Any, macros: t.Mapping[str, t.Any]) -> None:
+    """Read the project's ``sql/udfs`` (before models load) and track its files like macros.
+
+    SQLMesh's model cache and its file watching key on ``macros/`` mtimes; the SQL function
+    files count as macros, so an edit reloads the models that call them.
+    """
+    from mixmesh import sql_functions
+
+    files = sql_functions.project_files(loader)
+    dialect = loader.config.model_defaults.dialect or ""
+    functions = sql_functions.load_project(Path(loader.config_path), files, dialect)
+    for path in files:
+        loader._track_file(path)
+        mtime = loader._path_mtimes[path]
+        latest = loader._macros_max_mtime
+        loader._macros_max_mtime = mtime if latest is None else max(latest, mtime)
+    for name, function in functions.items():
+        taken = getattr(macros.get(name), "func", None)
+        if _is_udf(taken):
+            raise FunctionDefinitionError(
+                f"{function.location}: the name {name!r} is already taken by the mixmesh function "
+                f"{taken.spec.qualified}; give one of them another name"
+            )
+
+
+def check_sql_function_callers(models: t.Iterable[t.Any]) -> None:
+    """A VIEW would call a project function whenever it is read, in sessions (other tools,
+    other processes) where mixmesh never created it: models calling one are materialized."""
+    from mixmesh import sql_functions
+
+    for model in models:
+        kind = getattr(model, "kind", None)
+        if kind is None or not kind.is_view:
+            continue
+        called = sorted(sql_functions.stored_functions(model.python_env))
+        if called:
+            raise FunctionDefinitionError(
+                f"model {model.name} is a VIEW and calls the project SQL function(s) "
+                f"{', '.join(called)}: the view would call them whenever it is read, from sessions "
+                "where they do not exist. Materialize the model (kind FULL, INCREMENTAL_BY_TIME_RANGE...)"
+            )
+
+
+def _sql_functions_env_hook(make_python_env: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """A model (audit, statement) stores the definitions of the project SQL functions it calls.
+
+    Nothing changes for a project without ``sql/udfs``: its stored environments stay identical.
+    """
+
+    @functools.wraps(make_python_env)
+    def hook(expressions: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        from mixmesh import sql_functions
+
+        python_env = make_python_env(expressions, *args, **kwargs)
+        module_path = kwargs.get("module_path", args[1] if len(args) > 1 else None)
+        functions = sql_functions.functions_for(module_path)
+        if functions:
+            python_env.update(
+                sql_functions.env_entries(expressions, functions, kwargs.get("path"), kwargs.get("dialect"))
+            )
+        return python_env
+
+    return hook
+
+
+def _sql_function_calls_hook(transform: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Rendered calls of project SQL functions become their engine-side names."""
+
+    @functools.wraps(transform)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        from mixmesh import sql_functions
+
+        return sql_functions.bind_calls(transform(self, *args, **kwargs), self.python_env)
+
+    return hook
+
+
+def _create_sql_functions_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """The engine creates the project SQL functions a statement calls right before running it,
+    in the session that runs it (whatever thread, transaction or test connection that is)."""
+
+    @functools.wraps(execute)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        sql = args[0] if args else kwargs.get("sql")
+        if isinstance(sql, str):
+            from mixmesh import engines
+
+            engines.create_sql_functions(self, sql)
+        return execute(self, *args, **kwargs)
+
+    return hook
 
 
 def _fresh_modules_hook(load_scripts: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:

@@ -9,12 +9,23 @@ Every engine module offers the same small interface:
 - ``render(expression) -> str`` and ``run(adapter, expression, params)``: a Python model's
   query with its parameters bound by the engine (a context manager yielding the result);
 - ``create_staging(adapter, columns) -> name``, ``append_staging(adapter, name, arrow)``,
-  ``drop_staging(adapter, name)``: where a Python model's batches land before the write.
+  ``drop_staging(adapter, name)``: where a Python model's batches land before the write;
+- ``create_sql_functions(adapter, functions: Sequence[SqlFunctionBinding]) -> None``: create
+  project SQL functions (``sql/udfs``, see ``mixmesh.sql_functions``) under their engine-side
+  names, in the order given (callees first), in the session that runs the adapter's next
+  statement. It is called right before every statement that calls one, so it must be cheap
+  and idempotent (``CREATE OR REPLACE``); the functions must live only as long as that session
+  and never be stored in the user's database (DuckDB: TEMP macros on the statement's cursor).
+  ``SqlFunctionBinding.function.renamed(...)`` gives the definition to create, in the
+  project's dialect; an engine that cannot create one (a table function, say) raises a clear
+  error naming it.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
+import sys
 import threading
 import types
 import typing as t
@@ -23,6 +34,7 @@ from mixmesh.errors import FunctionCallError
 
 if t.TYPE_CHECKING:
     from mixmesh.functions import FunctionSpec
+    from mixmesh.sql_functions import SqlFunction
 
 # SQLMesh dialect -> the module that binds functions in that engine.
 ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb"}
@@ -36,9 +48,25 @@ class Binding(t.NamedTuple):
     source: t.Optional[str] = None  # where Python cannot find it (re-created from state)
 
 
+class SqlFunctionBinding(t.NamedTuple):
+    """A project SQL function under its engine-side name, and the names of those it calls."""
+
+    function: "SqlFunction"
+    sql_name: str
+    callees: t.Tuple[t.Tuple[str, str], ...] = ()  # (name, engine-side name) of each callee
+
+    def definition(self) -> t.Any:
+        """The ``CREATE`` statement (project dialect) under the engine-side names."""
+        return self.function.renamed(self.sql_name, dict(self.callees))
+
+
 # Every binding made in this process, by engine-side name; errors are explained from it.
 _bound: t.Dict[str, Binding] = {}
+_sql_functions: t.Dict[str, SqlFunctionBinding] = {}  # by engine-side name, in lower case
 _lock = threading.Lock()
+# Engine-side names (mixmesh's, engine independent): name__<10 hex digits>; engines may
+# change their case (sqlglot writes DuckDB function names in upper case).
+_ENGINE_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*?__[0-9A-Fa-f]{10})\b")
 
 
 def engine(dialect: str) -> types.ModuleType:
@@ -61,13 +89,82 @@ def bind(
     engine(adapter.dialect).bind(binding, sql_name, adapter)
 
 
+def register_sql_function(binding: SqlFunctionBinding) -> None:
+    """Make a project SQL function known under its engine-side name (idempotent)."""
+    with _lock:
+        _sql_functions.setdefault(binding.sql_name.lower(), binding)
+
+
+def bound_sql_functions() -> t.List[SqlFunctionBinding]:
+    with _lock:
+        return list(_sql_functions.values())
+
+
+def sql_functions_called(sql: str) -> t.List[SqlFunctionBinding]:
+    """The project SQL functions a statement calls, with the ones they call, callees first."""
+    if not _sql_functions:
+        return []
+    ordered: t.List[SqlFunctionBinding] = []
+    seen: t.Set[str] = set()
+
+    def visit(sql_name: str) -> None:
+        binding = _sql_functions.get(sql_name)
+        if binding is None or sql_name in seen:
+            return
+        seen.add(sql_name)
+        for _, callee in binding.callees:
+            visit(callee.lower())
+        ordered.append(binding)
+
+    for match in _ENGINE_NAME.finditer(sql):
+        visit(match.group(1).lower())
+    return ordered
+
+
+def create_sql_functions(adapter: t.Any, sql: str) -> None:
+    """Create, where the adapter runs its next statement, the project SQL functions ``sql`` calls.
+
+    Statements on engines mixmesh does not run on (a state database, say) are left alone.
+    """
+    called = sql_functions_called(sql) if adapter.dialect in ENGINE_MODULES else None
+    if called:
+        engine(adapter.dialect).create_sql_functions(adapter, called)
+
+
 def explain_error(error: BaseException, sql: t.Any = None) -> t.Optional[Exception]:
     """The mixmesh error behind an engine error, or None when it is not about a function."""
-    if not _bound:
-        return None
+    loaded = sys.modules.get("mixmesh.sql_functions")
+    if not _bound and not _sql_functions and not (loaded and loaded._projects):
+        return None  # nothing of mixmesh's in this process: the engine's error as it is
     text = sql if isinstance(sql, str) else ""
     for module_name in ENGINE_MODULES.values():
         explained = importlib.import_module(module_name).explain_error(error, text, _bound)
         if explained is not None:
             return explained
-    return None
+    return _with_plain_names(error)
+
+
+def plain_names(text: str) -> str:
+    """``text`` with functions named as models call them, not as engines do
+    (``activity_level``, not ``activity_level__3f9a0c2b1d``)."""
+
+    def plain(match: "re.Match[str]") -> str:
+        sql_name = match.group(1).lower()
+        if sql_name in _sql_functions:
+            return _sql_functions[sql_name].function.name
+        binding = _bound.get(sql_name)
+        return binding.spec.name if binding is not None else match.group(1)
+
+    return _ENGINE_NAME.sub(plain, text)
+
+
+def _with_plain_names(error: BaseException) -> t.Optional[Exception]:
+    """The engine's own error, with functions named as models call them."""
+    message = str(error)
+    readable = plain_names(message)
+    if readable == message:
+        return None
+    try:
+        return type(error)(readable)
+    except Exception:
+        return FunctionCallError(readable)

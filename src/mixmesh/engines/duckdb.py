@@ -8,6 +8,15 @@ calling a small Python function on each of its rows natively; so row functions g
 Functions registered on a connection are visible to all its cursors, which is how SQLMesh's
 per-thread cursors see them; the Python callable, though, is only kept alive by us
 (duckdb-python #530: a dangling callable crashes the process), hence the strong references.
+
+Project SQL functions (``sql/udfs``) become TEMP macros
+(https://duckdb.org/docs/stable/sql/statements/create_macro): a TEMP macro lives in its
+session's temporary catalog and disappears with it, so nothing is ever written to the user's
+database (no macro per edited version piling up, nothing to clean, ``sqlmesh evaluate`` and
+read-only connections stay read-only). The price: a session sees only its own TEMP macros,
+and each cursor is a session (SQLMesh runs each thread on its own cursor; a rolled-back
+transaction takes the macros it created with it). So they are created with ``CREATE OR
+REPLACE`` on the very cursor that runs a statement calling them, right before it runs.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from mixmesh import types
 from mixmesh.errors import FunctionCallError, FunctionRuntimeError, MixmeshError, where
 
 if t.TYPE_CHECKING:
-    from mixmesh.engines import Binding
+    from mixmesh.engines import Binding, SqlFunctionBinding
     from mixmesh.functions import FunctionSpec
 
 NAME = "duckdb"
@@ -41,6 +50,9 @@ _NO_MATCH = re.compile(r"No function matches the given name and argument types '
 _RAISED = re.compile(
     r"Python exception occurred while executing the UDF: (?P<kind>\w+): (?P<message>.*?)(?:\n\nAt:|\Z)",
     re.DOTALL,
+)
+_UNKNOWN_FUNCTION = re.compile(
+    r"(?P<kind>Scalar|Table) Function with name (?P<name>\w+) does not exist!(?P<hint>\s*Did you mean \"[^\"]*\"\?)?"
 )
 _NULL_RESULT = "The returned result contained NULL values, but the 'null_handling' was set to DEFAULT"
 _RETURN_CAST = re.compile(r"Failed to cast value: (?P<detail>.*)", re.DOTALL)
@@ -122,6 +134,84 @@ def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.
     )
 
 
+def create_sql_functions(adapter: t.Any, functions: t.Sequence["SqlFunctionBinding"]) -> None:
+    """Create project SQL functions on the cursor that runs the adapter's next statement."""
+    create_sql_functions_on(adapter.cursor, functions)
+
+
+def create_sql_functions_on(cursor: t.Any, functions: t.Sequence["SqlFunctionBinding"]) -> None:
+    """``CREATE OR REPLACE TEMP MACRO`` for each function, in order (callees first)."""
+    import duckdb
+
+    for binding in functions:
+        try:
+            cursor.execute(_create_macro_sql(binding))
+        except duckdb.Error as error:
+            raise _cannot_create(binding, error) from error
+
+
+def _cannot_create(binding: "SqlFunctionBinding", error: Exception) -> Exception:
+    """DuckDB binds a macro's body when it is created: a body calling an unknown function,
+    say, fails here. The message names the function and, when known, its file and line."""
+    from mixmesh import engines, sql_functions
+
+    function = binding.function
+    loaded = sql_functions.known_functions().get(function.name)
+    if function.location is None and loaded is not None and loaded.sql == function.sql:
+        function = loaded
+    return sql_functions.SqlFunctionError(
+        f"{function.describe()}: DuckDB cannot create it: {engines.plain_names(str(error))}"
+    )
+
+
+def _create_macro_sql(binding: "SqlFunctionBinding") -> str:
+    with _lock:
+        sql = _macro_statements.get(binding.sql_name)
+    if sql is None:
+        sql = _temp_macro(binding.definition())
+        with _lock:
+            _macro_statements[binding.sql_name] = sql
+    return sql
+
+
+_macro_statements: t.Dict[str, str] = {}  # engine-side name -> its CREATE statement
+
+
+def _temp_macro(definition: exp.Create) -> str:
+    """``CREATE OR REPLACE TEMP MACRO``, whatever the definition said (FUNCTION, TEMP or not)."""
+    definition.set("kind", "MACRO")
+    definition.set("replace", True)
+    properties = definition.args.get("properties")
+    kept = list(properties.expressions) if properties is not None else []
+    definition.set("properties", exp.Properties(expressions=[exp.TemporaryProperty(), *kept]))
+    return definition.sql(NAME)
+
+
+def register_sql_functions(
+    connection: t.Any, project: t.Union[str, "os.PathLike[str]"] = ".", *, dialect: str = NAME
+) -> t.List[str]:
+    """Create a project's SQL functions (``sql/udfs/*.sql``) on a plain DuckDB connection, under
+    their own names, as TEMP macros: to try them or test them outside SQLMesh.
+
+    Returns their names. ``dialect`` is the one the files are written in (the project's).
+    """
+    from pathlib import Path
+
+    from mixmesh import sql_functions
+
+    root = Path(project)
+    files = sorted((root / sql_functions.FOLDER).rglob("*.sql"))
+    functions = sql_functions.read_project(root, files, dialect)
+    own_names = {name: name for name in functions}
+    created: t.List[str] = []
+    while len(created) < len(functions):  # callees first (read_project refused cycles)
+        for name, function in functions.items():
+            if name not in created and all(c in created for c in function.calls & own_names.keys()):
+                connection.execute(_temp_macro(function.renamed(name, own_names)))
+                created.append(name)
+    return sorted(created)
+
+
 def _duckdb_type(sql_type: t.Any) -> t.Any:
     import duckdb
 
@@ -148,9 +238,13 @@ def run(
     SQLMesh's cursor, the session that wrote them (a unit test runs in a transaction that
     other sessions do not see).
     """
+    from mixmesh import engines
+
     cursor = adapter.cursor if staging else adapter.connection.cursor()
     try:
-        yield cursor.execute(render(expression), dict(params) or None)
+        sql = render(expression)
+        create_sql_functions_on(cursor, engines.sql_functions_called(sql))  # TEMP: this cursor's own
+        yield cursor.execute(sql, dict(params) or None)
     finally:
         if not staging:
             cursor.close()
@@ -216,6 +310,9 @@ def drop_staging_table(cursor: t.Any, staging: str) -> None:
 def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding"]) -> t.Optional[Exception]:
     """The mixmesh error a DuckDB error stands for, if it is about a bound function."""
     message = str(error)
+    unknown = _UNKNOWN_FUNCTION.search(message)
+    if unknown:
+        return _unknown_function(error, message, unknown)
     raised = _RAISED.search(message)
     if raised and raised.group("kind") in _OUR_ERRORS:
         return _OUR_ERRORS[raised.group("kind")](raised.group("message").strip())
@@ -228,6 +325,29 @@ def explain_error(error: BaseException, sql: str, bound: t.Mapping[str, "Binding
     if _NULL_RESULT in message:
         return _unexpected_null(_called_in(sql, bound))
     return None
+
+
+def _unknown_function(error: BaseException, message: str, unknown: "re.Match[str]") -> t.Optional[Exception]:
+    """DuckDB's suggestion for a misspelt function is one of its own; a project SQL function
+    with a close name is the likelier one (DuckDB does not know it in a session that has not
+    created it yet)."""
+    import difflib
+
+    from mixmesh import sql_functions
+
+    known = sql_functions.known_functions()
+    close = difflib.get_close_matches(unknown.group("name").lower(), list(known), n=1, cutoff=0.75)
+    if not close:
+        return None
+    function = known[close[0]]
+    hint = f' Did you mean the project SQL function "{function.name}"' + (
+        f" ({function.location})?" if function.location else "?"
+    )
+    start, end = unknown.span("hint") if unknown.group("hint") else (unknown.end(), unknown.end())
+    try:
+        return type(error)(message[:start] + hint + message[end:])
+    except Exception:
+        return FunctionCallError(message[:start] + hint + message[end:])
 
 
 _OUR_ERRORS: t.Dict[str, t.Type[MixmeshError]] = {

@@ -39,15 +39,11 @@ risk_indicators AS (
     SELECT
         *,
 
-        -- Traditional SQL risk indicators
-        CASE
-            WHEN transaction_count > 50 THEN 'high_activity'
-            WHEN transaction_count < 5 THEN 'low_activity'
-            ELSE 'normal_activity'
-        END as activity_level,
+        -- Traditional SQL risk indicators (SQL functions from sql/udfs/risk_scoring_functions.sql)
+        activity_level(transaction_count) as activity_level,
 
         -- Velocity indicators
-        total_amount / NULLIF(transaction_count, 0) as spend_per_transaction,
+        safe_ratio(total_amount, transaction_count) as spend_per_transaction,
 
         -- Call Python function for complex risk scoring
         @python_risk_score(
@@ -69,11 +65,7 @@ SELECT
     ml_risk_score,
 
     -- Composite score combining SQL and Python insights
-    CASE
-        WHEN ml_risk_score > 0.8 AND activity_level = 'high_activity' THEN 'HIGH'
-        WHEN ml_risk_score > 0.6 OR activity_level = 'low_activity' THEN 'MEDIUM'
-        ELSE 'LOW'
-    END as final_risk_tier
+    risk_tier(ml_risk_score, activity_level) as final_risk_tier
 
 FROM risk_indicators
 WHERE ml_risk_score IS NOT NULL;
