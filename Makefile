@@ -31,4 +31,4 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	touch $@
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) .pytest_cache examples/customer_analytics/demo.duckdb* examples/customer_analytics/artifacts

@@ -91,3 +91,14 @@ def test_a_fresh_sqlmesh_plan_sees_an_edited_helper_despite_its_model_cache(proj
     assert "Directly Modified" in output and "analytics.doubles" in output
     assert "analytics.labels" not in output and "analytics.plain" not in output
     assert project.query("SELECT d FROM analytics.doubles") == [(4.5,)]
+
+
+def test_a_script_read_from_stdin_inside_the_project_loads_it(planned: Project) -> None:
+    # Its __main__ module's file is "<stdin>", inside the project folder by path but not a file.
+    import subprocess
+    import sys
+
+    script = "from sqlmesh import Context; print(sorted(Context(paths='.').models)[0])"
+    result = subprocess.run([sys.executable, "-"], input=script, cwd=planned.root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()  # a model name

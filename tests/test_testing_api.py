@@ -134,3 +134,27 @@ def test_the_mixmesh_project_fixture_loads_the_project_around_the_test_file(mode
     )
     result = pytest.main([str(modelled.root / "tests" / "test_in_project.py"), "-q", "-p", "no:cacheprovider"])
     assert result == 0
+
+
+def test_inputs_may_be_named_without_their_schema_as_the_seed_does(modelled: Project) -> None:
+    test = ModelTest(
+        model_name="analytics.ltv",
+        inputs={
+            "transactions": TRANSACTIONS[:2],
+            "customers": [{"customer_id": "C001", "customer_segment": "consumer"}],
+        },
+        expected_outputs=[{"customer_id": "C001", "predicted_ltv": 500.0, "segment": "consumer"}],
+        context=modelled.context(),
+    )
+    assert test.run()
+
+
+def test_an_input_the_model_does_not_read_is_named(modelled: Project) -> None:
+    test = ModelTest(
+        model_name="analytics.risk",
+        inputs={"raw_transactions": TRANSACTIONS},
+        expected_outputs=[],
+        context=modelled.context(),
+    )
+    with pytest.raises(AssertionError, match=r"input 'raw_transactions' is not a table the model reads \(it reads raw.transactions\)"):
+        test.run()

@@ -75,7 +75,8 @@ def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Opt
     sizes = options.sizes
     console.print(
         f"[bold]Demo data[/]: {sizes.customers:,} customers, {sizes.transactions:,} transactions, "
-        f"{sizes.events:,} web events over {sizes.days} days ({START} to {options.end}), seed {options.seed}"
+        f"{sizes.events:,} web events over {sizes.days} day{'s' if sizes.days > 1 else ''} ({START} to {options.end}), "
+        f"seed {options.seed}"
     )
     # SQLMesh reads the relative DuckDB path from the working directory, as its CLI does, and
     # the project's code reads its artifacts relative to it.
@@ -240,10 +241,17 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
             ),
         ))
     events = artifact_events()
-    source = "trained now" if result.trained else "pinned models"
+    if result.trained:
+        source = "trained in this run and pinned"
+    elif events["loaded"]:
+        source = "the pinned ones"
+    else:
+        source = "none loaded"
     if events["fallback"]:
-        source += f"; rule-based fallbacks used {events['fallback']} time(s) (missing {events['missing']}, " \
-                  f"refused {events['refused_hash'] + events['unpinned']})"
+        source += (
+            f"; the rule-based fallbacks ran instead in {events['fallback']} load(s) "
+            f"(file missing {events['missing']}, not pinned {events['unpinned']}, hash mismatch {events['refused_hash']})"
+        )
     console.print(f"ML models: {source}.")
     console.print(f"Database: {project / DATABASE}. Done in {result.seconds:.1f} s.")
 

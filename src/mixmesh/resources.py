@@ -294,14 +294,9 @@ def load_artifact(
         )
     resolved = Path(path).resolve()  # symlinks and ".." resolved before any check
     named = _name(path, resolved)
-    if pins is not None:
-        if sha256 is not None:
-            raise ArtifactError(f"artifact {path}: give sha256= or pins=, not both", path, "bad_argument")
-        sha256 = read_pins(pins).get(_pinned_name(pins, resolved))
-        if sha256 is None:
-            message = f"artifact {named} has no pinned hash in {os.fspath(pins)}; it was not unpickled"
-            return _refused(path, resolved, "unpinned", message, fallback)
-    expected = _expected_digest(path, sha256)
+    if pins is not None and sha256 is not None:
+        raise ArtifactError(f"artifact {path}: give sha256= or pins=, not both", path, "bad_argument")
+    expected = None if pins is not None else _expected_digest(path, sha256)
     directories = _allowed_dirs(allowed_dirs)
     if not any(resolved.is_relative_to(directory) for directory in directories):
         listed = ", ".join(str(d) for d in directories) or "none"
@@ -312,6 +307,12 @@ def load_artifact(
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return _refused(path, resolved, "missing", f"artifact {named} is missing", fallback)
     with file:
+        if pins is not None:  # read after the file is found: a missing file is "missing"
+            expected = read_pins(pins).get(_pinned_name(pins, resolved))
+            if expected is None:
+                message = f"artifact {named} has no pinned hash in {os.fspath(pins)}; it was not unpickled"
+                return _refused(path, resolved, "unpinned", message, fallback)
+            expected = _expected_digest(path, expected)
         if expected is None:
             value = _unpickle(file, resolved, loader)
         else:

@@ -449,7 +449,8 @@ def _project_module_files(root: Path) -> t.Iterator[Path]:
         if not file or name.partition(".")[0] in _installed_packages():
             continue
         path = Path(file).absolute()
-        if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed):
+        # is_file: "<stdin>" and other pseudo-files (a script fed to Python) have no mtime to track.
+        if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed) and path.is_file():
             yield path
 
 

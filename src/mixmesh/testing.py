@@ -74,7 +74,7 @@ class ModelTest:
         adapter = context.test_connection_config.create_engine_adapter(register_comments_override=False)
         try:
             test = SqlmeshModelTest.create_test(
-                self._body(),
+                self._body(context),
                 f"ModelTest {self.model_name}",
                 context._models,
                 adapter,
@@ -93,13 +93,51 @@ class ModelTest:
             adapter.close()
         return _rows(frame)
 
-    def _body(self) -> t.Dict[str, t.Any]:
+    def _body(self, context: t.Any) -> t.Dict[str, t.Any]:
+        tables = _input_tables(context, self.model_name, self.inputs)
+        variables = dict(self.vars)
+        if "end" in variables:
+            # Without it SQLMesh's test clock is the epoch: the end of the interval is what a run would have.
+            variables.setdefault("execution_time", variables["end"])
         return {
             "model": self.model_name,
-            "inputs": {table: {"rows": rows} for table, rows in self.inputs.items()},
+            "inputs": {tables[name]: {"rows": rows} for name, rows in self.inputs.items()},
             "outputs": {"query": {"rows": []}},  # SQLMesh requires one; mixmesh compares itself
-            "vars": self.vars,
+            "vars": variables,
         }
+
+
+def _input_tables(context: t.Any, model_name: str, inputs: t.Mapping[str, t.Any]) -> t.Dict[str, str]:
+    """Each input's table: as given, or the one table the model reads with that name.
+
+    The seed names inputs without their schema (``"raw_transactions"``); a name that is not
+    a table the model reads is refused, naming the tables it does read.
+    """
+    from sqlglot import exp
+
+    model = context.get_model(model_name)
+    if model is None:
+        raise AssertionError(f"ModelTest: no model named {model_name!r} in the project at {context.path}")
+    dialect = model.dialect
+    reads = {}
+    for parent in model.depends_on:
+        table = exp.to_table(parent, dialect=dialect)
+        reads[f"{table.db}.{table.name}" if table.db else table.name] = table.name
+    resolved = {}
+    for name in inputs:
+        table = exp.to_table(name, dialect=dialect)
+        given = f"{table.db}.{table.name}" if table.db else table.name
+        if given in reads:
+            resolved[name] = given
+            continue
+        matches = [full for full, short in reads.items() if not table.db and short == table.name]
+        if len(matches) == 1:
+            resolved[name] = matches[0]
+            continue
+        listed = ", ".join(sorted(reads)) or "no tables"
+        why = f"it matches {', '.join(sorted(matches))}: name the schema" if matches else f"it reads {listed}"
+        raise AssertionError(f"ModelTest {model_name}: input {name!r} is not a table the model reads ({why})")
+    return resolved
 
 
 def _run_sql_model(test: t.Any) -> "pd.DataFrame":

@@ -88,16 +88,27 @@ Step = t.Callable[[str], None]
 def train_all(connection: t.Any, start: datetime.date, end: datetime.date, step: Step = lambda _: None) -> t.List[Trained]:
     """Train and save the three models from ``raw`` data between ``start`` and ``end``; pin them.
 
-    A model whose data cannot train it is not saved (its file is removed, so the project's
-    rule-based fallback runs instead) and the error is raised after the others are saved.
+    A model whose data cannot train it is not saved, and one saved before from other data is
+    removed, so the project's rule-based fallback runs instead; the error is raised after the
+    others are saved.
     """
+    from threadpoolctl import threadpool_limits
+
     trained, failures = [], []
-    for name, train in (("risk model", train_risk_model), ("LTV models", train_ltv_models)):
+    for name, train, paths in (
+        ("risk model", train_risk_model, [RISK_MODEL]),
+        ("LTV models", train_ltv_models, [LTV_MODEL, CONFIDENCE_MODEL]),
+    ):
         step(name)
         try:
-            trained.extend(train(connection, start, end))
+            # One thread: these models are small, and OpenMP threads competing with DuckDB's
+            # and other processes' for two cores made training several times slower.
+            with threadpool_limits(limits=1):
+                trained.extend(train(connection, start, end))
         except TrainingError as error:
-            failures.append(f"{name}: {error}")
+            failures.append(str(error))
+            for path in paths:
+                Path(path).unlink(missing_ok=True)
     if trained:
         write_pins(ARTIFACT_PINS, [model.path for model in trained])
     if failures:

@@ -1,4 +1,8 @@
 -- SQL-Primary Model with Python Enhancement (the seed's, in its BigQuery SQL).
+-- Corrections: `kind INCREMENTAL` is SQLMesh's INCREMENTAL_BY_TIME_RANGE on score_date; the
+-- source table is named with its schema (raw.raw_transactions); the date filter uses
+-- SQLMesh's @start_date/@end_date. The activity level, the safe division and the tier are
+-- the project's SQL functions (sql/udfs/), shared with other models.
 MODEL (
     name analytics.customer_risk_scoring,
     kind INCREMENTAL_BY_TIME_RANGE (time_column score_date),

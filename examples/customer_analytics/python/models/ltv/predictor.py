@@ -3,8 +3,8 @@
 Corrections to the seed:
 - ``generate_rule_based_ltv`` was called but not defined; it is defined here.
 - The prediction time is the run's execution time, not the wall clock: reruns agree.
-- The trained models receive the features by name, as they were trained (the seed trained
-  on one set of names and predicted on another).
+- The trained models receive the features by name, the names they were trained with
+  (python/training.py); the seed's models were trained elsewhere, on features it never named.
 - A predicted LTV is never negative (a regressor's output can be).
 """
 
