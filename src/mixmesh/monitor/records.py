@@ -1,0 +1,64 @@
+"""The figures kept for each model evaluation and for each Python function it called.
+
+One ``ModelRun`` per model interval (batch) SQLMesh evaluates; one ``FunctionRun`` per
+function the evaluation called. Times are seconds; memory is MiB; timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import typing as t
+import uuid
+
+SCHEMA_VERSION = 1
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclasses.dataclass
+class ModelRun:
+    run_id: str  # one evaluation of one model interval
+    model: str  # schema.name
+    command: str  # plan, run, test, evaluate...
+    environment: t.Optional[str]
+    engine: str  # duckdb, spark...
+    interval_start: t.Optional[dt.datetime]
+    interval_end: t.Optional[dt.datetime]
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    total_s: float
+    python_s: float  # inside Python functions and Python model code
+    sql_s: float  # the rest: the engine
+    rows_in: t.Optional[int]  # rows the model's query read, when the engine says
+    rows_out: t.Optional[int]  # rows written
+    rows_per_s: t.Optional[float]  # rows_out / total_s
+    peak_rss_mb: float  # the process's peak resident memory during the evaluation
+    retries: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    breaker_transitions: int = 0
+    status: str = "ok"  # ok or failed
+    error: t.Optional[str] = None
+    project: t.Optional[str] = None
+
+
+@dataclasses.dataclass
+class FunctionRun:
+    run_id: str  # the ModelRun it belongs to
+    model: str
+    function: str  # the @udf's SQL name
+    mode: str  # row or vectorized
+    calls: int  # Python calls (rows in row mode, batches in vectorized mode)
+    rows: int
+    total_s: float
+    p50_batch_s: t.Optional[float]
+    p95_batch_s: t.Optional[float]
+    errors: int = 0
+    mean_list_length: t.Optional[float] = None  # over list arguments, when it has any
+
+
+MODEL_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(ModelRun))
+FUNCTION_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(FunctionRun))
