@@ -6,7 +6,8 @@ Four steps, each safe to repeat:
 2. train the project's ML models on them, unless trained models are already pinned;
 3. ``plan`` the project with SQLMesh, its clock set to the day after the period, so the
    models are built up to the period's end and no further. A rerun finds nothing missing;
-   more ``days`` leave the days already built alone and build only the new intervals;
+   more ``days`` leave the days already built alone and build only the new intervals (and
+   the hour before them, which the hourly personalization model redoes: its lookback);
 4. summarise what the models hold.
 """
 

@@ -1,9 +1,30 @@
 -- Hybrid Model: Dynamic Feature Engineering with Real-time Scoring (the seed's, in BigQuery SQL).
--- Corrections: the seed's grain named event_timestamp, which the model does not output; the
--- time column is session_start. The seed's @start_time/@end_time are SQLMesh's @start_dt/@end_dt.
+-- Corrections to the seed:
+-- * Its grain named event_timestamp, which the model does not output; the time column is
+--   session_start.
+-- * Its `WHERE prev_event_time IS NOT NULL` before the aggregation dropped each session's first
+--   event (total_events was n - 1, session_start the second event, pages and products missed
+--   the landing page, one-event sessions vanished). All events are aggregated now; AVG skips
+--   the first event's NULL gap, so avg_time_between_events is the mean gap, NULL for a
+--   one-event session, which is kept: a bounce is a real "casual" session (the engagement
+--   score counts a NULL gap as no gap penalty).
+-- * It cut sessions at the interval's edges: a session crossing the hour gave two rows with
+--   the same grain, each with part of its events. A session now belongs, whole, to the interval
+--   in which its first event falls (so session_start is inside the interval, as SQLMesh
+--   requires of the time column): events are read from an hour before the interval, to see
+--   that a session began earlier, to an hour after it, to see how a session goes on. This
+--   assumes no session pauses for an hour between two events (sessions usually end after 30
+--   idle minutes; the demo's longest lasts 28 minutes); events more than an hour past the end
+--   of a session's first hour are not counted. `lookback 1` recomputes the previous hour on
+--   each hourly run, once the rest of its sessions has arrived (each run does two hours' work).
+-- * The seed's @start_time/@end_time are SQLMesh's @start_dt/@end_dt, TIMESTAMPTZ values:
+--   compared with the TIMESTAMP event_timestamp, DuckDB reads the column in the session time
+--   zone (the machine's by default), so outside UTC the window moved by the zone's offset.
+--   @start_dtntz/@end_dtntz are the same UTC times as plain TIMESTAMPs (sqlmesh/utils/date.py,
+--   date_dict). Their end is inclusive, like SQLMesh's own BETWEEN on session_start.
 MODEL (
     name analytics.real_time_personalization,
-    kind INCREMENTAL_BY_TIME_RANGE (time_column session_start),
+    kind INCREMENTAL_BY_TIME_RANGE (time_column session_start, lookback 1),
     owner 'product-analytics@company.com',
     cron '@hourly',
     grain [user_id, session_id],
@@ -32,8 +53,9 @@ WITH session_events AS (
         ) as session_event_count
 
     FROM raw.raw_events
-    WHERE event_timestamp >= @start_dt
-      AND event_timestamp < @end_dt
+    -- An hour either side: whole sessions for those that start in the interval (see above).
+    WHERE event_timestamp BETWEEN TIMESTAMP_SUB(@start_dtntz, INTERVAL 1 HOUR)
+                              AND TIMESTAMP_ADD(@end_dtntz, INTERVAL 1 HOUR)
 ),
 
 session_features AS (
@@ -60,8 +82,9 @@ session_features AS (
         ) as avg_time_between_events
 
     FROM session_events
-    WHERE prev_event_time IS NOT NULL
     GROUP BY user_id, session_id
+    -- The sessions that start in this interval; the others belong to the intervals around it.
+    HAVING MIN(event_timestamp) BETWEEN @start_dtntz AND @end_dtntz
 ),
 
 -- Hybrid processing: Python for complex scoring, SQL for aggregation

@@ -33,6 +33,8 @@ _BIAS = -2.0
 )
 def python_engagement_score(total_events, pages_visited, products_viewed, cart_additions, avg_time_between_events, user_id):
     """Engagement between 0 and 1 for each session: a logistic score of its activity."""
+    # NULLs count as 0. avg_time_between_events is NULL for a one-event session, which has no
+    # gap: its (negative) weight then adds nothing, neither reward nor penalty.
     features = np.column_stack([
         pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(float)
         for column in (total_events, pages_visited, products_viewed, cart_additions, avg_time_between_events)

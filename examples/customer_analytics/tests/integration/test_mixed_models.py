@@ -77,3 +77,13 @@ def test_personalization_scores_sessions_and_recommends_content(built: Path) -> 
         ).fetchone()
     assert rows > 0 and 0.0 <= low <= high <= 1.0 and empty == 0
     assert set(types) <= {"converter", "interested", "browsing", "casual"}
+
+
+def test_personalization_counts_every_event_of_every_session_once(built: Path) -> None:
+    # The seed's model dropped each session's first event before aggregating.
+    with duckdb.connect(str(built / "demo.duckdb"), read_only=True) as connection:
+        rows, sessions, events = connection.sql(
+            "SELECT count(*), count(DISTINCT (user_id, session_id)), sum(total_events) FROM analytics.real_time_personalization"
+        ).fetchone()
+        raw_sessions, raw_events = connection.sql("SELECT count(DISTINCT (user_id, session_id)), count(*) FROM raw.raw_events").fetchone()
+    assert rows == sessions == raw_sessions and events == raw_events

@@ -138,6 +138,15 @@ def test_engagement_scores_are_probabilities_and_grow_with_activity() -> None:
     assert python_engagement_score(20, 8, 6, 2, 30.0, "U1") == busy  # deterministic per user
 
 
+def test_a_one_event_session_has_no_gap_and_no_gap_penalty() -> None:
+    from python.shared.personalization import python_engagement_score
+
+    # SQL's AVG over a one-event session's gaps is NULL: the gap then adds nothing to the score.
+    bounce = python_engagement_score(1, 1, 0, 0, None, "U5")
+    assert bounce == python_engagement_score(1, 1, 0, 0, 0.0, "U5")
+    assert 0.0 < bounce < python_engagement_score(2, 1, 0, 0, 10.0, "U5")
+
+
 def test_content_recommendations_follow_the_session() -> None:
     from python.shared.personalization import python_content_recommendations
 
