@@ -14,6 +14,7 @@ Two calling conventions:
 from __future__ import annotations
 
 import inspect
+import time
 import typing as t
 
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 from mixmesh import inlining, types
 from mixmesh.errors import FunctionRuntimeError, truncate, where
 from mixmesh.functions import FunctionSpec
+from mixmesh.monitor import capture
 
 
 class BatchFunction:
@@ -38,14 +40,27 @@ class BatchFunction:
         self._protected = (
             spec.policies.protect(spec.func, function=spec.name, model=model) if spec.policies else spec.func
         )
+        capture.register_user_code(spec.func.__code__, spec.name, "vectorized")
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
             [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_ONLY) for arg in spec.args]
         )
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        started = time.perf_counter()
         arrays = _broadcast([_as_array(column) for column in columns])
         rows = len(arrays[0]) if arrays else 0
+        failed = True
+        try:
+            result = self._call(arrays, rows)
+            failed = False
+            return result
+        finally:  # one clock read per batch: the figures monitoring keeps
+            capture.record_batch(
+                self.model, self.spec.name, rows, time.perf_counter() - started, failed, _mean_list_length(arrays)
+            )
+
+    def _call(self, arrays: t.List[pa.Array], rows: int) -> pa.Array:
         if self.spec.null_handling == "strict":
             valid = _all_valid(arrays)
             if valid is not None:
@@ -159,7 +174,17 @@ def row_function(
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )
+    # The engine calls `call` (an inlined copy or a wrapper); time inside it or func is Python's.
+    for code in {call.__code__, func.__code__}:
+        capture.register_user_code(code, spec.name, "row")
     return call
+
+
+def _mean_list_length(arrays: t.Sequence[pa.Array]) -> t.Optional[float]:
+    """The mean length of the longest list argument, for the advice on large lists."""
+    lengths = [pc.mean(pc.list_value_length(array)).as_py() for array in arrays if pa.types.is_list(array.type)]
+    lengths = [length for length in lengths if length is not None]
+    return max(lengths) if lengths else None
 
 
 def describe_row(spec: FunctionSpec, row: t.Sequence[t.Any]) -> str:

@@ -154,6 +154,9 @@ class ModelRunner:
     def __init__(self, func: t.Callable[..., t.Any], spec: ModelSpec) -> None:
         functools.update_wrapper(self, func)
         self.spec = spec
+        from mixmesh.monitor import capture
+
+        capture.register_user_code(func.__code__, spec.name, "model")
 
     def __call__(self, context: t.Any, **kwargs: t.Any) -> t.Iterator[t.Any]:
         """Stage the rows (retrying, falling back as declared), then hand SQLMesh one query."""

@@ -151,6 +151,10 @@ def install() -> None:
             _wrap_loader_method(loader.SqlMeshLoader, method)
         loader.SqlMeshLoader._load_scripts = _fresh_modules_hook(loader.SqlMeshLoader._load_scripts)
         EngineAdapter._execute = _explain_errors_hook(_create_sql_functions_hook(EngineAdapter._execute))
+        from mixmesh.monitor import capture
+
+        capture.install()
+        capture.register_engine_code(EngineAdapter._execute.__code__)
         _installed = True
 
 

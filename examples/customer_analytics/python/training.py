@@ -55,6 +55,7 @@ SELECT
 FROM raw.raw_transactions
 WHERE transaction_date BETWEEN $start_date AND $end_date
 GROUP BY customer_id, score_date
+ORDER BY customer_id, score_date  -- the same rows in the same order: the same model
 """
 
 _SPEND = """
@@ -163,7 +164,8 @@ def train_ltv_models(connection: t.Any, start: datetime.date, end: datetime.date
         raise TrainingError(f"needs at least 2 days of data to learn future spend, got {start} to {end}")
     features = engineer_ltv_features(_customer_features(connection, start, cutoff), as_of=cutoff)
     spend = connection.execute(_SPEND, {"start_date": cutoff + datetime.timedelta(days=1), "end_date": end}).df()
-    customers = features.merge(spend, on="customer_id", how="left")
+    # Sorted: the engine returns groups in any order, and the fit depends on the order.
+    customers = features.merge(spend, on="customer_id", how="left").sort_values("customer_id", ignore_index=True)
     x = customers[ML_FEATURES].fillna(0).astype(float)  # named: the predictor passes the same frame
     future_ltv = customers["spend"].fillna(0).to_numpy(dtype=float) * 365.0 / later_days
     if len(x) < 10:

@@ -1,0 +1,138 @@
+"""Capture: each model evaluation through SQLMesh recorded with its time split, rows, memory and events."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+from tests.projects import Project
+
+FUNCTIONS = '''
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixmesh import udf
+
+
+@udf(vectorized=True, on_error="null")
+def doubled(x: float) -> float:
+    if pc.any(pc.equal(x, 13.0)).as_py():
+        raise ValueError("13 is unlucky")
+    return pc.multiply(x, 2.0)
+
+
+@udf
+def slow_label(x: float) -> str:
+    time.sleep(0.003)  # Python time the sampler must see
+    return "big" if x > 50 else "small"
+'''
+
+SQL_MODEL = """
+MODEL (name analytics.scored, kind FULL);
+SELECT x, @doubled(x) AS twice FROM (SELECT range::DOUBLE AS x FROM range(5000))
+"""
+
+SLOW_MODEL = """
+MODEL (name analytics.labelled, kind FULL);
+SELECT x, @slow_label(x) AS label FROM (SELECT range::DOUBLE AS x FROM range(150))
+"""
+
+SQL_ONLY_MODEL = """
+MODEL (name analytics.summed, kind FULL);
+SELECT a % 7 AS k, count(*) AS n, sum(a * b) AS s
+FROM (SELECT range AS a, range % 13 AS b FROM range(3000000))
+GROUP BY 1
+"""
+
+PYTHON_MODEL = '''
+import pandas as pd
+
+from mixmesh import python_model
+
+
+@python_model(name="analytics.copied", columns={"x": "DOUBLE"})
+def copied(context, **kwargs) -> pd.DataFrame:
+    return context.sql("SELECT x FROM analytics.scored WHERE x < 100").to_pandas()
+'''
+
+
+@pytest.fixture
+def monitored(project: Project) -> Project:
+    project.write("macros/functions.py", FUNCTIONS)
+    project.write("models/scored.sql", SQL_MODEL)
+    project.write("models/labelled.sql", SLOW_MODEL)
+    project.write("models/summed.sql", SQL_ONLY_MODEL)
+    project.write("models/copied.py", PYTHON_MODEL)
+    return project
+
+
+def runs(project: Project) -> dict:
+    frame = MetricsStore(project.root / DEFAULT_PATH).model_runs()
+    return {row.model: row for row in frame.itertuples()}
+
+
+def test_each_model_evaluation_is_recorded_in_the_project(monitored: Project) -> None:
+    monitored.plan()
+    recorded = runs(monitored)
+    assert set(recorded) == {"analytics.scored", "analytics.labelled", "analytics.summed", "analytics.copied"}
+    for model, run in recorded.items():
+        assert run.command == "plan" and run.engine == "duckdb" and run.status == "ok", model
+        assert run.python_s + run.sql_s == pytest.approx(run.total_s)
+        assert run.peak_rss_mb > 50
+    # Rows written, as the engine counted them.
+    assert recorded["analytics.scored"].rows_out == 5000
+    assert recorded["analytics.copied"].rows_out == 100
+    assert recorded["analytics.summed"].rows_out == 7
+    assert recorded["analytics.scored"].rows_per_s == pytest.approx(5000 / recorded["analytics.scored"].total_s)
+
+
+def test_python_time_and_engine_time_are_told_apart(monitored: Project) -> None:
+    monitored.plan()
+    recorded = runs(monitored)
+    slow = recorded["analytics.labelled"]
+    assert slow.python_s >= 0.3  # 150 rows x 3 ms inside the row-mode function
+    assert slow.python_s / slow.total_s > 0.6
+    summed = recorded["analytics.summed"]
+    assert summed.python_s / summed.total_s < 0.2  # the engine's work
+
+
+def test_function_figures_and_resilience_counts(monitored: Project) -> None:
+    monitored.plan()
+    functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
+    doubled = functions[(functions.function == "doubled") & (functions.model == "analytics.scored")].iloc[0]
+    assert doubled["mode"] == "vectorized"
+    assert doubled["rows"] >= 5000 and doubled["calls"] >= 3  # DuckDB hands over 2,048-row vectors
+    assert doubled["errors"] >= 1 and doubled["p50_batch_s"] <= doubled["p95_batch_s"] <= doubled["total_s"]
+    label = functions[functions.function == "slow_label"].iloc[0]
+    assert label["mode"] == "row" and label["total_s"] >= 0.3
+    assert label.isna()["calls"]  # row mode: sampled time; counting each call would cost more than it tells
+    # The unlucky row went to the fallback (NULL): counted against the model.
+    assert runs(monitored)["analytics.scored"].fallbacks == 1
+
+
+def test_a_failed_evaluation_is_recorded_as_failed(monitored: Project) -> None:
+    monitored.write("models/broken.sql", "MODEL (name analytics.broken, kind FULL);\nSELECT @doubled('not a number') AS y\n")
+    with pytest.raises(Exception):
+        monitored.plan()
+    broken = runs(monitored).get("analytics.broken")
+    assert broken is not None and broken.status == "failed" and "doubled" in broken.error
+
+
+def test_sqlmesh_run_in_a_fresh_process_is_recorded(monitored: Project) -> None:
+    monitored.write("models/daily.sql", """
+        MODEL (name analytics.daily, kind INCREMENTAL_BY_TIME_RANGE (time_column d), start '2024-01-01', cron '@daily');
+        SELECT @start_date AS d, @doubled(1.5) AS v
+    """)
+    monitored.plan(execution_time="2024-01-03")
+    monitored.cli("run", "--end", "2024-01-04")
+    daily = MetricsStore(monitored.root / DEFAULT_PATH).model_runs(model="analytics.daily")
+    assert list(daily.command) == ["plan", "run"]
+    assert str(daily.iloc[1].interval_start.date()) == "2024-01-03"
+
+
+def test_monitoring_can_be_switched_off(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXMESH_MONITOR", "off")
+    monitored.plan()
+    assert not (monitored.root / DEFAULT_PATH).exists()
