@@ -1,0 +1,152 @@
+"""What does monitoring add to a model's run time?
+
+A SQLMesh project on a DuckDB file with two FULL models over ``--rows`` rows, each calling
+a Python function on every row: ``analytics.vectorized`` (a pyarrow function) and
+``analytics.row`` (a scalar function with a branch). In one process, each model is
+re-evaluated ``--repeat`` times with monitoring on and ``--repeat`` times with it off,
+alternating, so that the machine's drift hits both alike; ``MIXMESH_MONITOR`` is read at
+each evaluation. The time is SQLMesh's evaluation of the model (``SnapshotEvaluator.evaluate``,
+measured outside mixmesh's hook, so the capture and the write to the metrics store count).
+
+It prints the medians and the ratio (target: at most 1.03x) and writes the table to
+``benchmarks/results/monitor_overhead.json``. Timings are reported, never asserted.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/monitor_overhead.py              # 1,000,000 rows, 9 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import textwrap
+import time
+import typing as t
+from pathlib import Path
+
+from reporting import machine_info, write_json
+
+TARGET = 1.03
+
+CONFIG = """\
+gateways:
+  local:
+    connection:
+      type: duckdb
+      database: db.duckdb
+default_gateway: local
+model_defaults:
+  dialect: duckdb
+disable_anonymized_analytics: true
+"""
+
+FUNCTIONS = """\
+import pyarrow.compute as pc
+
+from mixmesh import udf
+
+
+@udf(vectorized=True)
+def scaled(x: float) -> float:
+    return pc.add(pc.multiply(x, 1.5), 2.0)
+
+
+@udf
+def banded(x: float) -> float:
+    if x > 500_000:
+        return x * 2.0
+    return x + 1.0
+"""
+
+MODEL = """\
+MODEL (name analytics.{name}, kind FULL);
+SELECT sum(@{function}(range::DOUBLE)) AS total, count(*) AS n FROM range({rows})
+"""
+
+
+def write_project(root: Path, rows: int) -> None:
+    (root / "models").mkdir(parents=True)
+    (root / "macros").mkdir()
+    (root / "config.yaml").write_text(CONFIG)
+    (root / "macros" / "functions.py").write_text(FUNCTIONS)
+    for name, function in (("vectorized", "scaled"), ("row", "banded")):
+        (root / "models" / f"{name}.sql").write_text(MODEL.format(name=name, function=function, rows=rows))
+
+
+def timed_evaluations() -> t.List[t.Tuple[str, float]]:
+    """Install a timer around SnapshotEvaluator.evaluate, outside mixmesh's own hook."""
+    from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
+
+    import mixmesh.sqlmesh_bridge
+
+    mixmesh.sqlmesh_bridge.install()
+    timings: t.List[t.Tuple[str, float]] = []
+    evaluate = SnapshotEvaluator.evaluate
+
+    def timed(self: t.Any, snapshot: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        started = time.perf_counter()
+        try:
+            return evaluate(self, snapshot, *args, **kwargs)
+        finally:
+            timings.append((snapshot.name, time.perf_counter() - started))
+
+    SnapshotEvaluator.evaluate = timed
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--out", type=Path)
+    options = parser.parse_args()
+
+    from sqlmesh import Context
+
+    timings = timed_evaluations()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "project"
+        write_project(root, options.rows)
+        os.chdir(root)
+        context = Context(paths=str(root))
+        context.plan(auto_apply=True, no_prompts=True)  # builds once: warms caches and the store
+        seconds: t.Dict[t.Tuple[str, str], t.List[float]] = {}
+        for _ in range(options.repeat):
+            for state in ("off", "on"):
+                os.environ["MIXMESH_MONITOR"] = state
+                timings.clear()
+                context.plan(restate_models=["analytics.vectorized", "analytics.row"], auto_apply=True, no_prompts=True)
+                for name, elapsed in timings:
+                    model = name.replace('"', "").split(".")[-1]
+                    seconds.setdefault((model, state), []).append(elapsed)
+        context.close()
+
+    rows = []
+    for model in ("vectorized", "row"):
+        off, on = statistics.median(seconds[model, "off"]), statistics.median(seconds[model, "on"])
+        rows.append({"model": f"analytics.{model}", "monitoring off s": off, "monitoring on s": on, "ratio": on / off})
+    print(f"\nMonitoring overhead: {options.rows:,} rows, median of {options.repeat} evaluations each, alternating\n")
+    print(f"{'model':<24}{'off s':>10}{'on s':>10}{'ratio':>9}")
+    for row in rows:
+        print(f"{row['model']:<24}{row['monitoring off s']:>10.3f}{row['monitoring on s']:>10.3f}{row['ratio']:>8.3f}x")
+    print(f"\ntarget: at most {TARGET:.2f}x")
+    write_json(
+        {
+            "benchmark": "monitor_overhead",
+            "rows": options.rows,
+            "repeat": options.repeat,
+            "target_ratio": TARGET,
+            "results": rows,
+            "machine": machine_info("duckdb", "sqlmesh", "pyarrow"),
+            "measured_at": time.strftime("%Y-%m-%d"),
+        },
+        "monitor_overhead",
+        options.out,
+    )
+
+
+if __name__ == "__main__":
+    main()
