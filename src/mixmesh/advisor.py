@@ -42,7 +42,7 @@ def choose_pattern(requirements: t.Mapping[str, t.Any]) -> str:
 
 def explain_pattern(requirements: t.Mapping[str, t.Any]) -> PatternChoice:
     """The pattern for ``requirements`` and the rule that chose it, in the seed's order."""
-    _check(requirements)
+    check_requirements(requirements)
     latency = requirements.get("latency_sla_ms", LATENCY_SLA_MS_DEFAULT)
     if latency < LATENCY_SLA_MS_BELOW:
         return PatternChoice(SQL_PRIMARY, f"latency SLA {latency:,} ms is under {LATENCY_SLA_MS_BELOW:,} ms: keep the work in SQL")
@@ -58,7 +58,8 @@ def explain_pattern(requirements: t.Mapping[str, t.Any]) -> PatternChoice:
     return PatternChoice(SQL_PRIMARY, "no complexity needs: SQL, with Python only where it must")
 
 
-def _check(requirements: t.Mapping[str, t.Any]) -> None:
+def check_requirements(requirements: t.Mapping[str, t.Any]) -> None:
+    """Raise a RequirementsError naming what the framework cannot read in ``requirements``."""
     if not isinstance(requirements, t.Mapping):
         raise RequirementsError(f"requirements must be a mapping of {', '.join(REQUIREMENTS)}, not {requirements!r}")
     unknown = sorted(set(requirements) - set(REQUIREMENTS))

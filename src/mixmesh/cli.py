@@ -66,3 +66,32 @@ def init(directory: Path, force: bool) -> None:
         "  sqlmesh test    run the SQLMesh unit tests\n"
         "  pytest          run the Python tests"
     )
+
+
+@main.command()
+@click.option("--model", "model", metavar="M", help="Only this model (schema.name).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--project",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The SQLMesh project (default: the one around the current directory).",
+)
+def advise(model: str | None, as_json: bool, project: Path | None) -> None:
+    """Per model: the mixed-language pattern it follows and the one the seed's framework recommends."""
+    import json
+
+    from sqlmesh.utils.errors import SQLMeshError
+
+    from mixmesh.advice import advise as advise_project, format_text
+    from mixmesh.errors import MixmeshError
+    from mixmesh.testing import find_project
+
+    try:
+        advice = advise_project(find_project(project or Path.cwd()), model=model)
+    except (MixmeshError, SQLMeshError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps({"models": [item.to_dict() for item in advice]}, indent=2, default=str))
+    else:
+        click.echo(format_text(advice))

@@ -64,6 +64,8 @@ class ModelSpec:
     retry: t.Any = None  # a resilience.Retry for the whole model (recoverable errors)
     fallbacks: t.Tuple[t.Tuple[t.Tuple[type, ...], t.Callable[..., t.Any]], ...] = ()
     timeout_s: t.Optional[float] = None
+    # The seed's decision-framework requirements (mixmesh.advisor): metadata, for `mixmesh advise`.
+    requirements: t.Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
 
     def fallback_for(self, error: BaseException) -> t.Optional[t.Callable[..., t.Any]]:
         """The declared fallback for this kind of error, the first that matches."""
@@ -82,6 +84,11 @@ class ModelSpec:
     def hints_to_keep(self) -> t.List[str]:
         return []
 
+    def metadata_decorator_arguments(self) -> t.Tuple[str, ...]:
+        """Decorator arguments the stored source leaves out: they are SQLMesh metadata instead
+        (``requirements`` travels as a session property), so editing one rebuilds nothing."""
+        return ("requirements",)
+
     @property
     def is_incremental_by_time(self) -> bool:
         return self.kind == BY_TIME_RANGE
@@ -98,6 +105,7 @@ def python_model(
     retry: t.Any = None,
     fallbacks: t.Optional[t.Mapping[t.Any, t.Callable[..., t.Any]]] = None,
     timeout_s: t.Optional[float] = None,
+    requirements: t.Optional[t.Mapping[str, t.Any]] = None,
     **sqlmesh_arguments: t.Any,
 ) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
     """Make a function a SQLMesh Python model that SQLMesh's plan, run and test execute.
@@ -120,6 +128,11 @@ def python_model(
             used when the model still fails (after its retries) with an error of that kind.
         timeout_s: give up on a run of the function that takes longer (a hung external
             API): a TimeoutError, retried by ``retry``, then handled by ``fallbacks``.
+        requirements: what the seed's decision framework weighs for ``mixmesh advise``
+            (``latency_sla_ms``, ``daily_row_count``, ``machine_learning``...; see
+            ``mixmesh.advisor``). Metadata: SQLMesh keeps it as the session property
+            ``mixmesh_requirements``, and editing it rebuilds nothing (write it as a literal
+            dict: SQLMesh stores a module-level name used there with the model's code).
         sqlmesh_arguments: passed to SQLMesh's ``@model`` unchanged (owner, cron, start,
             description, depends_on, audits...).
     """
@@ -135,7 +148,11 @@ def python_model(
             unique_key=unique_key,
         )
         spec = dataclasses.replace(
-            spec, retry=_retry(spec.name, retry), fallbacks=_fallbacks(spec.name, fallbacks), timeout_s=timeout_s
+            spec,
+            retry=_retry(spec.name, retry),
+            fallbacks=_fallbacks(spec.name, fallbacks),
+            timeout_s=timeout_s,
+            requirements=_requirements(spec.name, requirements),
         )
         from mixmesh import sqlmesh_bridge
 
@@ -262,6 +279,18 @@ def _retry(model: str, retry: t.Any) -> t.Any:
     return retry
 
 
+def _requirements(model: str, requirements: t.Optional[t.Mapping[str, t.Any]]) -> t.Dict[str, t.Any]:
+    from mixmesh.advisor import RequirementsError, check_requirements
+
+    if requirements is None:
+        return {}
+    try:
+        check_requirements(requirements)
+    except RequirementsError as error:
+        raise ModelDefinitionError(f"model {model}: requirements=: {error}") from None
+    return dict(requirements)
+
+
 def _fallbacks(
     model: str, fallbacks: t.Optional[t.Mapping[t.Any, t.Callable[..., t.Any]]]
 ) -> t.Tuple[t.Tuple[t.Tuple[type, ...], t.Callable[..., t.Any]], ...]:
@@ -359,6 +388,8 @@ def _register(
     arguments["columns"] = {column: types.sql(sql_type) for column, sql_type in spec.columns.items()}
     if grain is not None:
         arguments["grain"] = list(spec.grain)
+    if spec.requirements:
+        arguments["session_properties"] = _with_requirements(spec, arguments.get("session_properties"))
     declared = set(arguments.get("depends_on") or ())
     registration = model(name, **arguments)  # no name: SQLMesh infers it from the file's path
     registration(func)
@@ -372,6 +403,22 @@ def _register(
         return build(**kwargs)
 
     registration.model = build_with_dependencies
+
+
+def _with_requirements(spec: ModelSpec, session_properties: t.Any) -> t.Dict[str, t.Any]:
+    """The model's session properties with its requirements added (SQLMesh metadata)."""
+    from mixmesh.advice import REQUIREMENTS_PROPERTY, requirements_expression
+
+    if session_properties is not None and not isinstance(session_properties, t.Mapping):
+        raise ModelDefinitionError(
+            f"model {spec.name}: with requirements=, pass session_properties= as a dict, not {session_properties!r}"
+        )
+    if REQUIREMENTS_PROPERTY in (session_properties or {}):
+        raise ModelDefinitionError(
+            f"model {spec.name}: requirements are declared twice, in requirements= and in "
+            f"session_properties[{REQUIREMENTS_PROPERTY!r}]; keep requirements="
+        )
+    return {**(session_properties or {}), REQUIREMENTS_PROPERTY: requirements_expression(spec.requirements)}
 
 
 def _sqlmesh_kind(spec: ModelSpec, kind: t.Any) -> t.Any:

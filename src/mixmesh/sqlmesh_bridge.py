@@ -203,8 +203,9 @@ def explicit_source(source: str, spec: t.Any) -> str:
     """The function's source with a decorator that states what its hints said, and no hints.
 
     ``spec`` (a FunctionSpec or ModelSpec) says which decorator is its own
-    (``decorator()``), what to state (``explicit_decorator_arguments()``) and which argument
-    hints must stay (``hints_to_keep()``, for values row mode builds).
+    (``decorator()``), what to state (``explicit_decorator_arguments()``), which argument
+    hints must stay (``hints_to_keep()``, for values row mode builds) and, for a ModelSpec,
+    which arguments to leave out (``metadata_decorator_arguments()``).
     """
     module = ast.parse(source)
     node = next(n for n in module.body if isinstance(n, ast.FunctionDef))
@@ -218,7 +219,9 @@ def explicit_source(source: str, spec: t.Any) -> str:
         position = 0
     call = node.decorator_list[position]
     callee = call.func if isinstance(call, ast.Call) else call
-    kept = [k for k in (call.keywords if isinstance(call, ast.Call) else []) if k.arg not in explicit]
+    # Metadata the spec hands SQLMesh otherwise stays out of the source (and the data hash).
+    left_out = set(explicit) | set(getattr(spec, "metadata_decorator_arguments", tuple)())
+    kept = [k for k in (call.keywords if isinstance(call, ast.Call) else []) if k.arg not in left_out]
     positional = call.args if isinstance(call, ast.Call) else []
     stated = [ast.keyword(arg=key, value=ast.parse(repr(value), mode="eval").body) for key, value in explicit.items()]
     node.decorator_list[position] = ast.Call(func=callee, args=positional, keywords=kept + stated)
