@@ -53,6 +53,7 @@ class DemoOptions:
 class ModelTiming:
     intervals: int = 0
     seconds: float = 0.0
+    python_seconds: float = 0.0
 
 
 @dataclasses.dataclass
@@ -73,6 +74,7 @@ def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Opt
             "run `make demo` from a mixmesh checkout, or pass --project examples/customer_analytics"
         )
     started = time.perf_counter()
+    started_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     sizes = options.sizes
     console.print(
         f"[bold]Demo data[/]: {sizes.customers:,} customers, {sizes.transactions:,} transactions, "
@@ -84,7 +86,8 @@ def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Opt
     with _working_directory(project), _project_on_path(project):
         rows = _generate(options, console)
         trained = _train(options, console)
-        timings = _build(project, options, console)
+        _build(project, options, console)
+    timings = _timings_since(project, started_at)
     result = DemoResult(rows, trained, timings, time.perf_counter() - started)
     print_summary(project, result, console)
     return result
@@ -146,15 +149,12 @@ def _train(options: DemoOptions, console: Console) -> t.List[t.Any]:
     return trained
 
 
-def _build(project: Path, options: DemoOptions, console: Console) -> t.Dict[str, ModelTiming]:
+def _build(project: Path, options: DemoOptions, console: Console) -> None:
     from sqlmesh import Context
-    from sqlmesh.core.console import create_console, set_console
+    from sqlmesh.core.console import configure_console
     from sqlmesh.utils.errors import SQLMeshError
 
-    timings: t.Dict[str, ModelTiming] = {}
-    sqlmesh_console = create_console()  # SQLMesh's own: its progress bars and failure details
-    _time_evaluations(sqlmesh_console, timings)
-    set_console(sqlmesh_console)
+    configure_console()  # SQLMesh's terminal console: its progress bars and failure details
     # The day after the period, at midnight: SQLMesh builds every interval up to the period's end.
     clock = datetime.datetime.combine(options.end + datetime.timedelta(days=1), datetime.time())
     try:
@@ -165,29 +165,20 @@ def _build(project: Path, options: DemoOptions, console: Console) -> t.Dict[str,
             context.close()
     except (SQLMeshError, ValueError) as error:
         raise DemoError(str(error)) from None
+
+
+def _timings_since(project: Path, started_at: datetime.datetime) -> t.Dict[str, ModelTiming]:
+    """What this run built, per model, as mixmesh's monitoring recorded it."""
+    from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+
+    runs = MetricsStore(project / DEFAULT_PATH).model_runs()
+    timings: t.Dict[str, ModelTiming] = {}
+    for run in runs[runs.started_at >= started_at].itertuples():
+        timing = timings.setdefault(run.model, ModelTiming())
+        timing.intervals += 1
+        timing.seconds += run.total_s
+        timing.python_seconds += run.python_s
     return timings
-
-
-def _time_evaluations(sqlmesh_console: t.Any, timings: t.Dict[str, ModelTiming]) -> None:
-    """Record each model's evaluated intervals and time as SQLMesh reports them to its console."""
-    report = sqlmesh_console.update_snapshot_evaluation_progress
-
-    def update(snapshot: t.Any, interval: t.Any, batch_idx: int, duration_ms: t.Optional[int], *args: t.Any, **kwargs: t.Any) -> None:
-        if duration_ms is not None and not kwargs.get("audit_only"):
-            timing = timings.setdefault(_schema_and_name(snapshot.name), ModelTiming())
-            timing.intervals += 1
-            timing.seconds += duration_ms / 1000
-        report(snapshot, interval, batch_idx, duration_ms, *args, **kwargs)
-
-    sqlmesh_console.update_snapshot_evaluation_progress = update
-
-
-def _schema_and_name(fully_qualified: str) -> str:
-    # SQLMesh names snapshots with the catalog ("demo"."analytics"."x"); the summary does not.
-    from sqlglot import exp
-
-    table = exp.to_table(fully_qualified, dialect="duckdb")
-    return f"{table.db}.{table.name}"
 
 
 # ------------------------------------------------------------------------------ the summary
@@ -208,9 +199,9 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
         console.print()
         console.print(_table(
             "Models",
-            ["model", "rows", "built this run", "seconds"],
+            ["model", "rows", "built this run", "seconds", "Python", "SQL"],
             [
-                (model, f"{count:,}", _intervals(result.timings.get(model)), _seconds(result.timings.get(model)))
+                (model, f"{count:,}", *_timing_cells(result.timings.get(model)))
                 for model, count in built.items()
             ],
         ))
@@ -266,12 +257,11 @@ def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.An
     return table
 
 
-def _intervals(timing: t.Optional[ModelTiming]) -> str:
-    return "nothing new" if timing is None else f"{timing.intervals} batch(es)"
-
-
-def _seconds(timing: t.Optional[ModelTiming]) -> str:
-    return "" if timing is None else f"{timing.seconds:.2f}"
+def _timing_cells(timing: t.Optional[ModelTiming]) -> t.Tuple[str, str, str, str]:
+    if timing is None:
+        return ("nothing new", "", "", "")
+    python = timing.python_seconds / timing.seconds if timing.seconds else 0.0
+    return (f"{timing.intervals} batch(es)", f"{timing.seconds:.2f}", f"{python:.0%}", f"{1 - python:.0%}")
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
     owner="data-science@company.com",
     cron="@daily",
     grain=["customer_id", "prediction_date"],
+    # What the seed's decision framework weighs (`mixmesh advise`).
+    requirements={"machine_learning": True, "advanced_statistics": True, "complex_business_rules": True},
     description="""
     Python-driven customer lifetime value prediction combining multiple
     data sources with advanced ML techniques for accurate LTV forecasting.
