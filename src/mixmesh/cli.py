@@ -95,3 +95,22 @@ def advise(model: str | None, as_json: bool, project: Path | None) -> None:
         click.echo(json.dumps({"models": [item.to_dict() for item in advice]}, indent=2, default=str))
     else:
         click.echo(format_text(advice))
+
+
+@main.command()
+@click.option("--model", "model", default=None, help="Only this model (schema.name).")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None, help="Only runs of the last N days.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--prometheus", is_flag=True, help="Print the figures in the Prometheus text exposition format.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The project whose metrics to read (MIXMESH_METRICS says where they are kept).",
+)
+def stats(model: str | None, days: float | None, as_json: bool, prometheus: bool, project: Path) -> None:
+    """Per model and per function: mean and p95 times, SQL vs Python, rows/s, memory, trends, recommendations."""
+    from mixmesh.monitor.stats_cli import stats_command
+
+    stats_command(project, model=model, days=days, as_json=as_json, prometheus=prometheus)

@@ -169,9 +169,9 @@ def _build(project: Path, options: DemoOptions, console: Console) -> None:
 
 def _timings_since(project: Path, started_at: datetime.datetime) -> t.Dict[str, ModelTiming]:
     """What this run built, per model, as mixmesh's monitoring recorded it."""
-    from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+    from mixmesh.monitor.store import MetricsStore
 
-    runs = MetricsStore(project / DEFAULT_PATH).model_runs()
+    runs = MetricsStore.for_project(project).model_runs()
     timings: t.Dict[str, ModelTiming] = {}
     for run in runs[runs.started_at >= started_at].itertuples():
         timing = timings.setdefault(run.model, ModelTiming())

@@ -300,7 +300,6 @@ def _save(
     before: t.Dict[t.Tuple[str, str], int],
     error: t.Optional[BaseException],
 ) -> None:
-    from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
     from mixmesh.resilience import events
 
     name, project = _command or _running_command() or ("evaluate", Path.cwd())
@@ -339,7 +338,35 @@ def _save(
         error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
         project=str(project),
     )
-    MetricsStore(project / DEFAULT_PATH).append([run], functions)
+    _store_for(project).append([run], functions)
+
+
+_stores: t.Dict[Path, t.Any] = {}
+
+
+def _store_for(project: Path) -> t.Any:
+    """The project's store, merging its spooled rows when the process exits, not meanwhile.
+
+    A merge opens the DuckDB file and writes to it: done in the background after each
+    model, it competed with the next model for the cores and cost it several percent.
+    """
+    store = _stores.get(project)
+    if store is None:
+        import atexit
+
+        from mixmesh.monitor.store import MetricsStore
+
+        store = _stores[project] = MetricsStore.for_project(project)
+        store.background_merge = False
+        atexit.register(_merge_quietly, store)
+    return store
+
+
+def _merge_quietly(store: t.Any) -> None:
+    try:
+        store.merge(wait=1.0)
+    except Exception as error:  # noqa: BLE001 - held by another process: a reader merges later
+        logger.debug("metrics left in the spool: %s", error)
 
 
 def _running_command() -> t.Optional[t.Tuple[str, Path]]:

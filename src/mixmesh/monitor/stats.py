@@ -1,0 +1,428 @@
+"""Figures per model and per function from the metrics store, trends, and recommendations.
+
+``summarize(store, model=None, days=None)`` gives, per model: runs, mean and p95 total time,
+SQL vs Python share, rows/s, peak memory, and trends of time and memory; per function:
+calls, rows, total time, p50/p95 batch time, errors; and the recommendations they trigger.
+
+**Trend rule** (``trend``): over a model's last ``TREND_WINDOW`` (100) successful runs in
+time order, with at least ``MIN_RUNS`` (6) values, a series is *degrading* (for time and
+memory: rising; for rows/s: falling) when
+
+- the Mann–Kendall test rejects "no monotonic trend": two-sided p < ``ALPHA`` (0.05),
+  normal approximation with tie correction and continuity correction; and
+- the change it amounts to matters: the Theil–Sen slope (median of pairwise slopes, per
+  run) times (n − 1), relative to the series' median, is at least ``MIN_CHANGE`` (10 %) in
+  absolute value;
+
+*improving* when both hold with a falling series, *stable* otherwise, and *unknown* with
+fewer than ``MIN_RUNS`` values. The second condition keeps a tiny but steady drift, which
+a long series makes "significant", from being called a degradation.
+
+**Recommendations** (the seed's ``analyze_performance_trends`` and issue 6), each naming
+the model or function and the figure that triggered it:
+
+- ``incremental``: mean run time over ``LONG_RUN_S`` (300 s, 5 minutes) → incremental
+  processing or partitioning;
+- ``memory_leak``: peak memory trending up by the trend rule → look for leaks;
+- ``vectorize``: Python's share of the run time at least ``HIGH_PYTHON_SHARE`` (50 %) while
+  the model writes under ``LOW_ROWS_PER_S`` (50,000) rows/s → vectorized functions;
+- ``aggregate_in_sql``: a row-mode function whose list arguments hold at least
+  ``LARGE_LIST`` (100) elements on average → aggregate in SQL first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import typing as t
+
+if t.TYPE_CHECKING:
+    import pandas as pd
+
+    from mixmesh.monitor.store import MetricsStore
+
+ALPHA = 0.05
+MIN_RUNS = 6
+TREND_WINDOW = 100
+MIN_CHANGE = 0.10
+LONG_RUN_S = 300.0
+HIGH_PYTHON_SHARE = 0.5
+LOW_ROWS_PER_S = 50_000.0
+LARGE_LIST = 100.0
+
+IMPROVING, STABLE, DEGRADING, UNKNOWN = "improving", "stable", "degrading", "unknown"
+
+
+# ------------------------------------------------------------------ trend
+
+
+@dataclasses.dataclass(frozen=True)
+class Trend:
+    """A series' direction by the trend rule, with the figures it was decided on."""
+
+    direction: str  # improving, stable, degrading or unknown
+    n: int
+    s: int = 0  # Mann–Kendall S
+    z: float = 0.0
+    p_value: t.Optional[float] = None
+    slope: t.Optional[float] = None  # Theil–Sen, units per run
+    change: t.Optional[float] = None  # slope × (n − 1) / |median|
+
+    @property
+    def rising(self) -> bool:
+        """Significantly up by the rule, whatever is better."""
+        return self.direction != UNKNOWN and self.direction != STABLE and (self.slope or 0) > 0
+
+    def to_dict(self) -> t.Dict[str, t.Any]:
+        return dataclasses.asdict(self)
+
+
+def mann_kendall(values: t.Sequence[float]) -> t.Tuple[int, float, float, float]:
+    """Mann–Kendall S, Var(S) with tie correction, Z with continuity correction, two-sided p."""
+    n = len(values)
+    s = sum(_sign(values[j] - values[i]) for i in range(n) for j in range(i + 1, n))
+    ties: t.Dict[float, int] = {}
+    for value in values:
+        ties[value] = ties.get(value, 0) + 1
+    variance = (n * (n - 1) * (2 * n + 5) - sum(k * (k - 1) * (2 * k + 5) for k in ties.values())) / 18
+    if variance <= 0 or s == 0:
+        return s, variance, 0.0, 1.0
+    z = (s - _sign(s)) / math.sqrt(variance)
+    return s, variance, z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def theil_sen_slope(values: t.Sequence[float]) -> float:
+    """The median of the slopes between every pair of points, per step."""
+    n = len(values)
+    slopes = sorted((values[j] - values[i]) / (j - i) for i in range(n) for j in range(i + 1, n))
+    return _median(slopes) if slopes else 0.0
+
+
+def trend(
+    values: t.Sequence[float],
+    *,
+    higher_is_worse: bool = True,
+    alpha: float = ALPHA,
+    min_runs: int = MIN_RUNS,
+    min_change: float = MIN_CHANGE,
+) -> Trend:
+    """The direction of ``values`` (oldest first) by the trend rule of this module."""
+    values = [float(value) for value in values if value is not None and not math.isnan(value)]
+    n = len(values)
+    if n < min_runs:
+        return Trend(UNKNOWN, n)
+    s, _, z, p = mann_kendall(values)
+    slope = theil_sen_slope(values)
+    median = abs(_median(sorted(values)))
+    change = slope * (n - 1) / median if median else (0.0 if slope == 0 else math.copysign(math.inf, slope))
+    direction = STABLE
+    if p < alpha and abs(change) >= min_change and _sign(slope) == _sign(s):
+        direction = DEGRADING if (slope > 0) == higher_is_worse else IMPROVING
+    return Trend(direction, n, s, z, p, slope, change)
+
+
+# ------------------------------------------------------------------ figures
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStats:
+    """One model's figures over its runs in the window."""
+
+    model: str
+    runs: int
+    failed: int
+    mean_s: t.Optional[float]  # over successful runs
+    p50_s: t.Optional[float]
+    p95_s: t.Optional[float]
+    sql_share: t.Optional[float]  # of the total time
+    python_share: t.Optional[float]
+    rows_per_s: t.Optional[float]  # rows written / seconds, over runs that report rows
+    peak_memory_mb: t.Optional[float]  # the highest peak
+    retries: int
+    fallbacks: int
+    errors: int
+    breaker_transitions: int
+    last_run_at: t.Optional[dt.datetime]
+    time_trend: Trend
+    memory_trend: Trend
+    throughput_trend: Trend
+
+    def to_dict(self) -> t.Dict[str, t.Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionStats:
+    """One function's figures within one model, over the window."""
+
+    model: str
+    function: str
+    mode: str  # row or vectorized
+    runs: int  # evaluations that called it
+    calls: int
+    rows: int
+    total_s: float
+    p50_batch_s: t.Optional[float]  # calls-weighted median of the runs' p50
+    p95_batch_s: t.Optional[float]  # calls-weighted 95th percentile of the runs' p95
+    errors: int
+    mean_list_length: t.Optional[float]  # rows-weighted, over runs that report it
+
+    def to_dict(self) -> t.Dict[str, t.Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """Advice, the model (and function) it is about, and the figure that triggered it."""
+
+    rule: str  # incremental, memory_leak, vectorize, aggregate_in_sql
+    model: str
+    function: t.Optional[str]
+    figure: str
+    value: float
+    threshold: float
+    message: str
+
+    def to_dict(self) -> t.Dict[str, t.Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What ``mixmesh stats`` shows: models, functions, recommendations."""
+
+    models: t.List[ModelStats]
+    functions: t.List[FunctionStats]
+    recommendations: t.List[Recommendation]
+    days: t.Optional[float] = None
+    store: t.Optional[str] = None
+
+    def to_dict(self) -> t.Dict[str, t.Any]:
+        from mixmesh.monitor.records import SCHEMA_VERSION
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "store": self.store,
+            "days": self.days,
+            "models": [model.to_dict() for model in self.models],
+            "functions": [function.to_dict() for function in self.functions],
+            "recommendations": [recommendation.to_dict() for recommendation in self.recommendations],
+            "thresholds": {
+                "alpha": ALPHA, "min_runs": MIN_RUNS, "min_change": MIN_CHANGE, "trend_window": TREND_WINDOW,
+                "long_run_s": LONG_RUN_S,
+                "high_python_share": HIGH_PYTHON_SHARE, "low_rows_per_s": LOW_ROWS_PER_S, "large_list": LARGE_LIST,
+            },
+        }
+
+
+def summarize(store: "MetricsStore", *, model: t.Optional[str] = None, days: t.Optional[float] = None) -> Summary:
+    """The figures of ``store``'s runs (only ``model``'s, only the last ``days`` days, if given)."""
+    summary = summarize_frames(store.model_runs(model=model, days=days), store.function_runs(model=model, days=days))
+    return dataclasses.replace(summary, days=days, store=store.location)
+
+
+def summarize_frames(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") -> Summary:
+    """The same from the store's frames (``MetricsStore.model_runs`` / ``function_runs``)."""
+    models = [_model_stats(name, runs) for name, runs in model_runs.groupby("model", sort=True)]
+    functions = [
+        _function_stats(key, runs)
+        for key, runs in function_runs.groupby(["model", "function", "mode"], sort=True)
+    ]
+    return Summary(models, functions, recommend(models, functions))
+
+
+def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
+    import numpy as np
+
+    runs = runs.sort_values("started_at", kind="stable")
+    ok = runs[runs["status"] == "ok"]
+    total = float(ok["total_s"].sum())
+    with_rows = ok[ok["rows_out"].notna()]
+    times = ok["total_s"].astype(float).tolist()
+    memory = ok["peak_rss_mb"].astype(float).tolist()
+    rates = (with_rows["rows_out"].astype(float) / with_rows["total_s"].astype(float)).where(with_rows["total_s"] > 0)
+    return ModelStats(
+        model=model,
+        runs=len(runs),
+        failed=int((runs["status"] != "ok").sum()),
+        mean_s=float(np.mean(times)) if times else None,
+        p50_s=float(np.percentile(times, 50)) if times else None,
+        p95_s=float(np.percentile(times, 95)) if times else None,
+        sql_share=float(ok["sql_s"].sum()) / total if total > 0 else None,
+        python_share=float(ok["python_s"].sum()) / total if total > 0 else None,
+        rows_per_s=(
+            float(with_rows["rows_out"].sum()) / float(with_rows["total_s"].sum())
+            if len(with_rows) and with_rows["total_s"].sum() > 0 else None
+        ),
+        peak_memory_mb=float(np.nanmax(memory)) if memory and not all(math.isnan(m) for m in memory) else None,
+        retries=_int_sum(runs["retries"]),
+        fallbacks=_int_sum(runs["fallbacks"]),
+        errors=_int_sum(runs["errors"]),
+        breaker_transitions=_int_sum(runs["breaker_transitions"]),
+        last_run_at=runs["started_at"].max().to_pydatetime() if len(runs) else None,
+        time_trend=trend(times[-TREND_WINDOW:], higher_is_worse=True),
+        memory_trend=trend(memory[-TREND_WINDOW:], higher_is_worse=True),
+        throughput_trend=trend(rates.dropna().tolist()[-TREND_WINDOW:], higher_is_worse=False),
+    )
+
+
+def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame") -> FunctionStats:
+    model, function, mode = key
+    calls = runs["calls"].fillna(0).astype(float)
+    rows = runs["rows"].fillna(0).astype(float)
+    lists = runs[runs["mean_list_length"].notna()]
+    list_weights = lists["rows"].fillna(0).astype(float)
+    return FunctionStats(
+        model=model,
+        function=function,
+        mode=mode,
+        runs=len(runs),
+        calls=int(calls.sum()),
+        rows=int(rows.sum()),
+        total_s=float(runs["total_s"].fillna(0).sum()),
+        p50_batch_s=_weighted_quantile(runs["p50_batch_s"], calls, 0.5),
+        p95_batch_s=_weighted_quantile(runs["p95_batch_s"], calls, 0.95),
+        errors=_int_sum(runs["errors"]),
+        mean_list_length=(
+            float((lists["mean_list_length"] * list_weights).sum() / list_weights.sum()) if list_weights.sum() > 0
+            else (float(lists["mean_list_length"].mean()) if len(lists) else None)
+        ),
+    )
+
+
+# ------------------------------------------------------------------ recommendations
+
+
+def recommend(models: t.Sequence[ModelStats], functions: t.Sequence[FunctionStats]) -> t.List[Recommendation]:
+    """The recommendations the figures trigger, by model, in the module's rule order."""
+    advice: t.List[Recommendation] = []
+    for stats in models:
+        own = [function for function in functions if function.model == stats.model]
+        advice += [r for rule in (_incremental, _memory_leak, _vectorize) if (r := rule(stats, own)) is not None]
+        advice += [r for function in own if (r := _aggregate_in_sql(function)) is not None]
+    # Functions of models with no run in the window still get their advice.
+    named = {stats.model for stats in models}
+    advice += [r for f in functions if f.model not in named and (r := _aggregate_in_sql(f)) is not None]
+    return advice
+
+
+def _incremental(stats: ModelStats, functions: t.Sequence[FunctionStats]) -> t.Optional[Recommendation]:
+    if stats.mean_s is None or stats.mean_s <= LONG_RUN_S:
+        return None
+    return Recommendation(
+        "incremental", stats.model, None, "mean_s", stats.mean_s, LONG_RUN_S,
+        f"{stats.model}: mean run time {stats.mean_s:,.0f} s over {stats.runs - stats.failed} run(s) is over "
+        f"5 minutes ({LONG_RUN_S:.0f} s): consider incremental processing (kind INCREMENTAL_BY_TIME_RANGE, "
+        "ModelKind.INCREMENTAL) or data partitioning",
+    )
+
+
+def _memory_leak(stats: ModelStats, functions: t.Sequence[FunctionStats]) -> t.Optional[Recommendation]:
+    memory = stats.memory_trend
+    if not memory.rising:
+        return None
+    return Recommendation(
+        "memory_leak", stats.model, None, "peak_memory_trend_p_value", t.cast(float, memory.p_value), ALPHA,
+        f"{stats.model}: peak memory trending upward ({memory.slope:+,.1f} MiB per run, "
+        f"{memory.change:+.0%} over {memory.n} runs, Mann-Kendall p = {memory.p_value:.3g}): "
+        "investigate potential memory leaks (caches, module-level lists, resources that grow)",
+    )
+
+
+def _vectorize(stats: ModelStats, functions: t.Sequence[FunctionStats]) -> t.Optional[Recommendation]:
+    share, rate = stats.python_share, stats.rows_per_s
+    if share is None or rate is None or share < HIGH_PYTHON_SHARE or rate >= LOW_ROWS_PER_S:
+        return None
+    row_mode = sorted((f for f in functions if f.mode == "row"), key=lambda f: f.total_s, reverse=True)
+    target = row_mode[0] if row_mode else None
+    how = (
+        f"declare {target.function} (row mode, {target.total_s:,.1f} s) with @udf(vectorized=True) to take "
+        "whole Arrow batches"
+        if target else "process whole batches (Arrow, pandas or polars) instead of row by row"
+    )
+    return Recommendation(
+        "vectorize", stats.model, target.function if target else None, "python_share", share, HIGH_PYTHON_SHARE,
+        f"{stats.model}: Python takes {share:.0%} of the run time at {rate:,.0f} rows/s "
+        f"(thresholds: a Python share of {HIGH_PYTHON_SHARE:.0%} or more under {LOW_ROWS_PER_S:,.0f} rows/s): "
+        f"vectorize: {how}",
+    )
+
+
+def _aggregate_in_sql(function: FunctionStats) -> t.Optional[Recommendation]:
+    length = function.mean_list_length
+    if function.mode != "row" or length is None or length < LARGE_LIST:
+        return None
+    return Recommendation(
+        "aggregate_in_sql", function.model, function.function, "mean_list_length", length, LARGE_LIST,
+        f"{function.model}: row-mode function {function.function} receives lists of {length:,.0f} elements on "
+        f"average (threshold {LARGE_LIST:,.0f}): aggregate in SQL first and pass the aggregates it needs "
+        "(counts, sums, maxima) instead of the lists",
+    )
+
+
+# ------------------------------------------------------------------ the seed's API
+
+
+def analyze_performance_trends(store: "MetricsStore", model_name: str, days: int = 7) -> t.Dict[str, t.Any]:
+    """The seed's ``HybridModelMonitor.analyze_performance_trends``, on measured runs."""
+    summary = summarize(store, model=model_name, days=days)
+    stats = next((m for m in summary.models if m.model == model_name), None)
+    words = {DEGRADING: "increasing", IMPROVING: "decreasing", STABLE: "stable", UNKNOWN: "unknown"}
+    return {
+        "avg_execution_time": stats.mean_s if stats else None,
+        "p95_execution_time": stats.p95_s if stats else None,
+        "memory_trend": words[stats.memory_trend.direction] if stats else "unknown",
+        # Throughput is better when higher: "increasing" here means more rows per second.
+        "throughput_trend": (
+            {DEGRADING: "decreasing", IMPROVING: "increasing"}.get(stats.throughput_trend.direction,
+                                                                   stats.throughput_trend.direction)
+            if stats else "unknown"
+        ),
+        "optimization_recommendations": [r.message for r in summary.recommendations],
+    }
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _median(ordered: t.Sequence[float]) -> float:
+    n = len(ordered)
+    middle = n // 2
+    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _weighted_quantile(values: "pd.Series", weights: "pd.Series", q: float) -> t.Optional[float]:
+    """The smallest value whose cumulative weight reaches ``q`` of the total (unweighted if no weight)."""
+    pairs = sorted((float(v), float(w)) for v, w in zip(values, weights) if v is not None and not math.isnan(v))
+    if not pairs:
+        return None
+    total = sum(w for _, w in pairs)
+    if total <= 0:
+        pairs, total = [(v, 1.0) for v, _ in pairs], float(len(pairs))
+    cumulative = 0.0
+    for value, weight in pairs:
+        cumulative += weight
+        if cumulative >= q * total - 1e-12:
+            return value
+    return pairs[-1][0]
+
+
+def _int_sum(column: "pd.Series") -> int:
+    return int(column.fillna(0).sum())
+
+
+def _jsonable(value: t.Any) -> t.Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,114 @@
+"""``mixmesh stats``: the store's figures as tables, JSON or Prometheus text."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mixmesh.monitor.stats import UNKNOWN, Summary, Trend, summarize
+from mixmesh.monitor.store import MetricsStore, MetricsStoreError
+
+
+def stats_command(
+    project: Path, *, model: t.Optional[str], days: t.Optional[float], as_json: bool, prometheus: bool,
+    console: t.Optional[Console] = None,
+) -> None:
+    """Print the project's figures; a store that cannot be read is a one-line error."""
+    if as_json and prometheus:
+        raise click.UsageError("--json and --prometheus are two formats: choose one")
+    store = MetricsStore.for_project(project)
+    try:
+        summary = summarize(store, model=model, days=days)
+    except MetricsStoreError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    elif prometheus:
+        from mixmesh.monitor.export import prometheus_text
+
+        click.echo(prometheus_text(summary), nl=False)
+    else:
+        print_summary(summary, store, model=model, days=days, console=console)
+
+
+def print_summary(
+    summary: Summary, store: MetricsStore, *, model: t.Optional[str] = None, days: t.Optional[float] = None,
+    console: t.Optional[Console] = None,
+) -> None:
+    """The tables: models, functions, recommendations."""
+    console = console or Console()
+    window = f" in the last {days:g} day(s)" if days is not None else ""
+    if not store.enabled:
+        console.print(f"Metrics are off ({store.location}): nothing is recorded.")
+        return
+    if not summary.models and not summary.functions:
+        about = f" for {model}" if model else ""
+        console.print(f"No model evaluations recorded{about}{window} in {store.location}.")
+        return
+    console.print(_table(
+        f"Models{window} ({store.location})",
+        ["model", "runs", "failed", "mean s", "p95 s", "SQL", "Python", "rows/s", "peak MiB", "time trend", "memory trend"],
+        [
+            (m.model, m.runs, m.failed, _seconds(m.mean_s), _seconds(m.p95_s), _share(m.sql_share),
+             _share(m.python_share), _count(m.rows_per_s), _number(m.peak_memory_mb, 1), _trend(m.time_trend),
+             _trend(m.memory_trend))
+            for m in summary.models
+        ],
+    ))
+    if summary.functions:
+        console.print(_table(
+            "Functions",
+            ["model", "function", "mode", "calls", "rows", "total s", "p50 batch ms", "p95 batch ms", "errors",
+             "mean list length"],
+            [
+                (f.model, f.function, f.mode, f.calls, f.rows, _seconds(f.total_s), _milliseconds(f.p50_batch_s),
+                 _milliseconds(f.p95_batch_s), f.errors, _number(f.mean_list_length, 1))
+                for f in summary.functions
+            ],
+        ))
+    if summary.recommendations:
+        console.print("[bold]Recommendations[/]")
+        for advice in summary.recommendations:
+            console.print(f"- {advice.message}", markup=False, highlight=False)
+    else:
+        console.print("No recommendations: no figure crosses a threshold.")
+
+
+def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index == 0 or name in ("function", "mode") else "right")
+    for row in rows:
+        table.add_row(*(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value) for value in row))
+    return table
+
+
+def _seconds(value: t.Optional[float]) -> str:
+    return "" if value is None else f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
+
+
+def _milliseconds(value: t.Optional[float]) -> str:
+    return "" if value is None else f"{value * 1000:,.3f}"
+
+
+def _share(value: t.Optional[float]) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _count(value: t.Optional[float]) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
+def _number(value: t.Optional[float], digits: int) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _trend(found: Trend) -> str:
+    if found.direction == UNKNOWN:
+        return f"unknown ({found.n} run{'s' if found.n != 1 else ''})"
+    return f"{found.direction} (p={found.p_value:.2g})"
