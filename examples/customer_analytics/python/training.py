@@ -93,28 +93,44 @@ def train_all(connection: t.Any, start: datetime.date, end: datetime.date, step:
     removed, so the project's rule-based fallback runs instead; the error is raised after the
     others are saved.
     """
+    trained: t.List[Trained] = []
+    failures: t.List[str] = []
+    # One engine thread while training: a parallel SUM adds in a varying order, and features
+    # that differ in their last bits can move a tree's split, so the same data would not
+    # always give the same model.
+    threads = connection.execute("SELECT current_setting('threads')").fetchone()[0]
+    connection.execute("SET threads = 1")
+    try:
+        _train_each(connection, start, end, step, trained, failures)
+    finally:
+        connection.execute(f"SET threads = {int(threads)}")
+    if trained:
+        write_pins(ARTIFACT_PINS, [model.path for model in trained])
+    if failures:
+        raise TrainingError("; ".join(failures))
+    return trained
+
+
+def _train_each(connection: t.Any, start: datetime.date, end: datetime.date, step: Step,
+                trained: t.List[Trained], failures: t.List[str]) -> None:
+    import sklearn.ensemble  # noqa: F401 - loads the OpenMP runtime, so that the limit below applies to it
     from threadpoolctl import threadpool_limits
 
-    trained, failures = [], []
     for name, train, paths in (
         ("risk model", train_risk_model, [RISK_MODEL]),
         ("LTV models", train_ltv_models, [LTV_MODEL, CONFIDENCE_MODEL]),
     ):
         step(name)
         try:
-            # One thread: these models are small, and OpenMP threads competing with DuckDB's
-            # and other processes' for two cores made training several times slower.
+            # One thread: these models are small, OpenMP threads competing with DuckDB's and
+            # other processes' for two cores made training several times slower, and a
+            # histogram summed by more threads can differ in its last bits (another model).
             with threadpool_limits(limits=1):
                 trained.extend(train(connection, start, end))
         except TrainingError as error:
             failures.append(str(error))
             for path in paths:
                 Path(path).unlink(missing_ok=True)
-    if trained:
-        write_pins(ARTIFACT_PINS, [model.path for model in trained])
-    if failures:
-        raise TrainingError("; ".join(failures))
-    return trained
 
 
 def train_risk_model(connection: t.Any, start: datetime.date, end: datetime.date) -> t.List[Trained]:
