@@ -30,7 +30,42 @@ class SimpleRiskModel:
         return np.column_stack([1.0 - risk, risk])
 
 
+class OneThread:
+    """A trained model whose predictions run on one OpenMP thread.
+
+    The engine calls the functions from its own threads on batches of a few thousand rows;
+    the model's OpenMP threads would only compete with them for the cores, and spin while
+    they wait for one (predictions many times slower on a busy machine).
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, features):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self.model.predict(features)
+
+    def predict_proba(self, features):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self.model.predict_proba(features)
+
+    def __getattr__(self, name):  # the model's other attributes (classes_, n_features_in_...)
+        return getattr(self.model, name)
+
+
+def trained(path: str, fallback=None):
+    """A pinned, trained model from ``path``, predicting on one thread; ``fallback`` otherwise."""
+    model = load_artifact(path, pins=ARTIFACT_PINS, fallback=lambda: None)
+    if model is None:  # missing or refused: load_artifact has warned and counted it
+        return fallback() if fallback is not None else None
+    return OneThread(model)
+
+
 @resource(watch=(RISK_MODEL, ARTIFACT_PINS))
 def load_risk_model():
     """Load the trained risk model once per process; the rules when it is missing or refused."""
-    return load_artifact(RISK_MODEL, pins=ARTIFACT_PINS, fallback=SimpleRiskModel)
+    return trained(RISK_MODEL, fallback=SimpleRiskModel)

@@ -15,9 +15,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from mixmesh import load_artifact, resource
+from mixmesh import resource
 from python.shared.data_validation import validate_predictions
-from python.shared.model_loading import ARTIFACT_PINS
+from python.shared.model_loading import ARTIFACT_PINS, trained
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def load_confidence_model():
 
 
 def _trained(path: str):
-    model = load_artifact(path, pins=ARTIFACT_PINS, fallback=lambda: None)
-    if model is None:  # missing or refused: load_artifact has warned and counted it
+    model = trained(path)
+    if model is None:
         raise ModelUnavailable(f"{path} is not available")
     return model
 
