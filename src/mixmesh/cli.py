@@ -66,3 +66,36 @@ def init(directory: Path, force: bool) -> None:
         "  sqlmesh test    run the SQLMesh unit tests\n"
         "  pytest          run the Python tests"
     )
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--model", help="Only this model's runs (its SQLMesh name, schema.name).")
+@click.option("--days", type=click.IntRange(min=1), help="Only the runs of the last N days.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The project whose recorded runs to read (.mixmesh/metrics.duckdb in it).",
+)
+def report(out: Path, model: str | None, days: int | None, project: Path) -> None:
+    """Write the performance report: one HTML page with charts, viewable offline."""
+    from mixmesh.errors import MixmeshError
+    from mixmesh.monitor.report import write_report
+    from mixmesh.monitor.store import MetricsStore
+
+    store = MetricsStore(project / ".mixmesh" / "metrics.duckdb")
+    try:
+        written = write_report(store, out, model=model, days=days)
+    except MixmeshError as error:
+        raise click.ClickException(str(error)) from None
+    if not store.path.exists():
+        click.echo(f"No runs recorded yet in {store.path}: the report says so.", err=True)
+    click.echo(f"Wrote {written}: open it in any browser (it loads nothing from the network).")
