@@ -91,6 +91,7 @@ def report(out: Path, model: str | None, days: int | None, project: Path) -> Non
     from mixmesh.monitor.report import write_report
     from mixmesh.monitor.store import MetricsStore
 
+    # The store's default place in a project; MetricsStore.for_project(project) once it exists.
     store = MetricsStore(project / ".mixmesh" / "metrics.duckdb")
     try:
         written = write_report(store, out, model=model, days=days)
