@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+CHROMIUM := $(VENV)/.chromium
 PYTEST_WORKERS ?= auto
 
 .PHONY: demo test benchmark clean
@@ -14,7 +15,7 @@ demo: $(INSTALLED)
 
 # The package's suite, then the example project's own tests, run from the project as a
 # user runs theirs (its `python` package must not meet the test projects' ones).
-test: $(INSTALLED)
+test: $(INSTALLED) $(CHROMIUM)
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider tests
 
@@ -28,6 +29,14 @@ $(BIN)/python:
 # Reinstall whenever the declared dependencies change.
 $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# Headless Chromium for the report's browser test. A chromium on PATH is used as it is;
+# else Playwright's own build, whose download needs Playwright's CDN; where that is out of
+# reach, Debian's chromium package (needs root and apt).
+$(CHROMIUM): $(INSTALLED)
+	command -v chromium >/dev/null || $(BIN)/python -m playwright install chromium || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 	touch $@
 
 clean:

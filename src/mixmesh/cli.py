@@ -102,6 +102,17 @@ def advise(model: str | None, as_json: bool, project: Path | None) -> None:
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None, help="Only runs of the last N days.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--prometheus", is_flag=True, help="Print the figures in the Prometheus text exposition format.")
+
+
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--model", help="Only this model's runs (its SQLMesh name, schema.name).")
+@click.option("--days", type=click.IntRange(min=1), help="Only the runs of the last N days.")
 @click.option(
     "--project",
     type=click.Path(file_okay=False, path_type=Path),
@@ -114,3 +125,36 @@ def stats(model: str | None, days: float | None, as_json: bool, prometheus: bool
     from mixmesh.monitor.stats_cli import stats_command
 
     stats_command(project, model=model, days=days, as_json=as_json, prometheus=prometheus)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--model", help="Only this model's runs (its SQLMesh name, schema.name).")
+@click.option("--days", type=click.IntRange(min=1), help="Only the runs of the last N days.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The project whose recorded runs to read (MIXMESH_METRICS says where they are kept).",
+)
+def report(out: Path, model: str | None, days: int | None, project: Path) -> None:
+    """Write the performance report: one HTML page with charts, viewable offline."""
+    from mixmesh.errors import MixmeshError
+    from mixmesh.monitor.report import write_report
+    from mixmesh.monitor.store import MetricsStore
+
+    store = MetricsStore.for_project(project)
+    try:
+        written = write_report(store, out, model=model, days=days)
+    except MixmeshError as error:
+        raise click.ClickException(str(error)) from None
+    if store.path is None or (not store.path.exists() and not store.pending()):
+        click.echo(f"No runs recorded yet in {store.location}: the report says so.", err=True)
+    click.echo(f"Wrote {written}: open it in any browser (it loads nothing from the network).")

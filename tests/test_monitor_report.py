@@ -1,0 +1,271 @@
+"""The performance report: the page's content on edge cases, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html.parser
+import io
+import math
+import os
+import re
+import shutil
+import typing as t
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mixmesh.cli import main
+from mixmesh.monitor import charts
+from mixmesh.monitor.records import FUNCTION_RUN_COLUMNS, MODEL_RUN_COLUMNS, FunctionRun, ModelRun
+from mixmesh.monitor.report import MAX_RUNS_CHARTED, render_report, write_report
+from mixmesh.monitor.store import MetricsStore
+
+START = dt.datetime(2024, 5, 1, 6, 0)
+FUNCTIONS = ("python_risk_score", "amount_zscore")
+
+
+def model_run(model: str, index: int, **changes: t.Any) -> ModelRun:
+    """A run whose figures follow from its index, so every run's numbers differ."""
+    started = START + dt.timedelta(hours=index)
+    sql_s, python_s = 0.5 + (index % 7) * 0.13, 0.2 + (index % 5) * 0.31
+    fields = dict(
+        run_id=f"{model}-{index}", model=model, command="run", environment="prod", engine="duckdb",
+        interval_start=started, interval_end=started + dt.timedelta(hours=1), started_at=started,
+        ended_at=started + dt.timedelta(seconds=sql_s + python_s), total_s=sql_s + python_s, python_s=python_s,
+        sql_s=sql_s, rows_in=20_000 + index, rows_out=10_000 + index, rows_per_s=(10_000 + index) / (sql_s + python_s),
+        peak_rss_mb=200.0 + index * 1.7, retries=index % 2,
+    )
+    return ModelRun(**{**fields, **changes})
+
+
+def function_runs(run: ModelRun, index: int) -> t.List[FunctionRun]:
+    return [
+        FunctionRun(run.run_id, run.model, name, "row", 100, 10_000, run.python_s / 2, 0.001, 0.002 + 0.0007 * index + k * 0.004)
+        for k, name in enumerate(FUNCTIONS)
+    ]
+
+
+def frames(runs: t.Sequence[ModelRun], functions: t.Sequence[FunctionRun] = ()) -> t.Tuple[pd.DataFrame, pd.DataFrame]:
+    model_df = pd.DataFrame([vars(r) for r in runs], columns=list(MODEL_RUN_COLUMNS))
+    function_df = pd.DataFrame([vars(f) for f in functions], columns=list(FUNCTION_RUN_COLUMNS))
+    return model_df, function_df
+
+
+class Marks(html.parser.HTMLParser):
+    """The chart marks of a page (elements with data-chart and data-value), as attribute dicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: t.List[t.Dict[str, str]] = []
+        self.urls: t.List[str] = []
+        self.tags: t.Set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: t.List[t.Tuple[str, t.Optional[str]]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        self.tags.add(tag)
+        if "data-value" in found and "data-chart" in found:
+            self.marks.append(found)
+        self.urls += [found[name] for name in ("src", "href") if name in found]
+
+
+def parse(page: str) -> Marks:
+    parser = Marks()
+    parser.feed(page)
+    return parser
+
+
+# -- the page, without a browser ------------------------------------------------------------
+
+
+def test_an_empty_store_gives_a_page_that_says_no_runs_were_recorded(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "none" / "metrics.duckdb")  # never written: no file
+    page = write_report(store, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "No runs recorded yet" in page
+    assert "<svg" not in page and not parse(page).marks
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+
+
+def test_an_empty_filter_names_what_was_asked(tmp_path: Path) -> None:
+    page = render_report(*frames([]), [], scope="model analytics.x, last 7 days")
+    assert "No runs recorded yet (model analytics.x, last 7 days)." in page
+
+
+def test_one_run_charts_each_of_its_figures_once() -> None:
+    run = model_run("analytics.one", 3)
+    page = render_report(*frames([run], function_runs(run, 3)), [])
+    marks = parse(page).marks
+    values = {(m["data-chart"], m["data-series"], m.get("data-function")): float(m["data-value"]) for m in marks}
+    assert values == {
+        ("time", "sql", None): run.sql_s,
+        ("time", "python", None): run.python_s,
+        ("rows_per_s", "rows-per-s", None): run.rows_per_s,
+        ("memory", "memory", None): run.peak_rss_mb,
+        ("function_p95", "p95", "python_risk_score"): function_runs(run, 3)[0].p95_batch_s,
+        ("function_p95", "p95", "amount_zscore"): function_runs(run, 3)[1].p95_batch_s,
+    }
+    assert len(marks) == len(values)
+    assert all(m["data-model"] == "analytics.one" and m["data-run"] == run.run_id for m in marks)
+    assert "all 1 run" in page
+
+
+def test_many_runs_chart_the_latest_ones_per_model() -> None:
+    runs = [model_run("analytics.busy", i) for i in range(120)] + [model_run("analytics.quiet", i) for i in range(3)]
+    marks = parse(render_report(*frames(runs), [])).marks
+    busy = [m["data-run"] for m in marks if m["data-chart"] == "time" and m["data-series"] == "sql" and m["data-model"] == "analytics.busy"]
+    assert busy == [f"analytics.busy-{i}" for i in range(120 - MAX_RUNS_CHARTED, 120)]
+    quiet = [m for m in marks if m["data-model"] == "analytics.quiet" and m["data-chart"] == "memory"]
+    assert len(quiet) == 3
+
+
+def test_the_figures_table_covers_every_run_and_puts_the_costliest_model_first() -> None:
+    runs = [model_run("a.cheap", i, python_s=0.1, sql_s=0.1, total_s=0.2) for i in range(4)]
+    runs += [model_run("b.dear", i, python_s=1.0, sql_s=3.0, total_s=4.0) for i in range(60)]
+    page = render_report(*frames(runs), [])
+    assert page.index("b.dear") < page.index("a.cheap")
+    assert re.search(r'data-figure="python_share" data-value="0.25"', page)
+    assert 'data-figure="runs" data-value="60.0"' in page
+
+
+def test_names_and_recommendations_are_escaped_everywhere() -> None:
+    model = 'raw.<script>alert("m")</script>&amp;'
+    function = '"><img src=x onerror=alert(1)>'
+    run = model_run(model, 1, error="<b>boom</b>", status="failed")
+    functions = [FunctionRun(run.run_id, model, function, "row", 1, 1, 0.1, 0.01, 0.02)]
+    page = render_report(*frames([run], functions), ["Vectorize <script>x()</script> & batch"])
+    parsed = parse(page)
+    assert "script" not in parsed.tags and "img" not in parsed.tags
+    assert "&lt;script&gt;x()&lt;/script&gt; &amp; batch" in page
+    assert {m["data-model"] for m in parsed.marks} == {model}  # attributes give the names back intact
+    assert {m["data-function"] for m in parsed.marks if m["data-chart"] == "function_p95"} == {function}
+    assert "&lt;b&gt;boom&lt;/b&gt;" in page
+
+
+def test_a_long_name_is_shortened_in_the_chart_and_whole_in_its_tooltip() -> None:
+    name = "a_function_whose_name_goes_on_and_on_and_on"
+    run = model_run("m." + "x" * 200, 1)
+    page = render_report(*frames([run], [FunctionRun(run.run_id, run.model, name, "row", 1, 1, 0.1, 0.01, 0.02)]), [])
+    assert name[: charts.LABEL_CHARS - 1] + "…<title>" + name + "</title>" in page
+    assert page.count("m." + "x" * 200) >= 3  # heading, table, tooltips: never cut
+
+
+def test_missing_and_infinite_figures_are_left_out_of_the_charts() -> None:
+    runs = [model_run("m.gaps", 0, rows_per_s=None), model_run("m.gaps", 1, rows_per_s=math.inf), model_run("m.gaps", 2)]
+    marks = parse(render_report(*frames(runs), [])).marks
+    assert [m["data-run"] for m in marks if m["data-chart"] == "rows_per_s"] == ["m.gaps-2"]
+
+
+def test_recommendations_none_empty_and_given_read_differently() -> None:
+    model_df, function_df = frames([model_run("m.a", 0)])
+    assert "were not computed" in render_report(model_df, function_df, None)
+    assert "nothing in these runs calls for a change" in render_report(model_df, function_df, [])
+    assert "<li>Use incremental processing</li>" in render_report(model_df, function_df, ["Use incremental processing"])
+
+
+def test_the_page_is_self_contained() -> None:
+    run = model_run("m.a", 0)
+    page = render_report(*frames([run], function_runs(run, 0)), ["x"])
+    parsed = parse(page)
+    assert "script" not in parsed.tags and "link" not in parsed.tags and "img" not in parsed.tags
+    assert all(url.startswith("#") for url in parsed.urls)
+    assert "url(" not in page and "@import" not in page
+
+
+@pytest.mark.parametrize("top, ticks", [(0.0, [0.0, 1.0]), (4.3, [0.0, 2.0, 4.0, 6.0]), (0.0123, [0.0, 0.005, 0.01, 0.015])])
+def test_axis_ticks_are_round_and_reach_the_largest_value(top: float, ticks: t.List[float]) -> None:
+    assert charts.nice_ticks(top, count=3) == ticks
+
+
+def test_the_report_command_reads_the_projects_store(tmp_path: Path) -> None:
+    runs = [model_run("m.a", i) for i in range(3)] + [model_run("m.b", 0)]
+    MetricsStore(tmp_path / ".mixmesh" / "metrics.duckdb").append(runs)
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(main, ["report", "--out", str(out), "--model", "m.a", "--project", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    marks = parse(out.read_text(encoding="utf-8")).marks
+    assert {m["data-model"] for m in marks} == {"m.a"} and "model m.a" in out.read_text(encoding="utf-8")
+
+
+def test_the_report_command_on_a_project_without_runs(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["report", "--out", str(tmp_path / "r.html"), "--project", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "No runs recorded yet" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+# -- the page in headless Chromium ----------------------------------------------------------
+
+MARKS_JS = """() => [...document.querySelectorAll('svg.chart .mark')].map(e => {
+    const box = e.getBBox();
+    return {...e.dataset, height: box.height, width: box.width};
+})"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> t.Iterator[t.Any]:
+    """Headless Chromium: the one on PATH (the Makefile installs Debian's where Playwright cannot
+    download its own), else Playwright's. Missing, it skips the test, but fails it in CI."""
+    missing = pytest.fail if os.environ.get("CI") else pytest.skip
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        missing("Playwright is not installed: `make test` installs it and the browser")
+    executable = os.environ.get("MIXMESH_CHROMIUM") or next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+    )
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=executable)
+        except Error as error:
+            missing(f"no headless Chromium (`make test` installs one): {error.message.splitlines()[0]}")
+        yield launched
+        launched.close()
+
+
+@pytest.mark.slow
+def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path: Path, browser: t.Any) -> None:
+    from PIL import Image, ImageStat
+
+    store = MetricsStore(tmp_path / "metrics.duckdb")
+    busy = [model_run("analytics.customer_risk_features", i) for i in range(70)]
+    store.append(busy, [f for i, run in enumerate(busy) for f in function_runs(run, i)])
+    store.append([model_run("analytics.customer_ltv_prediction", 0, status="failed", error="boom", rows_per_s=None)])
+    out = write_report(store, tmp_path / "report.html", recommendations=["Vectorize python_risk_score"])
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests: t.List[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(out.as_uri())
+    assert requests == [out.as_uri()]  # nothing else is loaded
+
+    # Not blank: the page and its first chart have contrast, not one flat colour.
+    for shot in (page.screenshot(full_page=True), page.locator("svg.chart").first.screenshot()):
+        grey = Image.open(io.BytesIO(shot)).convert("L")
+        assert ImageStat.Stat(grey).stddev[0] > 20, "the screenshot is (nearly) one colour"
+
+    marks = page.evaluate(MARKS_JS)
+    assert {(m["chart"], m["series"], m.get("function"), m["run"]): float(m["value"]) for m in marks} == expected_marks(store)
+    assert len(marks) == len(expected_marks(store))
+
+    # What is drawn matches the numbers: a bar's height over its value is the same for every bar of a chart.
+    time_bars = [m for m in marks if m["chart"] == "time" and m["model"] == "analytics.customer_risk_features"]
+    ratios = [m["height"] / float(m["value"]) for m in time_bars]
+    assert max(ratios) == pytest.approx(min(ratios), rel=2e-3)
+    page.close()
+
+
+def expected_marks(store: MetricsStore) -> t.Dict[t.Tuple[str, str, t.Optional[str], str], float]:
+    """What each chart should show, computed from the store's own tables."""
+    runs, functions = store.model_runs(), store.function_runs()
+    expected = {}
+    for _, group in runs.groupby("model"):
+        for run in group.tail(MAX_RUNS_CHARTED).itertuples():
+            expected[("time", "sql", None, run.run_id)] = run.sql_s
+            expected[("time", "python", None, run.run_id)] = run.python_s
+            expected[("memory", "memory", None, run.run_id)] = run.peak_rss_mb
+            if not pd.isna(run.rows_per_s):
+                expected[("rows_per_s", "rows-per-s", None, run.run_id)] = run.rows_per_s
+    for (_, function), group in functions.groupby(["model", "function"]):
+        latest = group.iloc[-1]
+        expected[("function_p95", "p95", function, latest["run_id"])] = latest["p95_batch_s"]
+    return expected
