@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
@@ -84,6 +85,8 @@ def test_each_model_evaluation_is_recorded_in_the_project(monitored: Project) ->
     # Rows written, as the engine counted them.
     assert recorded["analytics.scored"].rows_out == 5000
     assert recorded["analytics.copied"].rows_out == 100
+    assert recorded["analytics.copied"].rows_in == 100  # what the Python model read
+    assert pd.isna(recorded["analytics.scored"].rows_in)  # the engine does not say
     assert recorded["analytics.summed"].rows_out == 7
     assert recorded["analytics.scored"].rows_per_s == pytest.approx(5000 / recorded["analytics.scored"].total_s)
 

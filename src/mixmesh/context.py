@@ -131,6 +131,9 @@ class ModelContext:
         return expression.transform(bound, copy=False)
 
 
+_Rows = t.TypeVar("_Rows", bound=t.Sized)
+
+
 class SqlResult:
     """A query ready to run; each conversion runs it (``.batches`` streams)."""
 
@@ -143,12 +146,12 @@ class SqlResult:
     def to_arrow(self) -> "pa.Table":
         """All rows as a pyarrow Table."""
         with self._run() as result:
-            return result.to_arrow_table()
+            return _read(result.to_arrow_table())
 
     def to_pandas(self) -> "pd.DataFrame":
         """All rows as a pandas DataFrame."""
         with self._run() as result:
-            return result.df()
+            return _read(result.df())
 
     def to_polars(self) -> t.Any:
         """All rows as a polars DataFrame (needs polars installed)."""
@@ -161,12 +164,13 @@ class SqlResult:
     def batches(self, rows: int = DEFAULT_BATCH_ROWS) -> t.Iterator["pa.RecordBatch"]:
         """The rows as Arrow record batches of up to ``rows`` rows, streamed from the engine."""
         with self._run() as result:
-            yield from result.to_arrow_reader(rows)
+            for batch in result.to_arrow_reader(rows):
+                yield _read(batch)
 
     def fetchall(self) -> t.List[t.Tuple[t.Any, ...]]:
         """All rows as tuples."""
         with self._run() as result:
-            return result.fetchall()
+            return _read(result.fetchall())
 
     def sql(self) -> str:
         """The query as the engine receives it (parameters stay parameters)."""
@@ -178,6 +182,14 @@ class SqlResult:
         from mixmesh import engines
 
         return engines.engine(self._adapter.dialect).run(self._adapter, self.expression, self.params)
+
+
+def _read(rows: _Rows) -> _Rows:
+    """Count the rows a model read, for monitoring's rows in."""
+    from mixmesh.monitor import capture
+
+    capture.record_rows_read(len(rows))
+    return rows
 
 
 def _dollar_parameters(query: str, dialect: t.Optional[str], params: t.Mapping[str, t.Any]) -> str:

@@ -78,6 +78,14 @@ def record_batch(model: t.Optional[str], function: str, rows: int, seconds: floa
         evaluation.batch(function, rows, seconds, failed, list_length)
 
 
+def record_rows_read(rows: int) -> None:
+    """Rows a Python model read through ``context.sql``."""
+    evaluation = _current
+    if evaluation is not None:
+        with evaluation.lock:
+            evaluation.rows_read = (evaluation.rows_read or 0) + rows
+
+
 class _FunctionFigures:
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -101,6 +109,7 @@ class Evaluation:
         self.lock = threading.Lock()
         self.python_sampled = 0.0
         self.rows_written: t.Optional[int] = None
+        self.rows_read: t.Optional[int] = None  # known for what Python models read
         self.peak_rss = _rss_bytes()
         self._interval = sample_seconds
         self._stop = threading.Event()
@@ -326,7 +335,7 @@ def _save(
         total_s=total,
         python_s=python_s,
         sql_s=max(total - python_s, 0.0),
-        rows_in=None,
+        rows_in=evaluation.rows_read,
         rows_out=rows_out,
         rows_per_s=rows_out / total if rows_out is not None and total > 0 else None,
         peak_rss_mb=evaluation.peak_rss / (1 << 20),
