@@ -17,4 +17,6 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_version_and_help() -> None:
     assert run("--version").stdout.strip() == f"mixmesh, version {mixmesh.__version__}"
-    assert "demo" in run("--help").stdout
+    listed = run("--help").stdout
+    for command in ("demo", "init", "stats", "report", "advise"):
+        assert f"  {command} " in listed, command

@@ -97,29 +97,21 @@ def advise(model: str | None, as_json: bool, project: Path | None) -> None:
         click.echo(format_text(advice))
 
 
+_recorded_runs_of_project = click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The project whose recorded runs to read (MIXMESH_METRICS says where they are kept).",
+)
+
+
 @main.command()
 @click.option("--model", "model", default=None, help="Only this model (schema.name).")
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None, help="Only runs of the last N days.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--prometheus", is_flag=True, help="Print the figures in the Prometheus text exposition format.")
-
-
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("report.html"),
-    show_default=True,
-    help="The HTML file to write.",
-)
-@click.option("--model", help="Only this model's runs (its SQLMesh name, schema.name).")
-@click.option("--days", type=click.IntRange(min=1), help="Only the runs of the last N days.")
-@click.option(
-    "--project",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The project whose metrics to read (MIXMESH_METRICS says where they are kept).",
-)
+@_recorded_runs_of_project
 def stats(model: str | None, days: float | None, as_json: bool, prometheus: bool, project: Path) -> None:
     """Per model and per function: mean and p95 times, SQL vs Python, rows/s, memory, trends, recommendations."""
     from mixmesh.monitor.stats_cli import stats_command
@@ -135,16 +127,10 @@ def stats(model: str | None, days: float | None, as_json: bool, prometheus: bool
     show_default=True,
     help="The HTML file to write.",
 )
-@click.option("--model", help="Only this model's runs (its SQLMesh name, schema.name).")
-@click.option("--days", type=click.IntRange(min=1), help="Only the runs of the last N days.")
-@click.option(
-    "--project",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The project whose recorded runs to read (MIXMESH_METRICS says where they are kept).",
-)
-def report(out: Path, model: str | None, days: int | None, project: Path) -> None:
+@click.option("--model", "model", default=None, help="Only this model (schema.name).")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None, help="Only runs of the last N days.")
+@_recorded_runs_of_project
+def report(out: Path, model: str | None, days: float | None, project: Path) -> None:
     """Write the performance report: one HTML page with charts, viewable offline."""
     from mixmesh.errors import MixmeshError
     from mixmesh.monitor.report import write_report
