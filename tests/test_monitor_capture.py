@@ -139,3 +139,26 @@ def test_monitoring_can_be_switched_off(monitored: Project, monkeypatch: pytest.
     monkeypatch.setenv("MIXMESH_MONITOR", "off")
     monitored.plan()
     assert not (monitored.root / DEFAULT_PATH).exists()
+
+
+def test_unit_tests_are_recorded_only_when_asked(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monitored.write("tests/test_scored.yaml", """
+        test_scored:
+          model: analytics.copied
+          inputs:
+            analytics.scored:
+              rows:
+                - {x: 1.0, twice: 2.0}
+                - {x: 500.0, twice: 1000.0}
+          outputs:
+            query:
+              rows:
+                - {x: 1.0}
+    """)
+    assert monitored.context().test().wasSuccessful()
+    assert MetricsStore(monitored.root / DEFAULT_PATH).model_runs().empty
+    monkeypatch.setenv("MIXMESH_MONITOR_TESTS", "1")
+    assert monitored.context().test().wasSuccessful()
+    recorded = MetricsStore(monitored.root / DEFAULT_PATH).model_runs()
+    assert list(recorded.command) == ["test"] and list(recorded.model) == ["analytics.copied"]
+    assert recorded.iloc[0].rows_in == 1

@@ -15,8 +15,9 @@ SQLMesh's engine adapter). Python time is the sampled time, or the exact batch t
 that is larger; SQL time is the rest of the model's time. The sampler also reads the
 process's resident memory, and what list arguments a row-mode function receives.
 
-Unit tests (``sqlmesh test``) are not captured: they run the model's query on fixture
-rows, not through the evaluator. ``MIXMESH_MONITOR=off`` switches capture off. A failure to record is logged, never raised: monitoring does not
+SQLMesh unit tests (``sqlmesh test``) are captured only when asked, with
+``MIXMESH_MONITOR_TESTS=1`` (command "test"): fixture rows say little about production
+costs. ``MIXMESH_MONITOR=off`` switches capture off. A failure to record is logged, never raised: monitoring does not
 fail a model.
 """
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 MONITOR_VARIABLE = "MIXMESH_MONITOR"
 SAMPLE_MS_VARIABLE = "MIXMESH_MONITOR_SAMPLE_MS"
+TESTS_VARIABLE = "MIXMESH_MONITOR_TESTS"
 DEFAULT_SAMPLE_MS = 5.0
 
 # Code objects of project functions (entry points: @udf functions and their compiled
@@ -205,8 +207,30 @@ def evaluate_hook(evaluate: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     def hook(self: t.Any, snapshot: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
         if not enabled() or not getattr(snapshot, "is_model", False):
             return evaluate(self, snapshot, *args, **kwargs)
-        with _evaluating(self, snapshot, kwargs):
+        engine = getattr(getattr(self, "adapter", None), "dialect", None)
+        interval = (kwargs.get("start"), kwargs.get("end"))
+        with _evaluating(snapshot.name, engine, interval, lambda: _rows_written(self, snapshot, kwargs)):
             return evaluate(self, snapshot, *args, **kwargs)
+
+    return hook
+
+
+def test_hook(run_test: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Wrap a SQLMesh unit test's ``runTest``: recorded as command "test" when asked."""
+
+    @functools.wraps(run_test)
+    def hook(self: t.Any) -> t.Any:
+        if not (enabled() and os.environ.get(TESTS_VARIABLE, "").lower() in ("1", "true", "yes", "on")):
+            return run_test(self)
+        variables = self.body.get("vars", {}) if isinstance(getattr(self, "body", None), dict) else {}
+        global _command
+        outer = _command
+        _command = ("test", outer[1] if outer else Path.cwd())
+        try:
+            with _evaluating(self.model.name, self.engine_adapter.dialect, (variables.get("start"), variables.get("end")), lambda: None):
+                return run_test(self)
+        finally:
+            _command = outer
 
     return hook
 
@@ -259,7 +283,11 @@ def install() -> None:
     from mixmesh.context import SqlResult
     from mixmesh.engines import duckdb as duckdb_engine
 
+    from sqlmesh.core.test.definition import PythonModelTest, SqlModelTest
+
     SnapshotEvaluator.evaluate = evaluate_hook(SnapshotEvaluator.evaluate)
+    for test_class in (SqlModelTest, PythonModelTest):
+        test_class.runTest = test_hook(test_class.runTest)
     EngineAdapter._execute = rows_written_hook(EngineAdapter._execute)
     # A Python model waiting for its query, or staging its rows, waits for the engine.
     for value in [*vars(SqlResult).values(), *vars(duckdb_engine).values()]:
@@ -270,11 +298,13 @@ def install() -> None:
 
 
 @contextlib.contextmanager
-def _evaluating(evaluator: t.Any, snapshot: t.Any, kwargs: t.Mapping[str, t.Any]) -> t.Iterator[None]:
+def _evaluating(
+    name: str, engine: t.Optional[str], interval: t.Tuple[t.Any, t.Any], rows_written: t.Callable[[], t.Optional[int]]
+) -> t.Iterator[None]:
     global _current
     from mixmesh.resilience import events
 
-    model = _schema_and_name(snapshot.name)
+    model = _schema_and_name(name)
     evaluation = Evaluation(model, _sample_seconds())
     before = _resilience_counts(events(), model)
     started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -294,15 +324,15 @@ def _evaluating(evaluator: t.Any, snapshot: t.Any, kwargs: t.Mapping[str, t.Any]
             _current = None
         total = time.perf_counter() - started
         try:
-            _save(evaluator, snapshot, kwargs, evaluation, started_at, total, before, error)
+            _save(engine, interval, rows_written, evaluation, started_at, total, before, error)
         except Exception:  # noqa: BLE001 - monitoring must never fail a model
             logger.warning("mixmesh could not record the figures of %s", model, exc_info=True)
 
 
 def _save(
-    evaluator: t.Any,
-    snapshot: t.Any,
-    kwargs: t.Mapping[str, t.Any],
+    engine: t.Optional[str],
+    interval: t.Tuple[t.Any, t.Any],
+    rows_written: t.Callable[[], t.Optional[int]],
     evaluation: Evaluation,
     started_at: dt.datetime,
     total: float,
@@ -320,16 +350,16 @@ def _save(
         for name, figures in evaluation.functions.items()
     ]
     python_s = min(total, max(evaluation.python_sampled, sum(f.total_s for f in functions if f.mode == "vectorized")))
-    rows_out = evaluation.rows_written if evaluation.rows_written is not None else _rows_written(evaluator, snapshot, kwargs)
+    rows_out = evaluation.rows_written if evaluation.rows_written is not None else rows_written()
     counts = _by_event(changes)
     run = ModelRun(
         run_id=run_id,
         model=evaluation.model,
         command=name,
         environment=None,
-        engine=getattr(getattr(evaluator, "adapter", None), "dialect", None) or "unknown",
-        interval_start=_naive(kwargs.get("start")),
-        interval_end=_naive(kwargs.get("end")),
+        engine=engine or "unknown",
+        interval_start=_naive(interval[0]),
+        interval_end=_naive(interval[1]),
         started_at=started_at,
         ended_at=started_at + dt.timedelta(seconds=total),
         total_s=total,
