@@ -363,6 +363,7 @@ def test_the_warehouse_while_sqlmesh_holds_it_in_the_same_process(
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "one.sql").write_text("MODEL (name s.one, kind FULL); SELECT 1 AS x")
     monkeypatch.setenv("MIXMESH_METRICS", "warehouse")
+    monkeypatch.setenv("MIXMESH_MONITOR", "off")  # only the rows appended below: not the plan's own
     context = Context(paths=str(tmp_path))
     try:
         context.plan(auto_apply=True, no_prompts=True)
