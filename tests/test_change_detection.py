@@ -102,3 +102,30 @@ def test_a_script_read_from_stdin_inside_the_project_loads_it(planned: Project) 
     result = subprocess.run([sys.executable, "-"], input=script, cwd=planned.root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()  # a model name
+
+
+PYTHON_MODEL = '''
+import pandas as pd
+from mixmesh import python_model
+
+
+@python_model(name="analytics.described", columns={{"id": "BIGINT"}}, owner="{owner}", description="{description}", tags=["{tag}"])
+def described(context, **kwargs) -> pd.DataFrame:
+    return pd.DataFrame({{"id": [1, 2]}})
+'''
+
+
+def test_editing_a_python_model_s_description_owner_or_tags_rebuilds_nothing(project: Project) -> None:
+    def hashes() -> tuple:
+        model = project.context().get_model("analytics.described")
+        return model.data_hash, model.metadata_hash, model.description, model.owner, model.tags
+
+    project.write("models/described.py", PYTHON_MODEL.format(owner="team_a", description="First words.", tag="ltv"))
+    data, metadata, *_ = hashes()
+    project.write("models/described.py", PYTHON_MODEL.format(owner="team_b", description="Better words.", tag="core"))
+    edited_data, edited_metadata, description, owner, tags = hashes()
+    assert edited_data == data and edited_metadata != metadata
+    assert (description, owner, tags) == ("Better words.", "team_b", ["core"])
+    project.plan()
+    project.cli("run")  # the stored source, without them, still re-creates the model in a fresh process
+    assert project.query("SELECT count(*) FROM analytics.described") == [(2,)]

@@ -85,9 +85,10 @@ class ModelSpec:
         return []
 
     def metadata_decorator_arguments(self) -> t.Tuple[str, ...]:
-        """Decorator arguments the stored source leaves out: they are SQLMesh metadata instead
-        (``requirements`` travels as a session property), so editing one rebuilds nothing."""
-        return ("requirements",)
+        """Decorator arguments the stored source leaves out: SQLMesh keeps them as the model's
+        metadata (``requirements`` as a session property), so editing one rebuilds nothing,
+        as for a SQL model. In the source they would enter the data fingerprint."""
+        return ("requirements", "description", "owner", "tags", "column_descriptions")
 
     @property
     def is_incremental_by_time(self) -> bool:
