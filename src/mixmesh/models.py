@@ -372,6 +372,17 @@ def _defined_in_a_file(func: t.Callable[..., t.Any]) -> bool:
     return os.path.isfile(func.__code__.co_filename)
 
 
+_TEXT_ARGUMENTS = ("owner", "description")
+
+
+def _literal_text(key: str, value: t.Any) -> t.Any:
+    """Text SQLMesh must keep as written: it reads a string with "@" in it as a macro call,
+    so the seed's ``owner="data-science@company.com"`` would come out empty."""
+    if key in _TEXT_ARGUMENTS and isinstance(value, str) and "@" in value:
+        return exp.Literal.string(value)
+    return value
+
+
 def _register(
     func: t.Callable[..., t.Any],
     spec: ModelSpec,
@@ -384,7 +395,7 @@ def _register(
     from sqlmesh.core.model import model
     from mixmesh.dependencies import tables_read
 
-    arguments = dict(sqlmesh_arguments)
+    arguments = {key: _literal_text(key, value) for key, value in sqlmesh_arguments.items()}
     arguments["kind"] = _sqlmesh_kind(spec, kind)
     arguments["columns"] = {column: types.sql(sql_type) for column, sql_type in spec.columns.items()}
     if grain is not None:
