@@ -162,3 +162,18 @@ def test_unit_tests_are_recorded_only_when_asked(monitored: Project, monkeypatch
     recorded = MetricsStore(monitored.root / DEFAULT_PATH).model_runs()
     assert list(recorded.command) == ["test"] and list(recorded.model) == ["analytics.copied"]
     assert recorded.iloc[0].rows_in == 1
+
+
+def test_models_evaluated_at_once_keep_their_own_figures(project: Project) -> None:
+    project.write("config.yaml", (project.root / "config.yaml").read_text().replace(
+        "      type: duckdb\n", "      type: duckdb\n      concurrent_tasks: 2\n"))
+    project.write("macros/functions.py", FUNCTIONS)
+    for name, rows in (("small", 30_000), ("large", 70_000)):
+        project.write(f"models/{name}.sql", f"""
+            MODEL (name analytics.{name}, kind FULL);
+            SELECT x, @doubled(x) AS twice FROM (SELECT (range % 1000)::DOUBLE + 0.5 AS x FROM range({rows}))
+        """)
+    project.plan()
+    functions = MetricsStore(project.root / DEFAULT_PATH).function_runs()
+    rows = dict(zip(functions.model, functions.rows))
+    assert rows == {"analytics.small": 30_000, "analytics.large": 70_000}

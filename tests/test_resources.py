@@ -525,6 +525,16 @@ def test_copies_of_one_builder_share_their_value() -> None:
     assert first() == second() == 0 and first.builds == second.builds == 1
 
 
+def test_the_same_code_reading_other_values_does_not_share() -> None:
+    source = "def table():\n    return SOURCE\n"
+    built = []
+    for value in ("project A", "project B"):
+        namespace: t.Dict[str, t.Any] = {"__name__": "project.tables", "SOURCE": value}
+        exec(source, namespace)  # noqa: S102 - a fixed string
+        built.append(resource(namespace["table"])())
+    assert built == ["project A", "project B"]
+
+
 def test_closures_do_not_share() -> None:
     def make(value: int) -> Resource:
         return resource(lambda: value)

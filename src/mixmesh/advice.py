@@ -125,10 +125,10 @@ def advise(
     from sqlmesh import Context
 
     from mixmesh import sqlmesh_bridge
-    from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+    from mixmesh.monitor.store import MetricsStore
 
     sqlmesh_bridge.install()  # a project whose only mixmesh part is sql/udfs
-    store = store or MetricsStore(Path(project) / DEFAULT_PATH)
+    store = store or MetricsStore.for_project(project)
     context = Context(paths=str(project))
     try:
         models = {short_name(m.fqn): m for m in context.models.values() if is_advisable(m)}

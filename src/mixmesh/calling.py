@@ -56,9 +56,9 @@ class BatchFunction:
             failed = False
             return result
         finally:  # one clock read per batch: the figures monitoring keeps
-            capture.record_batch(
-                self.model, self.spec.name, rows, time.perf_counter() - started, failed, _mean_list_length(arrays)
-            )
+            if capture.evaluating():
+                lengths = _mean_list_length(arrays)
+                capture.record_batch(self.model, self.spec.name, rows, time.perf_counter() - started, failed, lengths)
 
     def _call(self, arrays: t.List[pa.Array], rows: int) -> pa.Array:
         if self.spec.null_handling == "strict":
@@ -175,8 +175,9 @@ def row_function(
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )
     # The engine calls `call` (an inlined copy or a wrapper); time inside it or func is Python's.
-    for code in {call.__code__, func.__code__}:
-        capture.register_user_code(code, spec.name, "row")
+    capture.register_user_code(func.__code__, spec.name, "row")
+    if call.__code__ is not func.__code__:  # this binding's own copy: its time is this model's
+        capture.register_user_code(call.__code__, spec.name, "row", model)
     return call
 
 

@@ -186,6 +186,7 @@ def _timings_since(project: Path, started_at: datetime.datetime) -> t.Dict[str, 
 
 def print_summary(project: Path, result: DemoResult, console: t.Optional[Console] = None) -> None:
     import duckdb
+    from sqlglot import exp
 
     from mixmesh.resources import artifact_events
 
@@ -195,7 +196,7 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
         def rows(query: str) -> t.List[t.Tuple[t.Any, ...]]:
             return connection.execute(query).fetchall()
 
-        built = {model: rows(f"SELECT count(*) FROM {model}")[0][0] for model in MODELS}
+        built = {model: rows(exp.select("count(*)").from_(exp.to_table(model)).sql("duckdb"))[0][0] for model in MODELS}
         console.print()
         console.print(_table(
             "Models",

@@ -174,7 +174,7 @@ class ModelRunner:
         self.spec = spec
         from mixmesh.monitor import capture
 
-        capture.register_user_code(func.__code__, spec.name, "model")
+        capture.register_user_code(func.__code__, spec.name, "model", spec.name)
 
     def __call__(self, context: t.Any, **kwargs: t.Any) -> t.Iterator[t.Any]:
         """Stage the rows (retrying, falling back as declared), then hand SQLMesh one query."""

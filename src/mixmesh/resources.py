@@ -80,7 +80,7 @@ _SHARED_LOCK = threading.Lock()
 def _built_for(builder: t.Callable[[], t.Any], watch: t.Tuple[Path, ...]) -> _Built:
     if getattr(builder, "__closure__", None) or not hasattr(builder, "__code__"):
         return _Built()  # a closure's value depends on what it captured: never shared
-    key = (builder.__qualname__, _code_identity(builder.__code__), watch)
+    key = (builder.__qualname__, _code_identity(builder.__code__), _values_used(builder), watch)
     with _SHARED_LOCK:
         return _SHARED.setdefault(key, _Built())
 
@@ -89,6 +89,14 @@ def _code_identity(code: "types.CodeType") -> t.Tuple[t.Any, ...]:
     # What the code does, not where it was compiled from (file names and lines differ by copy).
     consts = tuple(_code_identity(c) if inspect.iscode(c) else repr(c) for c in code.co_consts)
     return (code.co_code, code.co_names, consts)
+
+
+def _values_used(builder: t.Callable[[], t.Any]) -> t.Tuple[t.Any, ...]:
+    # The same code reading another module's SOURCE = "..." builds another value.
+    names = builder.__code__.co_names
+    used = [(name, builder.__globals__.get(name)) for name in names if name in builder.__globals__]
+    plain = tuple((name, repr(value)) for name, value in used if isinstance(value, (str, bytes, int, float, bool, tuple, type(None))))
+    return plain + (repr(builder.__defaults__),)
 
 
 class Resource:
@@ -310,7 +318,8 @@ def load_artifact(
         if pins is not None:  # read after the file is found: a missing file is "missing"
             expected = read_pins(pins).get(_pinned_name(pins, resolved))
             if expected is None:
-                message = f"artifact {named} has no pinned hash in {os.fspath(pins)}; it was not unpickled"
+                where = "in " + os.fspath(pins) if Path(pins).is_file() else f"(the pins file {os.fspath(pins)} does not exist)"
+                message = f"artifact {named} has no pinned hash {where}; it was not unpickled"
                 return _refused(path, resolved, "unpinned", message, fallback)
             expected = _expected_digest(path, expected)
         if expected is None:

@@ -43,13 +43,16 @@ MONITOR_VARIABLE = "MIXMESH_MONITOR"
 SAMPLE_MS_VARIABLE = "MIXMESH_MONITOR_SAMPLE_MS"
 TESTS_VARIABLE = "MIXMESH_MONITOR_TESTS"
 DEFAULT_SAMPLE_MS = 5.0
+_RSS_EVERY = 20  # samples between two readings of the resident memory (every 100 ms by default)
 
 # Code objects of project functions (entry points: @udf functions and their compiled
 # copies, Python model functions) and of the places where Python waits for the engine.
-_user_code: t.Dict[types.CodeType, t.Tuple[str, str]] = {}  # code -> (function name, mode)
+# code -> (function name, mode, the model it runs for when the code is that model's own)
+_user_code: t.Dict[types.CodeType, t.Tuple[str, str, t.Optional[str]]] = {}
 _engine_code: t.Set[types.CodeType] = set()
-_current: t.Optional["Evaluation"] = None  # one model evaluation at a time per process
-_current_lock = threading.Lock()
+# The evaluations under way, by model: SQLMesh may evaluate several at once on its threads.
+_active: t.Dict[str, "Evaluation"] = {}
+_active_lock = threading.Lock()
 # The SQLMesh command running and its project: process-wide, as SQLMesh may evaluate models
 # on threads of its own, where a context variable set by the command would not be seen.
 _command: t.Optional[t.Tuple[str, Path]] = None
@@ -60,9 +63,9 @@ def enabled() -> bool:
     return os.environ.get(MONITOR_VARIABLE, "on").lower() not in ("off", "0", "false", "no")
 
 
-def register_user_code(code: types.CodeType, function: str, mode: str) -> None:
-    """Mark ``code`` as a project function's: time inside it is Python time."""
-    _user_code[code] = (function, mode)
+def register_user_code(code: types.CodeType, function: str, mode: str, model: t.Optional[str] = None) -> None:
+    """Mark ``code`` as a project function's: time inside it is Python time (``model``'s, if given)."""
+    _user_code[code] = (function, mode, None if model is None else short_name(model))
 
 
 def register_engine_code(code: types.CodeType) -> None:
@@ -73,16 +76,37 @@ def register_engine_code(code: types.CodeType) -> None:
 # ------------------------------------------------------------------------- batch timing
 
 
+def evaluating() -> bool:
+    """Whether some model evaluation is being recorded (figures worth computing)."""
+    return bool(_active)
+
+
 def record_batch(model: t.Optional[str], function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float]) -> None:
-    """One vectorized call's figures, from the function's wrapper."""
-    evaluation = _current
+    """One vectorized call's figures, from the function's wrapper (on one of the engine's threads)."""
+    evaluation = _evaluation_of(model)
     if evaluation is not None:
         evaluation.batch(function, rows, seconds, failed, list_length)
 
 
+def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
+    """The evaluation of ``model``, or the only one under way when the model is not known."""
+    if model is not None:
+        found = _active.get(short_name(model))
+        if found is not None:
+            return found
+    evaluations = list(_active.values())
+    return evaluations[0] if len(evaluations) == 1 else None
+
+
+def _evaluation_on_this_thread() -> t.Optional["Evaluation"]:
+    """The evaluation SQLMesh runs on the calling thread (its writes and a Python model's reads)."""
+    me = threading.get_ident()
+    return next((evaluation for evaluation in list(_active.values()) if evaluation.thread == me), None)
+
+
 def record_rows_read(rows: int) -> None:
     """Rows a Python model read through ``context.sql``."""
-    evaluation = _current
+    evaluation = _evaluation_on_this_thread()
     if evaluation is not None:
         with evaluation.lock:
             evaluation.rows_read = (evaluation.rows_read or 0) + rows
@@ -107,6 +131,7 @@ class Evaluation:
 
     def __init__(self, model: str, sample_seconds: float) -> None:
         self.model = model
+        self.thread = threading.get_ident()
         self.functions: t.Dict[str, _FunctionFigures] = {}
         self.lock = threading.Lock()
         self.python_sampled = 0.0
@@ -142,16 +167,14 @@ class Evaluation:
     def _sample(self) -> None:
         me = threading.get_ident()
         last = time.perf_counter()
+        ticks = 0
         while not self._stop.wait(self._interval):
             now = time.perf_counter()
             elapsed, last = now - last, now
-            found = None
-            for ident, frame in sys._current_frames().items():
-                if ident != me:
-                    found = _innermost_user_frame(frame)
-                    if found is not None:
-                        break
-            self.peak_rss = max(self.peak_rss, _rss_bytes())
+            ticks += 1
+            if ticks % _RSS_EVERY == 0:  # a peak needs no reading every few milliseconds
+                self.peak_rss = max(self.peak_rss, _rss_bytes())
+            found = self._python_frame(me)
             if found is None:
                 continue
             function, mode, frame = found
@@ -164,14 +187,27 @@ class Evaluation:
                     if length is not None:
                         figures.list_lengths.append(length)
 
+    def _python_frame(self, sampler: int) -> t.Optional[t.Tuple[str, str, types.FrameType]]:
+        """A thread running Python for this model now: its function, mode and frame."""
+        alone = len(_active) <= 1
+        for ident, frame in sys._current_frames().items():
+            found = None if ident == sampler else _innermost_user_frame(frame)
+            if found is None:
+                continue
+            function, mode, model, frame = found
+            # With other models evaluating, only code known to be this model's counts.
+            if model == self.model or (model is None and alone):
+                return function, mode, frame
+        return None
 
-def _innermost_user_frame(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, types.FrameType]]:
+
+def _innermost_user_frame(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, t.Optional[str], types.FrameType]]:
     """Walking out from the innermost frame: a project function's frame, or None at an engine call."""
     while frame is not None:
         code = frame.f_code
         if code in _user_code:
-            function, mode = _user_code[code]
-            return function, mode, frame
+            function, mode, model = _user_code[code]
+            return function, mode, model, frame
         if code in _engine_code:
             return None
         frame = frame.f_back
@@ -261,8 +297,8 @@ def rows_written_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]
     @functools.wraps(execute)
     def hook(self: t.Any, sql: str, track_rows_processed: bool = False, **kwargs: t.Any) -> t.Any:
         result = execute(self, sql, track_rows_processed=track_rows_processed, **kwargs)
-        evaluation = _current
-        if evaluation is not None and track_rows_processed and self.dialect == "duckdb":
+        evaluation = _evaluation_on_this_thread() if track_rows_processed else None
+        if evaluation is not None and self.dialect == "duckdb":
             try:
                 row = self.cursor.fetchone()
             except Exception:  # noqa: BLE001 - no result to read: nothing to count
@@ -301,16 +337,15 @@ def install() -> None:
 def _evaluating(
     name: str, engine: t.Optional[str], interval: t.Tuple[t.Any, t.Any], rows_written: t.Callable[[], t.Optional[int]]
 ) -> t.Iterator[None]:
-    global _current
     from mixmesh.resilience import events
 
-    model = _schema_and_name(name)
+    model = short_name(name)
     evaluation = Evaluation(model, _sample_seconds())
     before = _resilience_counts(events(), model)
     started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     started = time.perf_counter()
-    with _current_lock:
-        _current = evaluation
+    with _active_lock:
+        _active[model] = evaluation
     evaluation.start()
     error: t.Optional[BaseException] = None
     try:
@@ -320,8 +355,8 @@ def _evaluating(
         raise
     finally:
         evaluation.stop()
-        with _current_lock:
-            _current = None
+        with _active_lock:
+            _active.pop(model, None)
         total = time.perf_counter() - started
         try:
             _save(engine, interval, rows_written, evaluation, started_at, total, before, error)
@@ -463,7 +498,7 @@ def _resilience_counts(events: t.Mapping[t.Tuple[t.Optional[str], str, str], int
     """The model's event counts by (function, event)."""
     counts: t.Dict[t.Tuple[str, str], int] = {}
     for (event_model, function, event), count in events.items():
-        if event_model is not None and _schema_and_name(event_model) == model:
+        if event_model is not None and short_name(event_model) == model:
             counts[function, event] = counts.get((function, event), 0) + count
     return counts
 
@@ -483,10 +518,12 @@ def _naive(value: t.Any) -> t.Optional[dt.datetime]:
     return to_datetime(value).replace(tzinfo=None)
 
 
-def _schema_and_name(fully_qualified: str) -> str:
+@functools.lru_cache(maxsize=1024)
+def short_name(name: str) -> str:
+    """``schema.name`` of a model however it is spelled (with its catalog, quoted...)."""
     from sqlglot import exp
 
-    table = exp.to_table(fully_qualified, dialect="duckdb")
+    table = exp.to_table(name, dialect="duckdb")
     return f"{table.db}.{table.name}" if table.db else table.name
 
 

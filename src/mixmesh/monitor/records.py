@@ -32,7 +32,7 @@ class ModelRun:
     total_s: float
     python_s: float  # inside Python functions and Python model code
     sql_s: float  # the rest: the engine
-    rows_in: t.Optional[int]  # rows the model's query read, when the engine says
+    rows_in: t.Optional[int]  # rows a Python model read through context.sql (engines do not say for SQL)
     rows_out: t.Optional[int]  # rows written
     rows_per_s: t.Optional[float]  # rows_out / total_s
     peak_rss_mb: float  # the process's peak resident memory during the evaluation
@@ -50,9 +50,9 @@ class FunctionRun:
     run_id: str  # the ModelRun it belongs to
     model: str
     function: str  # the @udf's SQL name
-    mode: str  # row or vectorized
-    calls: int  # Python calls (rows in row mode, batches in vectorized mode)
-    rows: int
+    mode: str  # row, vectorized, or model (a Python model's own code)
+    calls: t.Optional[int]  # batches a vectorized function was called with; None where not counted (row mode, model)
+    rows: t.Optional[int]
     total_s: float
     p50_batch_s: t.Optional[float]
     p95_batch_s: t.Optional[float]

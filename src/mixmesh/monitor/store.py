@@ -45,8 +45,10 @@ import typing as t
 import uuid
 from pathlib import Path
 
+from sqlglot import exp
+
 from mixmesh.errors import MixmeshError
-from mixmesh.monitor.records import FUNCTION_RUN_COLUMNS, MODEL_RUN_COLUMNS, SCHEMA_VERSION, FunctionRun, ModelRun
+from mixmesh.monitor.records import SCHEMA_VERSION, FunctionRun, ModelRun
 
 if t.TYPE_CHECKING:
     import pandas as pd
@@ -431,7 +433,8 @@ class MetricsStore:
     # ------------------------------------------------------------------ DuckDB
 
     def _table(self, name: str) -> str:
-        return f'"{self.schema}".{name}'
+        # The schema is configurable: quoted by sqlglot, never pasted into the SQL as given.
+        return exp.table_(name, db=self.schema, quoted=True).sql("duckdb")
 
     def _merged_ids(self, connection: t.Any, batches: t.Sequence[_Batch]) -> t.Set[str]:
         """Which of ``batches`` the file holds already (only those are looked up: the spool is small)."""
@@ -500,7 +503,7 @@ class MetricsStore:
         return connection
 
     def _create(self, connection: t.Any) -> None:
-        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {exp.to_identifier(self.schema, quoted=True).sql('duckdb')}")
         connection.execute(f"CREATE TABLE IF NOT EXISTS {self._table('schema_version')} (version INTEGER NOT NULL)")
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {self._table('batches')} (batch_id VARCHAR PRIMARY KEY, "

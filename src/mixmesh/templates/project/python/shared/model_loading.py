@@ -5,10 +5,11 @@ from __future__ import annotations
 from mixmesh import load_artifact, resource
 
 # Relative to the project (SQLMesh runs from there). Save a trained model with a
-# scikit-learn style predict_proba here (joblib.dump), and pin its hash with
-# load_artifact(..., sha256=mixmesh.resources.file_sha256(RISK_MODEL)): only a file with
-# that hash is ever unpickled.
+# scikit-learn style predict_proba here (joblib.dump), then pin it:
+#     mixmesh.resources.write_pins(ARTIFACT_PINS, [RISK_MODEL])
+# Only a file whose bytes match its pin is ever unpickled; an unpinned one is refused.
 RISK_MODEL = "artifacts/risk_model.joblib"
+ARTIFACT_PINS = "artifacts/SHA256SUMS"
 
 
 class RuleBasedRiskModel:
@@ -31,7 +32,7 @@ class RuleBasedRiskModel:
         return rows
 
 
-@resource(watch=RISK_MODEL)
+@resource(watch=(RISK_MODEL, ARTIFACT_PINS))
 def load_risk_model():
-    """The risk model, loaded once per process (again if the file changes); rules when it is missing."""
-    return load_artifact(RISK_MODEL, fallback=RuleBasedRiskModel)
+    """The risk model, loaded once per process (again if a file changes); rules when it is missing or unpinned."""
+    return load_artifact(RISK_MODEL, pins=ARTIFACT_PINS, fallback=RuleBasedRiskModel)
