@@ -97,10 +97,10 @@ def stored_source(evaluator: "MacroEvaluator", func: t.Callable[..., t.Any]) -> 
 
 def model_name(evaluator: "MacroEvaluator") -> t.Optional[str]:
     """The calling model as people write it (analytics.scored), when SQLMesh knows it."""
+    from mixmesh.structure import short_name
+
     fqn = getattr(evaluator, "_model_fqn", None)
-    if not fqn:
-        return None
-    return ".".join(part.name for part in exp.to_table(fqn).parts[-2:])
+    return short_name(fqn) if fqn else None
 
 
 def binding_name(spec: "FunctionSpec", model: t.Optional[str]) -> str:

@@ -520,11 +520,10 @@ def _naive(value: t.Any) -> t.Optional[dt.datetime]:
 
 @functools.lru_cache(maxsize=1024)
 def short_name(name: str) -> str:
-    """``schema.name`` of a model however it is spelled (with its catalog, quoted...)."""
-    from sqlglot import exp
+    """``schema.name`` of a model however it is spelled; cached: batches look it up."""
+    from mixmesh.structure import short_name as written_as_people_do
 
-    table = exp.to_table(name, dialect="duckdb")
-    return f"{table.db}.{table.name}" if table.db else table.name
+    return written_as_people_do(name)
 
 
 def _sample_seconds() -> float:
