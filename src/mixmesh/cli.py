@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing as t
 from pathlib import Path
 
 import click
@@ -97,12 +98,25 @@ def advise(model: str | None, as_json: bool, project: Path | None) -> None:
         click.echo(format_text(advice))
 
 
+def _project_around(context: click.Context, parameter: click.Parameter, given: t.Optional[Path]) -> Path:
+    """The project given, or the one around the current directory (as SQLMesh finds it)."""
+    from mixmesh.testing import find_project
+
+    if given is not None:
+        return given
+    try:
+        return find_project(Path.cwd())
+    except FileNotFoundError:
+        return Path(".")  # no project: the commands say no runs are recorded
+
+
 _recorded_runs_of_project = click.option(
     "--project",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The project whose recorded runs to read (MIXMESH_METRICS says where they are kept).",
+    default=None,
+    callback=_project_around,
+    help="The project whose recorded runs to read (default: the one around the current directory; "
+    "MIXMESH_METRICS says where they are kept).",
 )
 
 
