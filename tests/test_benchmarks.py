@@ -30,3 +30,17 @@ def test_python_model_io_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert "mixmesh streaming" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} == {"plain SQLMesh", "mixmesh pandas", "mixmesh streaming"}
+
+
+def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "risk_scoring.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "risk_scoring.py"),
+        "--customers", "200", "--transactions", "2000", "--days", "3", "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "seed seconds / mixmesh seconds" in printed
+    report = json.loads(out.read_text())
+    assert {v["variant"] for v in report["variants"]} == {"mixmesh", "seed"}
+    assert report["equal_results"]["customer_days"] > 0 and report["equal_results"]["max_difference"] <= 1e-12
+    assert all(v["rows_per_second"] > 0 and v["peak_rss_mb"] > 0 for v in report["variants"])
