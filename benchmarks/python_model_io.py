@@ -172,19 +172,8 @@ def setup_child(root: Path, rows: int) -> t.Dict[str, t.Any]:
 def measure_child(root: Path) -> t.Dict[str, t.Any]:
     """Plan ``analytics.copy``, timing SQLMesh's evaluation of it and the whole plan."""
     from sqlmesh import Context
-    from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
 
-    evaluations: t.List[t.Tuple[str, float]] = []
-    evaluate = SnapshotEvaluator.evaluate
-
-    def timed_evaluate(self: t.Any, snapshot: t.Any, **kwargs: t.Any) -> t.Any:
-        start = time.perf_counter()
-        try:
-            return evaluate(self, snapshot, **kwargs)
-        finally:
-            evaluations.append((snapshot.name, time.perf_counter() - start))
-
-    SnapshotEvaluator.evaluate = timed_evaluate  # type: ignore[method-assign]
+    evaluations = reporting.timed_evaluations()
     context = Context(paths=str(root))
     rss_before = peak_rss_mb()
     start = time.perf_counter()

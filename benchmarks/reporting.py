@@ -23,6 +23,30 @@ def machine_info(*packages: str) -> t.Dict[str, t.Any]:
     }
 
 
+def timed_evaluations() -> t.List[t.Tuple[str, float]]:
+    """Time every model evaluation (``SnapshotEvaluator.evaluate``) from now on, by snapshot name.
+
+    The timer wraps whatever wraps the evaluator at the time: install mixmesh's hooks first
+    to count them in (``mixmesh.sqlmesh_bridge.install()``); a plain SQLMesh baseline does not.
+    """
+    import time
+
+    from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
+
+    timings: t.List[t.Tuple[str, float]] = []
+    evaluate = SnapshotEvaluator.evaluate
+
+    def timed(self: t.Any, snapshot: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        started = time.perf_counter()
+        try:
+            return evaluate(self, snapshot, *args, **kwargs)
+        finally:
+            timings.append((snapshot.name, time.perf_counter() - started))
+
+    SnapshotEvaluator.evaluate = timed  # type: ignore[method-assign]
+    return timings
+
+
 def write_json(report: t.Mapping[str, t.Any], name: str, out: t.Optional[Path] = None) -> None:
     """Write the report to ``out``, or to ``benchmarks/results/<name>.json``."""
     path = out or RESULTS / f"{name}.json"

@@ -54,7 +54,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import typing as t
 from pathlib import Path
 
@@ -152,24 +151,13 @@ def bind_seed_function(connection: t.Any) -> None:
 def measure_child(args: argparse.Namespace) -> t.Dict[str, t.Any]:
     """Build the variant's model with SQLMesh, timing its evaluation; save its scores."""
     from sqlmesh import Context
-    from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
 
     from mixmesh import demo_data
 
     root = args.project.resolve()
     os.chdir(root)  # as SQLMesh is run: artifacts/ (absent here) is looked up from the project
     sys.path.insert(0, str(root))  # the project's ``python`` package
-    evaluations: t.List[t.Tuple[str, float]] = []
-    evaluate = SnapshotEvaluator.evaluate
-
-    def timed_evaluate(self: t.Any, snapshot: t.Any, **kwargs: t.Any) -> t.Any:
-        start = time.perf_counter()
-        try:
-            return evaluate(self, snapshot, **kwargs)
-        finally:
-            evaluations.append((snapshot.name, time.perf_counter() - start))
-
-    SnapshotEvaluator.evaluate = timed_evaluate  # type: ignore[method-assign]
+    evaluations = reporting.timed_evaluations()
     context = Context(paths=str(root))
     connection = context.engine_adapter.connection
     demo_data.generate(connection, customers=args.customers, transactions=args.transactions, events=0, days=args.days)
