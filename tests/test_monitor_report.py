@@ -128,6 +128,17 @@ def test_the_figures_table_covers_every_run_and_puts_the_costliest_model_first()
     assert 'data-figure="runs" data-value="60.0"' in page
 
 
+def test_the_figures_table_shows_what_mixmesh_stats_shows() -> None:
+    from mixmesh.monitor.stats import summarize_frames
+
+    runs = [model_run("a.m", i, total_s=1.0 + i, status="failed" if i == 9 else "ok") for i in range(10)]
+    page = render_report(*frames(runs), [])
+    stats = summarize_frames(*frames(runs)).models[0]
+    for figure, value in (("mean_total_s", stats.mean_s), ("p95_total_s", stats.p95_s), ("rows_per_s", stats.rows_per_s)):
+        assert f'data-figure="{figure}" data-value="{float(value)!r}"' in page, figure
+    assert stats.mean_s == 5.0  # the failed run's 10 s is not among the times
+
+
 def test_names_and_recommendations_are_escaped_everywhere() -> None:
     model = 'raw.<script>alert("m")</script>&amp;'
     function = '"><img src=x onerror=alert(1)>'

@@ -19,6 +19,7 @@ from mixmesh import __version__
 from mixmesh.monitor import charts
 
 if t.TYPE_CHECKING:
+    from mixmesh.monitor.stats import ModelStats
     import pandas as pd
 
     from mixmesh.monitor.store import MetricsStore
@@ -41,10 +42,13 @@ def write_report(
     recommendations: t.Optional[t.Sequence[str]] = None,
 ) -> Path:
     """Read the store (only ``model``'s runs, only the last ``days`` days, if given) and write the page."""
+    from mixmesh.monitor.stats import summarize_frames
+
     model_runs, function_runs = store.model_runs(model, days), store.function_runs(model, days)
+    summary = summarize_frames(model_runs, function_runs)
     if recommendations is None:
-        recommendations = _recommendations(model_runs, function_runs)
-    page = render_report(model_runs, function_runs, recommendations, scope=_scope(model, days))
+        recommendations = [item.message for item in summary.recommendations]
+    page = render_report(model_runs, function_runs, recommendations, scope=_scope(model, days), figures=summary.models)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -59,14 +63,23 @@ def render_report(
     max_runs: int = MAX_RUNS_CHARTED,
     scope: t.Optional[str] = None,
     generated_at: t.Optional[dt.datetime] = None,
+    figures: t.Optional[t.Sequence["ModelStats"]] = None,
 ) -> str:
-    """The page, as a string. ``recommendations=None`` says they were not computed; ``[]``, that there are none."""
+    """The page, as a string. ``recommendations=None`` says they were not computed; ``[]``, that there are none.
+
+    ``figures``: the per-model figures ``mixmesh stats`` shows (computed from the runs when
+    not given), so that the report and the command never disagree.
+    """
     generated = generated_at or dt.datetime.now(dt.timezone.utc)
     if model_runs is None or len(model_runs) == 0:
         body = _empty(scope)
     else:
+        if figures is None:
+            from mixmesh.monitor.stats import summarize_frames
+
+            figures = summarize_frames(model_runs, function_runs).models
         models = _models(model_runs, function_runs)
-        body = _overview(models) + _recommendation_list(recommendations)
+        body = _overview(models, {stats.model: stats for stats in figures}) + _recommendation_list(recommendations)
         body += "".join(_model_section(index, m, max_runs) for index, m in enumerate(models, 1))
     header = _header(model_runs, scope, generated)
     return _PAGE.format(title="mixmesh performance report", css=_CSS, header=header, body=body, version=__version__)
@@ -121,37 +134,34 @@ def _empty(scope: t.Optional[str]) -> str:
     )
 
 
-def _overview(models: t.Sequence[_Model]) -> str:
+def _overview(models: t.Sequence[_Model], figures: t.Mapping[str, "ModelStats"]) -> str:
     caption = (
-        "Over every run in the report, the model with the most time spent first. "
-        "Times, rows/s (mean) and memory (highest) are per run."
+        "The figures mixmesh stats shows, the model with the most time spent first: times over "
+        "successful runs, rows/s as rows written over time, memory the highest peak."
     )
     headers = ("Model", "Runs", "Mean time", "p95 time", "SQL / Python", "Rows/s", "Peak memory", "Retries",
                "Fallbacks", "Errors")
-    rows = [_overview_row(index, model) for index, model in enumerate(models, 1)]
+    rows = [_overview_row(index, model, figures[model.name]) for index, model in enumerate(models, 1)]
     return (
         '<section aria-labelledby="figures"><h2 id="figures">Figures per model</h2>'
         f'{_table(headers, rows, caption, "figures")}</section>'
     )
 
 
-def _overview_row(index: int, model: _Model) -> str:
-    runs = model.runs
-    totals = _values(runs["total_s"])
-    python, sql = sum(_values(runs["python_s"])), sum(_values(runs["sql_s"]))
-    share = python / (python + sql) if python + sql > 0 else None
-    failed = int((runs["status"] != "ok").sum())
+def _overview_row(index: int, model: _Model, stats: "ModelStats") -> str:
+    share = stats.python_share
+    failed = f' <span class="bad">({stats.failed} failed)</span>' if stats.failed else ""
     cells = [
         f'<th scope=row><a href="#model-{index}">{_e(model.name)}</a></th>',
-        _cell("runs", len(runs), f"{len(runs):,}" + (f' <span class="bad">({failed} failed)</span>' if failed else "")),
-        _cell("mean_total_s", _mean(totals), _seconds),
-        _cell("p95_total_s", _p95(totals), _seconds),
+        _cell("runs", stats.runs, f"{stats.runs:,}{failed}"),
+        _cell("mean_total_s", stats.mean_s, _seconds),
+        _cell("p95_total_s", stats.p95_s, _seconds),
         _cell("python_share", share, _share_bar(share) if share is not None else "–"),
-        _cell("mean_rows_per_s", _mean(_values(runs["rows_per_s"])), _rate),
-        _cell("peak_rss_mb", max(_values(runs["peak_rss_mb"]), default=None), _mib),
+        _cell("rows_per_s", stats.rows_per_s, _rate),
+        _cell("peak_rss_mb", stats.peak_memory_mb, _mib),
     ]
     for column in ("retries", "fallbacks", "errors"):
-        cells.append(_cell(column, sum(_values(runs[column])), lambda v: f"{int(v):,}"))
+        cells.append(_cell(column, getattr(stats, column), lambda v: f"{int(v):,}"))
     return f"<tr>{''.join(cells)}</tr>"
 
 
@@ -325,13 +335,6 @@ def _share_bar(python_share: float) -> str:
 # -- recommendations and scope -------------------------------------------------------------
 
 
-def _recommendations(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") -> t.List[str]:
-    """The seed's recommendations, as ``mixmesh stats`` makes them from the same runs."""
-    from mixmesh.monitor.stats import summarize_frames
-
-    return [item.message for item in summarize_frames(model_runs, function_runs).recommendations]
-
-
 def _scope(model: t.Optional[str], days: t.Optional[float]) -> t.Optional[str]:
     period = ("last day" if days == 1 else f"last {days:g} days") if days is not None else None
     parts = [part for part in (f"model {model}" if model else None, period) if part]
@@ -352,17 +355,6 @@ def _finite(value: t.Any) -> t.Optional[float]:
 
 def _values(column: t.Iterable[t.Any]) -> t.List[float]:
     return [v for v in map(_finite, column) if v is not None]
-
-
-def _mean(values: t.Sequence[float]) -> t.Optional[float]:
-    return sum(values) / len(values) if values else None
-
-
-def _p95(values: t.Sequence[float]) -> t.Optional[float]:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    import numpy as np
-
-    return float(np.percentile(values, 95)) if values else None
 
 
 def _fmt(value: t.Any, fmt: t.Callable[[float], str]) -> str:
