@@ -126,7 +126,7 @@ def test_opentelemetry_export_records_runs_and_the_windows_figures(store: Metric
     provider = MeterProvider(metric_readers=[reader])
     exported = export_otel(store, provider)
     assert (exported.runs, exported.function_runs) == (10, 8)
-    assert exported.last_started_at == START.replace(tzinfo=None) + dt.timedelta(days=1)
+    assert exported.last_ended_at == store.model_runs()["ended_at"].max().to_pydatetime()
     metrics = _metrics(reader)
 
     duration = _point(metrics["mixmesh.model.duration"], model="a.risk", status="ok")
@@ -147,10 +147,13 @@ def test_opentelemetry_export_records_runs_and_the_windows_figures(store: Metric
     # Only what is new since the last export is recorded again.
     store.append([model_run("a.risk", at=START + dt.timedelta(days=2), total_s=3.0)])
     store.flush()
-    again = export_otel(store, provider, since=exported.last_started_at)
+    again = export_otel(store, provider, since=exported.last_ended_at)
     assert again.runs == 1
     duration = _point(_metrics(reader)["mixmesh.model.duration"], model="a.risk", status="ok")
     assert duration.count == 9
+    # Exporting the same runs again to the same provider counts nothing twice.
+    assert export_otel(store, provider).runs == 0
+    assert _point(_metrics(reader)["mixmesh.model.duration"], model="a.risk", status="ok").count == 9
     provider.shutdown()
 
 

@@ -149,6 +149,7 @@ class OtelRecorder:
         from mixmesh import __version__
 
         meter = provider.get_meter("mixmesh", __version__)
+        self.recorded: t.Set[str] = set()  # run ids: a run is an event, counted once
 
         def histogram(name: str, unit: str, description: str) -> t.Any:
             return meter.create_histogram(
@@ -188,7 +189,10 @@ class OtelRecorder:
         )
 
     def record(self, run: "ModelRun", functions: t.Sequence["FunctionRun"] = ()) -> None:
-        """Record one model evaluation and its functions' figures."""
+        """Record one model evaluation and its functions' figures (once: a run recorded before is skipped)."""
+        if run.run_id in self.recorded:
+            return
+        self.recorded.add(run.run_id)
         attributes = {"model": run.model, "status": run.status, "engine": run.engine or "", "command": run.command or ""}
         # Histograms take no negative amounts; a clock step could make a difference one.
         self.model_duration.record(max(0.0, run.total_s), attributes)
@@ -235,11 +239,11 @@ class OtelRecorder:
 
 @dataclasses.dataclass(frozen=True)
 class OtelExport:
-    """What ``export_otel`` recorded; pass ``last_started_at`` as ``since`` next time."""
+    """What ``export_otel`` recorded; pass ``last_ended_at`` as ``since`` next time."""
 
     runs: int
     function_runs: int
-    last_started_at: t.Optional[dt.datetime]
+    last_ended_at: t.Optional[dt.datetime]
 
 
 _RECORDERS: "weakref.WeakKeyDictionary[t.Any, OtelRecorder]" = weakref.WeakKeyDictionary()
@@ -253,11 +257,13 @@ def export_otel(
     days: t.Optional[float] = None,
     since: t.Optional[dt.datetime] = None,
 ) -> OtelExport:
-    """Record the store's runs (started after ``since``, if given) and the window's figures.
+    """Record the store's runs (ended after ``since``, if given) and the window's figures.
 
     ``meter_provider`` defaults to the global one (``opentelemetry.metrics``); its readers
-    and exporters send the figures wherever they are set up to. Runs are events: export
-    each once (use ``since``), or counters and histograms count them again.
+    and exporters send the figures wherever they are set up to. Runs are events, recorded
+    once per provider in a process; from one process to the next, pass the last export's
+    ``last_ended_at`` as ``since`` (runs reach the store when they end, so a long run that
+    started before a short one is still new when it arrives).
     """
     metrics = _otel()
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
@@ -274,7 +280,8 @@ def export_otel(
     runs = store.model_runs(model=model, days=days)
     functions = store.function_runs(model=model, days=days)
     if since is not None:
-        runs = runs[runs["started_at"] > _naive_utc(since)]
+        runs = runs[runs["ended_at"] > _naive_utc(since)]
+    runs = runs[~runs["run_id"].isin(recorder.recorded)]
     by_run: t.Dict[str, t.List[FunctionRun]] = {}
     for row in functions.to_dict("records"):
         by_run.setdefault(row["run_id"], []).append(FunctionRun(**_plain(row)))
@@ -287,7 +294,7 @@ def export_otel(
     recorder.record_summary(summarize(store, model=model, days=days))
     if hasattr(provider, "force_flush"):
         provider.force_flush()
-    last = runs["started_at"].max() if len(runs) else None
+    last = runs["ended_at"].max() if len(runs) else None
     return OtelExport(len(runs), recorded_functions, None if last is None else last.to_pydatetime())
 
 
