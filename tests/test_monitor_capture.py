@@ -106,11 +106,25 @@ def test_function_figures_and_resilience_counts(monitored: Project) -> None:
     functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
     doubled = functions[(functions.function == "doubled") & (functions.model == "analytics.scored")].iloc[0]
     assert doubled["mode"] == "vectorized"
-    assert doubled["rows"] >= 5000 and doubled["calls"] >= 3  # DuckDB hands over 2,048-row vectors
+    # The fast path hands the 5,000 rows over at once; the failing row is then isolated by
+    # halving (one failed call) and given the fallback.
+    assert doubled["rows"] >= 5000 and doubled["calls"] >= 1
     assert doubled["errors"] >= 1 and doubled["p50_batch_s"] <= doubled["p95_batch_s"] <= doubled["total_s"]
     label = functions[functions.function == "slow_label"].iloc[0]
+    # A row function on the fast path runs over whole batches: timed and counted per batch.
     assert label["mode"] == "row" and label["total_s"] >= 0.3
-    assert label.isna()["calls"]  # row mode: sampled time; counting each call would cost more than it tells
+    assert label["calls"] == 1 and label["rows"] == 150
+
+
+def test_row_functions_off_the_fast_path_are_sampled(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXMESH_FAST_PATH", "off")
+    monitored.plan()
+    functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
+    doubled = functions[(functions.function == "doubled") & (functions.model == "analytics.scored")].iloc[0]
+    assert doubled["rows"] >= 5000 and doubled["calls"] >= 3  # DuckDB hands over 2,048-row vectors
+    label = functions[functions.function == "slow_label"].iloc[0]
+    assert label["mode"] == "row" and label["total_s"] >= 0.3
+    assert label.isna()["calls"]  # called per row: sampled time; counting each call would cost more than it tells
     # The unlucky row went to the fallback (NULL): counted against the model.
     assert runs(monitored)["analytics.scored"].fallbacks == 1
 

@@ -132,6 +132,75 @@ class BatchFunction:
             ) from None
 
 
+class RowBatchFunction:
+    """A row function run over a whole Arrow batch: one Python call per row, but the
+    batch converted to and from Python values at once (the fast path's row mode).
+
+    The rows' values are what the engine's per-row binding passes (``to_pylist``: dicts
+    for STRUCTs, lists, datetimes, Decimals); strict NULL handling skips a row with a
+    NULL argument without calling, as the engine's binding does.
+    """
+
+    def __init__(self, spec: FunctionSpec, model: t.Optional[str] = None, source: t.Optional[str] = None) -> None:
+        self.spec = spec
+        self.model = model
+        self.return_type = types.to_arrow(spec.returns)
+        self._call = row_function(spec, model, skip_nulls=spec.null_handling == "strict", source=source)
+        # Engines bind such a function as never returning NULL for a row without NULLs.
+        self._promises_value = spec.null_handling == "strict" and not spec.may_return_null
+
+    def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        started = time.perf_counter()
+        arrays = [_as_array(column) for column in columns]
+        failed = True
+        try:
+            values = [array.to_pylist() for array in arrays]
+            call = self._call
+            results = [call(*row) for row in zip(*values)] if values else []
+            array = self._to_arrow(results)
+            if self._promises_value and array.null_count:
+                self._check_no_null_returned(array, arrays)
+            failed = False
+            return array
+        finally:
+            if capture.evaluating():
+                rows = len(arrays[0]) if arrays else 0
+                seconds = time.perf_counter() - started
+                lengths = _mean_list_length(arrays)
+                capture.record_batch(self.model, self.spec.name, rows, seconds, failed, lengths, mode="row")
+
+    def _check_no_null_returned(self, results: pa.Array, arrays: t.List[pa.Array]) -> None:
+        valid = _all_valid(arrays)
+        returned_null = results.is_null() if valid is None else pc.and_(results.is_null(), valid)
+        if pc.any(returned_null).as_py():
+            raise FunctionRuntimeError(
+                f"{where(self.spec.name, self.model)} returned None for a row without NULL arguments, but its "
+                "return hint does not allow None; hint Optional[...] (e.g. -> Optional[float]) for a function "
+                "that returns NULL"
+            )
+
+    def _to_arrow(self, results: t.List[t.Any]) -> pa.Array:
+        try:
+            return pa.array(results, type=self.return_type, from_pandas=False)
+        except (pa.ArrowException, TypeError, ValueError):
+            pass
+        try:  # values of another type that convert, as the engine converts them ('1' for an INT...)
+            return pa.array(results, from_pandas=False).cast(self.return_type, safe=True)
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            raise FunctionRuntimeError(
+                f"{where(self.spec.name, self.model)} (declared {types.sql(self.spec.returns, 'duckdb')}) returned "
+                f"a value that does not convert to its declared type: {self._first_wrong(results) or error}"
+            ) from None
+
+    def _first_wrong(self, results: t.List[t.Any]) -> t.Optional[str]:
+        for value in results:
+            try:
+                pa.array([value], type=self.return_type, from_pandas=False)
+            except (pa.ArrowException, TypeError, ValueError):
+                return f"{truncate(value, 80)} ({type(value).__name__})"
+        return None
+
+
 def row_function(
     spec: FunctionSpec,
     model: t.Optional[str] = None,

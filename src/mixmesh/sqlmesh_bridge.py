@@ -150,7 +150,7 @@ def install() -> None:
         for method in ("_load_audits", "_load_models", "_load_environment_statements"):
             _wrap_loader_method(loader.SqlMeshLoader, method)
         loader.SqlMeshLoader._load_scripts = _fresh_modules_hook(loader.SqlMeshLoader._load_scripts)
-        EngineAdapter._execute = _explain_errors_hook(_create_sql_functions_hook(EngineAdapter._execute))
+        EngineAdapter._execute = _explain_errors_hook(_create_sql_functions_hook(_fast_path_hook(EngineAdapter._execute)))
         from mixmesh.monitor import capture
 
         capture.install()
@@ -415,6 +415,26 @@ def _create_sql_functions_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..
 
             engines.create_sql_functions(self, sql)
         return execute(self, *args, **kwargs)
+
+    return hook
+
+
+def _fast_path_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """A statement calling mixmesh functions runs them on large batches where it can
+    (``mixmesh.fastpath``); everything else runs as it was."""
+
+    @functools.wraps(execute)
+    def hook(self: t.Any, sql: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        if isinstance(sql, str):
+            from mixmesh import fastpath
+
+            def run(statement: str) -> t.Any:
+                return execute(self, statement, *args, **kwargs)
+
+            parameters = any(key != "track_rows_processed" for key in kwargs) or len(args) > 1
+            if fastpath.try_execute(self, sql, run, parameters):
+                return None
+        return execute(self, sql, *args, **kwargs)
 
     return hook
 

@@ -89,6 +89,27 @@ def bind(
     engine(adapter.dialect).bind(binding, sql_name, adapter)
 
 
+def bindings_called(sql: str) -> t.Dict[str, Binding]:
+    """The mixmesh functions a statement calls, by engine-side name in lower case."""
+    if not _bound:
+        return {}
+    called = {}
+    for match in _ENGINE_NAME.finditer(sql):
+        binding = _bound.get(match.group(1).lower())
+        if binding is not None:
+            called[match.group(1).lower()] = binding
+    return called
+
+
+def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
+    """The function as the fast path calls it: Arrow columns of a batch in, one array out."""
+    from mixmesh.calling import BatchFunction, RowBatchFunction
+
+    if binding.spec.vectorized:
+        return BatchFunction(binding.spec, binding.model)
+    return RowBatchFunction(binding.spec, binding.model, source=binding.source)
+
+
 def register_sql_function(binding: SqlFunctionBinding) -> None:
     """Make a project SQL function known under its engine-side name (idempotent)."""
     with _lock:

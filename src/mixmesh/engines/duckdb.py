@@ -434,3 +434,137 @@ def _both_numeric(left: str, right: str) -> bool:
 
     parsed = _parse(left), _parse(right)
     return None not in parsed and all(p.is_type(*exp.DataType.NUMERIC_TYPES) for p in parsed)
+
+
+# --- the fast path (mixmesh.fastpath): a split statement run as a stream ------------------
+#
+# The inner query runs on a second cursor of the same database and streams out as Arrow
+# record batches; the computed stream is registered on SQLMesh's cursor under the stage's
+# name and the outer statement reads it there. Nothing is materialized but the batches in
+# flight. A second cursor sees what is committed only: inside a transaction that wrote a
+# table the inner query reads, the plain binding runs instead.
+
+# The reader cursor exports DuckDB's own types losslessly (HUGEINT, UUID, JSON... as Arrow
+# extension types; the default, HUGEINT as DECIMAL(38,0), is slower too); only an ENUM
+# comes back as VARCHAR: the outer statement casts such columns back.
+_CHANGED_BY_ARROW = re.compile(r"\bENUM\b")
+_WRITES = re.compile(r"^\s*(INSERT|DELETE|UPDATE|CREATE|DROP|ALTER|MERGE|TRUNCATE|COPY|REPLACE)\b", re.IGNORECASE)
+_BEGINS = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
+_ENDS = re.compile(r"^\s*(COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
+_COMMENTS = re.compile(r"^\s*(/\*.*?\*/\s*|--[^\n]*\n\s*)*", re.DOTALL)
+UNKNOWN_WRITE = "*"
+# (connection pool, thread) -> tables written in its open transaction (UNKNOWN_WRITE: any)
+_transaction_writes: t.Dict[t.Tuple[int, int], t.Set[str]] = {}
+_stages_to_unregister: t.Dict[t.Tuple[int, int], t.List[t.Tuple[t.Any, str]]] = {}
+
+
+def _session(adapter: t.Any) -> t.Tuple[int, int]:
+    """SQLMesh runs each thread on its own cursor of the adapter's connection pool."""
+    return (id(adapter._connection_pool), threading.get_ident())
+
+
+def observe_statement(adapter: t.Any, sql: str) -> None:
+    """Before each statement: let go of the last streams; note the tables a statement
+    writes while a transaction is open on its cursor."""
+    key = _session(adapter)
+    for cursor, stage in _stages_to_unregister.pop(key, ()):
+        with contextlib.suppress(Exception):  # a closed cursor took its views with it
+            cursor.unregister(stage)
+    text = sql[_COMMENTS.match(sql).end():]
+    if _ENDS.match(text):
+        _transaction_writes.pop(key, None)
+        return
+    if _BEGINS.match(text):  # a transaction SQLMesh's pool does not know about
+        _transaction_writes[key] = {UNKNOWN_WRITE}
+        return
+    in_transaction = adapter._connection_pool.is_transaction_active or key in _transaction_writes
+    if not in_transaction:
+        _transaction_writes.pop(key, None)
+    elif _WRITES.match(text):
+        _transaction_writes.setdefault(key, set()).update(_written_tables(text))
+
+
+def _written_tables(sql: str) -> t.Set[str]:
+    import sqlglot
+
+    try:
+        statement = sqlglot.parse_one(sql, read=NAME)
+    except sqlglot.errors.SqlglotError:
+        return {UNKNOWN_WRITE}
+    target = statement.this
+    table = target.this if isinstance(target, exp.Schema) else target
+    return {table.name.lower()} if isinstance(table, exp.Table) else {UNKNOWN_WRITE}
+
+
+def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Callable[[str], t.Any]) -> t.Optional[str]:
+    """Run a split statement as a stream (see above). None when it ran; else why it did not
+    (the caller then runs the statement plainly: nothing was written yet)."""
+    import duckdb
+    import pyarrow as pa
+
+    unseen = _unseen_writes(adapter, split.inner)
+    if unseen:
+        return f"the open transaction wrote {', '.join(sorted(unseen))}, which the query reads"
+    reader_cursor = adapter.connection.cursor()
+    try:
+        reader_cursor.execute("SET SESSION arrow_lossless_conversion = true")
+        inner_sql = split.inner.sql(NAME)
+        called = _sql_functions_called(inner_sql)
+        if called:
+            create_sql_functions_on(reader_cursor, called)
+        threads = _threads(reader_cursor)
+        try:
+            reader_cursor.sql(split.binding_check.sql(NAME))
+            relation = reader_cursor.sql(inner_sql)
+        except duckdb.Error as error:  # the plain statement will say it better, or work
+            return f"the inner query does not bind on another cursor: {str(error).splitlines()[0]}"
+        casts = {
+            name: exp.DataType.build(str(duckdb_type), dialect=NAME)
+            for name, duckdb_type in zip(relation.columns, relation.types)
+            if _CHANGED_BY_ARROW.search(str(duckdb_type))
+        }
+        batches = relation.to_arrow_reader(compute.batch_rows)
+        schema = pa.schema(list(batches.schema) + compute.result_fields())
+        stream = compute.stream(batches, threads)
+        cursor = adapter.cursor
+        cursor.register(split.stage, pa.RecordBatchReader.from_batches(schema, iter(stream)))
+        try:
+            execute(split.statement_sql(NAME, casts))
+        except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException) as error:
+            if stream.error is not None:
+                raise stream.error from None
+            # Refused before it ran (nothing written): the split was not valid SQL here.
+            return f"the split statement does not bind: {str(error).splitlines()[0]}"
+        except Exception:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+        finally:
+            # Not now: unregistering discards the cursor's result, which SQLMesh reads next.
+            _stages_to_unregister.setdefault(_session(adapter), []).append((cursor, split.stage))
+        return None
+    finally:
+        reader_cursor.close()
+
+
+def _unseen_writes(adapter: t.Any, inner: exp.Expr) -> t.Set[str]:
+    written = _transaction_writes.get(_session(adapter))
+    if not written:
+        return set()
+    if UNKNOWN_WRITE in written:
+        return {"tables mixmesh cannot name"}
+    return written & {table.name.lower() for table in inner.find_all(exp.Table)}
+
+
+def _sql_functions_called(sql: str) -> t.List["SqlFunctionBinding"]:
+    from mixmesh import engines
+
+    return engines.sql_functions_called(sql)
+
+
+def _threads(cursor: t.Any) -> int:
+    """As many computing threads as the engine runs query threads."""
+    try:
+        return int(cursor.execute("SELECT current_setting('threads')").fetchone()[0])
+    except Exception:  # noqa: BLE001 - a setting we cannot read: the cores
+        return os.cpu_count() or 1

@@ -81,11 +81,20 @@ def evaluating() -> bool:
     return bool(_active)
 
 
-def record_batch(model: t.Optional[str], function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float]) -> None:
-    """One vectorized call's figures, from the function's wrapper (on one of the engine's threads)."""
+def record_batch(
+    model: t.Optional[str],
+    function: str,
+    rows: int,
+    seconds: float,
+    failed: bool,
+    list_length: t.Optional[float],
+    mode: str = "vectorized",
+) -> None:
+    """One batch's figures, from the function's wrapper (on one of the engine's threads): a
+    vectorized call, or a row function run over a batch on the fast path."""
     evaluation = _evaluation_of(model)
     if evaluation is not None:
-        evaluation.batch(function, rows, seconds, failed, list_length)
+        evaluation.batch(function, rows, seconds, failed, list_length, mode)
 
 
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
@@ -142,9 +151,11 @@ class Evaluation:
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="mixmesh-monitor", daemon=True)
 
-    def batch(self, function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float]) -> None:
+    def batch(
+        self, function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float], mode: str
+    ) -> None:
         with self.lock:
-            figures = self.functions.setdefault(function, _FunctionFigures("vectorized"))
+            figures = self.functions.setdefault(function, _FunctionFigures(mode))
             figures.calls += 1
             figures.rows += rows
             figures.errors += int(failed)

@@ -1,0 +1,168 @@
+"""The fast path: Python functions in SQL run on batches of a million rows, not 2048.
+
+Every statement SQLMesh runs passes through ``EngineAdapter._execute``; when it calls a
+bound mixmesh function (its engine-side name is in the text: no parsing otherwise), the
+statement is split with ``mixmesh.hoisting`` and run by the engine as a stream: the part
+of the query below the calls streams out in large Arrow batches, each call's results are
+appended per batch (on a pool of threads, as many as the engine's), and the rest of the
+statement reads the stream. Results are those of the plain binding, which runs whenever
+the split would not be exact (``hoisting`` says why), the engine cannot stream the
+statement (``engines.<engine>.execute_split`` returns False), or ``MIXMESH_FAST_PATH=off``.
+
+What was decided for the last statements is kept in ``decisions`` (and logged at DEBUG on
+``mixmesh.fastpath``), for tests and for anyone wondering why a model is slow.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import os
+import threading
+import typing as t
+import uuid
+
+import pyarrow as pa
+
+from mixmesh import engines, hoisting
+
+logger = logging.getLogger(__name__)
+
+VARIABLE = "MIXMESH_FAST_PATH"
+BATCH_ROWS = 1_000_000
+
+
+class Decision(t.NamedTuple):
+    functions: t.Tuple[str, ...]  # the plain names of the functions the statement calls
+    staged: bool
+    reason: str  # why not, when not
+
+
+decisions: "collections.deque[Decision]" = collections.deque(maxlen=200)
+
+
+def enabled() -> bool:
+    return os.environ.get(VARIABLE, "on").lower() not in ("off", "0", "false", "no")
+
+
+def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], parameters: bool) -> bool:
+    """Run ``sql`` on the fast path if it can be (``run`` runs a statement as the caller
+    would); False when the caller must run ``sql`` plainly."""
+    module = engines.ENGINE_MODULES.get(adapter.dialect)
+    if module is None:
+        return False
+    engine = engines.engine(adapter.dialect)
+    observe = getattr(engine, "observe_statement", None)
+    if observe is not None:
+        observe(adapter, sql)
+    bound = engines.bindings_called(sql)
+    if not bound or not hasattr(engine, "execute_split"):
+        return False
+    functions = tuple(sorted({binding.spec.name for binding in bound.values()}))
+    if parameters or not enabled():
+        return _decided(functions, False, "the statement has parameters" if enabled() else f"{VARIABLE} is off")
+    split = _plan(sql, adapter.dialect, bound)
+    if isinstance(split, hoisting.Declined):
+        return _decided(functions, False, split.reason)
+    calls = [(call, _batch_function(call.name.lower(), bound[call.name.lower()])) for call in split.calls]
+    refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
+    return _decided(functions, refused is None, refused or "")
+
+
+def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.Union[hoisting.Split, hoisting.Declined]:
+    import sqlglot
+
+    try:
+        statement = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError as error:
+        return hoisting.Declined(f"sqlglot cannot parse the statement: {error}")
+    argument_types = {name: [arg.sql_type for arg in binding.spec.args] for name, binding in bound.items()}
+    return hoisting.plan(statement, argument_types, f"{hoisting.PREFIX}stream_{uuid.uuid4().hex[:12]}")
+
+
+_batch_functions: t.Dict[str, t.Callable[..., pa.Array]] = {}  # by engine-side name
+
+
+def _batch_function(sql_name: str, binding: engines.Binding) -> t.Callable[..., pa.Array]:
+    """Built once per binding (a row function's compiled copy costs a parse)."""
+    function = _batch_functions.get(sql_name)
+    if function is None:
+        function = _batch_functions.setdefault(sql_name, engines.batch_function(binding))
+    return function
+
+
+def _decided(functions: t.Tuple[str, ...], staged: bool, reason: str) -> bool:
+    decisions.append(Decision(functions, staged, reason))
+    logger.debug("fast path %s for %s%s", "taken" if staged else "not taken", ", ".join(functions),
+                 f": {reason}" if reason else "")
+    return staged
+
+
+class BatchComputer:
+    """Appends the hoisted calls' results to each batch the inner query streams out."""
+
+    batch_rows = BATCH_ROWS
+
+    def __init__(self, calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Callable[..., pa.Array]]]) -> None:
+        self.calls = list(calls)
+
+    def result_fields(self) -> t.List[pa.Field]:
+        return [pa.field(call.result, function.return_type) for call, function in self.calls]
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        columns = list(batch.columns)
+        names = list(batch.schema.names)
+        for call, function in self.calls:
+            columns.append(function(*[batch.column(name) for name in call.arguments]))
+            names.append(call.result)
+        return pa.RecordBatch.from_arrays(columns, names=names)
+
+    def stream(self, batches: t.Iterable[pa.RecordBatch], threads: int) -> "ComputedStream":
+        return ComputedStream(batches, self, threads)
+
+
+class ComputedStream:
+    """The computed batches, in order, with at most ``threads`` computing at once.
+
+    The engine pulls batches from its own threads; an error of the function is kept here
+    (the engine would only report "the stream failed") and raised by ``raise_error``.
+    """
+
+    def __init__(self, batches: t.Iterable[pa.RecordBatch], compute: BatchComputer, threads: int) -> None:
+        self._batches = batches
+        self._compute = compute
+        self._threads = max(1, threads)
+        self.error: t.Optional[BaseException] = None
+
+    def __iter__(self) -> t.Iterator[pa.RecordBatch]:
+        pending: "collections.deque[concurrent.futures.Future[pa.RecordBatch]]" = collections.deque()
+        try:
+            for batch in self._batches:
+                if batch.num_rows == 0:
+                    continue
+                pending.append(_pool().submit(self._compute, batch))
+                if len(pending) >= self._threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseException as error:
+            self.error = error
+            for future in pending:
+                future.cancel()
+            raise
+
+
+_pool_lock = threading.Lock()
+_executor: t.Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One pool for the process: computing threads are reused across statements."""
+    global _executor
+    with _pool_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 2, thread_name_prefix="mixmesh-fastpath"
+            )
+        return _executor
