@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh import engines, hoisting
+from mixmesh import engines, hoisting, workers
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,30 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     if isinstance(split, hoisting.Declined):
         return _decided(functions, False, split.reason)
     calls = [(call, _batch_function(call.name.lower(), bound[call.name.lower()])) for call in split.calls]
-    refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
+    in_processes = {call.name.lower(): function for call, function in calls if function.spec.parallel == "processes"}
+    with _workers(in_processes) as executor:
+        if executor is not None:
+            calls = [
+                (call, workers.InWorkers(executor, call.name.lower(), function) if call.name.lower() in in_processes
+                 else function)
+                for call, function in calls
+            ]
+        try:
+            refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
+        except Exception as error:
+            _decided(functions, True, f"raised {type(error).__name__}")
+            raise
     return _decided(functions, refused is None, refused or "")
+
+
+@contextlib.contextmanager
+def _workers(functions: t.Mapping[str, t.Any]) -> t.Iterator[t.Any]:
+    """Worker processes for the functions declared parallel="processes", if any."""
+    if not functions or not workers.can_fork():
+        yield None
+        return
+    with workers.pool(functions) as executor:
+        yield executor
 
 
 def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.Union[hoisting.Split, hoisting.Declined]:
@@ -93,6 +116,7 @@ def _batch_function(sql_name: str, binding: engines.Binding) -> t.Callable[..., 
 
 
 def _decided(functions: t.Tuple[str, ...], staged: bool, reason: str) -> bool:
+    reason = engines.plain_names(reason)
     decisions.append(Decision(functions, staged, reason))
     logger.debug("fast path %s for %s%s", "taken" if staged else "not taken", ", ".join(functions),
                  f": {reason}" if reason else "")
@@ -104,8 +128,11 @@ class BatchComputer:
 
     batch_rows = BATCH_ROWS
 
-    def __init__(self, calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Callable[..., pa.Array]]]) -> None:
+    def __init__(self, calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Any]]) -> None:
         self.calls = list(calls)
+        # Threads wait on worker processes; one per core keeps every worker busy.
+        in_workers = any(isinstance(function, workers.InWorkers) for _, function in calls)
+        self.least_threads = (os.cpu_count() or 1) if in_workers else 1
 
     def result_fields(self) -> t.List[pa.Field]:
         return [pa.field(call.result, function.return_type) for call, function in self.calls]
@@ -119,7 +146,7 @@ class BatchComputer:
         return pa.RecordBatch.from_arrays(columns, names=names)
 
     def stream(self, batches: t.Iterable[pa.RecordBatch], threads: int) -> "ComputedStream":
-        return ComputedStream(batches, self, threads)
+        return ComputedStream(batches, self, max(threads, self.least_threads))
 
 
 class ComputedStream:

@@ -26,6 +26,7 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 # What a vectorized function receives for each argument.
 ARROW, PANDAS = "arrow", "pandas"
 NULL_HANDLING = ("strict", "call")
+PARALLEL = ("threads", "processes")
 NOT_NULL = "NOT NULL"
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -58,6 +59,7 @@ class FunctionSpec:
     pandas_batches: bool = False  # vectorized="pandas": every argument arrives as a Series
     on_error: t.Any = "raise"  # "raise", "null", a constant, or a fallback function
     policies: t.Any = None  # a resilience.Policy (retries, circuit breaker) or None
+    parallel: str = "threads"  # on the fast path: batches on threads, or in worker processes
 
     @property
     def is_protected(self) -> bool:
@@ -173,6 +175,7 @@ def udf(
     retry: t.Optional[t.Any] = None,
     circuit_breaker: t.Optional[t.Any] = None,
     timeout_s: t.Optional[float] = None,
+    parallel: str = "threads",
 ) -> t.Callable[[F], F]: ...
 
 
@@ -188,6 +191,7 @@ def udf(
     retry: t.Optional[t.Any] = None,
     circuit_breaker: t.Optional[t.Any] = None,
     timeout_s: t.Optional[float] = None,
+    parallel: str = "threads",
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -208,6 +212,12 @@ def udf(
         timeout_s: give up on a call (a row, or a batch) after this many seconds: it counts
             as a TimeoutError (retried by ``retry``, then on_error); the hung call is left to
             finish in the background, the query goes on.
+        parallel: how batches run on the fast path (see docs/fast-path.md): "threads" (the
+            default; vectorized functions use as many threads as the engine, which pays off
+            where they release the GIL, as numpy and pyarrow do) or "processes": worker
+            processes, one per core, for pure-Python functions that hold the GIL. Worker
+            processes share nothing with the model's process, so this is for functions
+            without retry, circuit_breaker, timeout_s or on_error, whose state lives there.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
@@ -220,6 +230,7 @@ def udf(
             null_handling=null_handling,
             on_error=on_error,
             policies=_policies(function, retry, circuit_breaker, timeout_s),
+            parallel=parallel,
         )
         from mixmesh import sqlmesh_bridge
 
@@ -241,6 +252,7 @@ def build_spec(
     null_handling: str,
     on_error: t.Any = "raise",
     policies: t.Any = None,
+    parallel: str = "threads",
 ) -> FunctionSpec:
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
@@ -296,9 +308,24 @@ def build_spec(
         pandas_batches=pandas_batches,
         on_error=on_error,
         policies=policies,
+        parallel=parallel,
     )
     _check_on_error(spec)
+    _check_parallel(spec)
     return spec
+
+
+def _check_parallel(spec: "FunctionSpec") -> None:
+    if spec.parallel not in PARALLEL:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: parallel must be one of {PARALLEL}, got {spec.parallel!r}"
+        )
+    if spec.parallel == "processes" and spec.is_protected:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which "
+            "share nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
+            "their state and counts there. Use one or the other"
+        )
 
 
 def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any, timeout_s: t.Any) -> t.Any:

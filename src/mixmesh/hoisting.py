@@ -32,6 +32,7 @@ from sqlglot import exp
 
 PREFIX = "__mixmesh_"
 STAGE_ALIAS = PREFIX + "stage"
+STAGED = PREFIX + "staged"  # the stage as a MATERIALIZED CTE, where it must be read twice
 
 # Nodes under which the engine may skip a call for some rows, or call it per list element.
 _CONDITIONAL = (
@@ -68,16 +69,31 @@ class Split:
     # types as the plain statement would (the inner query casts them to the declared ones).
     binding_check: exp.Select
 
-    def statement_sql(self, dialect: str, casts: t.Mapping[str, exp.DataType]) -> str:
+    def statement_sql(self, dialect: str, casts: t.Mapping[str, exp.DataType], materialized: bool = False) -> str:
         """The outer statement, each stage column cast back to the type the inner query gave
-        it where the trip out and back changes it (``casts``: column -> type)."""
+        it where the trip out and back changes it (``casts``: column -> type).
+
+        ``materialized``: the stage is read through a MATERIALIZED CTE, for an engine whose
+        plan would otherwise read the stream twice (it can be read once).
+        """
 
         def cast_back(node: exp.Expr) -> exp.Expr:
             if isinstance(node, exp.Column) and node.table == STAGE_ALIAS and node.name in casts:
                 return exp.Cast(this=node.copy(), to=casts[node.name].copy())
+            if materialized and isinstance(node, exp.Table) and node.name == self.stage:
+                return exp.Table(this=exp.to_identifier(STAGED, quoted=True), alias=node.args.get("alias"))
             return node
 
-        statement = self.statement.transform(cast_back, copy=True) if casts else self.statement
+        statement = self.statement.transform(cast_back, copy=True) if casts or materialized else self.statement
+        if materialized:
+            staged = exp.CTE(
+                this=exp.select("*").from_(exp.Table(this=exp.to_identifier(self.stage, quoted=True))),
+                alias=exp.TableAlias(this=exp.to_identifier(STAGED, quoted=True)),
+                materialized=True,
+            )
+            query = _query_of(statement)
+            existing = query.args.get("with_")
+            query.set("with_", exp.With(expressions=[staged, *(existing.expressions if existing else [])]))
         return statement.sql(dialect)
 
 

@@ -441,8 +441,12 @@ def _both_numeric(left: str, right: str) -> bool:
 # The inner query runs on a second cursor of the same database and streams out as Arrow
 # record batches; the computed stream is registered on SQLMesh's cursor under the stage's
 # name and the outer statement reads it there. Nothing is materialized but the batches in
-# flight. A second cursor sees what is committed only: inside a transaction that wrote a
-# table the inner query reads, the plain binding runs instead.
+# flight. Two things keep it exact:
+# - a stream can be read once: where DuckDB's plan would scan it twice (its window self-join
+#   rewrite turns ``agg() OVER (PARTITION BY k)`` into a join of the input with its own
+#   aggregate), the outer statement reads it through a MATERIALIZED CTE instead;
+# - a second cursor sees what is committed only: inside a transaction that wrote something,
+#   it streams only queries reading base tables the transaction did not write.
 
 # The reader cursor exports DuckDB's own types losslessly (HUGEINT, UUID, JSON... as Arrow
 # extension types; the default, HUGEINT as DECIMAL(38,0), is slower too); only an ENUM
@@ -453,35 +457,41 @@ _BEGINS = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
 _ENDS = re.compile(r"^\s*(COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
 _COMMENTS = re.compile(r"^\s*(/\*.*?\*/\s*|--[^\n]*\n\s*)*", re.DOTALL)
 UNKNOWN_WRITE = "*"
-# (connection pool, thread) -> tables written in its open transaction (UNKNOWN_WRITE: any)
-_transaction_writes: t.Dict[t.Tuple[int, int], t.Set[str]] = {}
-_stages_to_unregister: t.Dict[t.Tuple[int, int], t.List[t.Tuple[t.Any, str]]] = {}
 
 
-def _session(adapter: t.Any) -> t.Tuple[int, int]:
-    """SQLMesh runs each thread on its own cursor of the adapter's connection pool."""
-    return (id(adapter._connection_pool), threading.get_ident())
+class _Session:
+    """What the fast path keeps about one SQLMesh cursor (a thread of a connection pool)."""
+
+    def __init__(self) -> None:
+        self.begun_in_sql = False  # a BEGIN statement, which SQLMesh's pool does not know about
+        self.writes: t.Set[str] = set()  # tables written in the open transaction
+        self.undo: t.List[t.Callable[[], t.Any]] = []  # to do before the cursor's next statement
+
+
+_sessions: t.Dict[t.Tuple[int, int], _Session] = {}
+
+
+def _session(adapter: t.Any) -> _Session:
+    return _sessions.setdefault((id(adapter._connection_pool), threading.get_ident()), _Session())
 
 
 def observe_statement(adapter: t.Any, sql: str) -> None:
-    """Before each statement: let go of the last streams; note the tables a statement
-    writes while a transaction is open on its cursor."""
-    key = _session(adapter)
-    for cursor, stage in _stages_to_unregister.pop(key, ()):
+    """Before each statement: undo what the last stream changed on the cursor; note the
+    tables a statement writes while a transaction is open."""
+    session = _session(adapter)
+    for undo in session.undo:
         with contextlib.suppress(Exception):  # a closed cursor took its views with it
-            cursor.unregister(stage)
+            undo()
+    session.undo.clear()
     text = sql[_COMMENTS.match(sql).end():]
     if _ENDS.match(text):
-        _transaction_writes.pop(key, None)
-        return
-    if _BEGINS.match(text):  # a transaction SQLMesh's pool does not know about
-        _transaction_writes[key] = {UNKNOWN_WRITE}
-        return
-    in_transaction = adapter._connection_pool.is_transaction_active or key in _transaction_writes
-    if not in_transaction:
-        _transaction_writes.pop(key, None)
+        session.begun_in_sql, session.writes = False, set()
+    elif _BEGINS.match(text):
+        session.begun_in_sql = True
+    elif not (session.begun_in_sql or adapter._connection_pool.is_transaction_active):
+        session.writes = set()
     elif _WRITES.match(text):
-        _transaction_writes.setdefault(key, set()).update(_written_tables(text))
+        session.writes |= _written_tables(text)
 
 
 def _written_tables(sql: str) -> t.Set[str]:
@@ -502,11 +512,12 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
     import duckdb
     import pyarrow as pa
 
-    unseen = _unseen_writes(adapter, split.inner)
-    if unseen:
-        return f"the open transaction wrote {', '.join(sorted(unseen))}, which the query reads"
+    session = _session(adapter)
     reader_cursor = adapter.connection.cursor()
     try:
+        unseen = _unseen_writes(session, split.inner, reader_cursor)
+        if unseen:
+            return f"the open transaction wrote {unseen}, which the query may read"
         reader_cursor.execute("SET SESSION arrow_lossless_conversion = true")
         inner_sql = split.inner.sql(NAME)
         called = _sql_functions_called(inner_sql)
@@ -528,8 +539,15 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
         stream = compute.stream(batches, threads)
         cursor = adapter.cursor
         cursor.register(split.stage, pa.RecordBatchReader.from_batches(schema, iter(stream)))
+        # Not undone now: that would discard the cursor's result, which SQLMesh reads next.
+        session.undo.append(lambda: cursor.unregister(split.stage))
         try:
-            execute(split.statement_sql(NAME, casts))
+            statement = split.statement_sql(NAME, casts)
+            if _stream_scans(cursor, statement) > 1:
+                statement = split.statement_sql(NAME, casts, materialized=True)
+                if _stream_scans(cursor, statement) > 1:
+                    return "the engine's plan reads the stream more than once"
+            execute(statement)
         except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException) as error:
             if stream.error is not None:
                 raise stream.error from None
@@ -539,21 +557,44 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
             if stream.error is not None:
                 raise stream.error from None
             raise
-        finally:
-            # Not now: unregistering discards the cursor's result, which SQLMesh reads next.
-            _stages_to_unregister.setdefault(_session(adapter), []).append((cursor, split.stage))
         return None
     finally:
         reader_cursor.close()
 
 
-def _unseen_writes(adapter: t.Any, inner: exp.Expr) -> t.Set[str]:
-    written = _transaction_writes.get(_session(adapter))
-    if not written:
-        return set()
-    if UNKNOWN_WRITE in written:
-        return {"tables mixmesh cannot name"}
-    return written & {table.name.lower() for table in inner.find_all(exp.Table)}
+def _stream_scans(cursor: t.Any, statement: str) -> int:
+    """How many times the statement's plan scans an Arrow stream (the stage is the one)."""
+    import json
+
+    plan = json.loads(cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}").fetchall()[0][1])
+
+    def scans(node: t.Any) -> int:
+        if isinstance(node, list):
+            return sum(scans(child) for child in node)
+        own = int(node.get("name", "").strip() == "ARROW_SCAN")
+        return own + scans(node.get("children", []))
+
+    return scans(plan)
+
+
+def _unseen_writes(session: _Session, inner: exp.Expr, cursor: t.Any) -> str:
+    """What the open transaction wrote that the inner query may read (through a view or a
+    table function too), or "" when it reads only base tables it did not write."""
+    if not session.writes:
+        return ""
+    if UNKNOWN_WRITE in session.writes:
+        return "tables mixmesh cannot name"
+    ctes = {cte.alias_or_name.lower() for cte in inner.find_all(exp.CTE)}
+    read = [table for table in inner.find_all(exp.Table) if table.name.lower() not in ctes]
+    if any(not isinstance(table.this, exp.Identifier) for table in read):
+        return "something (the query reads a table function)"
+    names = {table.name.lower() for table in read}
+    written = names & session.writes
+    if written:
+        return ", ".join(sorted(written))
+    base_tables = {name.lower() for (name,) in cursor.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    views = names - base_tables
+    return f"something ({', '.join(sorted(views))} is not a base table)" if views else ""
 
 
 def _sql_functions_called(sql: str) -> t.List["SqlFunctionBinding"]:
