@@ -9,6 +9,8 @@ query of a real SQLMesh project:
              (``python/shared/feature_engineering.py``), bound by mixmesh as a project
              uses it (the macro in ``macros/``), computing the features of a whole batch
              of customer-days over Arrow at once
+  mixmesh-plain  the same with the fast path off (``MIXMESH_FAST_PATH=off``): DuckDB hands
+             the function 2,048 customer-days at a time
   seed       ``seed_risk_score(...)``: the seed's implementation kept in the same file,
              ``risk_score_row_by_row`` (a pandas DataFrame per customer-day), bound as a
              DuckDB native (row) UDF with ``connection.create_function`` on SQLMesh's
@@ -117,10 +119,12 @@ class Variant:
     name: str
     call: str  # what the model calls on each customer-day
     description: str
+    environment: t.Tuple[t.Tuple[str, str], ...] = ()
 
 
 VARIANTS = (
     Variant("mixmesh", "@python_risk_score", "@udf(vectorized=True) over Arrow, bound by mixmesh"),
+    Variant("mixmesh-plain", "@python_risk_score", "the same, fast path off", (("MIXMESH_FAST_PATH", "off"),)),
     Variant("seed", "seed_risk_score", "risk_score_row_by_row: a pandas DataFrame per customer-day, DuckDB native UDF"),
 )
 MIXMESH, SEED = "mixmesh", "seed"
@@ -152,7 +156,7 @@ def measure_child(args: argparse.Namespace) -> t.Dict[str, t.Any]:
     """Build the variant's model with SQLMesh, timing its evaluation; save its scores."""
     from sqlmesh import Context
 
-    from mixmesh import demo_data
+    from mixmesh import demo_data, fastpath
 
     root = args.project.resolve()
     os.chdir(root)  # as SQLMesh is run: artifacts/ (absent here) is looked up from the project
@@ -175,6 +179,7 @@ def measure_child(args: argparse.Namespace) -> t.Dict[str, t.Any]:
     )
     context.close()
     return {
+        "fast_path": any(d.staged and "python_risk_score" in d.functions for d in fastpath.decisions),
         "seconds": evaluations[0][1],
         "rows": int(rows),
         "rss_before_mb": rss_before,
@@ -198,7 +203,8 @@ def run_child(folder: Path, variant: Variant, args: argparse.Namespace) -> t.Dic
     write_project(root, variant)
     sizes = ["--customers", str(args.customers), "--transactions", str(args.transactions), "--days", str(args.days)]
     command = [sys.executable, str(Path(__file__).resolve()), "--child", variant.name, "--project", str(root), *sizes]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+    environment = {**os.environ, "NO_COLOR": "1", **dict(variant.environment)}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     results = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
     if done.returncode != 0 or not results:
         sys.exit(f"child process {variant.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -206,7 +212,13 @@ def run_child(folder: Path, variant: Variant, args: argparse.Namespace) -> t.Dic
 
 
 def compare(runs: t.Mapping[str, t.Mapping[str, t.Any]]) -> t.Dict[str, t.Any]:
-    """Both tables hold the same customer-days with the same scores (within ABS_TOL), or exit."""
+    """Every variant's table holds the seed's customer-days with the same scores (within
+    ABS_TOL), or exit. Returns the comparison of mixmesh's with the seed's."""
+    checked = {name: _compare(runs, name) for name in runs if name != SEED}
+    return checked[MIXMESH]
+
+
+def _compare(runs: t.Mapping[str, t.Mapping[str, t.Any]], name: str) -> t.Dict[str, t.Any]:
     import duckdb
 
     con = duckdb.connect()
@@ -222,12 +234,12 @@ def compare(runs: t.Mapping[str, t.Mapping[str, t.Any]]) -> t.Dict[str, t.Any]:
         FROM read_parquet(?) AS m
         FULL JOIN read_parquet(?) AS s USING (customer_id, score_date)
         """,
-        [runs[MIXMESH]["scores"], runs[SEED]["scores"]],
+        [runs[name]["scores"], runs[SEED]["scores"]],
     ).fetchone()
     unmatched, different, max_difference, customer_days, mean_score = found
-    if unmatched or different or customer_days != runs[MIXMESH]["rows"]:
+    if unmatched or different or customer_days != runs[name]["rows"]:
         sys.exit(
-            f"RESULTS DISAGREE: {different:,} customer-days scored differently (max difference "
+            f"RESULTS DISAGREE ({name} vs seed): {different:,} customer-days scored differently (max difference "
             f"{max_difference!r}), {unmatched:,} customer-days in one table only"
         )
     return {"customer_days": customer_days, "max_difference": max_difference or 0.0, "mean_score": mean_score}
@@ -244,6 +256,7 @@ def summarize(runs: t.Mapping[str, t.Mapping[str, t.Any]], customer_days: int) -
             "rss_before_mb": round(runs[v.name]["rss_before_mb"], 1),
             "peak_rss_mb": round(runs[v.name]["peak_rss_mb"], 1),
             "vs_mixmesh": runs[v.name]["seconds"] / ours,
+            "fast_path": runs[v.name].get("fast_path", False),
         }
         for v in VARIANTS
     ]
@@ -257,13 +270,15 @@ def print_table(summary: t.Mapping[str, t.Any], args: argparse.Namespace, custom
         f"\n{MODEL}: risk score of {customer_days:,} customer-days ({args.customers:,} customers, "
         f"{args.transactions:,} transactions, {args.days} days), built by SQLMesh's plan"
     )
-    header = f"{'variant':<9} {'seconds':>9} {'customer-days/s':>16} {'RSS before MB':>14} {'peak RSS MB':>12} {'vs mixmesh':>11}"
+    header = (f"{'variant':<14} {'seconds':>9} {'customer-days/s':>16} {'RSS before MB':>14} {'peak RSS MB':>12} "
+              f"{'vs mixmesh':>11} {'fast path':>10}")
     print(header)
     print("-" * len(header))
     for v in summary["variants"]:
         print(
-            f"{v['variant']:<9} {v['seconds']:>9.2f} {v['rows_per_second']:>16,.0f} "
-            f"{v['rss_before_mb']:>14,.0f} {v['peak_rss_mb']:>12,.0f} {v['vs_mixmesh']:>10.1f}x"
+            f"{v['variant']:<14} {v['seconds']:>9.2f} {v['rows_per_second']:>16,.0f} "
+            f"{v['rss_before_mb']:>14,.0f} {v['peak_rss_mb']:>12,.0f} {v['vs_mixmesh']:>10.1f}x "
+            f"{'yes' if v['fast_path'] else 'no':>10}"
         )
     target = summary["target"]
     verdict = "MET" if target["met"] else "NOT MET"
@@ -276,7 +291,7 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--transactions", type=int, default=1_000_000, help="transactions (default 1,000,000)")
     parser.add_argument("--days", type=int, default=30, help="days the transactions span (default 30)")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/risk_scoring.json)")
-    parser.add_argument("--child", choices=(MIXMESH, SEED), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[v.name for v in VARIANTS], help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -291,7 +306,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
         for variant in VARIANTS:
             print(f"building {MODEL} with the {variant.name} function ...", flush=True)
             runs[variant.name] = run_child(Path(folder), variant, args)
-            print(f"  {variant.name:<8} {runs[variant.name]['seconds']:8.2f} s", flush=True)
+            print(f"  {variant.name:<14} {runs[variant.name]['seconds']:8.2f} s", flush=True)
         checked = compare(runs)
     customer_days = checked["customer_days"]
     print(

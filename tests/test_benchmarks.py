@@ -14,10 +14,13 @@ def test_udf_throughput_runs_and_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "udf_throughput.json"
     command = [sys.executable, str(BENCHMARKS / "udf_throughput.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0", "--out", str(out)]
     printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    assert "results agree" in printed and "mixmesh row / duckdb row UDF" in printed
+    assert "results agree" in printed and "mixmesh row vs duckdb row UDF" in printed
     report = json.loads(out.read_text())
-    assert {v["variant"] for v in report["variants"]} >= {"mixmesh row", "mixmesh vectorized", "duckdb row UDF"}
-    assert all(v["rows_per_second"] > 0 for v in report["variants"])
+    assert {v["variant"] for v in report["variants"]} >= {
+        "mixmesh row", "mixmesh row, processes", "mixmesh vectorized", "duckdb arrow UDF", "heavy, N threads"
+    }
+    assert all(v["rows_per_second"] > 0 and v["cores_busy"] > 0 for v in report["variants"])
+    assert {bar["compared_with"] for bar in report["bars"]} >= {"duckdb arrow UDF", "duckdb native UDF", "native SQL"}
 
 
 def test_python_model_io_runs_and_writes_its_table(tmp_path: Path) -> None:
@@ -41,6 +44,7 @@ def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
     printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert "results agree" in printed and "seed seconds / mixmesh seconds" in printed
     report = json.loads(out.read_text())
-    assert {v["variant"] for v in report["variants"]} == {"mixmesh", "seed"}
+    assert {v["variant"] for v in report["variants"]} == {"mixmesh", "mixmesh-plain", "seed"}
+    assert [v["fast_path"] for v in report["variants"]] == [True, False, False]
     assert report["equal_results"]["customer_days"] > 0 and report["equal_results"]["max_difference"] <= 1e-12
     assert all(v["rows_per_second"] > 0 and v["peak_rss_mb"] > 0 for v in report["variants"])

@@ -31,6 +31,7 @@ from mixmesh import engines, hoisting, workers
 logger = logging.getLogger(__name__)
 
 VARIABLE = "MIXMESH_FAST_PATH"
+THREADS_VARIABLE = "MIXMESH_FAST_PATH_THREADS"  # computing threads; default: the engine's
 BATCH_ROWS = 1_000_000
 
 
@@ -145,7 +146,9 @@ class BatchComputer:
             names.append(call.result)
         return pa.RecordBatch.from_arrays(columns, names=names)
 
-    def stream(self, batches: t.Iterable[pa.RecordBatch], threads: int) -> "ComputedStream":
+    def stream(self, batches: t.Iterable[pa.RecordBatch], engine_threads: int) -> "ComputedStream":
+        """``engine_threads``: how many threads the engine runs the query on."""
+        threads = int(os.environ.get(THREADS_VARIABLE) or engine_threads)
         return ComputedStream(batches, self, max(threads, self.least_threads))
 
 
