@@ -51,7 +51,7 @@ class FunctionRun:
     model: str
     function: str  # the @udf's SQL name
     mode: str  # row, vectorized, or model (a Python model's own code)
-    calls: t.Optional[int]  # batches a vectorized function was called with; None where not counted (row mode, model)
+    calls: t.Optional[int]  # batches the function ran on; None where not counted (row mode called per row, model)
     rows: t.Optional[int]
     total_s: float
     p50_batch_s: t.Optional[float]
