@@ -155,8 +155,7 @@ class RowBatchFunction:
         failed = True
         try:
             values = [array.to_pylist() for array in arrays]
-            call = self._call
-            results = [call(*row) for row in zip(*values)] if values else []
+            results = list(map(self._call, *values)) if values else []  # no tuple per row
             array = self._to_arrow(results)
             if self._promises_value and array.null_count:
                 self._check_no_null_returned(array, arrays)
