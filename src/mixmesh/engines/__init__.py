@@ -37,7 +37,7 @@ if t.TYPE_CHECKING:
     from mixmesh.sql_functions import SqlFunction
 
 # SQLMesh dialect -> the module that binds functions in that engine.
-ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb"}
+ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb", "spark": "mixmesh.engines.spark"}
 
 
 class Binding(t.NamedTuple):
