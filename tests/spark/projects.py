@@ -1,6 +1,8 @@
-"""A SQLMesh project on a `spark` gateway, driven through the `sqlmesh` command in fresh processes.
+"""A SQLMesh project on a `spark` gateway, driven in this process or through the `sqlmesh`
+command in fresh processes.
 
-Each command starts its own Spark (local[2]); tables outlive it in a Hive metastore (Derby)
+In this process, SQLMesh uses the tests' SparkSession (its gateway asks Spark for a session and
+gets the running one). Each command starts its own Spark (local[2]); tables outlive it in a Hive metastore (Derby)
 and a warehouse inside the project's folder; SQLMesh's state lives in a DuckDB file next to
 them. Commands run from a folder of their own, so no process can import the project's
 modules from its working directory: the executors get them from the driver or not at all.
@@ -40,6 +42,7 @@ class SparkProject:
             "disable_anonymized_analytics": True,
         }
         (root / "config.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
+        self._context: t.Any = None
 
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative
@@ -50,10 +53,33 @@ class SparkProject:
                 (self.root / parent / "__init__.py").touch()
         return path
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
+    def context(self) -> t.Any:
+        """A freshly loaded Context in this process (on the running SparkSession)."""
+        from sqlmesh import Context
+
+        self.close()
+        self._context = Context(paths=str(self.root))
+        return self._context
+
+    def plan(self, **kwargs: t.Any) -> t.Any:
+        kwargs.setdefault("auto_apply", True)
+        kwargs.setdefault("no_prompts", True)
+        return self.context().plan(**kwargs)
+
+    def fetch(self, sql: str) -> t.List[t.List[t.Any]]:
+        """Rows of a query in this process, through SQLMesh (models by their names)."""
+        frame = (self._context or self.context()).fetchdf(sql)
+        return frame.astype(object).where(frame.notna(), None).values.tolist()
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.close()
+            self._context = None
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `sqlmesh` on the project in a fresh process, as a user would."""
         command = [str(Path(sys.executable).with_name("sqlmesh")), "--paths", str(self.root), *args]
-        return self._run(command, " ".join(args))
+        return self._run(command, " ".join(args), check=check)
 
     def query(self, sql: str) -> t.List[t.List[t.Any]]:
         """Rows of a query, read in a fresh process through SQLMesh (models by their names)."""
@@ -66,10 +92,10 @@ class SparkProject:
         result = self._run([sys.executable, "-c", script, str(self.root), sql], sql)
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def _run(self, command: t.List[str], what: str) -> subprocess.CompletedProcess:
+    def _run(self, command: t.List[str], what: str, *, check: bool = True) -> subprocess.CompletedProcess:
         session.require_java()
         environment = {**os.environ, "NO_COLOR": "1", "PYSPARK_PYTHON": sys.executable}
         result = subprocess.run(command, cwd=self.elsewhere, capture_output=True, text=True, env=environment)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise AssertionError(f"{what} failed:\n{result.stdout}\n{result.stderr[-6000:]}")
         return result

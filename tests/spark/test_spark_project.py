@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.spark import example
+from tests.spark.example import TRANSACTIONS
 from tests.spark.projects import SparkProject
 
 pytestmark = pytest.mark.slow
-
-# (customer, day, amount, kind): days 1..4 of January 2024.
-TRANSACTIONS = [
-    (1, 1, 10.0, "card"), (1, 1, 2.5, "cash"), (2, 1, 200.0, "card"),
-    (1, 2, 50.0, "wire"), (2, 2, 0.5, "cash"),
-    (1, 3, 120.0, "card"), (3, 3, 4.0, "wire"),
-    (2, 4, 8.0, "card"), (3, 4, 16.0, "cash"), (3, 4, 1.0, "wire"),
-]
-WEIGHTS = {"card": 1.0, "cash": 0.5, "wire": 2.0}
 
 
 def expected(days: t.Iterable[int]) -> t.List[t.List[t.Any]]:
@@ -29,30 +22,16 @@ def expected(days: t.Iterable[int]) -> t.List[t.List[t.Any]]:
     for customer, day, amount, kind in TRANSACTIONS:
         if day in days:
             groups.setdefault((customer, day), []).append((amount, kind))
-    rows = []
-    for (customer, day), transactions in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
-        total = sum(amount for amount, _ in transactions)
-        risk = round(sum(amount * WEIGHTS[kind] for amount, kind in transactions) / total, 6)
-        rows.append([customer, str(dt.date(2024, 1, day)), risk, "high" if total > 100 else "low"])
-    return rows
+    return [
+        [customer, str(dt.date(2024, 1, day)), example.risk(rows), example.band(sum(a for a, _ in rows))]
+        for (customer, day), rows in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0]))
+    ]
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> SparkProject:
     project = SparkProject(tmp_path / "project")
-    values = ",\n  ".join(
-        f"({customer}, DATE '2024-01-0{day}', {amount}, '{kind}')" for customer, day, amount, kind in TRANSACTIONS
-    )
-    project.write(
-        "models/transactions.sql",
-        f"""
-        MODEL (name raw.transactions, kind FULL);
-
-        SELECT * FROM (VALUES
-          {values}
-        ) AS t(customer_id, day, amount, kind)
-        """,
-    )
+    project.write("models/transactions.sql", example.transactions_model())
     project.write(
         "models/scored.sql",
         """
@@ -73,37 +52,8 @@ def project(tmp_path: Path) -> SparkProject:
         GROUP BY customer_id, day
         """,
     )
-    project.write("python/shared/weights.py", f"WEIGHTS = {WEIGHTS!r}\n")
-    project.write(
-        "macros/scoring.py",
-        """
-        import dataclasses
-        import typing as t
-
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        from mixmesh import udf
-        from python.shared.weights import WEIGHTS
-
-
-        @dataclasses.dataclass
-        class Transaction:
-            amount: float
-            kind: str
-
-
-        @udf
-        def risk_score(transactions: t.List[Transaction], total: float) -> float:
-            weighted = sum(tx.amount * WEIGHTS[tx.kind] for tx in transactions)
-            return round(weighted / total, 6)
-
-
-        @udf(vectorized=True)
-        def amount_band(total: pa.Array) -> str:
-            return pc.if_else(pc.greater(total, 100.0), "high", "low")
-        """,
-    )
+    project.write("python/shared/weights.py", example.WEIGHTS_MODULE)
+    project.write("macros/scoring.py", example.SCORING)
     return project
 
 
@@ -115,3 +65,29 @@ def test_plan_then_a_fresh_process_run_build_a_model_calling_python_functions(pr
 
     project.cli("run", "--end", "2024-01-04")  # re-creates the functions from SQLMesh's state
     assert project.query(query) == expected({1, 2, 3, 4})
+
+
+def test_a_failing_function_names_the_model_the_function_and_the_row(tmp_path: Path) -> None:
+    project = SparkProject(tmp_path / "fragile")
+    project.write(
+        "macros/fragile.py",
+        """
+        from mixmesh import udf
+
+
+        @udf
+        def fragile(x: float) -> float:
+            if x > 2:
+                raise ValueError("no values above two")
+            return x * 2
+        """,
+    )
+    project.write(
+        "models/scores.sql",
+        "MODEL (name analytics.scores, kind FULL); SELECT x, @fragile(x) AS y FROM (VALUES (1.0), (3.0)) t(x)",
+    )
+    result = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "function 'fragile' in model analytics.scores raised ValueError: no values above two" in output
+    assert "the row's arguments were x=3.0" in output

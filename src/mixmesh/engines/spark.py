@@ -270,20 +270,62 @@ def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str
 
 
 def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
-    """Append a batch: an Arrow table, or a Spark DataFrame (written from the executors)."""
+    """Append a batch: an Arrow table, or a Spark DataFrame (written by the executors)."""
     spark = adapter.spark
-    frame = table if is_spark_dataframe(table) else spark.createDataFrame(table)
+    frame = table if is_engine_frame(table) else spark.createDataFrame(table)
     columns = spark.table(staging).columns
-    frame.select(*[frame[column] for column in columns]).write.insertInto(staging)
+    try:
+        frame.select(*[frame[column] for column in columns]).write.insertInto(staging)
+    except Exception as error:
+        refused = _GRAIN_REFUSED.search(str(error))
+        if refused is None:
+            raise
+        from mixmesh.validation import ModelOutputError
+
+        raise ModelOutputError(refused.group("message")) from None
 
 
 def drop_staging(adapter: t.Any, staging: str) -> None:
     adapter.spark.sql(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
 
 
-def is_spark_dataframe(value: t.Any) -> bool:
-    """A PySpark DataFrame (classic or Spark Connect), without importing pyspark."""
+def is_engine_frame(value: t.Any) -> bool:
+    """A PySpark DataFrame (classic or Spark Connect), which a model may return to keep its rows
+    distributed (found without importing pyspark)."""
     return type(value).__module__.startswith("pyspark.") and hasattr(value, "sparkSession")
+
+
+def conform_frame(frame: t.Any, spec: t.Any) -> t.Any:
+    """A returned Spark DataFrame with exactly the declared columns, of the declared types.
+
+    Names are checked now (as for any batch); types are cast and grain columns checked for
+    NULL by Spark itself as it writes, without a pass of their own over the rows.
+    """
+    from pyspark.sql import functions as F
+
+    from mixmesh import validation
+
+    validation.conform(pa.table({name: pa.nulls(0) for name in frame.columns}), spec)  # the names alone
+    columns = []
+    for name, sql_type in spec.columns.items():
+        column = frame[name].cast(spark_type(sql_type))
+        if name in spec.grain:
+            message = (
+                f"{_GRAIN_MARK}model {spec.name}: grain column {name!r} is NULL in a row; every row needs its whole grain"
+            )
+            column = F.when(column.isNull(), F.raise_error(F.lit(message))).otherwise(column)
+        columns.append(column.alias(name))
+    return frame.select(*columns)
+
+
+_GRAIN_MARK = "mixmesh: "
+_GRAIN_REFUSED = re.compile(re.escape(_GRAIN_MARK) + r"(?P<message>model .*? every row needs its whole grain)")
+
+
+def dataframe(adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> t.Any:
+    """A model's query as a Spark DataFrame: nothing is computed until it is written or read."""
+    with run(adapter, expression, params) as result:
+        return result.frame
 
 
 # --- errors -----------------------------------------------------------------------------------
