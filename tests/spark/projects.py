@@ -44,6 +44,12 @@ class SparkProject:
         (root / "config.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
         self._context: t.Any = None
 
+    def use_dialect(self, dialect: str) -> None:
+        """Write the models (and ``sql/udfs``) in another SQL dialect."""
+        config = json.loads((self.root / "config.yaml").read_text())
+        config["model_defaults"]["dialect"] = dialect
+        (self.root / "config.yaml").write_text(json.dumps(config, indent=2))
+
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)

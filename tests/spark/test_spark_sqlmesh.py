@@ -4,9 +4,11 @@ Arrow and batches, and a model may return a Spark DataFrame that never leaves Sp
 from __future__ import annotations
 
 import typing as t
+from pathlib import Path
 
 import pytest
 
+from mixmesh.engines import spark as spark_engine
 from tests.spark import example
 from tests.spark.example import TRANSACTIONS
 from tests.spark.projects import SparkProject
@@ -88,3 +90,52 @@ def test_a_model_returning_a_spark_dataframe_calls_functions_on_the_executors(sp
         [customer, example.risk(txs), example.band(sum(a for a, _ in txs))] for customer, txs in by_customer().items()
     ]
 
+
+
+# --- project SQL functions (sql/udfs) -------------------------------------------------------
+
+ENABLE = "import mixmesh.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
+
+SPARK_SQL_FUNCTIONS = """
+-- Spark's SQL functions declare their parameters' types.
+CREATE FUNCTION safe_ratio(numerator DOUBLE, denominator DOUBLE) RETURNS DOUBLE
+RETURN numerator / NULLIF(denominator, 0);
+
+CREATE FUNCTION ratio_label(numerator DOUBLE, denominator DOUBLE) RETURNS STRING
+RETURN CASE WHEN safe_ratio(numerator, denominator) > 1 THEN 'above' ELSE 'below' END;
+"""
+
+
+def test_project_sql_functions_become_temporary_spark_functions(spark: t.Any, spark_project: SparkProject) -> None:
+    spark_project.use_dialect("spark")
+    spark_project.write("macros/enable.py", ENABLE)
+    spark_project.write("sql/udfs/ratios.sql", SPARK_SQL_FUNCTIONS)
+    spark_project.write(
+        "models/ratios.sql",
+        """
+        MODEL (name analytics.ratios, kind FULL);
+        SELECT id, safe_ratio(id, id - 1) AS ratio, ratio_label(id, 2) AS label FROM VALUES (1), (2), (3) AS t(id)
+        """,
+    )
+    spark_project.plan()
+    rows = spark_project.fetch("SELECT id, ratio, label FROM analytics.ratios ORDER BY id")
+    assert rows == [[1, None, "below"], [2, 2.0, "below"], [3, 1.5, "above"]]
+    persistent = [f.name for f in spark.catalog.listFunctions() if not f.isTemporary and "ratio" in f.name]
+    assert persistent == []  # nothing was written to the catalog
+
+
+def test_a_sql_function_spark_cannot_hold_is_refused_by_name(spark: t.Any, tmp_path: Path) -> None:
+    from mixmesh import sql_functions
+    from mixmesh.engines import SqlFunctionBinding
+
+    udfs = tmp_path / "sql" / "udfs"
+    udfs.mkdir(parents=True)
+    (udfs / "ratios.sql").write_text("CREATE MACRO safe_ratio(a, b) AS a / NULLIF(b, 0);\n")
+    functions = sql_functions.read_project(tmp_path, [udfs / "ratios.sql"], "duckdb")
+    binding = SqlFunctionBinding(functions["safe_ratio"], "safe_ratio__0123456789")
+    with pytest.raises(sql_functions.SqlFunctionError) as refused:
+        spark_engine.create_sql_functions_in(spark, [binding])
+    assert str(refused.value).startswith(
+        "SQL function 'safe_ratio' (sql/udfs/ratios.sql:1): Spark cannot hold it as a temporary function: "
+        "its parameter(s) a, b have no type."
+    )
