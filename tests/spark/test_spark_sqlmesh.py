@@ -139,3 +139,33 @@ def test_a_sql_function_spark_cannot_hold_is_refused_by_name(spark: t.Any, tmp_p
         "SQL function 'safe_ratio' (sql/udfs/ratios.sql:1): Spark cannot hold it as a temporary function: "
         "its parameter(s) a, b have no type."
     )
+
+
+# --- what a model returns as a Spark DataFrame ----------------------------------------------
+
+
+def test_a_returned_spark_dataframe_is_checked_against_the_declaration(spark: t.Any) -> None:
+    import types
+
+    from mixmesh.models import ModelKind, build_spec
+    from mixmesh.validation import ModelOutputError
+
+    spec = build_spec(
+        lambda context: None, name="analytics.totals", kind=ModelKind.FULL, grain=["customer_id"],
+        columns={"customer_id": "BIGINT", "total": "DOUBLE"}, time_column=None, unique_key=None,
+    )
+    adapter = types.SimpleNamespace(spark=spark)  # what the engine uses of SQLMesh's adapter
+    staging = spark_engine.create_staging(adapter, spec.columns)
+    try:
+        good = spark.sql("SELECT CAST(id AS INT) AS customer_id, id * 1.5 AS total FROM range(3)")
+        spark_engine.append_staging(adapter, staging, spark_engine.conform_frame(good, spec))
+        assert [tuple(row) for row in spark.table(staging).orderBy("customer_id").collect()] == [
+            (0, 0.0), (1, 1.5), (2, 3.0)
+        ]
+        with pytest.raises(ModelOutputError, match=r"model analytics.totals returned undeclared column\(s\) \['extra'\]"):
+            spark_engine.conform_frame(good.withColumn("extra", good.total), spec)
+        null_grain = spark.sql("SELECT IF(id = 1, NULL, id) AS customer_id, 1.0D AS total FROM range(3)")
+        with pytest.raises(ModelOutputError, match="model analytics.totals: grain column 'customer_id' is NULL in a row"):
+            spark_engine.append_staging(adapter, staging, spark_engine.conform_frame(null_grain, spec))
+    finally:
+        spark_engine.drop_staging(adapter, staging)

@@ -19,6 +19,10 @@ Every engine module offers the same small interface:
   ``SqlFunctionBinding.function.renamed(...)`` gives the definition to create, in the
   project's dialect; an engine that cannot create one (a table function, say) raises a clear
   error naming it.
+
+Engines whose DataFrames a Python model may return (Spark's, which stay distributed) also
+offer ``is_engine_frame(value) -> bool``, ``conform_frame(frame, spec)`` (the declared columns
+and types) and ``dataframe(adapter, expression, params)`` (``context.sql(...).to_spark()``).
 """
 
 from __future__ import annotations
