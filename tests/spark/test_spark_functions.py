@@ -272,3 +272,12 @@ def test_a_function_from_a_project_module_runs_on_a_worker_that_cannot_import_it
     assert total == 3 * sum(range(10))
     assert worker_pid != os.getpid()  # it ran in a worker process, not in the driver
     assert worker_can_import is False  # ...which could not have imported the project module
+
+
+def test_a_row_function_gets_maps_as_dicts(spark: t.Any) -> None:
+    @udf
+    def total_weight(weights: t.Dict[str, float]) -> float:
+        return sum(weights.values()) + len([key for key in weights if key.startswith("a")])
+
+    name = spark_engine.register(spark, total_weight)
+    assert rows(spark, f"SELECT {name}(map('a', 1.5D, 'b', 2.0D))") == [(4.5,)]

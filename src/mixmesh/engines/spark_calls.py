@@ -90,11 +90,17 @@ class RowBatches:
         self.spec = spec
         self.model = model
         self.returns = types.to_arrow(spec.returns)
+        # Maps become dicts as on DuckDB; asked for only where there are maps, as it makes
+        # converting a batch to Python values many times slower.
+        self.maps_as_dicts = [_holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
         # Spark passes NULLs through: a strict function's wrapper answers NULL without calling.
         self.call = row_function(spec, model, skip_nulls=spec.null_handling == "strict", source=source)
 
     def __call__(self, *arrays: pa.Array) -> pa.Array:
-        columns = [array.to_pylist(maps_as_pydicts="strict") for array in arrays]
+        columns = [
+            array.to_pylist(maps_as_pydicts="strict") if as_dicts else array.to_pylist()
+            for array, as_dicts in zip(arrays, self.maps_as_dicts)
+        ]
         results = list(map(self.call, *columns))
         if self.spec.null_handling == "strict" and not self.spec.may_return_null:
             self._check_no_unexpected_null(results, columns)
@@ -126,6 +132,16 @@ class RowBatches:
                     f"{describe_row(self.spec, row)}"
                 )
         return FunctionRuntimeError(f"{where(self.spec.name, self.model)} returned values that are not {declared}")
+
+
+def _holds_map(data_type: pa.DataType) -> bool:
+    if pa.types.is_map(data_type):
+        return True
+    if _is_list(data_type):
+        return _holds_map(data_type.value_type)
+    if pa.types.is_struct(data_type):
+        return any(_holds_map(field.type) for field in data_type)
+    return False
 
 
 def same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
