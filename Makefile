@@ -22,6 +22,7 @@ test: $(INSTALLED) $(CHROMIUM)
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/udf_throughput.py
 	$(BIN)/python benchmarks/monitor_overhead.py
+	$(BIN)/python benchmarks/spark_udf.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -48,3 +50,17 @@ def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert [v["fast_path"] for v in report["variants"]] == [True, False, False]
     assert report["equal_results"]["customer_days"] > 0 and report["equal_results"]["max_difference"] <= 1e-12
     assert all(v["rows_per_second"] > 0 and v["peak_rss_mb"] > 0 for v in report["variants"])
+
+
+@pytest.mark.slow
+def test_spark_udf_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "spark_udf.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "spark_udf.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
+        "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "mixmesh vectorized throughput / spark pandas_udf" in printed
+    report = json.loads(out.read_text())
+    assert {v["variant"] for v in report["variants"]} >= {"mixmesh vectorized", "spark pandas_udf", "native SQL"}
+    assert report["bar"]["mixmesh"] == "mixmesh vectorized" and report["bar"]["spark"] == "spark pandas_udf"

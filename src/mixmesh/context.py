@@ -167,6 +167,19 @@ class SqlResult:
             for batch in result.to_arrow_reader(rows):
                 yield _read(batch)
 
+    def to_spark(self) -> t.Any:
+        """The rows as a Spark DataFrame, computed where the data is (a Spark gateway only):
+        a model may return it, and its rows go from Spark to the model's table without
+        passing through Python."""
+        from mixmesh import engines
+
+        engine = engines.engine(self._adapter.dialect)
+        if not hasattr(engine, "dataframe"):
+            raise ModelSqlError(
+                f"model {self.model}: to_spark() needs a Spark gateway; this one is {self._adapter.dialect}"
+            )
+        return engine.dataframe(self._adapter, self.expression, self.params)
+
     def fetchall(self) -> t.List[t.Tuple[t.Any, ...]]:
         """All rows as tuples."""
         with self._run() as result:

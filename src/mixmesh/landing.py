@@ -1,7 +1,9 @@
 """Landing what a Python model returns: checked, staged in the engine, then written at once.
 
 A model may return a pandas DataFrame, an Arrow table, a polars DataFrame, or yield batches
-of them. Each batch is conformed to the declared columns (``validation``) and appended to
+of them; on engines that have DataFrames of their own (Spark), one of those too, which stays
+in the engine (distributed) from the query that made it to the model's table. Each batch is
+conformed to the declared columns (``validation``) and appended to
 a staging table in the engine as it comes, so nothing is held whole in Python memory.
 When every batch has landed and the grain is unique, SQLMesh gets one query reading the
 staging table, and writes it as it writes any model. A failure anywhere before that
@@ -40,8 +42,8 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
     engine = engines.engine(adapter.dialect)
     staging = engine.create_staging(adapter, spec.columns)
     try:
-        for table in _tables(returned, spec):
-            engine.append_staging(adapter, staging, validation.conform(table, spec))
+        for table in _tables(returned, spec, engine):
+            engine.append_staging(adapter, staging, _conformed(table, spec, engine))
             del table  # the last batch (for a single DataFrame, all of it) need not outlive its landing
         _check_unique(engine, adapter, staging, spec, spec.grain or spec.unique_key)
         query = _written_rows(engine, adapter, staging, spec, context)
@@ -59,12 +61,12 @@ def _drop_quietly(engine: t.Any, adapter: t.Any, staging: str) -> None:
         logger.warning("could not drop the staging table %s (%s); a later run drops it", staging, error)
 
 
-def _tables(returned: t.Any, spec: "ModelSpec") -> t.Iterator[pa.Table]:
+def _tables(returned: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Iterator[t.Any]:
     if _is_batches(returned):
         for batch in returned:
-            yield _table(batch, spec)
+            yield _table(batch, spec, engine)
     else:
-        yield _table(returned, spec)
+        yield _table(returned, spec, engine)
 
 
 def _is_batches(value: t.Any) -> bool:
@@ -73,8 +75,22 @@ def _is_batches(value: t.Any) -> bool:
     )
 
 
-def _table(value: t.Any, spec: "ModelSpec") -> pa.Table:
-    """A returned batch as an Arrow table (pandas, Arrow or polars)."""
+def _is_engine_frame(value: t.Any, engine: t.Any) -> bool:
+    """A DataFrame of the engine's own (a Spark DataFrame), which the engine lands itself."""
+    is_frame = getattr(engine, "is_engine_frame", None)
+    return is_frame is not None and is_frame(value)
+
+
+def _conformed(table: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Any:
+    if _is_engine_frame(table, engine):
+        return engine.conform_frame(table, spec)
+    return validation.conform(table, spec)
+
+
+def _table(value: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Any:
+    """A returned batch as an Arrow table (pandas, Arrow or polars), or the engine's own frame."""
+    if _is_engine_frame(value, engine):
+        return value
     if isinstance(value, pa.Table):
         return value
     if isinstance(value, pa.RecordBatch):

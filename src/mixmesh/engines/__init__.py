@@ -19,6 +19,10 @@ Every engine module offers the same small interface:
   ``SqlFunctionBinding.function.renamed(...)`` gives the definition to create, in the
   project's dialect; an engine that cannot create one (a table function, say) raises a clear
   error naming it.
+
+Engines whose DataFrames a Python model may return (Spark's, which stay distributed) also
+offer ``is_engine_frame(value) -> bool``, ``conform_frame(frame, spec)`` (the declared columns
+and types) and ``dataframe(adapter, expression, params)`` (``context.sql(...).to_spark()``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ if t.TYPE_CHECKING:
     from mixmesh.sql_functions import SqlFunction
 
 # SQLMesh dialect -> the module that binds functions in that engine.
-ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb"}
+ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb", "spark": "mixmesh.engines.spark"}
 
 
 class Binding(t.NamedTuple):

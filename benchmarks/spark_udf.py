@@ -1,0 +1,261 @@
+"""How fast is a mixmesh ``@udf`` on Spark, next to Spark's own pandas_udf and plain Spark SQL?
+
+One SparkSession in local mode (``local[2]``: two executor threads, each with its own Python
+worker process), one cached table of DOUBLE rows; every variant runs
+``SELECT sum(<expr>) FROM t``:
+
+  native SQL          x * 2 written in SQL
+  spark pandas_udf    Spark's own pandas_udf (Series -> Series) running ``x * 2``
+  spark arrow_udf     Spark's own arrow_udf (Arrow array -> Arrow array) running ``times_two``
+  mixmesh vectorized  ``@udf(vectorized=True)`` on ``times_two``, bound with
+                      ``mixmesh.engines.spark.register``
+  spark row udf       Spark's own Python UDF (Arrow-optimized, one call per row) running ``row_fn``
+  mixmesh row         ``@udf`` on ``row_fn``, bound the same way
+
+It checks that the variants computing the same function agree, prints the median time of
+the repeats, rows/s and the ratio the acceptance bar is about (mixmesh vectorized at least
+0.9x the pandas_udf's throughput), and writes the same table to
+``benchmarks/results/spark_udf.json``. Timings are reported, never asserted.
+
+Run from the repository root (needs Java 17 or 21)::
+
+    .venv/bin/python benchmarks/spark_udf.py            # 5,000,000 rows, 3 repeats
+    .venv/bin/python benchmarks/spark_udf.py --rows 1000000 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import os
+import statistics
+import sys
+import time
+import typing as t
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixmesh import udf
+from mixmesh.engines.spark import register
+
+import reporting
+
+BAR = 0.9  # mixmesh's throughput at least 0.9x the pandas_udf's
+REL_TOL = 1e-9
+
+
+# --- the functions under test ------------------------------------------------------------
+
+
+def row_fn(x: float) -> float:
+    """A scalar function with branches: what row mode is for."""
+    return x * 2 if x > 10 else (-x if x < -10 else x + 1.0)
+
+
+def times_two(x: pa.Array) -> pa.Array:
+    """The vectorized function: one pyarrow compute call per batch."""
+    return pc.multiply(x, 2.0)
+
+
+def pandas_times_two(x: pd.Series) -> pd.Series:
+    return x * 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    expr: str  # what goes inside sum(...)
+    family: str  # variants of one family compute the same function and must agree
+
+
+VARIANTS = (
+    Variant("native SQL", "x * 2", "times_two"),
+    Variant("spark pandas_udf", "spark_pandas(x)", "times_two"),
+    Variant("spark arrow_udf", "spark_arrow(x)", "times_two"),
+    Variant("mixmesh vectorized", "mixmesh_vec(x)", "times_two"),
+    Variant("spark row udf", "spark_row(x)", "row_fn"),
+    Variant("mixmesh row", "mixmesh_row(x)", "row_fn"),
+)
+
+# (mixmesh variant, the Spark UDF it is measured against): throughput ratios.
+PAIRS = (
+    ("mixmesh vectorized", "spark pandas_udf"),
+    ("mixmesh vectorized", "spark arrow_udf"),
+    ("mixmesh row", "spark row udf"),
+)
+
+
+# --- setup -------------------------------------------------------------------------------
+
+
+def start_spark(warehouse: Path) -> t.Any:
+    """Spark in local mode, its Python workers running this interpreter, no UI."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("mixmesh-benchmark")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def prepare(spark: t.Any, rows: int) -> None:
+    """A cached view ``t(x DOUBLE)`` in two partitions, and every function bound."""
+    from pyspark.sql.functions import arrow_udf, pandas_udf
+    from pyspark.sql.functions import udf as spark_udf
+
+    table = spark.range(0, rows, 1, 2).selectExpr("rand(42) * 100 - 50 AS x").cache()
+    table.count()
+    table.createOrReplaceTempView("t")
+    spark.udf.register("spark_pandas", pandas_udf(pandas_times_two, "double"))
+    spark.udf.register("spark_arrow", arrow_udf(times_two, "double"))
+    spark.udf.register("spark_row", spark_udf(row_fn, "double", useArrow=True))
+    register(spark, udf(name="mixmesh_vec", vectorized=True)(times_two))
+    register(spark, udf(name="mixmesh_row")(row_fn))
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def run_once(spark: t.Any, variant: Variant) -> t.Tuple[float, float]:
+    """Seconds the query took, and its result."""
+    start = time.perf_counter()
+    (total,) = spark.sql(f"SELECT sum({variant.expr}) FROM t").collect()[0]
+    return time.perf_counter() - start, total
+
+
+def measure(spark: t.Any, repeat: int, warmup: int) -> t.Dict[str, t.Dict[str, t.Any]]:
+    """Run every variant ``repeat`` times, round-robin so that machine drift hits all alike.
+
+    ``warmup`` rounds run first and are not counted (first calls start Python workers).
+    """
+    for _ in range(warmup):
+        for variant in VARIANTS:
+            run_once(spark, variant)
+    times: t.Dict[str, t.List[float]] = {v.name: [] for v in VARIANTS}
+    sums: t.Dict[str, t.List[float]] = {v.name: [] for v in VARIANTS}
+    for round_ in range(1, repeat + 1):
+        for variant in VARIANTS:
+            seconds, total = run_once(spark, variant)
+            times[variant.name].append(seconds)
+            sums[variant.name].append(total)
+            print(f"  round {round_}/{repeat}  {variant.name:<20} {seconds:8.3f} s", flush=True)
+    return {v.name: {"times": times[v.name], "sums": sums[v.name]} for v in VARIANTS}
+
+
+def check_agreement(runs: t.Mapping[str, t.Mapping[str, t.Any]]) -> None:
+    """Variants of one family give the same sum (within REL_TOL) in every repeat, or exit."""
+    for family in sorted({v.family for v in VARIANTS}):
+        members = [v.name for v in VARIANTS if v.family == family]
+        reference = runs[members[0]]["sums"][0]
+        for name in members:
+            for total in runs[name]["sums"]:
+                if not math.isclose(total, reference, rel_tol=REL_TOL, abs_tol=1e-6):
+                    sys.exit(f"RESULTS DISAGREE for {family}: {name} gave {total!r}, {members[0]} gave {reference!r}")
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+def summarize(runs: t.Mapping[str, t.Mapping[str, t.Any]], rows: int) -> t.Dict[str, t.Any]:
+    medians = {name: statistics.median(run["times"]) for name, run in runs.items()}
+    native = medians["native SQL"]
+    variants = [
+        {
+            "variant": v.name,
+            "expr": f"sum({v.expr})",
+            "seconds_median": medians[v.name],
+            "seconds_all": runs[v.name]["times"],
+            "rows_per_second": rows / medians[v.name],
+            "vs_native_sql": medians[v.name] / native,
+            "result": runs[v.name]["sums"][0],
+        }
+        for v in VARIANTS
+    ]
+    # Throughput ratio: theirs' time over ours (1.0 = as fast; above 1 = mixmesh faster).
+    ratios = [
+        {"mixmesh": ours, "spark": theirs, "throughput_ratio": medians[theirs] / medians[ours]}
+        for ours, theirs in PAIRS
+    ]
+    bar = ratios[0]
+    return {
+        "variants": variants,
+        "ratios": ratios,
+        "bar": {**bar, "bar": BAR, "met": bar["throughput_ratio"] >= BAR},
+    }
+
+
+def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int) -> None:
+    print(f"\nsum(<expr>) over {rows:,} DOUBLE rows on Spark local[2], median of {repeat}")
+    header = f"{'variant':<20} {'expr':<22} {'seconds':>9} {'rows/s':>14} {'vs native SQL':>14}"
+    print(header)
+    print("-" * len(header))
+    for v in summary["variants"]:
+        print(
+            f"{v['variant']:<20} {v['expr']:<22} {v['seconds_median']:>9.3f} "
+            f"{v['rows_per_second']:>14,.0f} {v['vs_native_sql']:>13.1f}x"
+        )
+    print()
+    for ratio in summary["ratios"]:
+        print(f"{ratio['mixmesh']} throughput / {ratio['spark']}: {ratio['throughput_ratio']:.3f}x")
+    bar = summary["bar"]
+    verdict = "MET" if bar["met"] else "NOT MET"
+    print(f"bar: {bar['mixmesh']} at least {bar['bar']:.1f}x the {bar['spark']}'s throughput -> {verdict}")
+
+
+def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows in the table (default 5,000,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
+    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/spark_udf.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
+    import tempfile
+
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mixmesh-spark-benchmark-") as warehouse:
+        spark = start_spark(Path(warehouse))
+        print(f"caching a table of {args.rows:,} rows and binding the functions ...", flush=True)
+        prepare(spark, args.rows)
+        runs = measure(spark, args.repeat, args.warmup)
+        check_agreement(runs)
+        print("results agree: row variants with each other; vectorized ones with each other and native SQL")
+        summary = summarize(runs, args.rows)
+        print_table(summary, args.rows, args.repeat)
+        reporting.write_json(
+            {
+                "question": "throughput of mixmesh @udf on Spark local[2] vs Spark's own pandas_udf, arrow_udf, "
+                "Python UDF and native Spark SQL",
+                "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "rows": args.rows,
+                "repeat": args.repeat,
+                "warmup_rounds": args.warmup,
+                "query": "SELECT sum(<expr>) FROM t",
+                "spark_master": spark.sparkContext.master,
+                "arrow_max_records_per_batch": spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch"),
+                "machine": reporting.machine_info("pyspark", "pyarrow", "pandas", "mixmesh"),
+                **summary,
+            },
+            "spark_udf",
+            args.out,
+        )
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

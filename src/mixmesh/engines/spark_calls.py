@@ -1,0 +1,202 @@
+"""A function as Spark's executors call it: a batch of argument columns in, one column out.
+
+Spark hands an Arrow UDF each batch of rows as one Arrow array per argument and expects one
+Arrow array back. ``SparkCall`` is what Spark pickles on the driver and calls on its Python
+workers: it checks the arguments' types (Spark, unlike DuckDB, does not match a call against
+declared argument types), then runs the function the way ``mixmesh.calling`` runs it on every
+engine: vectorized functions through ``BatchFunction``, row functions through
+``row_function`` once per row of the batch. Both are built once per worker process, so a
+circuit breaker counts a process's failures across its batches.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+import uuid
+
+import pyarrow as pa
+
+from mixmesh import types
+from mixmesh.errors import FunctionCallError, FunctionRuntimeError, where
+
+if t.TYPE_CHECKING:
+    from mixmesh.engines import Binding
+    from mixmesh.functions import FunctionSpec
+
+NAME = "spark"
+
+# What each worker process built, by SparkCall key: built once, kept across batches and tasks.
+_built: t.Dict[str, t.Callable[..., pa.Array]] = {}
+_built_lock = threading.Lock()
+
+
+class SparkCall:
+    """One binding, called by Spark with Arrow arrays; pickled to the executors."""
+
+    def __init__(self, binding: "Binding", sql_name: str) -> None:
+        self.spec = binding.spec
+        self.model = binding.model
+        self.source = binding.source
+        # Unique per registration: a worker never mistakes another function bound under this name.
+        self.key = f"{sql_name}:{uuid.uuid4().hex}"
+
+    def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        arrays = [self._checked(position, column) for position, column in enumerate(columns)]
+        return self._function()(*arrays)
+
+    def _function(self) -> t.Callable[..., pa.Array]:
+        function = _built.get(self.key)
+        if function is None:
+            with _built_lock:
+                function = _built.get(self.key)
+                if function is None:
+                    function = _built[self.key] = self._build()
+        return function
+
+    def _build(self) -> t.Callable[..., pa.Array]:
+        from mixmesh.calling import BatchFunction
+
+        if self.spec.vectorized:
+            return BatchFunction(self.spec, self.model)
+        return RowBatches(self.spec, self.model, self.source)
+
+    def _checked(self, position: int, column: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        """The argument as declared: converted between kinds that convert (numbers, struct
+        field order), refused between kinds that do not (text for a number), as DuckDB does."""
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        arg = self.spec.args[position]
+        expected = types.to_arrow(arg.sql_type)
+        if array.type == expected:
+            return array
+        if same_kind(array.type, expected):
+            try:
+                return array.cast(expected)
+            except (pa.ArrowException, TypeError, ValueError):
+                pass
+        raise FunctionCallError(
+            f"{where(self.spec.name, self.model)}: argument {position + 1} ({arg.name}) is "
+            f"{spark_type_name(array.type)}, declared {types.sql(arg.sql_type, NAME)}. Cast the argument "
+            "in SQL (CAST(x AS type)) or change the function's type hint."
+        )
+
+
+class RowBatches:
+    """A row function over a batch: one call per row, NULL handling and errors as on DuckDB."""
+
+    def __init__(self, spec: "FunctionSpec", model: t.Optional[str], source: t.Optional[str]) -> None:
+        from mixmesh.calling import row_function
+
+        self.spec = spec
+        self.model = model
+        self.returns = types.to_arrow(spec.returns)
+        # Maps become dicts as on DuckDB; asked for only where there are maps, as it makes
+        # converting a batch to Python values many times slower.
+        self.maps_as_dicts = [_holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
+        # Spark passes NULLs through: a strict function's wrapper answers NULL without calling.
+        self.call = row_function(spec, model, skip_nulls=spec.null_handling == "strict", source=source)
+
+    def __call__(self, *arrays: pa.Array) -> pa.Array:
+        columns = [
+            array.to_pylist(maps_as_pydicts="strict") if as_dicts else array.to_pylist()
+            for array, as_dicts in zip(arrays, self.maps_as_dicts)
+        ]
+        results = list(map(self.call, *columns))
+        if self.spec.null_handling == "strict" and not self.spec.may_return_null:
+            self._check_no_unexpected_null(results, columns)
+        try:
+            return pa.array(results, type=self.returns, from_pandas=False)
+        except (pa.ArrowException, TypeError, ValueError):
+            raise self._unconvertible(results, columns) from None
+
+    def _check_no_unexpected_null(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> None:
+        for result, row in zip(results, zip(*columns)):
+            if result is None and None not in row:
+                raise FunctionRuntimeError(
+                    f"{where(self.spec.name, self.model)} returned None for a row without NULL arguments, "
+                    "but its return hint does not allow None; hint Optional[...] (e.g. -> Optional[float]) "
+                    "for a function that returns NULL"
+                )
+
+    def _unconvertible(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> FunctionRuntimeError:
+        from mixmesh.calling import describe_row
+
+        declared = types.sql(self.spec.returns, NAME)
+        for result, row in zip(results, zip(*columns)):
+            try:
+                pa.array([result], type=self.returns, from_pandas=False)
+            except (pa.ArrowException, TypeError, ValueError) as error:
+                return FunctionRuntimeError(
+                    f"{where(self.spec.name, self.model)} (declared {declared}) returned a value that does not "
+                    f"convert to its declared type: {result!r} ({error}); the row's arguments were "
+                    f"{describe_row(self.spec, row)}"
+                )
+        return FunctionRuntimeError(f"{where(self.spec.name, self.model)} returned values that are not {declared}")
+
+
+def _holds_map(data_type: pa.DataType) -> bool:
+    if pa.types.is_map(data_type):
+        return True
+    if _is_list(data_type):
+        return _holds_map(data_type.value_type)
+    if pa.types.is_struct(data_type):
+        return any(_holds_map(field.type) for field in data_type)
+    return False
+
+
+def same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether values of ``actual`` may stand for ``expected`` (a NULL for anything)."""
+    if pa.types.is_null(actual):
+        return True
+    for kind in _SCALAR_KINDS:
+        if kind(expected):
+            return kind(actual)
+    if _is_list(expected):
+        return _is_list(actual) and same_kind(actual.value_type, expected.value_type)
+    if pa.types.is_map(expected):
+        return (
+            pa.types.is_map(actual)
+            and same_kind(actual.key_type, expected.key_type)
+            and same_kind(actual.item_type, expected.item_type)
+        )
+    if pa.types.is_struct(expected):
+        return pa.types.is_struct(actual) and _same_fields(actual, expected)
+    return False
+
+
+def _same_fields(actual: pa.StructType, expected: pa.StructType) -> bool:
+    fields = {field.name: field.type for field in actual}
+    return set(fields) == {field.name for field in expected} and all(
+        same_kind(fields[field.name], field.type) for field in expected
+    )
+
+
+def _is_number(data_type: pa.DataType) -> bool:
+    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
+
+
+def _is_text(data_type: pa.DataType) -> bool:
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_string_view(data_type)
+
+
+def _is_bytes(data_type: pa.DataType) -> bool:
+    return pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type) or pa.types.is_fixed_size_binary(data_type)
+
+
+def _is_list(data_type: pa.DataType) -> bool:
+    return pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type)
+
+
+_SCALAR_KINDS = (
+    _is_number, _is_text, _is_bytes, pa.types.is_boolean, pa.types.is_date, pa.types.is_timestamp, pa.types.is_time,
+)
+
+
+def spark_type_name(data_type: pa.DataType) -> str:
+    """An Arrow type as Spark SQL names it (STRING, ARRAY<STRUCT<A:DOUBLE>>)."""
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    try:
+        return from_arrow_type(data_type).simpleString().upper()
+    except Exception:  # a type Spark has no name for: Arrow's own is still clear
+        return str(data_type)

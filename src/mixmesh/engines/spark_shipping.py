@@ -1,0 +1,79 @@
+"""What travels to Spark's executors with a function, so that it runs where the data is.
+
+Spark runs Python functions on its executors: Python worker processes apart from the driver
+(on a cluster, on other machines), which unpickle what Spark sends them with cloudpickle.
+cloudpickle sends a function of an importable module by reference, "import the module, take
+the name" (https://github.com/cloudpipe/cloudpickle#overriding-pickles-serialization-mechanism-for-importable-constructs):
+right for installed packages (mixmesh, numpy...: the executors have them installed), wrong
+for a project's own modules (``macros/``, ``python/shared/``), which only the driver can
+import. So a project's modules go by value: the function's code, and that of the project
+helpers and classes it uses, travel with it.
+
+A circuit breaker holds a lock and its process's count of failures: it travels as its
+settings, and each executor process keeps its own count (a breaker opens in the process
+whose calls fail).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import functools
+import sys
+import sysconfig
+import threading
+import typing as t
+from pathlib import Path
+
+_lock = threading.Lock()
+_by_value: t.Set[str] = set()  # modules already registered with cloudpickle
+
+
+def ship_project_modules() -> None:
+    """Send every project module imported so far by value (idempotent, cheap)."""
+    from pyspark import cloudpickle
+
+    _ship_breakers_as_settings()
+    with _lock:
+        for name in project_modules():
+            if name not in _by_value:
+                cloudpickle.register_pickle_by_value(sys.modules[name])
+                _by_value.add(name)
+
+
+def project_modules() -> t.List[str]:
+    """Modules the executors cannot import: neither installed, nor Python's own."""
+    return sorted(name for name, module in list(sys.modules.items()) if _is_project_module(name, module))
+
+
+def _is_project_module(name: str, module: t.Any) -> bool:
+    file = getattr(module, "__file__", None)
+    top = name.partition(".")[0]
+    if not file or name == "__main__" or top in sys.stdlib_module_names or top in _installed_packages():
+        return False
+    path = Path(file).absolute()
+    return path.is_file() and not any(path.is_relative_to(prefix) for prefix in _installed_prefixes())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_packages() -> t.FrozenSet[str]:
+    """Top-level names that installed distributions provide (mixmesh, pyspark, pandas...)."""
+    from importlib import metadata
+
+    return frozenset(metadata.packages_distributions())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_prefixes() -> t.Tuple[Path, ...]:
+    paths = {sys.prefix, sys.base_prefix, *(sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib"))}
+    return tuple(Path(path).absolute() for path in paths)
+
+
+@functools.lru_cache(maxsize=1)
+def _ship_breakers_as_settings() -> None:
+    from mixmesh.resilience import CircuitBreaker
+
+    copyreg.pickle(CircuitBreaker, _breaker_settings)
+
+
+def _breaker_settings(breaker: t.Any) -> t.Tuple[t.Any, t.Tuple[t.Any, ...]]:
+    return type(breaker), (breaker.fail_max, breaker.reset_timeout)

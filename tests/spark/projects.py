@@ -1,0 +1,107 @@
+"""A SQLMesh project on a `spark` gateway, driven in this process or through the `sqlmesh`
+command in fresh processes.
+
+In this process, SQLMesh uses the tests' SparkSession (its gateway asks Spark for a session and
+gets the running one). Each command starts its own Spark (local[2]); tables outlive it in a Hive metastore (Derby)
+and a warehouse inside the project's folder; SQLMesh's state lives in a DuckDB file next to
+them. Commands run from a folder of their own, so no process can import the project's
+modules from its working directory: the executors get them from the driver or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import typing as t
+from pathlib import Path
+
+from tests.spark import session
+
+
+class SparkProject:
+    """A SQLMesh project in ``root`` whose gateway is Spark in local mode."""
+
+    def __init__(self, root: Path, *, dialect: str = "duckdb") -> None:
+        self.root = root
+        self.elsewhere = root.parent / f"{root.name}-cwd"
+        self.elsewhere.mkdir(parents=True, exist_ok=True)
+        for folder in ("models", "macros"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        config = {
+            "gateways": {
+                "spark": {
+                    "connection": {"type": "spark", "config": session.settings(root / ".spark")},
+                    "state_connection": {"type": "duckdb", "database": str(root / "state.duckdb")},
+                }
+            },
+            "default_gateway": "spark",
+            "model_defaults": {"dialect": dialect, "start": "2024-01-01"},
+            "disable_anonymized_analytics": True,
+        }
+        (root / "config.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
+        self._context: t.Any = None
+
+    def use_dialect(self, dialect: str) -> None:
+        """Write the models (and ``sql/udfs``) in another SQL dialect."""
+        config = json.loads((self.root / "config.yaml").read_text())
+        config["model_defaults"]["dialect"] = dialect
+        (self.root / "config.yaml").write_text(json.dumps(config, indent=2))
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        for parent in path.relative_to(self.root).parents:
+            if parent.parts and parent.parts[0] == "python":
+                (self.root / parent / "__init__.py").touch()
+        return path
+
+    def context(self) -> t.Any:
+        """A freshly loaded Context in this process (on the running SparkSession)."""
+        from sqlmesh import Context
+
+        self.close()
+        self._context = Context(paths=str(self.root))
+        return self._context
+
+    def plan(self, **kwargs: t.Any) -> t.Any:
+        kwargs.setdefault("auto_apply", True)
+        kwargs.setdefault("no_prompts", True)
+        return self.context().plan(**kwargs)
+
+    def fetch(self, sql: str) -> t.List[t.List[t.Any]]:
+        """Rows of a query in this process, through SQLMesh (models by their names)."""
+        frame = (self._context or self.context()).fetchdf(sql)
+        return frame.astype(object).where(frame.notna(), None).values.tolist()
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.close()
+            self._context = None
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `sqlmesh` on the project in a fresh process, as a user would."""
+        command = [str(Path(sys.executable).with_name("sqlmesh")), "--paths", str(self.root), *args]
+        return self._run(command, " ".join(args), check=check)
+
+    def query(self, sql: str) -> t.List[t.List[t.Any]]:
+        """Rows of a query, read in a fresh process through SQLMesh (models by their names)."""
+        script = (
+            "import json, sys\n"
+            "from sqlmesh import Context\n"
+            "frame = Context(paths=sys.argv[1]).fetchdf(sys.argv[2])\n"
+            "print(json.dumps(frame.astype(object).where(frame.notna(), None).values.tolist(), default=str))\n"
+        )
+        result = self._run([sys.executable, "-c", script, str(self.root), sql], sql)
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def _run(self, command: t.List[str], what: str, *, check: bool = True) -> subprocess.CompletedProcess:
+        session.require_java()
+        environment = {**os.environ, "NO_COLOR": "1", "PYSPARK_PYTHON": sys.executable}
+        result = subprocess.run(command, cwd=self.elsewhere, capture_output=True, text=True, env=environment)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{what} failed:\n{result.stdout}\n{result.stderr[-6000:]}")
+        return result
