@@ -534,7 +534,7 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
             for name, duckdb_type in zip(relation.columns, relation.types)
             if _CHANGED_BY_ARROW.search(str(duckdb_type))
         }
-        batches = relation.to_arrow_reader(compute.batch_rows)
+        batches = relation.to_arrow_reader(compute.rows_per_batch)
         schema = pa.schema(list(batches.schema) + compute.result_fields())
         stream = compute.stream(batches, threads)
         cursor = adapter.cursor
