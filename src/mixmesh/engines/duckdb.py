@@ -452,6 +452,7 @@ def _both_numeric(left: str, right: str) -> bool:
 # extension types; the default, HUGEINT as DECIMAL(38,0), is slower too); only an ENUM
 # comes back as VARCHAR: the outer statement casts such columns back.
 _CHANGED_BY_ARROW = re.compile(r"\bENUM\b")
+_NESTED = re.compile(r"\[\]|\[\d+\]|\b(STRUCT|MAP|UNION)\(")
 _WRITES = re.compile(r"^\s*(INSERT|DELETE|UPDATE|CREATE|DROP|ALTER|MERGE|TRUNCATE|COPY|REPLACE)\b", re.IGNORECASE)
 _BEGINS = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
 _ENDS = re.compile(r"^\s*(COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
@@ -529,6 +530,8 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
             relation = reader_cursor.sql(inner_sql)
         except duckdb.Error as error:  # the plain statement will say it better, or work
             return f"the inner query does not bind on another cursor: {str(error).splitlines()[0]}"
+        if any(_NESTED.search(str(duckdb_type)) for duckdb_type in relation.types):
+            relation = _materialized(reader_cursor, split)
         casts = {
             name: exp.DataType.build(str(duckdb_type), dialect=NAME)
             for name, duckdb_type in zip(relation.columns, relation.types)
@@ -560,6 +563,22 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
         return None
     finally:
         reader_cursor.close()
+
+
+def _materialized(cursor: t.Any, split: t.Any) -> t.Any:
+    """The inner query's rows in a TEMP table of the reader's session (gone with it).
+
+    DuckDB exports lists and structs fast from a table and slowly as a query computes them:
+    the seed's ``ARRAY_AGG(STRUCT(...) ORDER BY ...)`` over 1M transactions took 1.6 s to
+    aggregate, then 0.08 s to export from a table but 1.0 s more straight from the query.
+    """
+    table = exp.to_table(f"{split.stage}_rows", dialect=NAME)
+    table.this.set("quoted", True)
+    cursor.execute(exp.Create(
+        this=table, kind="TABLE", expression=split.inner.copy(),
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+    ).sql(NAME))
+    return cursor.sql(exp.select("*").from_(table).sql(NAME))
 
 
 def _stream_scans(cursor: t.Any, statement: str) -> int:
