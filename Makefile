@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CHROMIUM := $(VENV)/.chromium
+JAVA := $(VENV)/.java
 PYTEST_WORKERS ?= auto
 
 .PHONY: demo test benchmark clean
@@ -15,7 +16,7 @@ demo: $(INSTALLED)
 
 # The package's suite, then the example project's own tests, run from the project as a
 # user runs theirs (its `python` package must not meet the test projects' ones).
-test: $(INSTALLED) $(CHROMIUM)
+test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider tests
 
@@ -39,6 +40,13 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 $(CHROMIUM): $(INSTALLED)
 	command -v chromium >/dev/null || $(BIN)/python -m playwright install chromium || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	touch $@
+
+# Java for the Spark tests (Spark 4 runs on Java 17 or 21): the one on PATH, else Debian's
+# headless JRE (needs root and apt).
+$(JAVA): $(INSTALLED)
+	command -v java >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
 	touch $@
 
 clean:

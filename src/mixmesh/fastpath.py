@@ -72,9 +72,9 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
         return _decided(functions, False, split.reason)
     calls = [(call, _batch_function(call.name.lower(), bound[call.name.lower()])) for call in split.calls]
     in_processes = {call.name.lower(): function for call, function in calls if function.spec.parallel == "processes"}
-    with _workers(in_processes) as executor:
-        if executor is not None:
-            calls = [(call, workers.InWorkers(executor, call.name.lower(), function) if function.spec.parallel
+    with _workers(in_processes) as pool:
+        if pool is not None:
+            calls = [(call, workers.InWorkers(pool, call.name.lower(), function) if function.spec.parallel
                       == "processes" else function) for call, function in calls]
         try:
             refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
@@ -90,8 +90,8 @@ def _workers(functions: t.Mapping[str, t.Any]) -> t.Iterator[t.Any]:
     if not functions or not workers.can_fork():
         yield None
         return
-    with workers.pool(functions) as executor:
-        yield executor
+    with workers.pool(functions) as pool:
+        yield pool
 
 
 def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.Union[hoisting.Split, hoisting.Declined]:

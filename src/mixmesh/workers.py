@@ -25,8 +25,9 @@ import pyarrow as pa
 
 from mixmesh.monitor import capture
 
-# The functions the workers of the current statement run, by key; filled before the fork,
-# so that each worker finds them in the memory it was copied from.
+# The functions workers run, by key (engine-side name); filled before the fork, so that each
+# worker finds them in the memory it was copied from. Never emptied: statements on other
+# threads may be forking their own workers meanwhile, and the functions are kept anyway.
 _functions: t.Dict[str, t.Callable[..., pa.Array]] = {}
 
 
@@ -34,23 +35,27 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
+class Workers(t.NamedTuple):
+    executor: concurrent.futures.ProcessPoolExecutor
+    directory: str  # where batches cross
+
+
 @contextlib.contextmanager
-def pool(functions: t.Mapping[str, t.Callable[..., pa.Array]]) -> t.Iterator[concurrent.futures.ProcessPoolExecutor]:
+def pool(functions: t.Mapping[str, t.Callable[..., pa.Array]]) -> t.Iterator[Workers]:
     """Workers (one per core) able to run ``functions`` on batches, for one statement."""
-    _functions.clear()
     _functions.update(functions)
     processes = os.cpu_count() or 1
     executor = concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
-    executor.scratch = _scratch_directory()  # type: ignore[attr-defined]
+    directory = _scratch_directory()
     try:
-        # Fork every worker now, from this thread, before the engine's threads get busy.
+        # Fork every worker now (a fork context starts them all at the first task), from
+        # this thread, before the engine's threads get busy.
         for future in [executor.submit(os.getpid) for _ in range(processes)]:
             future.result()
-        yield executor
+        yield Workers(executor, directory)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(executor.scratch, ignore_errors=True)  # type: ignore[attr-defined]
-        _functions.clear()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run(key: str, arguments: str) -> str:
@@ -92,14 +97,8 @@ class InWorkers:
     the worker): the batch's rows and its time, transfer included.
     """
 
-    def __init__(
-        self,
-        executor: concurrent.futures.ProcessPoolExecutor,
-        key: str,
-        function: t.Any,
-    ) -> None:
-        self._executor = executor
-        self._directory = executor.scratch  # type: ignore[attr-defined]
+    def __init__(self, workers: Workers, key: str, function: t.Any) -> None:
+        self._workers = workers
         self._key = key
         self._model = function.model
         self._name = function.spec.name
@@ -112,8 +111,8 @@ class InWorkers:
         failed = True
         try:
             names = [f"a{i}" for i in range(len(arrays))]
-            path = os.path.join(self._directory, f"{uuid.uuid4().hex}.arrow")
-            result = _read(self._executor.submit(_run, self._key, _write(pa.record_batch(arrays, names=names), path)).result())
+            path = _write(pa.record_batch(arrays, names=names), os.path.join(self._workers.directory, uuid.uuid4().hex))
+            result = _read(self._workers.executor.submit(_run, self._key, path).result())
             failed = False
             return result.column(0)
         finally:
