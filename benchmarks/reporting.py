@@ -53,3 +53,36 @@ def write_json(report: t.Mapping[str, t.Any], name: str, out: t.Optional[Path] =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out or f'benchmarks/results/{name}.json'}")
+
+
+class MemoryWatch:
+    """The most resident memory the process held while inside ``with``, above what it held
+    on entry (read every 2 ms; Linux). Worker processes are not counted."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_above_start_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "MemoryWatch":
+        self._start = self._peak = _rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, _rss_bytes())
+        self.peak_above_start_mb = (self._peak - self._start) / 2**20
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self._peak = max(self._peak, _rss_bytes())
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+

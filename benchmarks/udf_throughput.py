@@ -18,7 +18,8 @@ query below the call streams out in 1M-row Arrow batches, the function runs per 
 
 It checks that the variants computing the same function agree, prints the median time of
 the repeats, rows/s, the cores kept busy (CPU time over wall time, worker processes
-included) and the ratios the acceptance bars are about, and writes the same table to
+included), the most memory the query added to the process (worker processes not counted)
+and the ratios the acceptance bars are about, and writes the same table to
 ``benchmarks/results/udf_throughput.json``. Timings are reported, never asserted.
 
 Run from the repository root::
@@ -185,12 +186,13 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_once(bench: Bench, variant: Variant) -> t.Tuple[float, float, float]:
-    """Seconds the query took, the cores it kept busy, and its result."""
+def run_once(bench: Bench, variant: Variant) -> t.Tuple[float, float, float, float]:
+    """Seconds the query took, the cores it kept busy, the memory it added, and its result."""
     cpu, start = cpu_seconds(), time.perf_counter()
-    total = bench.run(variant)
+    with reporting.MemoryWatch() as memory:
+        total = bench.run(variant)
     seconds = time.perf_counter() - start
-    return seconds, (cpu_seconds() - cpu) / seconds, total
+    return seconds, (cpu_seconds() - cpu) / seconds, memory.peak_above_start_mb, total
 
 
 def measure(bench: Bench, repeat: int, warmup: int) -> t.Dict[str, t.Dict[str, t.Any]]:
@@ -201,11 +203,13 @@ def measure(bench: Bench, repeat: int, warmup: int) -> t.Dict[str, t.Dict[str, t
     for _ in range(warmup):
         for variant in VARIANTS:
             run_once(bench, variant)
-    runs: t.Dict[str, t.Dict[str, t.List[float]]] = {v.name: {"times": [], "cores": [], "sums": []} for v in VARIANTS}
+    runs: t.Dict[str, t.Dict[str, t.List[float]]] = {
+        v.name: {"times": [], "cores": [], "memory": [], "sums": []} for v in VARIANTS
+    }
     for round_ in range(1, repeat + 1):
         for variant in VARIANTS:
-            seconds, cores, total = run_once(bench, variant)
-            for key, value in (("times", seconds), ("cores", cores), ("sums", total)):
+            seconds, cores, memory, total = run_once(bench, variant)
+            for key, value in (("times", seconds), ("cores", cores), ("memory", memory), ("sums", total)):
                 runs[variant.name][key].append(value)
             print(f"  round {round_}/{repeat}  {variant.name:<26} {seconds:8.3f} s  {cores:4.2f} cores", flush=True)
     return runs
@@ -240,6 +244,7 @@ def summarize(runs: t.Mapping[str, t.Mapping[str, t.Any]], rows: int) -> t.Dict[
             "seconds_all": runs[v.name]["times"],
             "rows_per_second": rows / medians[v.name],
             "cores_busy": statistics.median(runs[v.name]["cores"]),
+            "memory_added_mb": max(runs[v.name]["memory"]),
             "vs_native_sql": medians[v.name] / native,
             "result": runs[v.name]["sums"][0],
         }
@@ -266,13 +271,13 @@ def machine_info(con: duckdb.DuckDBPyConnection) -> t.Dict[str, t.Any]:
 
 def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int, rss_mb: float) -> None:
     print(f"\nsum(<expr>) over {rows:,} DOUBLE rows, median of {repeat}")
-    header = f"{'variant':<26} {'seconds':>9} {'rows/s':>14} {'cores busy':>11} {'vs native SQL':>14}"
+    header = f"{'variant':<26} {'seconds':>9} {'rows/s':>14} {'cores busy':>11} {'MB added':>9} {'vs native SQL':>14}"
     print(header)
     print("-" * len(header))
     for v in summary["variants"]:
         print(
             f"{v['variant']:<26} {v['seconds_median']:>9.3f} {v['rows_per_second']:>14,.0f} "
-            f"{v['cores_busy']:>11.2f} {v['vs_native_sql']:>13.1f}x"
+            f"{v['cores_busy']:>11.2f} {v['memory_added_mb']:>9.0f} {v['vs_native_sql']:>13.1f}x"
         )
     print()
     for bar in summary["bars"]:

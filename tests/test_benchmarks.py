@@ -21,7 +21,7 @@ def test_udf_throughput_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert {v["variant"] for v in report["variants"]} >= {
         "mixmesh row", "mixmesh row, processes", "mixmesh vectorized", "duckdb arrow UDF", "heavy, N threads"
     }
-    assert all(v["rows_per_second"] > 0 and v["cores_busy"] > 0 for v in report["variants"])
+    assert all(v["rows_per_second"] > 0 and v["cores_busy"] > 0 and v["memory_added_mb"] >= 0 for v in report["variants"])
     assert {bar["compared_with"] for bar in report["bars"]} >= {"duckdb arrow UDF", "duckdb native UDF", "native SQL"}
 
 
