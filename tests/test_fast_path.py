@@ -207,3 +207,16 @@ def test_processes_do_not_go_with_policies_that_keep_state() -> None:
         @udf(parallel="processes", on_error="null")
         def careful(x: float) -> float:
             return x
+
+
+def test_a_non_deterministic_function_is_called_for_each_occurrence(adapter: "t.Any") -> None:
+    import random
+
+    @udf(deterministic=False)
+    def noisy(x: float) -> float:
+        return x + random.random()
+
+    name = bound(adapter, noisy)
+    rows = adapter.fetchall(f"SELECT {name}(x) AS a, {name}(x) AS b FROM t")
+    assert len(rows) == 100000 and all(a != b for a, b in rows)  # never computed once for both
+    assert not fastpath.decisions[-1].staged

@@ -101,7 +101,10 @@ def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.U
         statement = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError as error:
         return hoisting.Declined(f"sqlglot cannot parse the statement: {error}")
-    argument_types = {name: [arg.sql_type for arg in binding.spec.args] for name, binding in bound.items()}
+    # A non-deterministic function stays with the plain binding, called for each occurrence.
+    argument_types = {
+        name: [arg.sql_type for arg in binding.spec.args] for name, binding in bound.items() if binding.spec.deterministic
+    }
     return hoisting.plan(statement, argument_types, f"{hoisting.PREFIX}stream_{uuid.uuid4().hex[:12]}")
 
 

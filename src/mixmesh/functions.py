@@ -60,6 +60,7 @@ class FunctionSpec:
     on_error: t.Any = "raise"  # "raise", "null", a constant, or a fallback function
     policies: t.Any = None  # a resilience.Policy (retries, circuit breaker) or None
     parallel: str = "threads"  # on the fast path: batches on threads, or in worker processes
+    deterministic: bool = True  # the same arguments always give the same result
 
     @property
     def is_protected(self) -> bool:
@@ -176,6 +177,7 @@ def udf(
     circuit_breaker: t.Optional[t.Any] = None,
     timeout_s: t.Optional[float] = None,
     parallel: str = "threads",
+    deterministic: bool = True,
 ) -> t.Callable[[F], F]: ...
 
 
@@ -192,6 +194,7 @@ def udf(
     circuit_breaker: t.Optional[t.Any] = None,
     timeout_s: t.Optional[float] = None,
     parallel: str = "threads",
+    deterministic: bool = True,
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -218,6 +221,10 @@ def udf(
             processes, one per core, for pure-Python functions that hold the GIL. Worker
             processes share nothing with the model's process, so this is for functions
             without retry, circuit_breaker, timeout_s or on_error, whose state lives there.
+        deterministic: False for a function whose result may differ for the same arguments
+            (random numbers, the clock, a remote service): engines then call it for every
+            occurrence and every row, never once for two equal calls, and the fast path
+            leaves it to the plain binding.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
@@ -231,6 +238,7 @@ def udf(
             on_error=on_error,
             policies=_policies(function, retry, circuit_breaker, timeout_s),
             parallel=parallel,
+            deterministic=deterministic,
         )
         from mixmesh import sqlmesh_bridge
 
@@ -253,6 +261,7 @@ def build_spec(
     on_error: t.Any = "raise",
     policies: t.Any = None,
     parallel: str = "threads",
+    deterministic: bool = True,
 ) -> FunctionSpec:
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
@@ -309,6 +318,7 @@ def build_spec(
         on_error=on_error,
         policies=policies,
         parallel=parallel,
+        deterministic=bool(deterministic),
     )
     _check_on_error(spec)
     _check_parallel(spec)

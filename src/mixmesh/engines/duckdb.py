@@ -131,6 +131,7 @@ def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.
         _duckdb_type(spec.returns),
         type="arrow" if spec.vectorized else "native",
         null_handling=_null_handling(spec),
+        side_effects=not spec.deterministic,  # else DuckDB may compute equal calls once
     )
 
 
