@@ -74,14 +74,12 @@ def _append_many(path: str, writer: int, start: t.Any, results: t.Any) -> None:
     """One writing process: APPENDS evaluations, each a model row and two function rows."""
     store = MetricsStore(path)
     start.wait()
-    kept, slowest = [], 0.0
+    kept = []
     for index in range(APPENDS):
         run = model_run(f"m.writer_{writer}", run_id=f"{writer}-{index}")
-        began = time.perf_counter()
         kept.append(store.append([run], [function_run(run, "f"), function_run(run, "g")]))
-        slowest = max(slowest, time.perf_counter() - began)
     store.flush()
-    results.put((writer, kept.count(True), slowest))
+    results.put((writer, kept.count(True)))
 
 
 def _read_while_written(path: str, stop: t.Any, results: t.Any) -> None:
@@ -119,7 +117,7 @@ def test_concurrent_processes_lose_no_row_and_write_none_twice(tmp_path: Path) -
         process.join(timeout=60)
         assert process.exitcode == 0
 
-    assert sorted(kept for _, kept, _ in outcomes) == [APPENDS] * WRITERS
+    assert sorted(kept for _, kept in outcomes) == [APPENDS] * WRITERS
     assert reader_outcome[2] == [], reader_outcome
     store = MetricsStore(path)
     runs = store.model_runs()
@@ -131,8 +129,6 @@ def test_concurrent_processes_lose_no_row_and_write_none_twice(tmp_path: Path) -
     assert store.pending() == 0
     with duckdb.connect(path, read_only=True) as connection:
         assert connection.execute("SELECT count(*), count(DISTINCT batch_id) FROM batches").fetchone() == (800, 800)
-    # Spooling never waits for another process: an append is a small file write.
-    assert max(slowest for _, _, slowest in outcomes) < 0.5
 
 
 def _hold(path: Path, read_only: bool = False) -> subprocess.Popen:
@@ -163,10 +159,10 @@ def test_appends_neither_wait_nor_fail_while_another_process_holds_the_file(tmp_
     store.flush()
     holder = _hold(path)
     try:
-        began = time.perf_counter()
+        # Appends are small file writes: they return while the file is held (waiting for
+        # the lock would hang here until the holder lets go, below).
         assert all(store.append([model_run()]) for _ in range(50))
-        store.flush()  # its merge gives up at once on the held lock
-        assert time.perf_counter() - began < 2.0
+        store.flush()  # its merge gives up on the held lock
         assert store.pending() == 50
         with pytest.raises(MetricsStoreError, match="busy"):
             store.model_runs()
@@ -369,10 +365,8 @@ def test_the_warehouse_while_sqlmesh_holds_it_in_the_same_process(
         context.plan(auto_apply=True, no_prompts=True)
         store = MetricsStore.for_project(tmp_path)
         runs = [model_run("s.one") for _ in range(3)]
-        for run in runs:
-            began = time.perf_counter()
+        for run in runs:  # while SQLMesh holds the warehouse open in this process
             assert store.append([run], [function_run(run)])
-            assert time.perf_counter() - began < 0.5
         store.flush()
         assert context.engine_adapter.fetchone("SELECT x FROM s.one") == (1,)
     finally:
