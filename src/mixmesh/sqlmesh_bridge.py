@@ -18,7 +18,8 @@ functions (``install``):
 - the loader: functions imported into ``macros/`` from other project modules (the seed's
   ``python/shared/``) are registered on every load, even when Python cached the module.
 - ``EngineAdapter._execute``: an engine error about a mixmesh function (an argument of the
-  wrong type, say) becomes a message that names the model, the function and the argument.
+  wrong type, say) becomes a message that names the model, the function and the argument;
+  and a statement calling functions takes the fast path where it can (``mixmesh.fastpath``).
 
 Project SQL functions (``sql/udfs/*.sql``, see ``mixmesh.sql_functions``) use three more:
 ``make_python_env`` (a model stores the definitions it calls), ``MacroEvaluator.transform``
