@@ -73,18 +73,23 @@ class Split:
         """The outer statement, each stage column cast back to the type the inner query gave
         it where the trip out and back changes it (``casts``: column -> type).
 
+        Every stage column is read as ``COALESCE(c, c)``: the same value, but a filter on it
+        is not pushed into the stream, where the engine would have Arrow evaluate it with
+        Arrow's semantics (``NaN > 0`` is true in DuckDB, false in Arrow).
+
         ``materialized``: the stage is read through a MATERIALIZED CTE, for an engine whose
         plan would otherwise read the stream twice (it can be read once).
         """
 
-        def cast_back(node: exp.Expr) -> exp.Expr:
-            if isinstance(node, exp.Column) and node.table == STAGE_ALIAS and node.name in casts:
-                return exp.Cast(this=node.copy(), to=casts[node.name].copy())
+        def read_stage(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Column) and node.table == STAGE_ALIAS:
+                value: exp.Expr = exp.Coalesce(this=node.copy(), expressions=[node.copy()])
+                return exp.Cast(this=value, to=casts[node.name].copy()) if node.name in casts else value
             if materialized and isinstance(node, exp.Table) and node.name == self.stage:
                 return exp.Table(this=exp.to_identifier(STAGED, quoted=True), alias=node.args.get("alias"))
             return node
 
-        statement = self.statement.transform(cast_back, copy=True) if casts or materialized else self.statement
+        statement = self.statement.transform(read_stage, copy=True)
         if materialized:
             staged = exp.CTE(
                 this=exp.select("*").from_(exp.Table(this=exp.to_identifier(self.stage, quoted=True))),
