@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import Project
+from tests.projects import Project, forget_project_modules
 
 # Tests rewrite project files within the same second; a cached .pyc of the old text would
 # hide the edit (Python compares whole-second mtimes and sizes).
@@ -21,6 +21,15 @@ def project(tmp_path: Path) -> t.Iterator[Project]:
     created = Project(tmp_path / "project")
     yield created
     created.close()
-    # Project modules (python.shared...) are cached by name; the next project has its own.
-    for name in [m for m in sys.modules if m == "python" or m.startswith(("python.", "macros"))]:
-        del sys.modules[name]
+    forget_project_modules()
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any]:
+    """A local[2] SparkSession, one per test process (each xdist worker starts its own JVM once,
+    for tests/spark and tests/parity alike): executors are separate Python worker processes."""
+    from tests.spark import session as spark_session
+
+    session = spark_session.start(tmp_path_factory.mktemp("spark"))
+    yield session
+    session.stop()

@@ -79,3 +79,9 @@ class Project:
         if self._context is not None:
             self._context.close()
             self._context = None
+
+
+def forget_project_modules() -> None:
+    """Project modules (python.shared...) are cached by name; the next project has its own."""
+    for name in [m for m in sys.modules if m == "python" or m.startswith(("python.", "macros"))]:
+        del sys.modules[name]

@@ -194,7 +194,7 @@ class ModelRunner:
             yield frame
             return
         try:
-            yield staged.query
+            yield _rows_to_write(context.engine_adapter, staged, self.spec)
         finally:  # also when SQLMesh's write failed and the generator is closed
             staged.drop()
 
@@ -222,6 +222,34 @@ class ModelRunner:
 
     def __repr__(self) -> str:
         return f"<mixmesh python model {self.spec.name}>"
+
+
+def _rows_to_write(adapter: t.Any, staged: t.Any, spec: ModelSpec) -> t.Any:
+    """What SQLMesh writes: the query over the staging table, or the engine's own copy of its rows.
+
+    On engines that overwrite partitions (INSERT OVERWRITE, REPLACE WHERE: Spark), SQLMesh reads
+    every batch a time-range model yields before it writes them (it unions them, see
+    ``SnapshotEvaluator._evaluate_model`` in sqlmesh/core/snapshot/evaluator.py), so it resumes
+    the model's generator, which drops the staging table, before the write. There the engine
+    keeps the rows apart from the staging table first (``materialized``).
+    """
+    from sqlmesh.core.engine_adapter.shared import InsertOverwriteStrategy
+
+    from mixmesh import engines
+
+    overwrites = adapter.INSERT_OVERWRITE_STRATEGY in (
+        InsertOverwriteStrategy.INSERT_OVERWRITE,
+        InsertOverwriteStrategy.REPLACE_WHERE,
+    )
+    if spec.time_column is None or not overwrites:
+        return staged.query
+    engine = engines.engine(adapter.dialect)
+    if not hasattr(engine, "materialized"):
+        raise NotImplementedError(
+            f"model {spec.name}: mixmesh cannot keep a time-range Python model's rows on {adapter.dialect}, "
+            "which overwrites partitions"
+        )
+    return engine.materialized(adapter, staged.query)
 
 
 def _is_unit_test(context: t.Any) -> bool:

@@ -29,6 +29,8 @@ def settings(folder: Path) -> t.Dict[str, str]:
         "spark.app.name": "mixmesh-tests",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # SQLMesh's times are UTC; Spark's TIMESTAMP columns are read in the session's zone.
+        "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.sql.warehouse.dir": str(folder / "warehouse"),
@@ -54,3 +56,10 @@ def start(folder: Path) -> t.Any:
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def drop_databases(spark: t.Any) -> None:
+    """What a project built in the shared SparkSession, dropped: the next starts from an empty catalog."""
+    for database in spark.catalog.listDatabases():
+        if database.name != "default":
+            spark.sql(f"DROP DATABASE `{database.name}` CASCADE")  # names from Spark's own catalog

@@ -92,6 +92,41 @@ def test_a_model_returning_a_spark_dataframe_calls_functions_on_the_executors(sp
 
 
 
+DAILY_TOTALS = '''
+import pandas as pd
+
+from mixmesh import ModelKind, python_model
+
+
+@python_model(
+    name="analytics.daily_totals",
+    kind=ModelKind.INCREMENTAL,
+    cron="@daily",
+    grain=["day"],
+    columns={"day": "DATE", "total": "DOUBLE"},
+)
+def daily_totals(context, **kwargs) -> pd.DataFrame:
+    return context.sql(
+        "SELECT day, SUM(amount) AS total FROM raw.transactions WHERE day BETWEEN :start AND :end GROUP BY day",
+        start=context.start_date, end=context.end_date,
+    ).to_pandas()
+'''
+
+
+def test_a_time_range_python_model_keeps_its_rows_until_spark_writes_them(spark_project: SparkProject) -> None:
+    # Regression: SQLMesh reads every batch of a time-range model before writing on Spark (it
+    # unions them for INSERT OVERWRITE), which ended the model's generator and dropped the
+    # staging table first: [TABLE_OR_VIEW_NOT_FOUND] mixmesh_staging.s_...
+    spark_project.write("models/transactions.sql", example.transactions_model())
+    spark_project.write("models/daily_totals.py", DAILY_TOTALS)
+    spark_project.plan(execution_time="2024-01-05")
+    rows = spark_project.fetch("SELECT CAST(day AS STRING), total FROM analytics.daily_totals ORDER BY day")
+    totals: t.Dict[int, float] = {}
+    for _, day, amount, _ in TRANSACTIONS:
+        totals[day] = totals.get(day, 0.0) + amount
+    assert rows == [[f"2024-01-0{day}", pytest.approx(total)] for day, total in sorted(totals.items())]
+
+
 # --- project SQL functions (sql/udfs) -------------------------------------------------------
 
 ENABLE = "import mixmesh.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
@@ -122,6 +157,28 @@ def test_project_sql_functions_become_temporary_spark_functions(spark: t.Any, sp
     assert rows == [[1, None, "below"], [2, 2.0, "below"], [3, 1.5, "above"]]
     persistent = [f.name for f in spark.catalog.listFunctions() if not f.isTemporary and "ratio" in f.name]
     assert persistent == []  # nothing was written to the catalog
+
+
+def test_duckdb_macros_with_typed_parameters_become_spark_functions(spark: t.Any, spark_project: SparkProject) -> None:
+    spark_project.write("macros/enable.py", ENABLE)
+    spark_project.write(
+        "sql/udfs/ratios.sql",
+        """
+        CREATE MACRO safe_ratio(numerator DOUBLE, denominator DOUBLE) AS numerator / NULLIF(denominator, 0);
+        CREATE MACRO ratio_label(numerator DOUBLE, denominator DOUBLE) AS
+            CASE WHEN safe_ratio(numerator, denominator) > 1 THEN 'above' ELSE 'below' END;
+        """,
+    )
+    spark_project.write(
+        "models/ratios.sql",
+        """
+        MODEL (name analytics.ratios, kind FULL);
+        SELECT id, safe_ratio(id, id - 1) AS ratio, ratio_label(id, 2) AS label FROM (VALUES (1), (2), (3)) AS t(id)
+        """,
+    )
+    spark_project.plan()
+    rows = spark_project.fetch("SELECT id, ratio, label FROM analytics.ratios ORDER BY id")
+    assert rows == [[1, None, "below"], [2, 2.0, "below"], [3, 1.5, "above"]]
 
 
 def test_a_sql_function_spark_cannot_hold_is_refused_by_name(spark: t.Any, tmp_path: Path) -> None:

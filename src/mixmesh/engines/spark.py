@@ -150,11 +150,20 @@ def create_sql_functions_in(spark: t.Any, functions: t.Sequence["SqlFunctionBind
 
 def temporary_function(binding: "SqlFunctionBinding") -> str:
     """A project SQL function as a Spark temporary SQL function; Spark's SQL functions declare
-    their parameters' types (``CREATE FUNCTION f(a DOUBLE) RETURNS DOUBLE RETURN ...``)."""
+    their parameters' types (``CREATE FUNCTION f(a DOUBLE) RETURNS DOUBLE RETURN ...``).
+
+    A DuckDB macro with typed parameters (``CREATE MACRO f(a DOUBLE) AS ...``, DuckDB 1.3+)
+    is the same function: it becomes ``CREATE FUNCTION f(a DOUBLE) RETURN ...``, its return
+    type derived by Spark from the body, as DuckDB derives a macro's.
+    """
     definition = binding.definition()
     untyped = [p.name for p in definition.this.expressions if not isinstance(p, exp.ColumnDef) or p.kind is None]
-    if untyped or definition.args.get("kind", "").upper() != "FUNCTION":
+    kind = definition.args.get("kind", "").upper()
+    if untyped or kind not in ("FUNCTION", "MACRO"):
         raise _cannot_hold(binding, untyped)
+    if kind == "MACRO":
+        definition.set("kind", "FUNCTION")
+        definition.set("expression", exp.Return(this=definition.expression))
     definition.set("replace", True)
     properties = definition.args.get("properties")
     kept = [p for p in (properties.expressions if properties is not None else []) if not isinstance(p, exp.TemporaryProperty)]
@@ -170,7 +179,8 @@ def _cannot_hold(binding: "SqlFunctionBinding", untyped: t.List[str]) -> Excepti
     )
     return sql_functions.SqlFunctionError(
         f"{binding.function.describe()}: Spark cannot hold it as a temporary function: {reason}. Spark's "
-        "SQL functions are written CREATE FUNCTION name(a DOUBLE, b STRING) RETURNS DOUBLE RETURN expression"
+        "SQL functions are written CREATE FUNCTION name(a DOUBLE, b STRING) RETURNS DOUBLE RETURN expression "
+        "(in DuckDB's SQL: CREATE MACRO name(a DOUBLE, b VARCHAR) AS expression)"
     )
 
 
@@ -326,6 +336,13 @@ def dataframe(adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any
     """A model's query as a Spark DataFrame: nothing is computed until it is written or read."""
     with run(adapter, expression, params) as result:
         return result.frame
+
+
+def materialized(adapter: t.Any, query: exp.Expr) -> t.Any:
+    """A staging table's rows as a Spark DataFrame that no longer reads the table: a local
+    checkpoint, kept by the executors (memory, then disk), so the table may be dropped before
+    SQLMesh writes the rows (see ``mixmesh.models._rows_to_write``)."""
+    return dataframe(adapter, query, {}).localCheckpoint(eager=True)
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ circuit breaker counts a process's failures across its batches.
 
 from __future__ import annotations
 
+import os
 import threading
 import typing as t
 import uuid
@@ -40,8 +41,10 @@ class SparkCall:
         self.source = binding.source
         # Unique per registration: a worker never mistakes another function bound under this name.
         self.key = f"{sql_name}:{uuid.uuid4().hex}"
+        self.working_directory = os.getcwd()
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        _work_in(self.working_directory)
         arrays = [self._checked(position, column) for position, column in enumerate(columns)]
         return self._function()(*arrays)
 
@@ -79,6 +82,17 @@ class SparkCall:
             f"{spark_type_name(array.type)}, declared {types.sql(arg.sql_type, NAME)}. Cast the argument "
             "in SQL (CAST(x AS type)) or change the function's type hint."
         )
+
+
+def _work_in(directory: str) -> None:
+    """Run in the driver's working directory, where the executor has it (local mode, a shared
+    file system), so relative paths mean what they mean on the driver and on DuckDB: SQLMesh
+    runs a project from its folder, and the project's code opens its files (the ML artifacts
+    an ``@resource`` loads) relative to it. A Python worker runs one batch at a time, so
+    changing its directory affects nothing else. Elsewhere the executor's own directory stays.
+    """
+    if os.getcwd() != directory and os.path.isdir(directory):
+        os.chdir(directory)
 
 
 class RowBatches:

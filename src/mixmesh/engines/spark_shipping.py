@@ -11,7 +11,9 @@ helpers and classes it uses, travel with it.
 
 A circuit breaker holds a lock and its process's count of failures: it travels as its
 settings, and each executor process keeps its own count (a breaker opens in the process
-whose calls fail).
+whose calls fail). An ``@resource`` holds a lock and the value it built: it travels as its
+builder and settings, and each executor process builds its own value, once (a trained model
+is loaded where the rows are, never pickled along with the function).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def ship_project_modules() -> None:
     from pyspark import cloudpickle
 
     _ship_breakers_as_settings()
+    _ship_resources_as_builders()
     with _lock:
         for name in project_modules():
             if name not in _by_value:
@@ -77,3 +80,14 @@ def _ship_breakers_as_settings() -> None:
 
 def _breaker_settings(breaker: t.Any) -> t.Tuple[t.Any, t.Tuple[t.Any, ...]]:
     return type(breaker), (breaker.fail_max, breaker.reset_timeout)
+
+
+@functools.lru_cache(maxsize=1)
+def _ship_resources_as_builders() -> None:
+    from mixmesh.resources import Resource
+
+    copyreg.pickle(Resource, _resource_builder)
+
+
+def _resource_builder(resource: t.Any) -> t.Tuple[t.Any, t.Tuple[t.Any, ...]]:
+    return type(resource), (resource._builder, resource._watch, resource._check_every, resource._clock)

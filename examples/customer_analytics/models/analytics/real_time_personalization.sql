@@ -22,6 +22,13 @@
 --   zone (the machine's by default), so outside UTC the window moved by the zone's offset.
 --   @start_dtntz/@end_dtntz are the same UTC times as plain TIMESTAMPs (sqlmesh/utils/date.py,
 --   date_dict). Their end is inclusive, like SQLMesh's own BETWEEN on session_start.
+-- * Its processed_at was CURRENT_TIMESTAMP(), the wall clock: it is the run's execution time
+--   (@execution_tstz, the same TIMESTAMPTZ type), so a rerun gives the same rows.
+-- * Its gaps between events were TIMESTAMP_DIFF(..., SECOND), whole seconds, which engines count
+--   differently: BigQuery and Spark count whole seconds elapsed, DuckDB (as sqlglot translates
+--   it) the second boundaries crossed, so 10:00:00.9 to 10:00:01.1 was 0 s on one, 1 s on the
+--   other. Gaps are counted in microseconds, the timestamps' precision, and given in seconds
+--   with their fractions: the same on every engine.
 MODEL (
     name analytics.real_time_personalization,
     kind INCREMENTAL_BY_TIME_RANGE (time_column session_start, lookback 1),
@@ -76,11 +83,11 @@ session_features AS (
 
         -- Engagement metrics
         AVG(
-            TIMESTAMP_DIFF(
+            CAST(TIMESTAMP_DIFF(
                 event_timestamp,
                 prev_event_time,
-                SECOND
-            )
+                MICROSECOND
+            ) AS FLOAT64) / 1000000
         ) as avg_time_between_events
 
     FROM session_events
@@ -139,6 +146,8 @@ SELECT
         ELSE false
     END as show_premium_offer,
 
-    CURRENT_TIMESTAMP() as processed_at
+    -- When the run was scheduled (SQLMesh's execution time), not the wall clock: a rerun of an
+    -- interval gives the same rows, as does the same plan on another engine.
+    CAST(@execution_tstz AS TIMESTAMP) as processed_at
 
 FROM scored_sessions;

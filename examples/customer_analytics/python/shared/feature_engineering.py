@@ -55,8 +55,8 @@ def python_risk_score(transaction_details: pa.Array, total_amount: pa.Array, tra
 
 def behavioral_features(transaction_details: pa.Array, lengths: np.ndarray) -> np.ndarray:
     """The seed's six features for every customer, computed over all transactions at once."""
-    flat = pc.list_flatten(transaction_details)
     groups = np.repeat(np.arange(len(lengths)), lengths)
+    flat = _in_time_order(pc.list_flatten(transaction_details), groups)
     n = np.maximum(lengths, 1).astype(float)
 
     def per_customer(values: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ def behavioral_features(transaction_details: pa.Array, lengths: np.ndarray) -> n
     category_ratio = _distinct_per_customer(flat.field("merchant_category"), groups, len(lengths)) / n
     payment_methods = _distinct_per_customer(flat.field("payment_method"), groups, len(lengths))
 
-    # Ordered by time in SQL: the mean of consecutive gaps is (last - first) / (count - 1).
+    # In time order (above): the mean of consecutive gaps is (last - first) / (count - 1).
     times = pc.cast(flat.field("transaction_time"), pa.int64()).to_numpy(zero_copy_only=False)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     first, last = times[np.minimum(offsets[:-1], len(times) - 1)], times[np.maximum(offsets[1:] - 1, 0)]
@@ -82,6 +82,19 @@ def behavioral_features(transaction_details: pa.Array, lengths: np.ndarray) -> n
         lengths > 1, (last - first) / np.maximum(lengths - 1, 1) / 1e6 / 3600, ONE_DAY_HOURS
     )
     return np.column_stack([night_ratio, amount_cv, category_ratio, payment_methods, gap_hours, lengths.astype(float)])
+
+
+def _in_time_order(flat: pa.StructArray, groups: np.ndarray) -> pa.StructArray:
+    """Each customer's transactions by time (then amount), whatever order the list came in.
+
+    The SQL orders the list by time, but not every engine keeps that order: on Spark, SQLMesh
+    writes ARRAY_AGG(... ORDER BY ...) as COLLECT_LIST, which keeps none. The features need
+    the order for the gaps, and one order for the sums to add the same bits: a trained model's
+    split thresholds are values of the features it was trained on.
+    """
+    times = pc.cast(flat.field("transaction_time"), pa.int64()).to_numpy(zero_copy_only=False)
+    amounts = flat.field("amount").to_numpy(zero_copy_only=False)
+    return flat.take(pa.array(np.lexsort((amounts, times, groups))))
 
 
 def _distinct_per_customer(values: pa.Array, groups: np.ndarray, customers: int) -> np.ndarray:

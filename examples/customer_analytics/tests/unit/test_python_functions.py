@@ -78,6 +78,33 @@ def test_vectorized_scores_equal_the_seed_s_row_by_row_scores(without_trained_mo
     np.testing.assert_allclose(batch, per_customer, rtol=1e-9, atol=1e-12)
 
 
+def test_the_features_do_not_depend_on_the_order_of_a_customer_s_transactions() -> None:
+    """Spark keeps no order in the list (SQLMesh writes ARRAY_AGG(... ORDER BY ...) as
+    COLLECT_LIST there): the features of a reversed list are those of the ordered one."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from python.shared.feature_engineering import behavioral_features
+
+    connection = duckdb.connect()
+    generate(connection, customers=50, transactions=1_000, events=10, days=2)
+    ordered, reversed_ = connection.sql(
+        """
+        SELECT list(d ORDER BY t), list(d ORDER BY t DESC) FROM (
+            SELECT customer_id, score_date, transaction_time AS t,
+                   {'amount': amount, 'merchant_category': merchant_category,
+                    'transaction_time': transaction_time, 'payment_method': payment_method} AS d
+            FROM raw.raw_transactions
+        ) GROUP BY customer_id, score_date
+        """
+    ).to_arrow_table().columns
+    lengths = pc.list_value_length(ordered).to_numpy()
+    assert (lengths > 2).sum() > 20
+    # Bit for bit: a trained model's split thresholds are values of the features it learned from.
+    np.testing.assert_array_equal(behavioral_features(reversed_.combine_chunks(), lengths),
+                                  behavioral_features(ordered.combine_chunks(), lengths))
+
+
 def test_feature_engineering_consistency() -> None:
     """The seed's test, on its own sample data."""
     import pandas as pd
