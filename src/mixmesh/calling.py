@@ -57,7 +57,7 @@ class BatchFunction:
             return result
         finally:  # one clock read per batch: the figures monitoring keeps
             if capture.evaluating():
-                lengths = _mean_list_length(arrays)
+                lengths = mean_list_length(arrays)
                 capture.record_batch(self.model, self.spec.name, rows, time.perf_counter() - started, failed, lengths)
 
     def _call(self, arrays: t.List[pa.Array], rows: int) -> pa.Array:
@@ -165,7 +165,7 @@ class RowBatchFunction:
             if capture.evaluating():
                 rows = len(arrays[0]) if arrays else 0
                 seconds = time.perf_counter() - started
-                lengths = _mean_list_length(arrays)
+                lengths = mean_list_length(arrays)
                 capture.record_batch(self.model, self.spec.name, rows, seconds, failed, lengths, mode="row")
 
     def _check_no_null_returned(self, results: pa.Array, arrays: t.List[pa.Array]) -> None:
@@ -249,7 +249,7 @@ def row_function(
     return call
 
 
-def _mean_list_length(arrays: t.Sequence[pa.Array]) -> t.Optional[float]:
+def mean_list_length(arrays: t.Sequence[pa.Array]) -> t.Optional[float]:
     """The mean length of the longest list argument, for the advice on large lists."""
     lengths = [pc.mean(pc.list_value_length(array)).as_py() for array in arrays if pa.types.is_list(array.type)]
     lengths = [length for length in lengths if length is not None]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from tests.spark import example
 from tests.spark.example import TRANSACTIONS
 from tests.spark.projects import SparkProject
@@ -62,6 +63,12 @@ def test_plan_then_a_fresh_process_run_build_a_model_calling_python_functions(pr
 
     project.cli("plan", "--auto-apply", "--no-prompts", "--execution-time", "2024-01-03")
     assert project.query(query) == expected({1, 2})
+    # The functions ran in the executors' processes; their batches reached monitoring.
+    functions = MetricsStore(project.root / DEFAULT_PATH).function_runs()
+    scored = functions[functions.model == "analytics.scored"].set_index("function")
+    assert sorted(scored.index) == ["amount_band", "risk_score"]
+    assert set(scored["rows"]) == {len(expected({1, 2}))} and (scored["calls"] >= 1).all()
+    assert scored.loc["risk_score", "mode"] == "row" and scored.loc["risk_score", "mean_list_length"] > 1
 
     project.cli("run", "--end", "2024-01-04")  # re-creates the functions from SQLMesh's state
     assert project.query(query) == expected({1, 2, 3, 4})

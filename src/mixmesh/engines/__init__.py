@@ -114,6 +114,13 @@ def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
     return RowBatchFunction(binding.spec, binding.model, source=binding.source)
 
 
+def collect_remote_batches() -> t.List[t.Any]:
+    """Batches functions ran in other processes (Spark's executors) since the last call, as
+    ``spark_figures.Batch``; empty where no such engine was used."""
+    figures = sys.modules.get("mixmesh.engines.spark_figures")
+    return figures.collect_batches() if figures is not None else []
+
+
 def register_sql_function(binding: SqlFunctionBinding) -> None:
     """Make a project SQL function known under its engine-side name (idempotent)."""
     with _lock:

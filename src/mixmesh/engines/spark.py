@@ -76,19 +76,21 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
     SQLMesh's names carry a digest of the code, so a name already bound is the same function
     (``replace=False``); ``register`` names are the user's and may change hands.
     """
-    from mixmesh.engines import spark_shipping
+    from mixmesh.engines import spark_figures, spark_shipping
 
     with _lock:
         registered = _registered.setdefault(spark, {})
         if sql_name in registered and (not replace or registered[sql_name] is binding.spec):
             return
         spark_shipping.ship_project_modules()
-        spark.udf.register(sql_name, arrow_udf(binding, sql_name))
+        spark.udf.register(sql_name, arrow_udf(binding, sql_name, spark_figures.accumulator(spark)))
         registered[sql_name] = binding.spec
 
 
-def arrow_udf(binding: "Binding", sql_name: str) -> t.Any:
-    """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type."""
+def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any:
+    """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type.
+
+    ``figures``: the accumulator its batches report to (``spark_figures``), if any."""
     from pyspark.sql.functions import ArrowUDFType
     from pyspark.sql.functions import arrow_udf as spark_arrow_udf
 
@@ -99,7 +101,7 @@ def arrow_udf(binding: "Binding", sql_name: str) -> t.Any:
         # Spark prefers reading the kind of UDF from type hints; a SparkCall takes any number of
         # arguments, which its hint reader refuses, so the kind is stated and the advice muted.
         warnings.filterwarnings("ignore", "It is preferred to specify type hints", UserWarning)
-        return spark_arrow_udf(SparkCall(binding, sql_name), returns, ArrowUDFType.SCALAR)
+        return spark_arrow_udf(SparkCall(binding, sql_name, figures), returns, ArrowUDFType.SCALAR)
 
 
 def spark_type(sql_type: exp.DataType, binding: t.Optional["Binding"] = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import typing as t
 import uuid
 
@@ -35,8 +36,9 @@ _built_lock = threading.Lock()
 class SparkCall:
     """One binding, called by Spark with Arrow arrays; pickled to the executors."""
 
-    def __init__(self, binding: "Binding", sql_name: str) -> None:
+    def __init__(self, binding: "Binding", sql_name: str, figures: t.Any = None) -> None:
         self.spec = binding.spec
+        self.figures = figures  # a Spark accumulator each batch reports to (spark_figures)
         self.model = binding.model
         self.source = binding.source
         # Unique per registration: a worker never mistakes another function bound under this name.
@@ -46,7 +48,23 @@ class SparkCall:
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         _work_in(self.working_directory)
         arrays = [self._checked(position, column) for position, column in enumerate(columns)]
-        return self._function()(*arrays)
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = self._function()(*arrays)
+            failed = False
+            return result
+        finally:
+            if self.figures is not None:
+                self._report(arrays, time.perf_counter() - started, failed)
+
+    def _report(self, arrays: t.List[pa.Array], seconds: float, failed: bool) -> None:
+        """One batch's figures, for monitoring on the driver (a plain tuple: spark_figures.Batch)."""
+        from mixmesh.calling import mean_list_length
+
+        mode = "vectorized" if self.spec.vectorized else "row"
+        rows = len(arrays[0]) if arrays else 0
+        self.figures.add([(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays))])
 
     def _function(self) -> t.Callable[..., pa.Array]:
         function = _built.get(self.key)

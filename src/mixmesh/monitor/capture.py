@@ -97,6 +97,20 @@ def record_batch(
         evaluation.batch(function, rows, seconds, failed, list_length, mode)
 
 
+def _file_remote_batches() -> None:
+    """Batches functions ran in other processes (Spark's executors), under their models."""
+    from mixmesh import engines
+
+    try:
+        batches = engines.collect_remote_batches()
+    except Exception:  # noqa: BLE001 - monitoring must never fail a model
+        logger.warning("mixmesh could not collect the executors' figures", exc_info=True)
+        return
+    for batch in batches:
+        record_batch(batch.model, batch.function, batch.rows, batch.seconds, batch.failed, batch.list_length,
+                     mode=batch.mode)
+
+
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
     """The evaluation of ``model``, or the only one under way when the model is not known."""
     if model is not None:
@@ -365,6 +379,7 @@ def _evaluating(
         error = raised
         raise
     finally:
+        _file_remote_batches()  # while this evaluation is still among the active ones
         evaluation.stop()
         with _active_lock:
             _active.pop(model, None)
