@@ -214,12 +214,14 @@ _logged: t.Set[t.Tuple[t.Optional[str], str, str]] = set()
 _counts_lock = threading.Lock()
 
 
-def record(model: t.Optional[str], function: str, event: str, detail: str = "", *, log: bool = True) -> None:
-    """Count one event of a function (in a model); log the first of each kind (unless the
-    caller logs it itself)."""
+def record(
+    model: t.Optional[str], function: str, event: str, detail: str = "", *, log: bool = True, times: int = 1
+) -> None:
+    """Count one event of a function (in a model), or ``times`` of them (counted in another
+    process); log the first of each kind (unless the caller logs it itself)."""
     key = (model, function, event)
     with _counts_lock:
-        _counts[key] += 1
+        _counts[key] += times
         first = key not in _logged
         _logged.add(key)
     if first and log:

@@ -21,6 +21,7 @@ import pytest
 
 from mixmesh import CircuitBreaker, Retry, udf
 from mixmesh.engines import spark as spark_engine
+from mixmesh.engines import spark_figures
 from mixmesh.errors import FunctionCallError, FunctionRuntimeError
 
 pytestmark = pytest.mark.slow
@@ -206,9 +207,16 @@ def test_retries_and_fallbacks_run_on_the_executors(spark: t.Any) -> None:
 
     retried, isolated = spark_engine.register(spark, flaky), spark_engine.register(spark, no_sevens)
     x = "CAST(id AS DOUBLE)"
+    spark_figures.collect_batches()  # what earlier tests left
     assert rows(spark, f"SELECT sum({retried}({x})), sum({isolated}({x})), count({isolated}({x})) FROM range(100)") == [
         (9900.0, 9900.0 - 14.0, 99)  # only the row holding 7 got NULL
     ]
+    # What the executors counted came back to the driver with the batches' figures.
+    reported: t.Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for batch in spark_figures.collect_batches():
+        reported[batch.function].update({"rows": batch.rows, **dict(batch.events)})
+    assert reported["flaky"]["rows"] == 100 and reported["flaky"]["retries"] == 100
+    assert reported["no_sevens"]["fallbacks"] == 1
 
 
 def test_a_circuit_breaker_travels_to_the_executors_and_opens_there(spark: t.Any, tmp_path: Path) -> None:

@@ -61,10 +61,12 @@ class SparkCall:
     def _report(self, arrays: t.List[pa.Array], seconds: float, failed: bool) -> None:
         """One batch's figures, for monitoring on the driver (a plain tuple: spark_figures.Batch)."""
         from mixmesh.calling import mean_list_length
+        from mixmesh.engines.spark_figures import events_since_last_report
 
         mode = "vectorized" if self.spec.vectorized else "row"
         rows = len(arrays[0]) if arrays else 0
-        self.figures.add([(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays))])
+        events = events_since_last_report(self.model, self.spec.name)
+        self.figures.add([(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays), events)])
 
     def _function(self) -> t.Callable[..., pa.Array]:
         function = _built.get(self.key)

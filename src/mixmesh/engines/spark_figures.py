@@ -2,10 +2,12 @@
 
 Functions run in the executors' Python processes, where mixmesh's monitoring (which lives in
 the driver, around SQLMesh's evaluation) cannot see them. So each batch a function runs
-there adds one entry to a Spark accumulator: Spark sends accumulator updates back to the
-driver with each finished task, before the query returns. When a model's evaluation ends,
-monitoring takes the entries that arrived since it last looked (``collect_batches``) and
-files them under their models, as it files the batches of a function run by DuckDB.
+there adds one entry to a Spark accumulator, with the resilience events (retries,
+fallbacks, breaker transitions) the executor's process counted since its last entry: Spark
+sends accumulator updates back to the driver with each finished task, before the query
+returns. When a model's evaluation ends, monitoring takes the entries that arrived since it
+last looked (``collect_batches``) and files them under their models, as it files the
+batches and events of a function run by DuckDB.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Batch(t.NamedTuple):
     seconds: float
     failed: bool
     list_length: t.Optional[float]
+    events: t.Tuple[t.Tuple[str, int], ...] = ()  # resilience events counted meanwhile: retries...
 
 
 def _batches_param() -> t.Any:
@@ -58,6 +61,20 @@ def accumulator(spark: t.Any) -> "Accumulator":
         if found is None:
             found = _accumulators[context] = context.accumulator([], _batches_param())
         return found
+
+
+def events_since_last_report(model: t.Optional[str], function: str) -> t.Tuple[t.Tuple[str, int], ...]:
+    """On an executor: the function's resilience events counted since it last reported."""
+    from mixmesh.resilience import events
+
+    now = {key[2]: count for key, count in events().items() if key[:2] == (model, function)}
+    with _lock:
+        new = tuple((event, count - _reported.get((model, function, event), 0)) for event, count in now.items())
+        _reported.update({(model, function, event): count for event, count in now.items()})
+    return tuple((event, count) for event, count in new if count)
+
+
+_reported: t.Dict[t.Tuple[t.Optional[str], str, str], int] = {}  # on an executor
 
 
 def collect_batches() -> t.List[Batch]:

@@ -98,8 +98,10 @@ def record_batch(
 
 
 def _file_remote_batches() -> None:
-    """Batches functions ran in other processes (Spark's executors), under their models."""
+    """Batches functions ran in other processes (Spark's executors), and the resilience
+    events counted there, under their models."""
     from mixmesh import engines
+    from mixmesh.resilience import record
 
     try:
         batches = engines.collect_remote_batches()
@@ -109,6 +111,8 @@ def _file_remote_batches() -> None:
     for batch in batches:
         record_batch(batch.model, batch.function, batch.rows, batch.seconds, batch.failed, batch.list_length,
                      mode=batch.mode)
+        for event, count in batch.events:
+            record(batch.model, batch.function, event, "on a Spark executor", times=count)
 
 
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
