@@ -14,10 +14,10 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import typing as t
 from pathlib import Path
 
+from tests.projects import write_project_file
 from tests.spark import session
 
 
@@ -51,13 +51,7 @@ class SparkProject:
         (self.root / "config.yaml").write_text(json.dumps(config, indent=2))
 
     def write(self, relative: str, text: str) -> Path:
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-        for parent in path.relative_to(self.root).parents:
-            if parent.parts and parent.parts[0] == "python":
-                (self.root / parent / "__init__.py").touch()
-        return path
+        return write_project_file(self.root, relative, text)
 
     def context(self) -> t.Any:
         """A freshly loaded Context in this process (on the running SparkSession)."""
