@@ -25,17 +25,6 @@ disable_anonymized_analytics: true
 """
 
 
-def write_project_file(root: Path, relative: str, text: str) -> Path:
-    """Write a project file (dedented); folders under ``python/`` become packages."""
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip())
-    for parent in path.relative_to(root).parents:
-        if parent.parts and parent.parts[0] == "python":
-            (root / parent / "__init__.py").touch()
-    return path
-
-
 class Project:
     """A SQLMesh project in ``root``: write files, plan, query, run the CLI."""
 
@@ -47,7 +36,13 @@ class Project:
         self._context: t.Any = None
 
     def write(self, relative: str, text: str) -> Path:
-        return write_project_file(self.root, relative, text)
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        for parent in path.relative_to(self.root).parents:
+            if parent.parts and parent.parts[0] == "python":
+                (self.root / parent / "__init__.py").touch()
+        return path
 
     def context(self) -> t.Any:
         """A freshly loaded Context (as a new `sqlmesh` command would load it)."""

@@ -17,14 +17,15 @@ import sys
 import typing as t
 from pathlib import Path
 
-from tests.projects import write_project_file
+from tests.projects import Project
 from tests.spark import session
 
 
-class SparkProject:
-    """A SQLMesh project in ``root`` whose gateway is Spark in local mode."""
+class SparkProject(Project):
+    """A SQLMesh project in ``root`` whose gateway is Spark in local mode: written, loaded and
+    planned in this process as ``Project`` does; commands and queries run in fresh processes."""
 
-    def __init__(self, root: Path, *, dialect: str = "duckdb") -> None:
+    def __init__(self, root: Path, *, dialect: str = "duckdb") -> None:  # its own config, not Project's
         self.root = root
         self.elsewhere = root.parent / f"{root.name}-cwd"
         self.elsewhere.mkdir(parents=True, exist_ok=True)
@@ -50,31 +51,10 @@ class SparkProject:
         config["model_defaults"]["dialect"] = dialect
         (self.root / "config.yaml").write_text(json.dumps(config, indent=2))
 
-    def write(self, relative: str, text: str) -> Path:
-        return write_project_file(self.root, relative, text)
-
-    def context(self) -> t.Any:
-        """A freshly loaded Context in this process (on the running SparkSession)."""
-        from sqlmesh import Context
-
-        self.close()
-        self._context = Context(paths=str(self.root))
-        return self._context
-
-    def plan(self, **kwargs: t.Any) -> t.Any:
-        kwargs.setdefault("auto_apply", True)
-        kwargs.setdefault("no_prompts", True)
-        return self.context().plan(**kwargs)
-
     def fetch(self, sql: str) -> t.List[t.List[t.Any]]:
         """Rows of a query in this process, through SQLMesh (models by their names)."""
         frame = (self._context or self.context()).fetchdf(sql)
         return frame.astype(object).where(frame.notna(), None).values.tolist()
-
-    def close(self) -> None:
-        if self._context is not None:
-            self._context.close()
-            self._context = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `sqlmesh` on the project in a fresh process, as a user would."""
