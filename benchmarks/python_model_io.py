@@ -47,7 +47,6 @@ import dataclasses
 import datetime
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -175,11 +174,11 @@ def measure_child(root: Path) -> t.Dict[str, t.Any]:
 
     evaluations = reporting.timed_evaluations()
     context = Context(paths=str(root))
-    rss_before = peak_rss_mb()
+    rss_before = reporting.peak_rss_mb()
     start = time.perf_counter()
     context.plan(auto_apply=True, no_prompts=True)
     plan_seconds = time.perf_counter() - start
-    peak = peak_rss_mb()
+    peak = reporting.peak_rss_mb()
     if len(evaluations) != 1 or "copy" not in evaluations[0][0]:
         raise RuntimeError(f"expected one evaluation, of analytics.copy; got {evaluations}")
     count, total = table_summary(context, "analytics.copy")
@@ -198,12 +197,6 @@ def table_summary(context: t.Any, model: str) -> t.Tuple[int, float]:
     """Row count and sum(amount) of a model's table in prod."""
     frame = context.fetchdf(f"SELECT count(*) AS n, sum(amount) AS total FROM {model}")
     return int(frame["n"][0]), float(frame["total"][0])
-
-
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kilobytes, macOS bytes.
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def child_main(args: argparse.Namespace) -> None:

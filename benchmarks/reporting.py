@@ -23,6 +23,35 @@ def machine_info(*packages: str) -> t.Dict[str, t.Any]:
     }
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def check_agreement(runs: t.Mapping[str, t.Mapping[str, t.Any]], variants: t.Sequence[t.Any], rel_tol: float) -> None:
+    """Variants of one family (``variant.family``) give the same sum (within ``rel_tol``) in
+    every repeat (``runs[name]["sums"]``), or exit."""
+    import math
+    import sys
+
+    for family in sorted({v.family for v in variants}):
+        members = [v.name for v in variants if v.family == family]
+        reference = runs[members[0]]["sums"][0]
+        for name in members:
+            for total in runs[name]["sums"]:
+                # abs_tol only guards against a reference sum that happens to be ~0.
+                if not math.isclose(total, reference, rel_tol=rel_tol, abs_tol=1e-6):
+                    sys.exit(
+                        f"RESULTS DISAGREE for {family}: {name} gave {total!r}, "
+                        f"{members[0]} gave {reference!r}"
+                    )
+
+
 def timed_evaluations() -> t.List[t.Tuple[str, float]]:
     """Time every model evaluation (``SnapshotEvaluator.evaluate``) from now on, by snapshot name.
 

@@ -51,7 +51,6 @@ import dataclasses
 import datetime
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -167,9 +166,9 @@ def measure_child(args: argparse.Namespace) -> t.Dict[str, t.Any]:
     demo_data.generate(connection, customers=args.customers, transactions=args.transactions, events=0, days=args.days)
     if args.child == SEED:
         bind_seed_function(connection)
-    rss_before = peak_rss_mb()
+    rss_before = reporting.peak_rss_mb()
     context.plan(auto_apply=True, no_prompts=True)
-    peak = peak_rss_mb()
+    peak = reporting.peak_rss_mb()
     if len(evaluations) != 1 or "risk_scores" not in evaluations[0][0]:
         raise RuntimeError(f"expected one evaluation, of {MODEL}; got {evaluations}")
     rows = context.fetchdf(f"SELECT count(*) AS n FROM {MODEL}")["n"][0]
@@ -186,12 +185,6 @@ def measure_child(args: argparse.Namespace) -> t.Dict[str, t.Any]:
         "peak_rss_mb": peak,
         "scores": str(scores),
     }
-
-
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kilobytes, macOS bytes.
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 # --- the parent --------------------------------------------------------------------------

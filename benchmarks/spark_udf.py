@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import math
 import os
 import statistics
 import sys
@@ -155,17 +154,6 @@ def measure(spark: t.Any, repeat: int, warmup: int) -> t.Dict[str, t.Dict[str, t
     return {v.name: {"times": times[v.name], "sums": sums[v.name]} for v in VARIANTS}
 
 
-def check_agreement(runs: t.Mapping[str, t.Mapping[str, t.Any]]) -> None:
-    """Variants of one family give the same sum (within REL_TOL) in every repeat, or exit."""
-    for family in sorted({v.family for v in VARIANTS}):
-        members = [v.name for v in VARIANTS if v.family == family]
-        reference = runs[members[0]]["sums"][0]
-        for name in members:
-            for total in runs[name]["sums"]:
-                if not math.isclose(total, reference, rel_tol=REL_TOL, abs_tol=1e-6):
-                    sys.exit(f"RESULTS DISAGREE for {family}: {name} gave {total!r}, {members[0]} gave {reference!r}")
-
-
 # --- reporting ---------------------------------------------------------------------------
 
 
@@ -233,7 +221,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
         print(f"caching a table of {args.rows:,} rows and binding the functions ...", flush=True)
         prepare(spark, args.rows)
         runs = measure(spark, args.repeat, args.warmup)
-        check_agreement(runs)
+        reporting.check_agreement(runs, VARIANTS, REL_TOL)
         print("results agree: row variants with each other; vectorized ones with each other and native SQL")
         summary = summarize(runs, args.rows)
         print_table(summary, args.rows, args.repeat)

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import math
 import os
 import resource
 import statistics
@@ -215,21 +214,6 @@ def measure(bench: Bench, repeat: int, warmup: int) -> t.Dict[str, t.Dict[str, t
     return runs
 
 
-def check_agreement(runs: t.Mapping[str, t.Mapping[str, t.Any]]) -> None:
-    """Variants of one family give the same sum (within REL_TOL) in every repeat, or exit."""
-    for family in sorted({v.family for v in VARIANTS}):
-        members = [v.name for v in VARIANTS if v.family == family]
-        reference = runs[members[0]]["sums"][0]
-        for name in members:
-            for total in runs[name]["sums"]:
-                # abs_tol only guards against a reference sum that happens to be ~0.
-                if not math.isclose(total, reference, rel_tol=REL_TOL, abs_tol=1e-6):
-                    sys.exit(
-                        f"RESULTS DISAGREE for {family}: {name} gave {total!r}, "
-                        f"{members[0]} gave {reference!r}"
-                    )
-
-
 # --- reporting ---------------------------------------------------------------------------
 
 
@@ -256,12 +240,6 @@ def summarize(runs: t.Mapping[str, t.Mapping[str, t.Any]], rows: int) -> t.Dict[
         met = speedup >= bar if direction == "faster" else 1 / speedup <= bar
         bars.append({"variant": ours, "compared_with": theirs, "speedup": speedup, "bar": f"{direction} {bar:g}x", "met": met})
     return {"variants": variants, "bars": bars}
-
-
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kilobytes, macOS bytes.
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def machine_info(con: duckdb.DuckDBPyConnection) -> t.Dict[str, t.Any]:
@@ -301,10 +279,10 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     print(f"building a table of {args.rows:,} rows and binding the functions ...", flush=True)
     bench = Bench(args.rows)
     runs = measure(bench, args.repeat, args.warmup)
-    check_agreement(runs)
+    reporting.check_agreement(runs, VARIANTS, REL_TOL)
     print("results agree: each family's variants with each other (times_two also with native SQL)")
     summary = summarize(runs, args.rows)
-    rss_mb = peak_rss_mb()
+    rss_mb = reporting.peak_rss_mb()
     print_table(summary, args.rows, args.repeat, rss_mb)
     reporting.write_json(
         {
