@@ -220,3 +220,17 @@ def test_a_non_deterministic_function_is_called_for_each_occurrence(adapter: "t.
     rows = adapter.fetchall(f"SELECT {name}(x) AS a, {name}(x) AS b FROM t")
     assert len(rows) == 100000 and all(a != b for a, b in rows)  # never computed once for both
     assert not fastpath.decisions[-1].staged
+
+
+def test_a_row_function_gets_maps_as_dicts_on_both_paths(adapter: "t.Any", monkeypatch: pytest.MonkeyPatch) -> None:
+    @udf
+    def total(m: dict[str, int]) -> int:
+        return sum(m.values())
+
+    name = bound(adapter, total)
+    sql = f"SELECT sum({name}(MAP {{'a': 1, 'b': x::INT}})) FROM t"
+    monkeypatch.setenv("MIXMESH_FAST_PATH", "off")
+    plain = adapter.fetchall(sql)
+    monkeypatch.setenv("MIXMESH_FAST_PATH", "on")
+    assert adapter.fetchall(sql) == plain == [(100000 + sum(range(100000)),)]
+    assert fastpath.decisions[-1].staged

@@ -136,15 +136,22 @@ class RowBatchFunction:
     """A row function run over a whole Arrow batch: one Python call per row, but the
     batch converted to and from Python values at once (the fast path's row mode).
 
-    The rows' values are what the engine's per-row binding passes (``to_pylist``: dicts
-    for STRUCTs, lists, datetimes, Decimals); strict NULL handling skips a row with a
-    NULL argument without calling, as the engine's binding does.
+    The rows' values are what an engine's per-row binding passes (``to_pylist``: dicts for
+    STRUCTs and MAPs, lists, datetimes, Decimals); strict NULL handling skips a row with a
+    NULL argument without calling, as the engine's binding does. Used by DuckDB's fast path
+    and by Spark's executors; ``dialect`` names types in messages as the engine does.
     """
 
-    def __init__(self, spec: FunctionSpec, model: t.Optional[str] = None, source: t.Optional[str] = None) -> None:
+    def __init__(
+        self, spec: FunctionSpec, model: t.Optional[str] = None, source: t.Optional[str] = None, dialect: str = "duckdb"
+    ) -> None:
         self.spec = spec
         self.model = model
+        self.dialect = dialect
         self.return_type = types.to_arrow(spec.returns)
+        # Maps become dicts; asked for only where there are maps, as it makes converting a
+        # batch to Python values many times slower.
+        self._maps_as_dicts = [_holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
         self._call = row_function(spec, model, skip_nulls=spec.null_handling == "strict", source=source)
         # Engines bind such a function as never returning NULL for a row without NULLs.
         self._promises_value = spec.null_handling == "strict" and not spec.may_return_null
@@ -154,9 +161,12 @@ class RowBatchFunction:
         arrays = [_as_array(column) for column in columns]
         failed = True
         try:
-            values = [array.to_pylist() for array in arrays]
+            values = [
+                array.to_pylist(maps_as_pydicts="strict") if as_dicts else array.to_pylist()
+                for array, as_dicts in zip(arrays, self._maps_as_dicts)
+            ]
             results = list(map(self._call, *values)) if values else []  # no tuple per row
-            array = self._to_arrow(results)
+            array = self._to_arrow(results, values)
             if self._promises_value and array.null_count:
                 self._check_no_null_returned(array, arrays)
             failed = False
@@ -178,7 +188,7 @@ class RowBatchFunction:
                 "that returns NULL"
             )
 
-    def _to_arrow(self, results: t.List[t.Any]) -> pa.Array:
+    def _to_arrow(self, results: t.List[t.Any], values: t.List[t.List[t.Any]]) -> pa.Array:
         try:
             return pa.array(results, type=self.return_type, from_pandas=False)
         except (pa.ArrowException, TypeError, ValueError):
@@ -187,16 +197,19 @@ class RowBatchFunction:
             return pa.array(results, from_pandas=False).cast(self.return_type, safe=True)
         except (pa.ArrowException, TypeError, ValueError) as error:
             raise FunctionRuntimeError(
-                f"{where(self.spec.name, self.model)} (declared {types.sql(self.spec.returns, 'duckdb')}) returned "
-                f"a value that does not convert to its declared type: {self._first_wrong(results) or error}"
+                f"{where(self.spec.name, self.model)} (declared {types.sql(self.spec.returns, self.dialect)}) returned "
+                f"a value that does not convert to its declared type: {self._first_wrong(results, values) or error}"
             ) from None
 
-    def _first_wrong(self, results: t.List[t.Any]) -> t.Optional[str]:
-        for value in results:
+    def _first_wrong(self, results: t.List[t.Any], values: t.List[t.List[t.Any]]) -> t.Optional[str]:
+        for result, row in zip(results, zip(*values)):
             try:
-                pa.array([value], type=self.return_type, from_pandas=False)
+                pa.array([result], type=self.return_type, from_pandas=False)
             except (pa.ArrowException, TypeError, ValueError):
-                return f"{truncate(value, 80)} ({type(value).__name__})"
+                return (
+                    f"{truncate(result, 80)} ({type(result).__name__}); the row's arguments were "
+                    f"{describe_row(self.spec, row)}"
+                )
         return None
 
 
@@ -247,6 +260,16 @@ def row_function(
     if call.__code__ is not func.__code__:  # this binding's own copy: its time is this model's
         capture.register_user_code(call.__code__, spec.name, "row", model)
     return call
+
+
+def _holds_map(data_type: pa.DataType) -> bool:
+    if pa.types.is_map(data_type):
+        return True
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
+        return _holds_map(data_type.value_type)
+    if pa.types.is_struct(data_type):
+        return any(_holds_map(field.type) for field in data_type)
+    return False
 
 
 def mean_list_length(arrays: t.Sequence[pa.Array]) -> t.Optional[float]:

@@ -5,7 +5,8 @@ Arrow array back. ``SparkCall`` is what Spark pickles on the driver and calls on
 workers: it checks the arguments' types (Spark, unlike DuckDB, does not match a call against
 declared argument types), then runs the function the way ``mixmesh.calling`` runs it on every
 engine: vectorized functions through ``BatchFunction``, row functions through
-``row_function`` once per row of the batch. Both are built once per worker process, so a
+``RowBatchFunction`` (once per row of the batch, as on DuckDB's fast path). Both are built
+once per worker process, so a
 circuit breaker counts a process's failures across its batches.
 """
 
@@ -20,11 +21,10 @@ import uuid
 import pyarrow as pa
 
 from mixmesh import types
-from mixmesh.errors import FunctionCallError, FunctionRuntimeError, where
+from mixmesh.errors import FunctionCallError, where
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding
-    from mixmesh.functions import FunctionSpec
 
 NAME = "spark"
 
@@ -78,11 +78,11 @@ class SparkCall:
         return function
 
     def _build(self) -> t.Callable[..., pa.Array]:
-        from mixmesh.calling import BatchFunction
+        from mixmesh.calling import BatchFunction, RowBatchFunction
 
         if self.spec.vectorized:
             return BatchFunction(self.spec, self.model)
-        return RowBatches(self.spec, self.model, self.source)
+        return RowBatchFunction(self.spec, self.model, self.source, dialect=NAME)
 
     def _checked(self, position: int, column: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         """The argument as declared: converted between kinds that convert (numbers, struct
@@ -113,69 +113,6 @@ def _work_in(directory: str) -> None:
     """
     if os.getcwd() != directory and os.path.isdir(directory):
         os.chdir(directory)
-
-
-class RowBatches:
-    """A row function over a batch: one call per row, NULL handling and errors as on DuckDB."""
-
-    def __init__(self, spec: "FunctionSpec", model: t.Optional[str], source: t.Optional[str]) -> None:
-        from mixmesh.calling import row_function
-
-        self.spec = spec
-        self.model = model
-        self.returns = types.to_arrow(spec.returns)
-        # Maps become dicts as on DuckDB; asked for only where there are maps, as it makes
-        # converting a batch to Python values many times slower.
-        self.maps_as_dicts = [_holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
-        # Spark passes NULLs through: a strict function's wrapper answers NULL without calling.
-        self.call = row_function(spec, model, skip_nulls=spec.null_handling == "strict", source=source)
-
-    def __call__(self, *arrays: pa.Array) -> pa.Array:
-        columns = [
-            array.to_pylist(maps_as_pydicts="strict") if as_dicts else array.to_pylist()
-            for array, as_dicts in zip(arrays, self.maps_as_dicts)
-        ]
-        results = list(map(self.call, *columns))
-        if self.spec.null_handling == "strict" and not self.spec.may_return_null:
-            self._check_no_unexpected_null(results, columns)
-        try:
-            return pa.array(results, type=self.returns, from_pandas=False)
-        except (pa.ArrowException, TypeError, ValueError):
-            raise self._unconvertible(results, columns) from None
-
-    def _check_no_unexpected_null(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> None:
-        for result, row in zip(results, zip(*columns)):
-            if result is None and None not in row:
-                raise FunctionRuntimeError(
-                    f"{where(self.spec.name, self.model)} returned None for a row without NULL arguments, "
-                    "but its return hint does not allow None; hint Optional[...] (e.g. -> Optional[float]) "
-                    "for a function that returns NULL"
-                )
-
-    def _unconvertible(self, results: t.List[t.Any], columns: t.List[t.List[t.Any]]) -> FunctionRuntimeError:
-        from mixmesh.calling import describe_row
-
-        declared = types.sql(self.spec.returns, NAME)
-        for result, row in zip(results, zip(*columns)):
-            try:
-                pa.array([result], type=self.returns, from_pandas=False)
-            except (pa.ArrowException, TypeError, ValueError) as error:
-                return FunctionRuntimeError(
-                    f"{where(self.spec.name, self.model)} (declared {declared}) returned a value that does not "
-                    f"convert to its declared type: {result!r} ({error}); the row's arguments were "
-                    f"{describe_row(self.spec, row)}"
-                )
-        return FunctionRuntimeError(f"{where(self.spec.name, self.model)} returned values that are not {declared}")
-
-
-def _holds_map(data_type: pa.DataType) -> bool:
-    if pa.types.is_map(data_type):
-        return True
-    if _is_list(data_type):
-        return _holds_map(data_type.value_type)
-    if pa.types.is_struct(data_type):
-        return any(_holds_map(field.type) for field in data_type)
-    return False
 
 
 def same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
