@@ -141,7 +141,7 @@ class Bench:
 
     def _bind(self, function: t.Any) -> str:
         name = sqlmesh_bridge.binding_name(function.spec, "benchmark")
-        engines.bind(function.spec, "benchmark", name, self.adapter)
+        engines.register_call(function.spec, "benchmark", name)
         return name
 
     def sql(self, variant: Variant) -> str:

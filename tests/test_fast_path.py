@@ -167,7 +167,7 @@ def adapter() -> "t.Any":
 
 def bound(adapter: "t.Any", function: "t.Any") -> str:
     name = sqlmesh_bridge.binding_name(function.spec, "analytics.m")
-    engines.bind(function.spec, "analytics.m", name, adapter)
+    engines.register_call(function.spec, "analytics.m", name)
     return name
 
 

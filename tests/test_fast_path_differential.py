@@ -144,7 +144,7 @@ def _connect() -> Engine:
     sql_names = {}
     for function in FUNCTIONS:
         sql_name = sqlmesh_bridge.binding_name(function.spec, None)
-        engines.bind(function.spec, None, sql_name, adapter)
+        engines.register_call(function.spec, None, sql_name)
         sql_names[function.spec.name] = sql_name
     return Engine(connection, adapter, sql_names)
 

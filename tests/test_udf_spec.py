@@ -22,6 +22,11 @@ class Item(t.TypedDict):
     tags: t.List[str]
 
 
+class Loose(t.TypedDict):
+    amount: float
+    extra: t.Any
+
+
 @dataclasses.dataclass
 class Reading:
     sensor: str
@@ -35,7 +40,7 @@ def duck(sql_type: str) -> str:
 
 
 def arg_types(fn: t.Any) -> t.List[str]:
-    return [sql(arg.sql_type) for arg in fn.spec.args]
+    return [None if arg.sql_type is None else sql(arg.sql_type) for arg in fn.spec.args]
 
 
 def without_hints(func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
@@ -141,7 +146,7 @@ def test_types_from_explicit_args_list_mapping_and_returns() -> None:
     assert (arg_types(narrow), sql(narrow.spec.returns)) == (["INT"], "SMALLINT")
 
 
-def test_vectorized_types_default_to_double_unless_annotated_or_explicit() -> None:
+def test_vectorized_types_come_from_the_call_site_unless_annotated_or_explicit() -> None:
     @udf(vectorized=True)
     def batch(a, b: t.Annotated[pa.Array, int], c: pa.Array, d: pd.Series) -> pa.Array:  # type: ignore
         return a
@@ -151,9 +156,10 @@ def test_vectorized_types_default_to_double_unless_annotated_or_explicit() -> No
         return a
 
     assert batch.spec.vectorized is True
-    assert arg_types(batch) == ["DOUBLE", "BIGINT", "DOUBLE", "DOUBLE"]
+    # None: the call site's type (mixmesh.call_sites); int: BIGINT until a call site says more.
+    assert arg_types(batch) == [None, "BIGINT", None, None]
     assert [arg.batch_kind for arg in batch.spec.args] == ["arrow", "arrow", "arrow", "pandas"]
-    assert (arg_types(explicit), sql(explicit.spec.returns)) == (["DOUBLE", duck("VARCHAR")], "BOOLEAN")
+    assert (arg_types(explicit), sql(explicit.spec.returns)) == ([None, duck("VARCHAR")], "BOOLEAN")
 
 
 def test_vectorized_annotated_batch_hint_accepts_a_sql_type_string() -> None:
@@ -217,15 +223,12 @@ def _error(func: t.Any, *fragments: str, **options: t.Any) -> t.Any:
 
 DEFINITION_ERRORS = {
     # hints with no SQL type, each naming the argument by position and name
-    "object": _error(scorer_with(object), "argument 2 (payload)", "object has no SQL type"),
-    "bare dict": _error(scorer_with(dict), "argument 2 (payload)", "dict has no SQL type"),
-    "dict of Any": _error(scorer_with(t.Dict[str, t.Any]), "argument 2 (payload)", "named, typed fields"),
-    "list of dict of Any": _error(
-        scorer_with(t.List[t.Dict[str, t.Any]]), "argument 2 (payload)", "named, typed fields", "args="
-    ),
-    "bare List": _error(scorer_with(t.List), "argument 2 (payload)", "no element type"),
-    "return object": _error(scorer_with(float, returns=object), "return value", "no SQL type"),
-    "missing hint": _error(scorer_with(), "argument 2 (payload)", "no type hint"),
+    "return object": _error(scorer_with(float, returns=object), "return value", "not taken from the call site"),
+    "return Any": _error(scorer_with(float, returns=t.Any), "return value", "not taken from the call site", "returns="),
+    "return dict of Any": _error(scorer_with(float, returns=t.Dict[str, t.Any]), "return value", "returns="),
+    "return bare list": _error(scorer_with(float, returns=list), "return value", "returns="),
+    "set has no SQL type": _error(scorer_with(t.Set[int]), "argument 2 (payload)", "has no SQL type", "args="),
+    "Any inside a TypedDict": _error(scorer_with(Loose), "argument 2 (payload)", "Loose.extra", "Any"),
     "missing return hint": _error(scorer_with(float, returns=MISSING), "return value", "no type hint"),
     "union": _error(scorer_with(t.Union[int, str]), "argument 2 (payload)", "union"),
     "union pipe": _error(scorer_with(int | str | None), "argument 2 (payload)", "union"),
@@ -338,28 +341,26 @@ def test_explicit_decorator_arguments_spell_out_every_type() -> None:
     @udf(vectorized="pandas", args=["DECIMAL(18, 4)"], returns="DECIMAL(18, 4)")
     def pandas_explicit(x): ...  # type: ignore[no-untyped-def]
 
+    # Argument hints stay in the stored source (they say what a call site may pass); only
+    # args= types are stated.
     assert enrich.spec.explicit_decorator_arguments() == {
         "name": "enrich",
-        "args": [
-            duck("STRUCT(name VARCHAR, price DOUBLE, tags VARCHAR[])[]"),
-            "TIMESTAMPTZ",
-            "DECIMAL(38, 9)",
-            duck("MAP(VARCHAR, DOUBLE)"),
-        ],
         "returns": duck("STRUCT(sensor VARCHAR, value DOUBLE, at TIMESTAMPTZ)") + " NOT NULL",
     }
+    assert enrich.spec.hints_to_keep() == ["items", "at", "price", "rates"]
     assert scale.spec.explicit_decorator_arguments() == {
         "name": "scaled",
-        "args": ["BIGINT", "BIGINT"],
+        "args": {"x": "BIGINT"},
         "returns": "DOUBLE",
         "vectorized": True,
         "null_handling": "call",
     }
+    assert scale.spec.hints_to_keep() == ["factor"]
     assert pandas_batch.spec.explicit_decorator_arguments() == {
-        "name": "pandas_batch", "args": ["DOUBLE"], "returns": "DOUBLE", "vectorized": "pandas"
+        "name": "pandas_batch", "returns": "DOUBLE", "vectorized": "pandas"
     }
     assert pandas_explicit.spec.explicit_decorator_arguments() == {
-        "name": "pandas_explicit", "args": ["DECIMAL(18, 4)"], "returns": "DECIMAL(18, 4)", "vectorized": "pandas"
+        "name": "pandas_explicit", "args": {"x": "DECIMAL(18, 4)"}, "returns": "DECIMAL(18, 4)", "vectorized": "pandas"
     }
 
 

@@ -34,7 +34,8 @@ class BatchFunction:
         self.spec = spec
         self.model = model
         self.where = where(spec.name, model)
-        self.arg_types = [types.to_arrow(arg.sql_type) for arg in spec.args]
+        # None: an argument the call site types (a plain-Python call): taken as it comes.
+        self.arg_types = [None if arg.sql_type is None else types.to_arrow(arg.sql_type) for arg in spec.args]
         self.return_type = types.to_arrow(spec.returns)
         self.as_pandas = [spec.receives_pandas(arg) for arg in spec.args]
         self._protected = (
@@ -110,7 +111,7 @@ class BatchFunction:
 
     def _batch_input(self, array: pa.Array, index: int) -> t.Any:
         expected = self.arg_types[index]
-        if array.type != expected:
+        if expected is not None and array.type != expected:
             array = array.cast(expected)
         return _to_pandas(array) if self.as_pandas[index] else array
 
@@ -239,7 +240,7 @@ def row_function(
             f"{context} raised {type(error).__name__}: {error}; the row's arguments were {describe_row(spec, row)}"
         )
 
-    converters = [types.python_converter(arg.hint) for arg in spec.args]
+    converters = [arg.python_converter() for arg in spec.args]
     fix_nan = types.nan_as_text(spec.returns) if nan_as_text else None
     builds_result = types.holds_dataclass(spec.returns_hint)
     if spec.is_protected:

@@ -63,6 +63,10 @@ class ModelContext:
         _check_parameters(self.spec.name, expression, params)
         expression = self._read_models_physically(expression)
         expression = self._bind_functions(expression)
+        if self._context.engine_adapter is not None:
+            from mixmesh import engines
+
+            expression = engines.resolve_expression(self._context.engine_adapter, expression, params)
         return SqlResult(self._context.engine_adapter, expression, params, self.spec.name)
 
     def execute(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
@@ -112,7 +116,7 @@ class ModelContext:
         as in SQL models (the SQL functions' definitions were stored with the model's code)."""
         from mixmesh import sql_functions
         from mixmesh.functions import Udf
-        from mixmesh.sqlmesh_bridge import bound_call
+        from mixmesh.sqlmesh_bridge import bound_call, call_arguments
 
         sql_functions.bind_calls(expression, self.spec.func.__globals__)
         functions = {
@@ -126,7 +130,10 @@ class ModelContext:
             udf = functions.get(node.name.lower()) if isinstance(node, exp.Anonymous) else None
             if udf is None:
                 return node
-            return bound_call(udf.spec, self.spec.name, node.expressions, adapter)
+            positional = [arg for arg in node.expressions if not isinstance(arg, exp.PropertyEQ)]
+            keywords = {arg.this.name: arg.expression for arg in node.expressions if isinstance(arg, exp.PropertyEQ)}
+            arguments = call_arguments(udf.spec, self.spec.name, positional, keywords)
+            return bound_call(udf.spec, self.spec.name, arguments, adapter)
 
         return expression.transform(bound, copy=False)
 

@@ -18,6 +18,7 @@ import typing as t
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
+from mixmesh import accepts as accepts_
 from mixmesh import types
 from mixmesh.errors import FunctionDefinitionError
 
@@ -33,15 +34,30 @@ _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclasses.dataclass(frozen=True)
 class Argument:
-    """One argument of a function: its name, SQL type and how Python receives it."""
+    """One argument of a function: its name, what it accepts and how Python receives it.
+
+    ``sql_type`` is the type it is bound with: at a call site, the one ``accepts`` resolved
+    from the call site's type (``FunctionSpec.resolved``); before, the type the hint gives
+    without a call site (``int``: BIGINT), or None where the call site alone decides (``Any``).
+    """
 
     name: str
-    sql_type: exp.DataType
+    sql_type: t.Optional[exp.DataType]
     hint: t.Any = None
+    accepts: t.Optional[accepts_.Accepts] = None
+    explicit: bool = False  # its SQL type was given with args=
 
     @property
     def batch_kind(self) -> str:
         return PANDAS if _is_pandas_hint(self.hint) else ARROW
+
+    def python_converter(self) -> t.Optional[t.Callable[[t.Any], t.Any]]:
+        """How the engine's value becomes the value the hint asks for (None: as it is)."""
+        building = types.python_converter(self.hint)
+        exact = self.accepts.python_converter(self.sql_type) if self.accepts and self.sql_type is not None else None
+        if building is None or exact is None:
+            return building or exact
+        return lambda value: building(exact(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +92,15 @@ class FunctionSpec:
         """The decorator arguments that pin this spec without any type hint.
 
         SQLMesh stores functions as source with their return annotation removed; mixmesh
-        stores this explicit form instead, so the state alone says what the types are.
+        stores this explicit form instead, so the state alone says what the types are. The
+        argument hints stay in the source (``hints_to_keep``): they say what each argument
+        accepts, which only a call site turns into a SQL type.
         """
-        arguments: t.Dict[str, t.Any] = {
-            "name": self.name,
-            "args": [types.sql(arg.sql_type) for arg in self.args],
-            "returns": types.sql(self.returns) + (f" {NOT_NULL}" if self.returns_not_null else ""),
-        }
+        arguments: t.Dict[str, t.Any] = {"name": self.name}
+        explicit = {arg.name: types.sql(arg.sql_type) for arg in self.args if arg.explicit and arg.sql_type is not None}
+        if explicit:
+            arguments["args"] = explicit
+        arguments["returns"] = types.sql(self.returns) + (f" {NOT_NULL}" if self.returns_not_null else "")
         if self.vectorized:
             arguments["vectorized"] = PANDAS if self.pandas_batches else True
         if self.null_handling != "strict":
@@ -103,10 +121,24 @@ class FunctionSpec:
         return udf
 
     def hints_to_keep(self) -> t.List[str]:
-        """Arguments whose hints the stored source keeps: those row mode builds objects for."""
-        if self.vectorized:
-            return []
-        return [arg.name for arg in self.args if types.python_converter(arg.hint) is not None]
+        """Arguments whose hints the stored source keeps: all but those args= typed."""
+        return [arg.name for arg in self.args if not arg.explicit]
+
+    def resolved(self, bound: t.Sequence[exp.DataType]) -> "FunctionSpec":
+        """This function as bound at one call site, each argument with the type resolved there."""
+        args = tuple(dataclasses.replace(arg, sql_type=sql_type) for arg, sql_type in zip(self.args, bound))
+        return dataclasses.replace(self, args=args)
+
+    def order_arguments(self, positional: t.Sequence[t.Any], keywords: t.Mapping[str, t.Any]) -> t.List[t.Any]:
+        """A call's arguments in parameter order, bound as Python binds them; a TypeError says
+        what is wrong (too many, unknown name, given twice, missing)."""
+        signature = inspect.Signature(
+            [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for arg in self.args]
+        )
+        lowered = {arg.name.lower(): arg.name for arg in self.args}
+        named = {lowered.get(key.lower(), key): value for key, value in keywords.items()}
+        bound = signature.bind(*positional, **named)
+        return [bound.arguments[arg.name] for arg in self.args]
 
     def receives_pandas(self, arg: Argument) -> bool:
         """Whether a vectorized function gets this argument as a pandas Series."""
@@ -126,6 +158,7 @@ class Udf:
             [
                 inspect.Parameter("evaluator", inspect.Parameter.POSITIONAL_ONLY),
                 inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+                inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),  # @f(n := cnt)
             ]
         )
         # SQLMesh serializes a macro as the source of its __wrapped__ function when it sees this.
@@ -135,7 +168,7 @@ class Udf:
         if args and _is_macro_evaluator(args[0]):
             from mixmesh.sqlmesh_bridge import expand_call
 
-            return expand_call(self, args[0], args[1:])
+            return expand_call(self, args[0], args[1:], kwargs)
         if self.spec.vectorized and not kwargs and args and not any(_is_batch(a) for a in args):
             return self._call_one_row(args)
         return self.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
@@ -149,6 +182,9 @@ class Udf:
 
         batch = []
         for arg, value in zip(self.spec.args, row):
+            if arg.sql_type is None:  # the call site decides; here, the value
+                batch.append(pa.array([types.arrow_ready(value)]))
+                continue
             target = types.to_arrow(arg.sql_type)
             try:
                 batch.append(pa.array([types.arrow_ready(value)], type=target))
@@ -285,12 +321,7 @@ def build_spec(
     explicit = _explicit_arg_types(args, parameters, sql_name)
     batch_default = _batch_hint(vectorized)
     arguments = tuple(
-        Argument(
-            name=param,
-            sql_type=explicit.get(param)
-            or _hint_type(sql_name, f"argument {position} ({param})", hints.get(param, batch_default), vectorized),
-            hint=hints.get(param, batch_default),
-        )
+        _argument(sql_name, position, param, explicit.get(param), hints.get(param, batch_default), vectorized, func.__globals__)
         for position, param in enumerate(parameters, start=1)
     )
     returns_hint = hints.get("return", batch_default)
@@ -460,27 +491,53 @@ def _explicit(sql_name: str, what: str, sql: str) -> exp.DataType:
         raise FunctionDefinitionError(f"@udf {sql_name}: {what}: {error}") from None
 
 
-def _hint_type(sql_name: str, what: str, hint: t.Any, vectorized: t.Union[bool, str]) -> exp.DataType:
-    if hint is None:
+def _argument(
+    sql_name: str,
+    position: int,
+    param: str,
+    explicit: t.Optional[exp.DataType],
+    hint: t.Any,
+    vectorized: t.Union[bool, str],
+    namespace: t.Mapping[str, t.Any],
+) -> Argument:
+    """An argument: what its hint (or args=) accepts, and its type where no call site decides."""
+    if explicit is not None:
+        return Argument(param, explicit, hint, accepts_.Exact(explicit), explicit=True)
+    element = _batch_element(hint) if vectorized and _is_batch_hint(hint) else hint
+    if isinstance(element, str):  # Annotated[pa.Array, "DECIMAL(10, 2)"]
+        declared = _explicit(sql_name, f"argument {position} ({param})", element)
+        return Argument(param, declared, hint, accepts_.Exact(declared))
+    try:
+        accepted = accepts_.of_hint(element, namespace=namespace)
+    except types.NoSqlType as error:
         raise FunctionDefinitionError(
-            f"@udf {sql_name}: {what} has no type hint; add one or give its SQL type with "
-            "args=/returns="
-        )
+            f"@udf {sql_name}: argument {position} ({param}): {error}. Or give its SQL type "
+            f"explicitly: @udf(args={{{param!r}: 'STRUCT(amount DOUBLE, category VARCHAR)[]'}})"
+        ) from None
+    return Argument(param, accepted.default(), hint, accepted)
+
+
+def _hint_type(sql_name: str, what: str, hint: t.Any, vectorized: t.Union[bool, str]) -> exp.DataType:
+    """The return type: from the hint or returns=, never from a call site."""
+    fix = (
+        "Hint it (-> float, -> Optional[int], -> a TypedDict) or give its SQL type, e.g. "
+        "@udf(returns='DOUBLE') or @udf(returns='STRUCT(score DOUBLE, reason VARCHAR)')"
+    )
     if vectorized and _is_batch_hint(hint):
         hint = _batch_element(hint)
+        if hint is None:
+            return types.parse_sql_type("DOUBLE")  # a plain pa.Array / pd.Series: numbers
         if isinstance(hint, str):
             return _explicit(sql_name, what, hint)
+    if hint is None or hint is t.Any or hint is object:
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: {what} has {'no type hint' if hint is None else 'the hint Any'}: the "
+            f"type of a result is not taken from the call site. {fix}"
+        )
     try:
         return types.sql_type_of_hint(hint)
     except types.NoSqlType as error:
-        example = (
-            "returns='STRUCT(score DOUBLE, reason VARCHAR)'"
-            if what == "the return value"
-            else "args={'transaction_details': 'STRUCT(amount DOUBLE, merchant_category VARCHAR)[]'}"
-        )
-        raise FunctionDefinitionError(
-            f"@udf {sql_name}: {what}: {error}. Give its SQL type explicitly, e.g. {example}"
-        ) from None
+        raise FunctionDefinitionError(f"@udf {sql_name}: {what}: {error}. {fix}") from None
 
 
 def _batch_hint(vectorized: t.Union[bool, str]) -> t.Any:
@@ -489,10 +546,11 @@ def _batch_hint(vectorized: t.Union[bool, str]) -> t.Any:
 
 
 def _batch_element(hint: t.Any) -> t.Any:
-    """The element type of a batch hint: ``Annotated[pa.Array, int]`` says int; else DOUBLE."""
+    """The element type of a batch hint: ``Annotated[pa.Array, int]`` says int; a plain
+    ``pa.Array`` says nothing (the call site's type)."""
     if t.get_origin(hint) is t.Annotated:
         return t.get_args(hint)[1]
-    return float
+    return None
 
 
 def _is_batch_hint(hint: t.Any) -> bool:

@@ -1,10 +1,10 @@
 """How mixmesh functions live inside SQLMesh.
 
 A ``@udf`` function is a SQLMesh macro: ``@python_risk_score(a, b)`` in a model expands into
-``CAST(python_risk_score__<digest>(a, b) AS DOUBLE)``, and, whenever SQLMesh has an engine
-(creating, evaluating, auditing, testing...), the function is bound in that engine under that
-name first. The digest changes with the function's code and its calling model, so two
-versions of a function never share a binding and every error can name its model.
+``CAST(python_risk_score__<digest>(a, b) AS DOUBLE)``, a *call name*; right before a statement
+holding it runs, the call is bound in the engine for the types its arguments have there
+(``mixmesh.call_sites``). The digest changes with the function's code and its calling model,
+so two versions of a function never share a binding and every error can name its model.
 
 SQLMesh stores macros in its state as Python source and re-executes it in later processes.
 Four small hooks, each a wrapper that leaves everything else untouched, make that work for
@@ -17,9 +17,10 @@ functions (``install``):
   (dataclasses) are stored too.
 - the loader: functions imported into ``macros/`` from other project modules (the seed's
   ``python/shared/``) are registered on every load, even when Python cached the module.
-- ``EngineAdapter._execute``: an engine error about a mixmesh function (an argument of the
-  wrong type, say) becomes a message that names the model, the function and the argument;
-  and a statement calling functions takes the fast path where it can (``mixmesh.fastpath``).
+- ``EngineAdapter._execute``: each call in a statement is bound for its call site's argument
+  types (``mixmesh.call_sites``); an engine error about a mixmesh function becomes a message
+  that names the model, the function and the argument; and a statement calling functions
+  takes the fast path where it can (``mixmesh.fastpath``).
 
 Project SQL functions (``sql/udfs/*.sql``, see ``mixmesh.sql_functions``) use three more:
 ``make_python_env`` (a model stores the definitions it calls), ``MacroEvaluator.transform``
@@ -55,19 +56,34 @@ _install_lock = threading.Lock()
 _installed = False
 
 
-def expand_call(udf: "Udf", evaluator: "MacroEvaluator", args: t.Sequence[t.Any]) -> exp.Expr:
-    """The SQL a ``@function(...)`` call becomes; binds the function when an engine is there."""
+def expand_call(
+    udf: "Udf", evaluator: "MacroEvaluator", args: t.Sequence[t.Any], kwargs: t.Optional[t.Mapping[str, t.Any]] = None
+) -> exp.Expr:
+    """The SQL a ``@function(...)`` call becomes: a call the engine binds for its argument types
+    right before the statement runs (``mixmesh.call_sites``)."""
     spec = udf.spec
     model = model_name(evaluator)
-    if len(args) != len(spec.args):
-        expected = ", ".join(arg.name for arg in spec.args)
-        raise FunctionCallError(
-            f"{where(spec.name, model)} takes {len(spec.args)} argument(s) ({expected}); "
-            f"the call passes {len(args)}: @{spec.name}({', '.join(_sql(arg) for arg in args)})"
-        )
+    arguments = call_arguments(spec, model, args, kwargs or {})
     adapter = evaluator.locals.get("engine_adapter") if evaluator.runtime_stage != "loading" else None
     source = stored_source(evaluator, spec.func) if adapter is not None else None
-    return bound_call(spec, model, [_expression(arg) for arg in args], adapter, source=source)
+    return bound_call(spec, model, arguments, adapter, source=source)
+
+
+def call_arguments(
+    spec: "FunctionSpec", model: t.Optional[str], args: t.Sequence[t.Any], kwargs: t.Mapping[str, t.Any]
+) -> t.List[exp.Expr]:
+    """A call's arguments in parameter order: positional ones, then ``name := value`` ones,
+    bound as Python binds them; a clear error otherwise."""
+    try:
+        ordered = spec.order_arguments(list(args), dict(kwargs))
+    except TypeError as error:
+        parameters = ", ".join(arg.name for arg in spec.args)
+        written = ", ".join([_sql(arg) for arg in args] + [f"{key} := {_sql(value)}" for key, value in kwargs.items()])
+        raise FunctionCallError(
+            f"{where(spec.name, model)} takes {len(spec.args)} argument(s) ({parameters}); the call "
+            f"@{spec.name}({written}) does not fit: {error}"
+        ) from None
+    return [_expression(arg) for arg in ordered]
 
 
 def bound_call(
@@ -78,13 +94,12 @@ def bound_call(
     *,
     source: t.Optional[str] = None,
 ) -> exp.Expr:
-    """``CAST(name__digest(args) AS type)``, the function bound first when there is an engine
-    (SQL models and ``context.sql`` alike)."""
-    sql_name = binding_name(spec, model)
-    if adapter is not None:
-        from mixmesh import engines
+    """``CAST(name__digest(args) AS type)`` (SQL models and ``context.sql`` alike): a call name
+    that ``mixmesh.call_sites`` binds for the call site's argument types before it runs."""
+    from mixmesh import engines
 
-        engines.bind(spec, model, sql_name, adapter, source=source)
+    sql_name = binding_name(spec, model)
+    engines.register_call(spec, model, sql_name, source=source)
     return exp.Cast(this=exp.Anonymous(this=sql_name, expressions=args), to=spec.returns.copy())
 
 
@@ -109,6 +124,7 @@ def binding_name(spec: "FunctionSpec", model: t.Optional[str]) -> str:
     digest = hashlib.sha256()
     digest.update(code_digest(spec.func).encode())
     digest.update(repr(sorted(spec.explicit_decorator_arguments().items())).encode())
+    digest.update(repr([(arg.name, arg.accepts.shown if arg.accepts else None) for arg in spec.args]).encode())
     digest.update((model or "").encode())
     return f"{spec.name}__{digest.hexdigest()[:10]}"
 
@@ -151,7 +167,9 @@ def install() -> None:
         for method in ("_load_audits", "_load_models", "_load_environment_statements"):
             _wrap_loader_method(loader.SqlMeshLoader, method)
         loader.SqlMeshLoader._load_scripts = _fresh_modules_hook(loader.SqlMeshLoader._load_scripts)
-        EngineAdapter._execute = _explain_errors_hook(_create_sql_functions_hook(_fast_path_hook(EngineAdapter._execute)))
+        EngineAdapter._execute = _explain_errors_hook(
+            _create_sql_functions_hook(_call_sites_hook(_fast_path_hook(EngineAdapter._execute)))
+        )
         from mixmesh.monitor import capture
 
         capture.install()
@@ -262,9 +280,7 @@ def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.C
         variables = func_globals(func)
         spec = _spec_of(func)
         if spec is not None:
-            for name in _names_in_kept_hints(func, spec):
-                if name in func.__globals__:
-                    variables[name] = func.__globals__[name]
+            variables.update(_hint_variables(func, spec))
         variables.update(functions_called_in_sql(func))
         if hasattr(func, "__code__"):
             functions = sql_functions.functions_for(func.__code__.co_filename)
@@ -293,6 +309,40 @@ def functions_called_in_sql(func: t.Callable[..., t.Any]) -> t.Dict[str, t.Any]:
     }
 
 
+def _hint_variables(func: t.Callable[..., t.Any], spec: t.Any) -> t.Dict[str, t.Any]:
+    """What the argument hints kept in the stored source need, by name: the names they use
+    and, for the project's own classes among them (a TypedDict, a dataclass), the names their
+    source uses (SQLMesh walks a class's bases, which for a TypedDict is ``dict``, not
+    ``TypedDict``, and not its field annotations)."""
+    variables: t.Dict[str, t.Any] = {}
+    pending = [(name, func.__globals__) for name in _names_in_kept_hints(func, spec)]
+    while pending:
+        name, namespace = pending.pop()
+        if name in variables or name not in namespace:
+            continue
+        value = variables[name] = namespace[name]
+        for used, module_globals in _names_in_class_source(value):
+            pending.append((used, module_globals))
+    return variables
+
+
+def _names_in_class_source(value: t.Any) -> t.List[t.Tuple[str, t.Dict[str, t.Any]]]:
+    """The names a project class's source uses, with its module's namespace."""
+    import inspect
+
+    if not inspect.isclass(value):
+        return []
+    module = sys.modules.get(value.__module__)
+    file = getattr(module, "__file__", None)
+    if module is None or not file or value.__module__.partition(".")[0] in _installed_packages():
+        return []
+    try:
+        tree = ast.parse(inspect.getsource(value))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    return [(node.id, vars(module)) for node in ast.walk(tree) if isinstance(node, ast.Name)]
+
+
 def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: t.Any) -> t.Set[str]:
     kept = set(spec.hints_to_keep())
     if not kept:
@@ -300,13 +350,25 @@ def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: t.Any) -> t.Set[str
     from sqlmesh.utils.metaprogramming import parse_source
 
     node = next(n for n in ast.walk(parse_source(func)) if isinstance(n, ast.FunctionDef))
-    return {
-        name.id
-        for arg in node.args.args + node.args.posonlyargs
-        if arg.arg in kept and arg.annotation is not None
-        for name in ast.walk(arg.annotation)
-        if isinstance(name, ast.Name)
-    }
+    names: t.Set[str] = set()
+    for arg in node.args.args + node.args.posonlyargs:
+        if arg.arg in kept and arg.annotation is not None:
+            names.update(_annotation_names(arg.annotation))
+    return names
+
+
+def _annotation_names(annotation: ast.expr) -> t.Set[str]:
+    """The names an annotation uses, inside quoted (forward-reference) parts too."""
+    names: t.Set[str] = set()
+    for node in ast.walk(annotation):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                names.update(_annotation_names(ast.parse(node.value, mode="eval").body))
+            except SyntaxError:
+                pass
+    return names
 
 
 def _wrap_loader_method(cls: type, method: str) -> None:
@@ -416,6 +478,23 @@ def _create_sql_functions_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..
 
             engines.create_sql_functions(self, sql)
         return execute(self, *args, **kwargs)
+
+    return hook
+
+
+def _call_sites_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Each call of a mixmesh function is bound for its call site's argument types right
+    before the statement runs (``mixmesh.call_sites``): the first statement of a plan that
+    reads the query (SQLMesh creates the table from it) fails on a mismatch, before any
+    interval is written."""
+
+    @functools.wraps(execute)
+    def hook(self: t.Any, sql: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        if isinstance(sql, str):
+            from mixmesh import engines
+
+            sql = engines.resolve_calls(self, sql)
+        return execute(self, sql, *args, **kwargs)
 
     return hook
 

@@ -19,7 +19,7 @@ Which calls are Python functions: the query is read as SQLMesh renders it while 
 (macros expanded, columns qualified, no engine), where ``@python_risk_score(...)`` has become
 ``python_risk_score__<digest>(...)`` (``sqlmesh_bridge.binding_name``); a name counts when the
 model's stored Python environment holds a ``@udf`` definition of that SQL name (mixmesh stores
-its decorator with ``name=``, ``args=`` and ``returns=`` spelled out, see
+its decorator with ``name=`` and ``returns=`` spelled out, see
 ``FunctionSpec.explicit_decorator_arguments``). Project SQL functions (``sql/udfs``) get
 engine names of the same shape, but are not Python. A query that renders only against an
 engine is read as written, where the calls are ``@name(...)``.
@@ -43,7 +43,7 @@ PLAIN_PYTHON = "plain_python"
 CLOSEST_PATTERN = {PLAIN_SQL: SQL_PRIMARY, PLAIN_PYTHON: PYTHON_PRIMARY}
 
 _BINDING_NAME = re.compile(r"^(?P<name>\w+?)__[0-9a-f]{10}$", re.IGNORECASE)
-_EXPLICIT_UDF_ARGUMENTS = {"name", "args", "returns"}
+_EXPLICIT_UDF_ARGUMENTS = {"name", "returns"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,7 +69,31 @@ _ARROW_BY_SQL: t.Dict[DType, pa.DataType] = {
     DType.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
     DType.TIMESTAMPLTZ: pa.timestamp("us", tz="UTC"),
     DType.TIME: pa.time64("us"),
+    DType.INT128: pa.decimal128(38, 0),  # as DuckDB hands HUGEINT to Arrow
 }
+
+def field_hints(cls: type, namespace: t.Optional[t.Mapping[str, t.Any]] = None) -> t.Dict[str, t.Any]:
+    """A TypedDict's or dataclass's field hints, resolved once and kept on the class.
+
+    A class SQLMesh re-created from its state lives in no module, so its quoted hints (``from
+    __future__ import annotations``) resolve only in the namespace of the function that uses
+    it, which ``namespace`` gives the first time (``FunctionSpec`` building does).
+    """
+    cached = cls.__dict__.get("__mixmesh_field_hints__")
+    if cached is not None:
+        return cached
+    try:
+        hints = t.get_type_hints(cls, include_extras=True)
+    except NameError:
+        if namespace is None:
+            raise
+        hints = t.get_type_hints(cls, localns=dict(namespace), include_extras=True)
+    try:
+        cls.__mixmesh_field_hints__ = hints  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
+    return hints
+
 
 class NoSqlType(FunctionDefinitionError):
     """A Python hint that has no SQL type."""
@@ -154,7 +178,7 @@ def _map_type(hint: t.Any) -> exp.DataType:
 def _struct_type(hint: type) -> exp.DataType:
     fields = [
         exp.ColumnDef(this=exp.to_identifier(name), kind=sql_type_of_hint(field_hint))
-        for name, field_hint in t.get_type_hints(hint, include_extras=True).items()
+        for name, field_hint in field_hints(hint).items()
     ]
     if not fields:
         raise NoSqlType(f"{_name(hint)} has no fields")
@@ -167,7 +191,7 @@ def to_arrow(sql_type: exp.DataType) -> pa.DataType:
     if kind in _ARROW_BY_SQL:
         return _ARROW_BY_SQL[kind]
     if kind == DType.DECIMAL:
-        precision, scale = _decimal_params(sql_type)
+        precision, scale = decimal_params(sql_type)
         return pa.decimal128(precision, scale)
     if kind in (DType.ARRAY, DType.LIST):
         return pa.list_(to_arrow(sql_type.expressions[0]))
@@ -179,7 +203,7 @@ def to_arrow(sql_type: exp.DataType) -> pa.DataType:
     raise NoSqlType(f"SQL type {sql_type.sql('duckdb')} is not supported by mixmesh functions")
 
 
-def _decimal_params(sql_type: exp.DataType) -> t.Tuple[int, int]:
+def decimal_params(sql_type: exp.DataType) -> t.Tuple[int, int]:
     params = [int(param.this.name) for param in sql_type.expressions]
     if not params:
         return DEFAULT_DECIMAL
@@ -203,10 +227,10 @@ def python_converter(hint: t.Any) -> t.Optional[t.Callable[[t.Any], t.Any]]:
     hint = _unannotate(strip_optional(hint))
     origin = t.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        fields = {name: python_converter(h) for name, h in t.get_type_hints(hint).items()}
+        fields = {name: python_converter(h) for name, h in field_hints(hint).items()}
         return lambda value: hint(**{k: apply(fields[k], v) for k, v in value.items()})
     if isinstance(hint, type) and t.is_typeddict(hint):
-        fields = {name: python_converter(h) for name, h in t.get_type_hints(hint).items()}
+        fields = {name: python_converter(h) for name, h in field_hints(hint).items()}
         if any(fields.values()):
             return lambda value: {k: apply(fields.get(k), v) for k, v in value.items()}
     if origin in (list, t.List) and t.get_args(hint):
@@ -225,7 +249,7 @@ def holds_dataclass(hint: t.Any) -> bool:
     hint = _unannotate(strip_optional(hint))
     if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or t.is_typeddict(hint)):
         return dataclasses.is_dataclass(hint) or any(
-            holds_dataclass(h) for h in t.get_type_hints(hint).values()
+            holds_dataclass(h) for h in field_hints(hint).values()
         )
     return any(holds_dataclass(arg) for arg in t.get_args(hint) if arg is not Ellipsis)
 

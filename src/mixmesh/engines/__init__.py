@@ -4,6 +4,9 @@ Every engine module offers the same small interface:
 
 - ``bind(binding: Binding, sql_name: str, adapter) -> None``: make ``sql_name`` callable
   in the queries the SQLMesh engine adapter runs (idempotent);
+- ``describe(adapter, query, params, cursor=None) -> List[exp.DataType]``: the types of a
+  query's columns as the engine binds it, without running it (``mixmesh.call_sites`` asks
+  it for the types of a call's arguments);
 - ``explain_error(error, sql, bound: Mapping[str, Binding]) -> Exception | None``: the
   mixmesh error an engine error stands for, if it is about a bound function;
 - ``render(expression) -> str`` and ``run(adapter, expression, params)``: a Python model's
@@ -66,6 +69,8 @@ class SqlFunctionBinding(t.NamedTuple):
 
 # Every binding made in this process, by engine-side name; errors are explained from it.
 _bound: t.Dict[str, Binding] = {}
+# Every call name rendered in this process (``mixmesh.call_sites`` binds them), by name.
+_calls: t.Dict[str, Binding] = {}
 _sql_functions: t.Dict[str, SqlFunctionBinding] = {}  # by engine-side name, in lower case
 _lock = threading.Lock()
 # Engine-side names (mixmesh's, engine independent): name__<10 hex digits>; engines may
@@ -84,13 +89,98 @@ def engine(dialect: str) -> types.ModuleType:
     return importlib.import_module(module)
 
 
-def bind(
-    spec: "FunctionSpec", model: t.Optional[str], sql_name: str, adapter: t.Any, source: t.Optional[str] = None
+def register_call(
+    spec: "FunctionSpec", model: t.Optional[str], call_name: str, source: t.Optional[str] = None
 ) -> None:
-    """Bind a function for a model in the engine behind a SQLMesh engine adapter."""
+    """Make a rendered call name known, for ``resolve_calls`` to bind at its call sites."""
     with _lock:
-        binding = _bound.setdefault(sql_name, Binding(spec, model, source))
-    engine(adapter.dialect).bind(binding, sql_name, adapter)
+        _calls.setdefault(call_name.lower(), Binding(spec, model, source))
+
+
+def calls_in(sql: str) -> t.Dict[str, Binding]:
+    """The call names a statement holds, by name in lower case."""
+    if not _calls:
+        return {}
+    found = {}
+    for match in _ENGINE_NAME.finditer(sql):
+        binding = _calls.get(match.group(1).lower())
+        if binding is not None:
+            found[match.group(1).lower()] = binding
+    return found
+
+
+def resolve_calls(adapter: t.Any, sql: str) -> str:
+    """The statement with each call bound for its call site's argument types (the functions
+    bound in the engine first); the statement as it is when it calls none."""
+    calls = calls_in(sql) if adapter.dialect in ENGINE_MODULES else {}
+    if not calls:
+        return sql
+    import sqlglot
+
+    module = engine(adapter.dialect)
+    try:
+        statement = sqlglot.parse_one(sql, read=module.NAME)
+    except sqlglot.errors.SqlglotError:
+        return sql  # the engine's own error says more
+    resolved = resolve_expression(adapter, statement, calls=calls)
+    return resolved.sql(module.NAME)
+
+
+def resolve_expression(
+    adapter: t.Any,
+    expression: t.Any,
+    params: t.Optional[t.Mapping[str, t.Any]] = None,
+    *,
+    calls: t.Optional[t.Mapping[str, Binding]] = None,
+    cursor: t.Any = None,
+) -> t.Any:
+    """``resolve_calls`` for a parsed query (a Python model's, with its parameters)."""
+    from mixmesh import call_sites
+
+    module = engine(adapter.dialect)
+    if calls is None:
+        with _lock:
+            calls = dict(_calls)
+
+    def describe(probe: t.Any) -> t.Any:
+        return module.describe(adapter, probe, params, cursor=cursor)
+
+    resolved, bindings = call_sites.resolve(expression, calls, describe, dialect=module.NAME)
+    for sql_name, binding in bindings:
+        with _lock:
+            binding = _bound.setdefault(sql_name, binding)
+        module.bind(binding, sql_name, adapter)
+    return resolved
+
+
+def registered_spec(
+    spec: "FunctionSpec", args: t.Optional[t.Mapping[str, str]] = None
+) -> "FunctionSpec":
+    """A function as ``register`` binds it on a plain connection, where no call site is seen:
+    each argument with its hint's own type, ``args=`` for those the call site would decide
+    (a vectorized function's plain ``pa.Array``/``pd.Series``: DOUBLE, as before)."""
+    from mixmesh import types
+    from mixmesh.errors import FunctionDefinitionError
+
+    given = dict(args or {})
+    unknown = sorted(set(given) - {arg.name for arg in spec.args})
+    if unknown:
+        raise FunctionDefinitionError(f"register {spec.name}: args= names {unknown}, which are not parameters")
+    bound = []
+    for arg in spec.args:
+        if arg.name in given:
+            bound.append(types.parse_sql_type(given[arg.name]))
+        elif arg.sql_type is not None:
+            bound.append(arg.sql_type)
+        elif spec.vectorized:
+            bound.append(types.parse_sql_type("DOUBLE"))
+        else:
+            raise FunctionDefinitionError(
+                f"register {spec.name}: argument {arg.name!r} takes its type from the call site, which a "
+                f"plain connection does not show; give it: register(connection, {spec.name}, "
+                f"args={{{arg.name!r}: 'STRUCT(amount DOUBLE, category VARCHAR)[]'}})"
+            )
+    return spec.resolved(bound)
 
 
 def bindings_called(sql: str) -> t.Dict[str, Binding]:
@@ -184,7 +274,7 @@ def plain_names(text: str) -> str:
         sql_name = match.group(1).lower()
         if sql_name in _sql_functions:
             return _sql_functions[sql_name].function.name
-        binding = _bound.get(sql_name)
+        binding = _bound.get(sql_name) or _calls.get(sql_name)
         return binding.spec.name if binding is not None else match.group(1)
 
     return _ENGINE_NAME.sub(plain, text)

@@ -63,16 +63,40 @@ def bind(binding: "Binding", sql_name: str, adapter: t.Any) -> None:
     bind_connection(binding, sql_name, adapter.connection)
 
 
-def register(connection: t.Any, udf: t.Any, *, name: t.Optional[str] = None) -> str:
+def describe(
+    adapter: t.Any, query: exp.Query, params: t.Optional[t.Mapping[str, t.Any]] = None, *, cursor: t.Any = None
+) -> t.List[exp.DataType]:
+    """The types of a query's columns as DuckDB binds it, on the cursor that runs the
+    statement (it sees that session's TEMP objects and open transaction); nothing runs."""
+    from mixmesh import engines
+
+    cursor = cursor or adapter.cursor
+    sql = query.sql(NAME)
+    create_sql_functions_on(cursor, engines.sql_functions_called(sql))
+    relation = cursor.sql(sql, params=dict(params) if params else None)
+    return [sql_type_of(str(duckdb_type)) for duckdb_type in relation.types]
+
+
+def sql_type_of(duckdb_type: str) -> exp.DataType:
+    """A DuckDB type as its name prints (``STRUCT(a INTEGER)[]``) as a sqlglot type."""
+    return exp.DataType.build(duckdb_type, dialect=NAME)
+
+
+def register(
+    connection: t.Any, udf: t.Any, *, name: t.Optional[str] = None, args: t.Optional[t.Mapping[str, str]] = None
+) -> str:
     """Make a ``@udf`` function callable in queries on a plain DuckDB connection.
 
-    Returns the SQL name to call it by (``name``, or the function's SQL name). Registering
+    Returns the SQL name to call it by (``name``, or the function's SQL name). ``args``: SQL
+    types of the arguments whose hints leave the type to the call site (``Any``, ``dict``...),
+    which a plain connection does not show. Registering
     another function under a name already used on this connection replaces the first.
     """
-    from mixmesh.engines import Binding
+    from mixmesh.engines import Binding, registered_spec
 
     sql_name = name or udf.spec.name
-    bind_connection(Binding(udf.spec, None), sql_name, connection, replace=True)
+    spec = registered_spec(udf.spec, args)
+    bind_connection(Binding(spec, None), sql_name, connection, replace=True)
     return sql_name
 
 

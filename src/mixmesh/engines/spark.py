@@ -57,16 +57,42 @@ def bind(binding: "Binding", sql_name: str, adapter: t.Any) -> None:
     bind_session(binding, sql_name, adapter.spark)
 
 
-def register(spark: t.Any, udf: t.Any, *, name: t.Optional[str] = None) -> str:
+def describe(
+    adapter: t.Any, query: exp.Query, params: t.Optional[t.Mapping[str, t.Any]] = None, *, cursor: t.Any = None
+) -> t.List[exp.DataType]:
+    """The types of a query's columns as Spark analyzes it; nothing runs."""
+    frame = adapter.spark.sql(query.sql(NAME), args=dict(params) if params else None)
+    return [sql_type_of(field.dataType.simpleString()) for field in frame.schema.fields]
+
+
+def sql_type_of(spark_type_name: str) -> exp.DataType:
+    """A Spark type (``array<struct<a:int>>``) as a sqlglot type. Spark's TIMESTAMP is an
+    instant shown in the session's time zone: TIMESTAMPLTZ, which naive and aware datetime
+    hints both take (``mixmesh.accepts``); TIMESTAMP_NTZ is a naive TIMESTAMP."""
+    parsed = exp.DataType.build(spark_type_name, dialect=NAME)
+    for node in list(parsed.find_all(exp.DataType)):
+        if node.this == exp.DataType.Type.TIMESTAMPTZ:
+            node.set("this", exp.DataType.Type.TIMESTAMPLTZ)
+        elif node.this == exp.DataType.Type.TIMESTAMPNTZ:
+            node.set("this", exp.DataType.Type.TIMESTAMP)
+    return parsed
+
+
+def register(
+    spark: t.Any, udf: t.Any, *, name: t.Optional[str] = None, args: t.Optional[t.Mapping[str, str]] = None
+) -> str:
     """Make a ``@udf`` function callable in queries of a plain SparkSession.
 
-    Returns the SQL name to call it by (``name``, or the function's SQL name). Registering
+    Returns the SQL name to call it by (``name``, or the function's SQL name). ``args``: SQL
+    types of the arguments whose hints leave the type to the call site (``Any``, ``dict``...),
+    which a plain connection does not show. Registering
     another function under a name already used in this session replaces the first.
     """
-    from mixmesh.engines import Binding
+    from mixmesh.engines import Binding, registered_spec
 
     sql_name = name or udf.spec.name
-    bind_session(Binding(udf.spec, None), sql_name, spark, replace=True)
+    spec = registered_spec(udf.spec, args)
+    bind_session(Binding(spec, None), sql_name, spark, replace=True)
     return sql_name
 
 
