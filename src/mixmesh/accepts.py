@@ -131,7 +131,7 @@ class Family(Accepts):
         return build(self._default)
 
     def python_converter(self, bound: exp.DataType) -> t.Optional[t.Callable[[t.Any], t.Any]]:
-        if self.shown == "int" and bound.this in WIDE_INTEGERS:
+        if self.shown == "int" and bound.this == DType.DECIMAL:
             return _exact_int
         return None
 
@@ -266,8 +266,9 @@ def _int_rule(call: exp.DataType, vectorized: bool) -> exp.DataType:
     if call.this in SIGNED_INTEGERS + UNSIGNED_INTEGERS:
         return build("BIGINT")
     if call.this in WIDE_INTEGERS:
-        # Exact in a Python int; arrays are int64 (a value beyond it fails the engine's cast).
-        return build("BIGINT") if vectorized else build("HUGEINT")
+        # Rows: handed over as DECIMAL(38, 0), which every engine and Arrow carry, and made a
+        # Python int exactly; arrays are int64. A value beyond either fails the engine's cast.
+        return build("BIGINT") if vectorized else build("DECIMAL(38, 0)")
     if call.this == DType.DECIMAL:
         raise Mismatch(f"a {shown(call)} may hold fractions, which an int drops", fix=build("HUGEINT"))
     if call.this in FLOATS:

@@ -212,6 +212,8 @@ def _explicit_source_hook(normalize_source: t.Callable[[t.Any], str]) -> t.Calla
     @functools.wraps(normalize_source)
     def hook(obj: t.Any) -> str:
         source = normalize_source(obj)
+        if isinstance(obj, type) and "__mixmesh_field_hints__" in obj.__dict__:
+            return portable_class_source(source, obj)  # a struct hint of a mixmesh function
         spec = _spec_of(obj)
         return source if spec is None else explicit_source(source, spec)
 
@@ -248,11 +250,57 @@ def explicit_source(source: str, spec: t.Any) -> str:
     for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
         if arg.arg not in hints:
             arg.annotation = None
+        elif arg.annotation is not None:
+            arg.annotation = portable_annotation(arg.annotation, spec.func.__globals__)
     for arg in (node.args.vararg, node.args.kwarg):
         if arg is not None:
             arg.annotation = None
     node.returns = None
     return ast.unparse(ast.fix_missing_locations(module)).strip()
+
+
+def portable_annotation(annotation: ast.expr, namespace: t.Mapping[str, t.Any]) -> ast.expr:
+    """An argument hint that reads the same in SQLMesh's stored environment.
+
+    SQLMesh stores no callable instance (``typing.List`` is one), so the names of ``typing``'s
+    forms become look-ups (``__import__('typing').List``); a quoted hint is unquoted.
+    """
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return annotation
+
+    class Portable(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.expr:
+            value = namespace.get(node.id)
+            if _is_typing_form(value):
+                name = getattr(value, "_name", None) or node.id
+                return ast.Attribute(
+                    value=ast.Call(func=ast.Name("__import__"), args=[ast.Constant("typing")], keywords=[]),
+                    attr=name,
+                )
+            return node
+
+    return Portable().visit(annotation)
+
+
+def portable_class_source(source: str, cls: type) -> str:
+    """A TypedDict's or dataclass's source with its field hints as ``portable_annotation``."""
+    module = sys.modules.get(cls.__module__)
+    namespace = vars(module) if module is not None else {}
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign):
+            node.annotation = portable_annotation(node.annotation, namespace)
+    return ast.unparse(ast.fix_missing_locations(tree)).strip()
+
+
+def _is_typing_form(value: t.Any) -> bool:
+    """``List``, ``Dict``, ``Any``, ``Optional``...: objects of ``typing`` that are not classes."""
+    import inspect
+
+    return getattr(value, "__module__", None) == "typing" and not inspect.isclass(value) or value is t.Any
 
 
 def _decorator_position(node: ast.FunctionDef, namespace: t.Dict[str, t.Any], decorator: t.Any) -> t.Optional[int]:
@@ -320,7 +368,10 @@ def _hint_variables(func: t.Callable[..., t.Any], spec: t.Any) -> t.Dict[str, t.
         name, namespace = pending.pop()
         if name in variables or name not in namespace:
             continue
-        value = variables[name] = namespace[name]
+        value = namespace[name]
+        if _is_typing_form(value):
+            continue  # spelled as a look-up in the stored source (portable_annotation)
+        variables[name] = value
         for used, module_globals in _names_in_class_source(value):
             pending.append((used, module_globals))
     return variables
