@@ -296,18 +296,24 @@ SELECT
 FROM scored_sessions;
 """
 
-# The features the hybrid model hands the function, computed without it (compared with the
-# function called in Python on the same values).
-SESSION_FEATURES = """
-SELECT user_id, session_id, COUNT(*) AS total_events, COUNT(DISTINCT page_url) AS pages_visited,
-       COUNT(DISTINCT product_id) AS products_viewed,
-       COUNT(*) FILTER (WHERE event_type = 'add_to_cart') AS cart_additions,
-       AVG(EXTRACT(EPOCH FROM event_timestamp) - EXTRACT(EPOCH FROM prev_event_time)) AS avg_gap
-FROM (SELECT *, LAG(event_timestamp) OVER (PARTITION BY user_id, session_id ORDER BY event_timestamp)
-             AS prev_event_time FROM {events})
-WHERE prev_event_time IS NOT NULL
-GROUP BY user_id, session_id
-"""
+def session_features() -> t.List[t.Tuple[t.Any, ...]]:
+    """What the hybrid model hands the function for each session, computed in Python as the
+    document's SQL does: events after a session's first (``WHERE prev_event_time IS NOT
+    NULL``), distinct pages and products, carts, and the mean gap in seconds."""
+    sessions: t.Dict[t.Tuple[str, str], t.List[t.Dict[str, t.Any]]] = {}
+    for row in events():
+        sessions.setdefault((row["user_id"], row["session_id"]), []).append(row)
+    features = []
+    for (user, session), rows in sessions.items():
+        rows.sort(key=lambda row: row["event_timestamp"])
+        gaps = [(b["event_timestamp"] - a["event_timestamp"]).total_seconds() for a, b in zip(rows, rows[1:])]
+        later = rows[1:]
+        features.append((
+            user, session, len(later), len({r["page_url"] for r in later}), len({r["product_id"] for r in later}),
+            sum(r["event_type"] == "add_to_cart" for r in later), sum(gaps) / len(gaps),
+        ))
+    return features
+
 
 CATEGORIES = ["grocery", "electronics", "travel", "fashion"]
 METHODS = ["card", "wallet", "transfer"]

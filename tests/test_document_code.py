@@ -51,8 +51,7 @@ def test_the_documents_hybrid_model_takes_countif_into_an_int(document: Project)
     rows = document.query("SELECT user_id, session_id, ml_engagement_score FROM analytics.real_time_personalization")
     # What the function's `int` parameter takes there: COUNTIF is DuckDB's COUNT_IF, a HUGEINT.
     assert duckdb.sql("SELECT typeof(count_if(true))").fetchone() == ("HUGEINT",)
-    features = document.query(document_code.SESSION_FEATURES.format(events="raw.raw_events"))
-    expected = document_code.expected_engagement(features)
+    expected = document_code.expected_engagement(document_code.session_features())
     assert {(user, session): score for user, session, score in rows} == expected
     assert len(set(expected.values())) > 3
 
