@@ -130,3 +130,46 @@ def test_editing_a_python_model_s_description_owner_or_tags_rebuilds_nothing(pro
     project.plan()
     project.cli("run")  # the stored source, without them, still re-creates the model in a fresh process
     assert project.query("SELECT count(*) FROM analytics.described") == [(2,)]
+
+
+# --- argument types from the call site: an upstream type change re-plans the caller -----------
+
+TYPED_FUNCTIONS = '''
+from typing import Any
+from mixmesh import udf
+
+
+@udf
+def describe(x: Any) -> str:
+    return f"{type(x).__name__}:{x}"
+'''
+UPSTREAM = "MODEL (name raw.amounts, kind FULL); SELECT 1 AS id, {amount} AS amount{extra}"
+CALLER = "MODEL (name analytics.described, kind FULL); SELECT id, @describe(amount) AS d FROM raw.amounts"
+
+
+def _rebuilt(project: Project) -> set[str]:
+    """The models a new plan would rebuild (backfill), by name."""
+    from mixmesh.structure import short_name
+
+    plan = project.context().plan(no_prompts=True, auto_apply=False)
+    return {short_name(missing.snapshot_id.name) for missing in plan.missing_intervals}
+
+
+@pytest.mark.slow
+def test_an_upstream_type_change_rebuilds_the_caller_and_an_unrelated_change_does_not(project: Project) -> None:
+    """The types a call site passes come from the upstream columns: changing one changes what
+    the function receives, so SQLMesh rebuilds the caller (a breaking change of its parent);
+    a column the caller does not read leaves it as it is."""
+    project.write("macros/functions.py", TYPED_FUNCTIONS)
+    project.write("models/amounts.sql", UPSTREAM.format(amount="2.5::DOUBLE", extra=""))
+    project.write("models/described.sql", CALLER)
+    project.plan()
+    assert project.query("SELECT d FROM analytics.described") == [("float:2.5",)]
+
+    project.write("models/amounts.sql", UPSTREAM.format(amount="2.5::DECIMAL(10, 2)", extra=""))
+    assert _rebuilt(project) == {"raw.amounts", "analytics.described"}
+    project.plan()
+    assert project.query("SELECT d FROM analytics.described") == [("Decimal:2.50",)]
+
+    project.write("models/amounts.sql", UPSTREAM.format(amount="2.5::DECIMAL(10, 2)", extra=", 'x' AS note"))
+    assert _rebuilt(project) == {"raw.amounts"}

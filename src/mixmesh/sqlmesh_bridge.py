@@ -293,6 +293,8 @@ def portable_class_source(source: str, cls: type) -> str:
     for node in ast.walk(tree):
         if isinstance(node, ast.AnnAssign):
             node.annotation = portable_annotation(node.annotation, namespace)
+        elif isinstance(node, ast.ClassDef):  # class Transaction(TypedDict)
+            node.bases = [portable_annotation(base, namespace) for base in node.bases]
     return ast.unparse(ast.fix_missing_locations(tree)).strip()
 
 
