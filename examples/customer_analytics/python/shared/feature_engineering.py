@@ -15,8 +15,6 @@ Corrections to the seed:
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -32,14 +30,7 @@ NEUTRAL_SCORE = 0.5  # insufficient data
 ONE_DAY_HOURS = 24.0  # the seed's default gap when there is a single transaction
 
 
-class Transaction(TypedDict):
-    amount: float
-    merchant_category: str
-    transaction_time: datetime
-    payment_method: str
-
-
-@udf(vectorized=True, args=["STRUCT(amount DOUBLE, merchant_category VARCHAR, transaction_time TIMESTAMP, payment_method VARCHAR)[]", "DOUBLE", "BIGINT"], returns="DOUBLE")
+@udf(vectorized=True)  # the arrays' types are the call site's (the model's ARRAY_AGG(STRUCT(...)), SUM, COUNT)
 def python_risk_score(transaction_details: pa.Array, total_amount: pa.Array, transaction_count: pa.Array) -> pa.Array:
     """Risk between 0.0 (low) and 1.0 (high) for each customer of the batch."""
     lengths = pc.fill_null(pc.list_value_length(transaction_details), 0).to_numpy(zero_copy_only=False)
