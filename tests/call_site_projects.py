@@ -76,5 +76,5 @@ def table_bytes(project: Project, table: str) -> t.List[t.Tuple[t.Any, ...]]:
     project.close()
     with duckdb.connect(str(project.root / "db.duckdb"), read_only=True) as connection:
         columns = [c for (c,) in connection.sql(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()]
-        described = ", ".join(f"typeof({c}) || ':' || coalesce({c}::VARCHAR, 'NULL')" for c in columns)
+        described = ", ".join(f"""typeof("{c}") || ':' || coalesce("{c}"::VARCHAR, 'NULL')""" for c in columns)
         return connection.sql(f"SELECT {described} FROM {table} ORDER BY ALL").fetchall()

@@ -45,6 +45,14 @@ def show(value: t.Any) -> str:
     return f"{type(value).__name__}:{value!r}"
 
 
+def instant(value: t.Any) -> str:
+    """``show`` without the offset: an aware datetime as the instant alone (see
+    test_an_aware_parameter_receives_utc_whatever_the_session_time_zone)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return f"datetime:{value.astimezone(UTC).isoformat()}"
+    return show(value)
+
+
 # ---------------------------------------------------------------------------------------
 # The project: a typed source, and models calling functions hinted every way.
 
@@ -294,7 +302,8 @@ EXPECTED_GROUPS: t.Dict[str, t.Dict[str, t.Any]] = {
         "sum_decimal": decimal.Decimal(2147483654), "count_int": 2, "count_any": 2, "details": [PEN, NO_NAME],
     },
     "b": {
-        "countif_int": 0, "sum_int": None, "sum_big_int": None, "sum_float": None, "sum_decimal": None,
+        # DuckDB's COUNT_IF over NULLs only is NULL (BigQuery's COUNTIF: 0): not called.
+        "countif_int": None, "sum_int": None, "sum_big_int": None, "sum_float": None, "sum_decimal": None,
         "count_int": 1, "count_any": 1, "details": [None],
     },
 }
@@ -322,7 +331,7 @@ EXPECTED_VECTORS: t.Dict[str, t.Tuple[str, t.Tuple[t.Any, t.Any]]] = {
     "float_d": ("double", (123456789012345.67, -0.001)), "float_n": ("double", (7.0, 2147483647.0)),
     "bare_ub": ("uint64", (HUGE, 0)),
     "bare_ts": ("timestamp[us]", (dt.datetime(2024, 2, 29, 13, 14, 15, 123456), dt.datetime(9999, 12, 31, 23, 59, 59, 999999))),
-    "bare_items": (f"list<item: {ITEM_ARROW}>", (ITEMS, [])),
+    "bare_items": (f"list<l: {ITEM_ARROW}>", (ITEMS, [])),  # DuckDB names list items "l"
 }
 
 # Keyword arguments, in any order and mixed with positional ones: the same call four ways.
@@ -487,47 +496,47 @@ def test_two_call_sites_of_one_function_with_different_types_get_two_bindings(bu
 
 @udf
 def got_int(x: int) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_float(x: float) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_decimal(x: decimal.Decimal) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_any(x: t.Any) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_str(x: str) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_date(x: dt.date) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_datetime(x: dt.datetime) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_aware(x: mixmesh.AwareDatetime) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
 def got_dict(x: t.Dict[str, t.Any]) -> str:
-    return show(x)
+    return instant(x)
 
 
 @udf
@@ -535,13 +544,19 @@ def got_tzinfo(x: t.Any) -> str:
     return type(x.tzinfo).__name__
 
 
+@udf
+def got_offset(x: mixmesh.AwareDatetime) -> str:
+    return str(x.utcoffset())
+
+
 @udf(vectorized=True)
 def got_array(x: pa.Array) -> t.Annotated[pa.Array, str]:
-    return pa.array([f"{x.type}|{show(value)}" for value in x.to_pylist()])
+    return pa.array([f"{x.type}|{instant(value)}" for value in x.to_pylist()])
 
 
 ADAPTER_FUNCTIONS = (
-    got_int, got_float, got_decimal, got_any, got_str, got_date, got_datetime, got_aware, got_dict, got_tzinfo, got_array,
+    got_int, got_float, got_decimal, got_any, got_str, got_date, got_datetime, got_aware, got_dict, got_tzinfo, got_offset,
+    got_array,
 )
 MODEL = "tests.call_sites"
 
@@ -599,8 +614,10 @@ def _integer(sql_type: str, low: int, high: int, arrow: str, any_: bool = True) 
 
 
 def _decimal(precision: int, scale: int) -> Column:
-    bound = decimal.Decimal(10) ** (precision - scale) - decimal.Decimal(1).scaleb(-scale)
-    values = st.decimals(min_value=-bound, max_value=bound, places=scale, allow_nan=False, allow_infinity=False)
+    # Its unscaled integers, made Decimals from text: exact at 38 digits (Python's decimal
+    # context rounds to 28, and so do hypothesis's decimals()).
+    largest = 10**precision - 1
+    values = st.integers(-largest, largest).map(lambda unscaled: decimal.Decimal(f"{unscaled}E-{scale}"))
     return Column(
         f"DECIMAL({precision}, {scale})", values, _number, ("got_float", "got_decimal", "got_any", "got_array"),
         f"decimal128({precision}, {scale})",
@@ -647,41 +664,52 @@ def received_as(function: str, column: Column, held: t.Any, as_double: t.Optiona
     return held
 
 
+class Table(t.NamedTuple):
+    rows: t.List[t.Dict[str, t.Any]]
+    columns: t.List[str]  # those the query passes to functions
+    time_zone: str  # the session's: how DuckDB shows instants
+
+
 @st.composite
-def tables(draw: st.DrawFn) -> t.Tuple[t.List[t.Dict[str, t.Any]], str]:
+def tables(draw: st.DrawFn) -> Table:
+    # A few columns per query: each call's probe copies the whole SELECT, so a query with
+    # every column's calls (65) takes a second to resolve (see the report on issue 15).
+    columns = draw(st.lists(st.sampled_from(list(COLUMNS)), min_size=1, max_size=4, unique=True))
     rows = draw(st.lists(
-        st.fixed_dictionaries({name: st.one_of(st.none(), c.values) for name, c in COLUMNS.items()}),
+        st.fixed_dictionaries({name: st.one_of(st.none(), COLUMNS[name].values) for name in columns}),
         min_size=1, max_size=6,
     ))
     time_zone = draw(st.sampled_from(["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Chatham"]))
-    return rows, time_zone
+    return Table(rows, columns, time_zone)
 
 
-def load(engine: Engine, rows: t.Sequence[t.Mapping[str, t.Any]], time_zone: str) -> None:
+def load(engine: Engine, table: Table) -> None:
     connection = engine.connection
-    connection.execute(f"SET GLOBAL TimeZone = '{time_zone}'")  # every session: how DuckDB shows instants
-    columns = ", ".join(f"{name} {c.sql_type}" for name, c in COLUMNS.items())
+    connection.execute(f"SET GLOBAL TimeZone = '{table.time_zone}'")  # every session's
+    columns = ", ".join(f"{name} {COLUMNS[name].sql_type}" for name in table.columns)
     connection.execute(f"CREATE OR REPLACE TABLE h (id INTEGER, {columns})")
     values = ", ".join(
         "(" + ", ".join([str(i)] + [
-            "NULL" if row[name] is None else f"CAST({c.literal(row[name])} AS {c.sql_type})" for name, c in COLUMNS.items()
+            "NULL" if row[name] is None else f"CAST({COLUMNS[name].literal(row[name])} AS {COLUMNS[name].sql_type})"
+            for name in table.columns
         ]) + ")"
-        for i, row in enumerate(rows)
+        for i, row in enumerate(table.rows)
     )
     connection.execute(f"INSERT INTO h VALUES {values}")
 
 
-def expected_received(engine: Engine) -> t.Tuple[t.List[str], t.List[t.Tuple[t.Any, ...]]]:
+def expected_received(engine: Engine, table: Table) -> t.Tuple[t.List[str], t.List[t.Tuple[t.Any, ...]]]:
     """The calls of the property's query, and what each must answer on each row."""
-    names = list(COLUMNS)
+    names = table.columns
     # An instant as its UTC wall clock, made aware here: whatever the session's time zone,
     # Python then holds exactly the instant DuckDB holds.
-    as_held = [f"timezone('UTC', {n})" if c.sql_type == "TIMESTAMPTZ" else n for n, c in COLUMNS.items()]
+    as_held = [f"timezone('UTC', {n})" if COLUMNS[n].sql_type == "TIMESTAMPTZ" else n for n in names]
     held = engine.connection.execute(
         f"SELECT {', '.join(as_held)}, {', '.join(f'TRY_CAST({n} AS DOUBLE)' for n in names)} FROM h ORDER BY id"
     ).fetchall()
     calls, expected_columns = [], []
-    for position, (name, c) in enumerate(COLUMNS.items()):
+    for position, name in enumerate(names):
+        c = COLUMNS[name]
         for function in c.functions:
             calls.append(engine.call(function, name))
             answers = []
@@ -692,25 +720,24 @@ def expected_received(engine: Engine) -> t.Tuple[t.List[str], t.List[t.Tuple[t.A
                 if value is None:
                     answers.append(None)
                 elif function == "got_array":
-                    answers.append(f"{c.arrow}|{show(value)}")
+                    answers.append(f"{c.arrow}|{instant(value)}")
                 else:
-                    answers.append(show(received_as(function, c, value, as_double)))
+                    answers.append(instant(received_as(function, c, value, as_double)))
             expected_columns.append(answers)
     return calls, list(zip(*expected_columns))
 
 
 PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 
 @PROPERTY
 @given(table=tables())
-def test_functions_receive_exactly_what_duckdb_holds(engine: Engine, table: t.Tuple[t.List[dict], str]) -> None:
-    rows, time_zone = table
-    load(engine, rows, time_zone)
+def test_functions_receive_exactly_what_duckdb_holds(engine: Engine, table: Table) -> None:
+    load(engine, table)
     try:
-        calls, expected = expected_received(engine)
+        calls, expected = expected_received(engine, table)
         sql = f"SELECT {', '.join(f'{call} AS c{i}' for i, call in enumerate(calls))} FROM h ORDER BY id"
         for mode in MODES:
             fastpath.decisions.clear()
@@ -748,7 +775,7 @@ def test_null_arguments_give_null_without_a_call_at_every_type(engine: Engine, m
 ])
 def test_a_hugeint_reaches_an_any_parameter_as_an_int(engine: Engine, function: str, argument: str, expected: t.Any) -> None:
     sql = f"SELECT {engine.call(function, argument)} FROM (SELECT sum(i) AS h FROM (VALUES (2), (3)) v(i))"
-    answer = expected if isinstance(expected, str) else show(expected)
+    answer = expected if isinstance(expected, str) else instant(expected)
     assert engine.select(sql, "off") == [(answer,)]
     assert engine.select(sql, "on") == [(answer,)]
 
@@ -760,6 +787,21 @@ def test_a_hugeint_reaches_an_any_parameter_as_an_int(engine: Engine, function: 
 def test_an_aware_datetime_has_the_same_tzinfo_on_the_fast_path(engine: Engine) -> None:
     sql = f"SELECT {engine.call('got_tzinfo', 'tstz')} FROM (SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS tstz)"
     assert engine.select(sql, "on") == engine.select(sql, "off")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: an AwareDatetime parameter receives the instant in the session's time zone (SET GLOBAL "
+    "TimeZone, a connector setting), on both paths, not in UTC as accepts.py and the Mismatch "
+    "message promise"
+))
+@pytest.mark.parametrize("mode", MODES)
+def test_an_aware_parameter_receives_utc_whatever_the_session_time_zone(engine: Engine, mode: str) -> None:
+    engine.connection.execute("SET GLOBAL TimeZone = 'Asia/Kathmandu'")
+    try:
+        sql = f"SELECT {engine.call('got_offset', 'tstz')} FROM (SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS tstz)"
+        assert engine.select(sql, mode) == [("0:00:00",)]
+    finally:
+        engine.connection.execute("SET GLOBAL TimeZone = 'UTC'")
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -777,8 +819,8 @@ def test_a_nanosecond_timestamp_reaches_any_the_same_way_on_both_paths(engine: E
 ))
 def test_infinite_dates_reach_functions_the_same_way_on_both_paths(engine: Engine) -> None:
     sql = f"SELECT {engine.call('got_date', 'day')} FROM (SELECT 'infinity'::DATE AS day)"
-    assert engine.select(sql, "off") == [(show(dt.date.max),)]
-    assert engine.select(sql, "on") == [(show(dt.date.max),)]
+    assert engine.select(sql, "off") == [(instant(dt.date.max),)]
+    assert engine.select(sql, "on") == [(instant(dt.date.max),)]
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -790,8 +832,8 @@ def test_a_session_time_zone_applies_to_arguments_on_the_fast_path(engine: Engin
     try:
         sql = (f"SELECT {engine.call('got_str', 'strftime(tstz, ' + repr('%H:%M') + ')')} "
                "FROM (SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS tstz)")
-        assert engine.select(sql, "off") == [(show("05:30"),)]
-        assert engine.select(sql, "on") == [(show("05:30"),)]
+        assert engine.select(sql, "off") == [(instant("05:30"),)]
+        assert engine.select(sql, "on") == [(instant("05:30"),)]
     finally:
         engine.adapter.execute("SET TimeZone = 'UTC'")
 
@@ -820,7 +862,7 @@ GROUPED = [
 @pytest.mark.parametrize("shape", GROUPED, ids=["ordinal", "alias", "expression"])
 def test_a_call_may_be_grouped_by(engine: Engine, shape: str) -> None:
     sql = shape.format(call=engine.call("got_int", "n % 2"))
-    assert engine.select(sql, "off") == [(show(0), 2), (show(1), 1)]
+    assert engine.select(sql, "off") == [(instant(0), 2), (instant(1), 1)]
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -839,7 +881,7 @@ def test_a_call_in_an_aggregate_filter(engine: Engine) -> None:
 def test_a_call_under_a_cte_that_shadows_an_outer_one(engine: Engine) -> None:
     sql = (f"WITH c AS (SELECT 1 AS v) SELECT * FROM "
            f"(WITH c AS (SELECT 'x' AS v) SELECT {engine.call('got_str', 'v')} AS s FROM c) AS z")
-    assert engine.select(sql, "off") == [(show("x"),)]
+    assert engine.select(sql, "off") == [(instant("x"),)]
 
 
 @pytest.mark.slow
@@ -856,7 +898,7 @@ def test_the_largest_hugeint_reaches_an_int_parameter(project: Project) -> None:
     """)
     outcome = plan(project)
     assert not outcome.failed, outcome.output
-    assert project.query("SELECT y FROM analytics.largest") == [(show(2**127 - 1),)]
+    assert project.query("SELECT y FROM analytics.largest") == [(instant(2**127 - 1),)]
 
 
 @pytest.mark.slow

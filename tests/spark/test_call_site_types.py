@@ -29,7 +29,7 @@ def shown(value):
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={shown(v)}" for k, v in sorted(value.items())) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(shown(v) for v in value) + "]"
+        return "[" + ", ".join(sorted(shown(v) for v in value)) + "]"  # Spark keeps no list order
     return f"{type(value).__name__}:{value}"
 
 
@@ -108,6 +108,7 @@ WITH agg AS (
            MIN(day) AS first_day,
            MIN(at) AS first_at,
            MIN(label) AS first_label,
+           MIN(amount) AS least_amount,
            LIST({'amount': amount, 'label': label} ORDER BY day) AS items
     FROM raw.source GROUP BY id
 )
@@ -123,7 +124,7 @@ SELECT id,
        @as_datetime(first_at) AS datetime_from_timestamp,
        @as_datetime(first_day) AS datetime_from_date,
        @as_any(summed) AS any_from_sum,
-       @as_dict(items[1]) AS dict_from_struct,
+       @as_dict({'amount': least_amount, 'label': first_label}) AS dict_from_struct,
        @as_list(items) AS list_from_list,
        @as_items(items) AS typeddict_list,
        @unannotated(decimal_total) AS unannotated_decimal
