@@ -10,12 +10,14 @@ of the environment being built, and calls ``@udf`` functions by name.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import typing as t
 
 import sqlglot
 from sqlglot import exp
 
-from mixmesh.errors import MixmeshError
+from mixmesh import model_sql
+from mixmesh.model_sql import Identifier, ModelSqlError
 
 if t.TYPE_CHECKING:
     import pandas as pd
@@ -24,10 +26,7 @@ if t.TYPE_CHECKING:
     from mixmesh.models import ModelSpec
 
 DEFAULT_BATCH_ROWS = 1_000_000
-
-
-class ModelSqlError(MixmeshError, ValueError):
-    """A query a model passed to ``context.sql`` cannot run as written."""
+logger = logging.getLogger(__name__)
 
 
 class ModelContext:
@@ -58,16 +57,49 @@ class ModelContext:
         return {"start_date": self.start_date, "end_date": self.end_date}
 
     def sql(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
-        """A query to run in the model's engine, with ``:name`` parameters bound to ``params``."""
-        expression = self._parse(query, params)
-        _check_parameters(self.spec.name, expression, params)
+        """One read-only query (SELECT, WITH or VALUES) to run in the model's engine, with
+        ``:name`` parameters bound to ``params`` (``context.table(...)`` ones as names)."""
+        expression = model_sql.substitute_identifiers(self._parse(query, params), params)
+        model_sql.check_read_only(self.spec.name, expression)
+        return self._prepared(expression, params)
+
+    def write(self, statement: t.Union[str, exp.Expr], **params: t.Any) -> None:
+        """Run one statement that writes (``CREATE TEMP TABLE ...``, ``INSERT ...``): the
+        explicit way for a model to change data, which ``context.sql`` refuses to do."""
+        expression = model_sql.substitute_identifiers(self._parse(statement, params), params)
+        model_sql.check_one_statement(self.spec.name, expression)
+        prepared = self._prepared(expression, params)
+        logger.info("model %s writes: %s", self.spec.name, prepared.sql())
+        with prepared._run():
+            pass
+
+    def identifier(self, name: str) -> Identifier:
+        """A table or column name from a variable, quoted by sqlglot:
+        ``context.sql("SELECT count(*) FROM :t", t=context.identifier(name))`` or
+        ``f"... FROM {context.identifier(name)}"``; whatever ``name`` holds is one name."""
+        return model_sql.table(name, self._context.default_dialect)
+
+    def table(self, model_name: str) -> Identifier:
+        """SQLMesh's ``context.table``: a model's physical table, as a quoted name usable the
+        same two ways (SQLMesh reads the literal argument to know the model's dependencies;
+        a name held in a variable goes through ``identifier``)."""
+        try:
+            physical = self._context.resolve_table(model_name)
+        except Exception:  # noqa: BLE001 - not a model of the project: the name as given
+            return model_sql.table(model_name, self._context.default_dialect)
+        return model_sql.Identifier(exp.to_table(physical, dialect=self._context.default_dialect),
+                                    self._context.default_dialect)
+
+    def _prepared(self, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> "SqlResult":
+        values = {name: value for name, value in params.items() if not isinstance(value, Identifier)}
+        _check_parameters(self.spec.name, expression, values)
         expression = self._read_models_physically(expression)
         expression = self._bind_functions(expression)
         if self._context.engine_adapter is not None:
             from mixmesh import engines
 
-            expression = engines.resolve_expression(self._context.engine_adapter, expression, params)
-        return SqlResult(self._context.engine_adapter, expression, params, self.spec.name)
+            expression = engines.resolve_expression(self._context.engine_adapter, expression, values)
+        return SqlResult(self._context.engine_adapter, expression, values, self.spec.name)
 
     def execute(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
         """The seed's spelling of ``sql``: ``context.engine.execute(query)``."""
@@ -88,6 +120,12 @@ class ModelContext:
             try:
                 parsed = sqlglot.parse_one(_dollar_parameters(query, dialect, params), read=dialect)
             except sqlglot.errors.ParseError as error:
+                missing = _colon_names(query, dialect) - set(params)
+                if missing:
+                    raise ModelSqlError(
+                        f"model {self.spec.name}: the query uses parameter(s) {sorted(missing)} that "
+                        "context.sql was not given"
+                    ) from None
                 raise ModelSqlError(f"model {self.spec.name}: context.sql cannot parse the query: {error}") from None
         return _as_placeholders(parsed, params)
 
@@ -233,6 +271,21 @@ def _dollar_parameters(query: str, dialect: t.Optional[str], params: t.Mapping[s
     for position in reversed(colons):
         query = query[:position] + "$" + query[position + 1 :]
     return query
+
+
+def _colon_names(query: str, dialect: t.Optional[str]) -> t.Set[str]:
+    """The names written as ``:name`` in a query (the dialect's tokens, not strings)."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = Dialect.get_or_raise(dialect).tokenize(query)
+    except sqlglot.errors.SqlglotError:
+        return set()
+    return {
+        name.text for colon, name in zip(tokens, tokens[1:])
+        if colon.token_type == TokenType.COLON and name.start == colon.end + 1 and name.token_type == TokenType.VAR
+    }
 
 
 def _as_placeholders(expression: exp.Expr, params: t.Mapping[str, t.Any]) -> exp.Expr:
