@@ -228,8 +228,8 @@ def test_builder_with_arguments_is_refused() -> None:
 
 def test_loads_a_pickled_object(tmp_path: Path) -> None:
     path = _dump(tmp_path / "table.pkl", {"weights": [1.5, 2.5], "name": "m"})
-    assert load_artifact(path, allowed_dirs=[tmp_path]) == {"weights": [1.5, 2.5], "name": "m"}
-    assert load_artifact(str(path), allowed_dirs=tmp_path, loader="pickle")["name"] == "m"
+    assert load_artifact(path, allowed_dirs=[tmp_path], allow_unpinned=True) == {"weights": [1.5, 2.5], "name": "m"}
+    assert load_artifact(str(path), allowed_dirs=tmp_path, loader="pickle", allow_unpinned=True)["name"] == "m"
     assert artifact_events() == _events(loaded=2)
 
 
@@ -258,7 +258,7 @@ def test_loads_a_joblib_dump(tmp_path: Path) -> None:
     joblib.dump({"coef": [0.1, 0.2], "intercept": 3.0}, path)
     loaded = load_artifact(path, sha256=file_sha256(path), allowed_dirs=[tmp_path])
     assert loaded == {"coef": [0.1, 0.2], "intercept": 3.0}
-    assert load_artifact(path, allowed_dirs=[tmp_path], loader="joblib")["intercept"] == 3.0
+    assert load_artifact(path, allowed_dirs=[tmp_path], loader="joblib", allow_unpinned=True)["intercept"] == 3.0
 
 
 def test_tampered_file_is_refused_and_never_unpickled(tmp_path: Path) -> None:
@@ -281,7 +281,7 @@ def test_tampered_file_is_refused_and_never_unpickled(tmp_path: Path) -> None:
     assert artifact_events() == _events(refused_hash=2, fallback=1)
 
     # The control: this file does run code when it is unpickled.
-    assert load_artifact(path, allowed_dirs=[tmp_path]) == "payload-B"
+    assert load_artifact(path, allowed_dirs=[tmp_path], allow_unpinned=True) == "payload-B"
     assert marker.read_text() == "payload-B" and UNPICKLED == ["payload-B"]
 
 
@@ -292,7 +292,7 @@ def test_absolute_path_outside_allowed_dirs_is_refused(tmp_path: Path) -> None:
     outside = _dump(tmp_path / "outside" / "model.pkl", Trap(marker))
 
     with pytest.raises(ArtifactError, match="outside the allowed directories") as raised:
-        load_artifact(outside, allowed_dirs=[allowed])
+        load_artifact(outside, allowed_dirs=[allowed], allow_unpinned=True)
     assert str(outside) in str(raised.value) and str(allowed) in str(raised.value)
     assert raised.value.reason == "refused_path"
     assert not marker.exists() and UNPICKLED == []
@@ -306,12 +306,12 @@ def test_dotdot_traversal_is_refused(tmp_path: Path) -> None:
     sneaky = allowed / ".." / "outside" / "model.pkl"
 
     with pytest.raises(ArtifactError, match="outside the allowed directories") as raised:
-        load_artifact(sneaky, allowed_dirs=[allowed])
+        load_artifact(sneaky, allowed_dirs=[allowed], allow_unpinned=True)
     assert str(tmp_path / "outside" / "model.pkl") in str(raised.value)  # the resolved path is named
     # A prefix of the directory name is not the directory: allowed-evil is not inside allowed.
     _dump(tmp_path / "allowed-evil" / "model.pkl", Trap(marker))
     with pytest.raises(ArtifactError, match="outside"):
-        load_artifact(tmp_path / "allowed-evil" / "model.pkl", allowed_dirs=[allowed])
+        load_artifact(tmp_path / "allowed-evil" / "model.pkl", allowed_dirs=[allowed], allow_unpinned=True)
     assert not marker.exists() and UNPICKLED == []
     assert artifact_events() == _events(refused_path=2)
 
@@ -327,14 +327,14 @@ def test_symlink_pointing_outside_is_refused(tmp_path: Path) -> None:
 
     for sneaky in (link, allowed / "elsewhere" / "model.pkl"):
         with pytest.raises(ArtifactError, match="outside the allowed directories"):
-            load_artifact(sneaky, allowed_dirs=[allowed])
+            load_artifact(sneaky, allowed_dirs=[allowed], allow_unpinned=True)
     assert not marker.exists() and UNPICKLED == []
 
 
 def test_symlink_within_allowed_dirs_loads(tmp_path: Path) -> None:
     target = _dump(tmp_path / "models" / "v2.pkl", "version 2")
     (tmp_path / "models" / "current.pkl").symlink_to(target)
-    assert load_artifact(tmp_path / "models" / "current.pkl", allowed_dirs=[tmp_path]) == "version 2"
+    assert load_artifact(tmp_path / "models" / "current.pkl", allowed_dirs=[tmp_path], allow_unpinned=True) == "version 2"
 
 
 def test_default_allowed_dirs_are_cwd_and_the_environment(
@@ -346,15 +346,15 @@ def test_default_allowed_dirs_are_cwd_and_the_environment(
     monkeypatch.chdir(project)
     monkeypatch.delenv("MIXMESH_ARTIFACT_DIRS", raising=False)
 
-    assert load_artifact("models/a.pkl") == "inside"  # relative to the current directory
+    assert load_artifact("models/a.pkl", allow_unpinned=True) == "inside"  # relative to the current directory
     with pytest.raises(ArtifactError, match="outside"):
-        load_artifact(shared)
+        load_artifact(shared, allow_unpinned=True)
     listed = ["", str(tmp_path / "nowhere"), str(tmp_path / "shared")]  # empty entries are ignored
     monkeypatch.setenv("MIXMESH_ARTIFACT_DIRS", os.pathsep.join(listed))
-    assert load_artifact(shared) == "shared"
+    assert load_artifact(shared, allow_unpinned=True) == "shared"
     # allowed_dirs= replaces the defaults, the current directory included.
     with pytest.raises(ArtifactError, match="outside"):
-        load_artifact("models/a.pkl", allowed_dirs=[tmp_path / "shared"])
+        load_artifact("models/a.pkl", allowed_dirs=[tmp_path / "shared"], allow_unpinned=True)
 
 
 def test_missing_file_with_fallback_value_warns_once(
@@ -362,8 +362,8 @@ def test_missing_file_with_fallback_value_warns_once(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="mixmesh.resources")
     missing = tmp_path / "absent.pkl"
-    assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path]) == {"default": True}
-    assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path]) == {"default": True}
+    assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path], allow_unpinned=True) == {"default": True}
+    assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path], allow_unpinned=True) == {"default": True}
     warnings = [r for r in caplog.records if r.name == "mixmesh.resources"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert str(missing) in warnings[0].getMessage() and "missing" in warnings[0].getMessage()
@@ -381,8 +381,8 @@ def test_missing_file_with_fallback_callable_warns_once(
         built.append(1)
         return "built default"
 
-    assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path]) == "built default"
-    assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path]) == "built default"
+    assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path], allow_unpinned=True) == "built default"
+    assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path], allow_unpinned=True) == "built default"
     assert len(built) == 2  # built per call; cache it with @resource
     assert len([r for r in caplog.records if r.name == "mixmesh.resources"]) == 1
 
@@ -394,7 +394,7 @@ def test_each_reason_warns_once_per_path(tmp_path: Path, caplog: pytest.LogCaptu
     elsewhere.mkdir()
     for _ in range(3):
         load_artifact(path, sha256="0" * 64, fallback="x", allowed_dirs=[tmp_path])
-        load_artifact(path, fallback="x", allowed_dirs=[elsewhere])
+        load_artifact(path, fallback="x", allowed_dirs=[elsewhere], allow_unpinned=True)
     messages = [r.getMessage() for r in caplog.records if r.name == "mixmesh.resources"]
     assert len(messages) == 2
     assert "hash check" in messages[0] and "outside" in messages[1]
@@ -403,11 +403,11 @@ def test_each_reason_warns_once_per_path(tmp_path: Path, caplog: pytest.LogCaptu
 def test_missing_file_without_fallback_raises(tmp_path: Path) -> None:
     missing = tmp_path / "absent.pkl"
     with pytest.raises(ArtifactError, match="missing") as raised:
-        load_artifact(missing, allowed_dirs=[tmp_path])
+        load_artifact(missing, allowed_dirs=[tmp_path], allow_unpinned=True)
     assert str(missing) in str(raised.value) and raised.value.path == str(missing)
     assert raised.value.reason == "missing"
     with pytest.raises(ArtifactError, match="missing"):
-        load_artifact(tmp_path, allowed_dirs=[tmp_path])  # a directory is not an artifact
+        load_artifact(tmp_path, allowed_dirs=[tmp_path], allow_unpinned=True)  # a directory is not an artifact
     assert artifact_events() == _events(missing=2)
 
 
@@ -416,7 +416,7 @@ def test_bad_arguments_are_errors_not_fallbacks(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="64 hexadecimal digits"):
         load_artifact(path, sha256="abc", fallback="x", allowed_dirs=[tmp_path])
     with pytest.raises(ArtifactError, match="loader must be one of"):
-        load_artifact(path, loader="yaml", allowed_dirs=[tmp_path])
+        load_artifact(path, loader="yaml", allowed_dirs=[tmp_path], allow_unpinned=True)
     assert artifact_events() == _events()
 
 
@@ -424,13 +424,13 @@ def test_events_count_each_outcome(tmp_path: Path) -> None:
     path = _dump(tmp_path / "model.pkl", "model")
     outside = tmp_path / "outside"
     outside.mkdir()
-    load_artifact(path, allowed_dirs=[tmp_path])
+    load_artifact(path, allowed_dirs=[tmp_path], allow_unpinned=True)
     load_artifact(path, sha256=file_sha256(path), allowed_dirs=[tmp_path])
     load_artifact(path, sha256="f" * 64, fallback=1, allowed_dirs=[tmp_path])
-    load_artifact(path, fallback=1, allowed_dirs=[outside])
-    load_artifact(tmp_path / "absent.pkl", fallback=1, allowed_dirs=[tmp_path])
+    load_artifact(path, fallback=1, allowed_dirs=[outside], allow_unpinned=True)
+    load_artifact(tmp_path / "absent.pkl", fallback=1, allowed_dirs=[tmp_path], allow_unpinned=True)
     with pytest.raises(ArtifactError):
-        load_artifact(tmp_path / "absent.pkl", allowed_dirs=[tmp_path])
+        load_artifact(tmp_path / "absent.pkl", allowed_dirs=[tmp_path], allow_unpinned=True)
     assert artifact_events() == _events(loaded=2, refused_hash=1, refused_path=1, missing=2, fallback=3)
 
     returned = artifact_events()
@@ -445,7 +445,7 @@ def test_events_are_counted_across_threads(tmp_path: Path) -> None:
 
     def load_many() -> None:
         for _ in range(50):
-            load_artifact(path, allowed_dirs=[tmp_path])
+            load_artifact(path, allowed_dirs=[tmp_path], allow_unpinned=True)
 
     threads = [threading.Thread(target=load_many) for _ in range(8)]
     for thread in threads:
@@ -461,7 +461,7 @@ def test_resource_and_artifact_together(tmp_path: Path) -> None:
 
     @resource(watch=path, clock=clock)
     def model() -> t.Any:
-        return load_artifact(path, allowed_dirs=[tmp_path])
+        return load_artifact(path, allowed_dirs=[tmp_path], allow_unpinned=True)
 
     assert model() == {"version": 1} and model() is model()
     _dump(path, {"version": 2, "more": "bytes"})

@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import pickle
+import sys
 import threading
 import types
 import time
@@ -273,6 +274,31 @@ def file_sha256(path: PathLike) -> str:
     return digest.hexdigest()
 
 
+# The root of the SQLMesh project being loaded or run in this process (set by the integration
+# when SQLMesh loads it; carried to Spark's executors): relative artifact paths mean the same
+# wherever the command was started from.
+_project_root: t.Optional[Path] = None
+
+
+def set_project_root(root: t.Optional[PathLike]) -> None:
+    """Where relative artifact paths (and ``pins``) resolve, and the default allowed directory."""
+    global _project_root
+    _project_root = Path(root).resolve() if root is not None else None
+
+
+def project_root() -> t.Optional[Path]:
+    return _project_root
+
+
+def _base() -> Path:
+    return _project_root if _project_root is not None else Path.cwd()
+
+
+def _in_project(path: PathLike) -> Path:
+    given = Path(path).expanduser()
+    return given if given.is_absolute() else _base() / given
+
+
 def load_artifact(
     path: PathLike,
     *,
@@ -281,11 +307,17 @@ def load_artifact(
     fallback: t.Any = None,
     allowed_dirs: t.Union[PathLike, t.Iterable[PathLike], None] = None,
     loader: str = "auto",
+    allow_unpinned: bool = False,
 ) -> t.Any:
-    """Unpickle a pickle or joblib file from an allowed directory, checked against ``sha256`` if given.
+    """Unpickle a pickle or joblib file from an allowed directory, only if its hash matches
+    ``sha256`` or its entry in ``pins``.
 
-    The allowed directories are the current directory and those in ``MIXMESH_ARTIFACT_DIRS``
-    (``os.pathsep``-separated), unless ``allowed_dirs`` is given. A missing or refused file
+    Relative paths (``path``, ``pins``) resolve against the project's root (the folder of the
+    SQLMesh project being run; the current directory outside SQLMesh), whatever directory the
+    command was started from. The allowed directories are the project's root and those in
+    ``MIXMESH_ARTIFACT_DIRS`` (``os.pathsep``-separated), unless ``allowed_dirs`` is given.
+    Unpickling runs code, so a file with neither ``sha256`` nor ``pins`` is refused
+    (``unpinned``) unless the call says ``allow_unpinned=True``. A missing or refused file
     returns ``fallback`` (a value, or a zero-argument callable building it) with one warning
     per file and reason, or raises ``ArtifactError`` when there is no fallback. A callable
     fallback is always called: wrap a value that is itself callable in a lambda.
@@ -300,7 +332,8 @@ def load_artifact(
             path,
             "bad_argument",
         )
-    resolved = Path(path).resolve()  # symlinks and ".." resolved before any check
+    resolved = _in_project(path).resolve()  # symlinks and ".." resolved before any check
+    pins = _in_project(pins) if pins is not None else None
     named = _name(path, resolved)
     if pins is not None and sha256 is not None:
         raise ArtifactError(f"artifact {path}: give sha256= or pins=, not both", path, "bad_argument")
@@ -322,6 +355,13 @@ def load_artifact(
                 message = f"artifact {named} has no pinned hash {where}; it was not unpickled"
                 return _refused(path, resolved, "unpinned", message, fallback)
             expected = _expected_digest(path, expected)
+        if expected is None and not allow_unpinned:
+            message = (
+                f"artifact {named} has no hash to check (sha256= or pins=), and unpickling runs the code "
+                "it holds; it was not unpickled. Pin it (mixmesh.write_pins, then pins=...), give sha256=, "
+                "or accept the risk with load_artifact(..., allow_unpinned=True)"
+            )
+            return _refused(path, resolved, "unpinned", message, fallback)
         if expected is None:
             value = _unpickle(file, resolved, loader)
         else:
@@ -397,7 +437,7 @@ def _allowed_dirs(allowed_dirs: t.Union[PathLike, t.Iterable[PathLike], None]) -
     if allowed_dirs is None:
         # Read on each call: the environment may be set after import (tests, notebooks).
         listed = os.environ.get(ARTIFACT_DIRS_VARIABLE, "").split(os.pathsep)
-        items: t.List[PathLike] = [os.getcwd(), *(item for item in listed if item)]
+        items: t.List[PathLike] = [_base(), *(item for item in listed if item)]
     elif isinstance(allowed_dirs, (str, os.PathLike)):
         items = [allowed_dirs]
     else:
@@ -420,9 +460,11 @@ def _refused(path: PathLike, resolved: Path, reason: str, message: str, fallback
         _events["fallback"] += 1
     from mixmesh.resilience import record
 
-    record(None, "load_artifact", "fallbacks", log=False)
+    record(_active_model(), "load_artifact", "fallbacks", log=False)
     if first:
         logger.warning("%s; using the fallback instead (reported once per process)", message)
+        # On the console too: every row this feeds is a fallback's, and the run still succeeds.
+        print(f"mixmesh: {message}; using the fallback instead", file=sys.stderr)
     return fallback() if callable(fallback) else fallback
 
 
@@ -431,8 +473,15 @@ def _count(event: str) -> None:
 
     with _events_lock:
         _events[event] += 1
-    # Also where every other resilience event is counted (monitoring reads one place).
-    record(None, "load_artifact", event, log=False)
+    # Also where every other resilience event is counted (monitoring reads one place), under
+    # the model being evaluated, so the metrics show which model ran on a fallback.
+    record(_active_model(), "load_artifact", event, log=False)
+
+
+def _active_model() -> t.Optional[str]:
+    from mixmesh.monitor import capture
+
+    return capture.active_model()
 
 
 def _unpickle(file: t.BinaryIO, resolved: Path, loader: str) -> t.Any:

@@ -431,6 +431,9 @@ def _wrap_loader_method(cls: type, method: str) -> None:
     def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
         macros = kwargs.get("macros", args[0] if args else None)
         if macros is not None:
+            from mixmesh import resources
+
+            resources.set_project_root(self.config_path)  # artifacts resolve against the project
             track_project_modules(self)
             register_project_functions(self, macros)
             load_sql_functions(self, macros)

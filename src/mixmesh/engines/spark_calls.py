@@ -20,7 +20,7 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh import types
+from mixmesh import resources, types
 from mixmesh.errors import FunctionCallError, where
 
 if t.TYPE_CHECKING:
@@ -44,9 +44,12 @@ class SparkCall:
         # Unique per registration: a worker never mistakes another function bound under this name.
         self.key = f"{sql_name}:{uuid.uuid4().hex}"
         self.working_directory = os.getcwd()
+        self.project_root = resources.project_root()  # where artifact paths resolve, as on the driver
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         _work_in(self.working_directory)
+        if self.project_root is not None and resources.project_root() != self.project_root:
+            resources.set_project_root(self.project_root)
         arrays = [self._checked(position, column) for position, column in enumerate(columns)]
         started = time.perf_counter()
         failed = True

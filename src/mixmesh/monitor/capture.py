@@ -76,6 +76,13 @@ def register_engine_code(code: types.CodeType) -> None:
 # ------------------------------------------------------------------------- batch timing
 
 
+def active_model() -> t.Optional[str]:
+    """The model being evaluated in this process, when there is exactly one (events recorded
+    outside any function, such as an artifact's fallback, are filed under it)."""
+    with _active_lock:
+        return next(iter(_active)) if len(_active) == 1 else None
+
+
 def evaluating() -> bool:
     """Whether some model evaluation is being recorded (figures worth computing)."""
     return bool(_active)
