@@ -38,7 +38,7 @@ def plan(project: Project, **kwargs: t.Any) -> Outcome:
     """``sqlmesh plan --auto-apply`` in this process, its console captured.
 
     SQLMesh prints a failed model's error to its console and raises only "Plan application
-    failed."; the captured text holds both, on one line each way (wrapped lines joined).
+    failed."; the text holds both, whitespace collapsed (the console wraps long lines).
     """
     from sqlmesh import Context
     from sqlmesh.core.console import CaptureTerminalConsole, get_console, set_console
