@@ -9,6 +9,8 @@ statement reads the stream. Results are those of the plain binding, which runs w
 the split would not be exact (``hoisting`` says why), the engine cannot stream the
 statement (``engines.<engine>.execute_split`` says why), or ``MIXMESH_FAST_PATH=off``.
 Functions declared ``@udf(parallel="processes")`` run in worker processes (``workers``).
+The first statement of a run also clears what killed runs left: staging tables of Python
+models and the workers' scratch folders.
 
 What was decided for the last statements is kept in ``decisions`` (and logged at DEBUG on
 ``mixmesh.fastpath``), for tests and for anyone wondering why a model is slow.
@@ -27,7 +29,7 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh import engines, hoisting, workers
+from mixmesh import engines, hoisting, types, workers
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     if adapter.dialect not in engines.ENGINE_MODULES:
         return False
     engine = engines.engine(adapter.dialect)
+    _clear_what_killed_runs_left(adapter, engine)
     observe = getattr(engine, "observe_statement", None)
     if observe is not None:
         observe(adapter, sql)
@@ -84,6 +87,25 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     return _decided(functions, refused is None, refused or "")
 
 
+_scratch_cleared = False
+
+
+def _clear_what_killed_runs_left(adapter: t.Any, engine: t.Any) -> None:
+    """At the first statements of a run: a killed run (kill -9 runs no clean-up) left staging
+    tables in the database and scratch folders of its workers; they go now, not when some
+    later run happens to land a Python model or start workers."""
+    global _scratch_cleared
+    try:
+        drop_dead_staging = getattr(engine, "drop_dead_staging", None)  # once per connection pool
+        if drop_dead_staging is not None:
+            drop_dead_staging(adapter)
+        if not _scratch_cleared:
+            _scratch_cleared = True
+            workers.remove_dead_scratch()
+    except Exception as error:  # noqa: BLE001 - tidying never fails a statement; a later run tidies
+        logger.debug("leftovers of killed runs not cleared: %s", error)
+
+
 @contextlib.contextmanager
 def _workers(functions: t.Mapping[str, t.Any]) -> t.Iterator[t.Any]:
     """Worker processes for the functions declared parallel="processes", if any."""
@@ -103,7 +125,9 @@ def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.U
         return hoisting.Declined(f"sqlglot cannot parse the statement: {error}")
     # A non-deterministic function stays with the plain binding, called for each occurrence.
     argument_types = {
-        name: [arg.sql_type for arg in binding.spec.args] for name, binding in bound.items() if binding.spec.deterministic
+        name: [types.arrow_carried(arg.sql_type) for arg in binding.spec.args]
+        for name, binding in bound.items()
+        if binding.spec.deterministic
     }
     return hoisting.plan(statement, argument_types, f"{hoisting.PREFIX}stream_{uuid.uuid4().hex[:12]}")
 

@@ -297,6 +297,32 @@ def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str
     return name
 
 
+_tidied: "weakref.WeakSet[t.Any]" = weakref.WeakSet()  # connection pools already cleared of stale tables
+
+
+def drop_dead_staging(adapter: t.Any) -> None:
+    """Once per connection pool, at its first statement: drop the staging tables no run of
+    this process uses, i.e. those a killed run left (kill -9 runs no clean-up). Without
+    this they stayed until some Python model landed again. Never fails the statement."""
+    pool = adapter._connection_pool
+    with _lock:
+        if pool in _tidied:
+            return
+        _tidied.add(pool)
+    try:
+        cursor = adapter.connection.cursor()  # its own transaction, whatever SQLMesh's cursor is in
+    except Exception:  # noqa: BLE001 - no connection yet: a later landing clears them
+        return
+    try:
+        _drop_stale_staging(cursor)
+    except Exception as error:  # noqa: BLE001 - read-only, or a conflict: a later landing clears them
+        import logging
+
+        logging.getLogger(__name__).debug("stale staging tables left for a later run: %s", error)
+    finally:
+        cursor.close()
+
+
 def _drop_stale_staging(cursor: t.Any) -> None:
     """Staging tables no run uses: another process's (one that died: DuckDB has a single
     writer process) or this process's that could not be dropped when their run ended."""
