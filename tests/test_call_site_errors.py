@@ -271,7 +271,7 @@ def test_any_inside_a_declared_struct_fails_at_load_time_naming_the_field(planne
 
 SIGNATURE = "function 'scaled' in model analytics.scores takes 3 argument(s) (value, factor, label)"
 CALLS = {
-    "an unknown keyword": ("@scaled(x, 2, s, labl := 'a')", "got an unexpected keyword argument 'labl'"),
+    "an unknown keyword": ("@scaled(x, 2, s, labl := 'a')", "unknown keyword argument(s) ['labl']"),
     "too many": ("@scaled(x, 2, s, 4)", "too many positional arguments"),
     "too few": ("@scaled(x, 2)", "missing a required argument: 'label'"),
     "a keyword for a positional one": ("@scaled(x, 2, s, value := 3.0)", "multiple values for argument 'value'"),
@@ -285,13 +285,9 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_load_time(planned: Proj
     assert f"the call {call}" in output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (message): a misspelt keyword in place of a required one says only \"missing a required "
-    "argument: 'label'\" (Signature.bind checks what is missing first); the unknown 'labl' is never named"
-))
 def test_a_misspelt_keyword_is_named_as_unknown(planned: Project) -> None:
     output = fails_keeping_the_table(planned, "@scaled(x, 2, labl := s)")
-    assert SIGNATURE in output and "unexpected keyword argument 'labl'" in output
+    assert SIGNATURE in output and "unknown keyword argument(s) ['labl']" in output
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -303,10 +299,6 @@ def test_a_keyword_given_twice_fails(planned: Project) -> None:
     assert SIGNATURE in output and "label" in output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a keyword given twice in context.sql is silently dropped (ModelContext._bind_functions "
-    "builds a dict of the keywords; the last one wins)"
-))
 def test_a_keyword_given_twice_in_context_sql_fails(planned: Project) -> None:
     forget_project_modules()  # another project's `python` package may be cached in this process
     planned.write("python/shared/scaling.py", FUNCTIONS)

@@ -31,6 +31,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 import mixmesh
 from mixmesh import engines, fastpath, sqlmesh_bridge, udf
+from mixmesh.errors import FunctionCallError
 from tests.call_site_projects import fast_path, plan, table_bytes
 from tests.projects import Project, forget_project_modules
 
@@ -768,39 +769,11 @@ def test_null_arguments_give_null_without_a_call_at_every_type(engine: Engine, m
 # --- bugs found here ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: on the fast path (arrow_lossless_conversion) a HUGEINT reaches an Any / unannotated / "
-    "Dict[str, Any] / List[Dict[str, Any]] parameter as 16 raw bytes, at any depth (a SUM inside "
-    "an ARRAY_AGG(STRUCT(...))), and a vectorized pa.Array parameter fails casting "
-    "fixed_size_binary[16] to decimal128; the plain binding gives ints"
-))
-@pytest.mark.parametrize("function, argument, expected", [
-    ("got_any", "h", 5),
-    ("got_dict", "{'total': h}", {"total": 5}),
-    ("got_any", "[{'total': h}]", [{"total": 5}]),
-    ("got_array", "h", "decimal128(38, 0)|Decimal:Decimal('5')"),
-])
-def test_a_hugeint_reaches_an_any_parameter_as_an_int(engine: Engine, function: str, argument: str, expected: t.Any) -> None:
-    sql = f"SELECT {engine.call(function, argument)} FROM (SELECT sum(i) AS h FROM (VALUES (2), (3)) v(i))"
-    answer = expected if isinstance(expected, str) else instant(expected)
-    assert engine.select(sql, "off") == [(answer,)]
-    assert engine.select(sql, "on") == [(answer,)]
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the fast path hands a TIMESTAMPTZ to a row function with a zoneinfo tzinfo, the plain "
-    "binding with a pytz one: a function reading x.tzinfo (or returning repr(x)) differs"
-))
 def test_an_aware_datetime_has_the_same_tzinfo_on_the_fast_path(engine: Engine) -> None:
     sql = f"SELECT {engine.call('got_tzinfo', 'tstz')} FROM (SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS tstz)"
     assert engine.select(sql, "on") == engine.select(sql, "off")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an AwareDatetime parameter receives the instant in the session's time zone (SET GLOBAL "
-    "TimeZone, a connector setting), on both paths, not in UTC as accepts.py and the Mismatch "
-    "message promise"
-))
 @pytest.mark.parametrize("mode", MODES)
 def test_an_aware_parameter_receives_utc_whatever_the_session_time_zone(engine: Engine, mode: str) -> None:
     engine.connection.execute("SET GLOBAL TimeZone = 'Asia/Kathmandu'")
@@ -811,13 +784,14 @@ def test_an_aware_parameter_receives_utc_whatever_the_session_time_zone(engine: 
         engine.connection.execute("SET GLOBAL TimeZone = 'UTC'")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a TIMESTAMP_NS into Any reaches a row function as a pandas Timestamp on the fast path, "
-    "a datetime (microseconds) on the plain binding"
-))
-def test_a_nanosecond_timestamp_reaches_any_the_same_way_on_both_paths(engine: Engine) -> None:
+def test_a_nanosecond_timestamp_into_any_is_refused_the_same_way_on_both_paths(engine: Engine) -> None:
+    # A datetime holds microseconds: passing nanoseconds would drop them on one path and hand a
+    # pandas Timestamp on the other; both refuse, with the CAST that says what is meant.
     sql = f"SELECT {engine.call('got_any', 'ts')} FROM (SELECT TIMESTAMP_NS '2024-01-01 01:02:03.123456789' AS ts)"
-    assert engine.select(sql, "on") == engine.select(sql, "off")
+    for mode in ("on", "off"):
+        with pytest.raises(FunctionCallError, match="microseconds, not nanoseconds") as raised:
+            engine.select(sql, mode)
+        assert "CAST(" in str(raised.value) and "AS TIMESTAMP)" in str(raised.value)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -830,10 +804,6 @@ def test_infinite_dates_reach_functions_the_same_way_on_both_paths(engine: Engin
     assert engine.select(sql, "on") == [(instant(dt.date.max),)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the fast path reads the stage on another cursor, without the session's TimeZone "
-    "(SET in a model's pre-statement): time-zone dependent arguments differ from the plain binding"
-))
 def test_a_session_time_zone_applies_to_arguments_on_the_fast_path(engine: Engine) -> None:
     engine.adapter.execute("SET TimeZone = 'Asia/Kolkata'")
     try:
@@ -845,10 +815,6 @@ def test_a_session_time_zone_applies_to_arguments_on_the_fast_path(engine: Engin
         engine.adapter.execute("SET TimeZone = 'UTC'")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (regression of issue 15): a NULL literal is INTEGER to DuckDB's describe, so @f(NULL) "
-    "fails for a str, date... parameter ('it is not text'); before, it gave NULL"
-))
 @pytest.mark.parametrize("function", ["got_str", "got_date", "got_aware"])
 def test_a_null_literal_is_accepted_by_every_parameter(engine: Engine, function: str) -> None:
     assert engine.select(f"SELECT {engine.call(function, 'NULL')} FROM range(2)", "off") == [(None,), (None,)]
@@ -861,30 +827,17 @@ GROUPED = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (regression of issue 15): a call grouped by (GROUP BY 1, its alias or itself) fails: the "
-    "probe replaces the call by NULL in GROUP BY and projects its argument ungrouped (Binder Error: "
-    "column must appear in the GROUP BY clause), reported as 'cannot be determined'"
-))
 @pytest.mark.parametrize("shape", GROUPED, ids=["ordinal", "alias", "expression"])
 def test_a_call_may_be_grouped_by(engine: Engine, shape: str) -> None:
     sql = shape.format(call=engine.call("got_int", "n % 2"))
     assert engine.select(sql, "off") == [(instant(0), 2), (instant(1), 1)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (regression of issue 15): a call in an aggregate's FILTER (WHERE ...) fails: the probe "
-    "keeps the aggregate query and projects the argument ungrouped"
-))
 def test_a_call_in_an_aggregate_filter(engine: Engine) -> None:
     sql = f"SELECT count(*) FILTER (WHERE {engine.call('got_int', 'n')} = 'int:2') FROM (VALUES (1), (2)) v(n)"
     assert engine.select(sql, "off") == [(1,)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a call in a subquery whose WITH shadows an outer CTE's name: the probe puts both CTEs "
-    "in one WITH (Parser Error: Duplicate CTE name), reported as 'cannot be determined'"
-))
 def test_a_call_under_a_cte_that_shadows_an_outer_one(engine: Engine) -> None:
     sql = (f"WITH c AS (SELECT 1 AS v) SELECT * FROM "
            f"(WITH c AS (SELECT 'x' AS v) SELECT {engine.call('got_str', 'v')} AS s FROM c) AS z")
@@ -908,11 +861,6 @@ def test_the_largest_hugeint_reaches_an_int_parameter(project: Project) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a parameter hinted with `from mixmesh import AwareDatetime` fails to load "
-    "(NameError: AwareDatetime): typing.Annotated aliases report the module 'datetime', so "
-    "_is_typing_form misses them, and SQLMesh's build_env drops the callable alias from the env"
-))
 def test_aware_datetime_imported_by_name_loads(project: Project) -> None:
     project.write("macros/aware.py", '''
         from mixmesh import AwareDatetime, udf
@@ -932,11 +880,6 @@ def test_aware_datetime_imported_by_name_loads(project: Project) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (regression of issue 15): context.sql with parameters fails when a call's probe leaves a "
-    "parameter out (the seed's SUM(f(x)) ... WHERE d BETWEEN :start AND :end drops WHERE; a "
-    "second call's argument): DuckDB refuses the excess parameter, reported as 'cannot be determined'"
-))
 def test_context_sql_parameters_outside_the_calls_probe(project: Project) -> None:
     forget_project_modules()  # another project's `python` package may be cached in this process
     project.write("python/shared/doubling.py", '''

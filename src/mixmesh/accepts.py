@@ -103,6 +103,8 @@ class AnyType(Accepts):
         self.shown = shown
 
     def resolve(self, call: exp.DataType, *, vectorized: bool = False) -> exp.DataType:
+        if any(node.this == DType.TIMESTAMP_NS for node in call.find_all(exp.DataType)):
+            raise Mismatch("a Python datetime holds microseconds, not nanoseconds", fix=build("TIMESTAMP"))
         carried = as_text_where_needed(call)
         try:
             types.to_arrow(carried)
@@ -138,6 +140,36 @@ class Family(Accepts):
 
 def _exact_int(value: t.Any) -> t.Any:
     return int(value) if isinstance(value, decimal.Decimal) else value
+
+
+def _in_utc(value: t.Any) -> t.Any:
+    return value.astimezone(dt.timezone.utc) if isinstance(value, dt.datetime) and value.tzinfo else value
+
+
+def values_converter(bound: exp.DataType) -> t.Optional[t.Callable[[t.Any], t.Any]]:
+    """What makes a value of ``bound`` the same on every path, at any depth: a HUGEINT an int
+    (Arrow carries it as a Decimal), a TIMESTAMPTZ an aware datetime in UTC (engines hand it
+    in their session's zone, with pytz or zoneinfo). None where nothing needs it."""
+    kind = bound.this
+    if kind == DType.INT128:
+        return _exact_int
+    if kind in (DType.TIMESTAMPTZ, DType.TIMESTAMPLTZ):
+        return _in_utc
+    if kind in LISTS:
+        inner = values_converter(bound.expressions[0])
+        return None if inner is None else (lambda values: [types.apply(inner, v) for v in values])
+    if kind == DType.STRUCT:
+        fields = {f.name: values_converter(f.args["kind"]) for f in bound.expressions}
+        fields = {name: convert for name, convert in fields.items() if convert is not None}
+        if not fields:
+            return None
+        return lambda value: {k: types.apply(fields.get(k), v) for k, v in value.items()}
+    if kind == DType.MAP:
+        key, value_ = (values_converter(part) for part in bound.expressions)
+        if key is None and value_ is None:
+            return None
+        return lambda mapping: {types.apply(key, k): types.apply(value_, v) for k, v in mapping.items()}
+    return None
 
 
 class ListOf(Accepts):

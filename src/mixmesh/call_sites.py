@@ -64,11 +64,12 @@ def resolve(
     if not found:
         return statement, []
     names = set(calls)
+    described = _described_together(found, names, describe)
     planned = []
     for call in found:
         binding = calls[call.name.lower()]
-        call_types = argument_types(call, names, describe, binding, dialect)
-        planned.append((call, binding, *_bound_types(binding, call, call_types, dialect)))
+        call_types = described.get(id(call)) or argument_types(call, names, describe, binding, dialect)
+        planned.append((call, binding, *_bound_types(binding, call, _literal_types(call, call_types), dialect)))
     resolved: t.Dict[str, Resolved] = {}
     for call, binding, bound, casts in planned:
         sql_name = binding_name(call.name.lower(), bound)
@@ -92,6 +93,30 @@ def binding_name(call_name: str, bound: t.Sequence[exp.DataType]) -> str:
 
 
 # --- what the call site passes ---------------------------------------------------------------
+
+
+def _described_together(
+    found: t.Sequence[exp.Anonymous], names: t.Set[str], describe: Describe
+) -> t.Dict[int, t.List[exp.DataType]]:
+    """The argument types of every call, one probe per SELECT (and per kind of place in it)
+    for all the calls it holds; a probe that does not bind leaves its calls to
+    ``argument_types``, which tries each call's own."""
+    groups: t.Dict[t.Tuple[int, bool], t.Tuple[exp.Select, t.List[exp.Anonymous]]] = {}
+    for call in found:
+        select = call.find_ancestor(exp.Select)
+        if select is not None and call.expressions:
+            groups.setdefault((id(select), _row_level(call, select)), (select, []))[1].append(call)
+    types: t.Dict[int, t.List[exp.DataType]] = {}
+    for (_, row_level), (select, members) in groups.items():
+        arguments = [arg for call in members for arg in call.expressions]
+        try:
+            described = describe(_select_probe(arguments, select, names, row_level=row_level))
+        except Exception:  # noqa: BLE001 - each call tries its own probes next
+            continue
+        tail = described[len(described) - len(arguments):]
+        for call in members:
+            types[id(call)], tail = tail[: len(call.expressions)], tail[len(call.expressions):]
+    return types
 
 
 def argument_types(
@@ -124,34 +149,41 @@ def argument_types(
 
 def _probes(call: exp.Anonymous, names: t.Set[str]) -> t.Iterator[exp.Query]:
     """Queries, bound but never run, whose last columns are the call's arguments: the SELECT
-    the call stands in; then, for a correlated subquery (a LATERAL join), the same with the
-    enclosing queries' tables beside its own, so that outer columns resolve."""
+    the call stands in, as it stands (grouped where it is grouped), then over its rows
+    before any grouping (a call in GROUP BY, or grouped by through its alias); then, for a
+    correlated subquery (a LATERAL join), the same with the enclosing queries' tables beside
+    its own, so that outer columns resolve."""
     select = call.find_ancestor(exp.Select)
     if select is None:
         statement = call.find_ancestor(exp.Update, exp.Delete)
         if statement is not None:
             yield _statement_probe(call, statement, names)
         return
-    probe = _select_probe(call, select, names)
-    yield probe
+    row_level = _row_level(call, select)
+    styles = (row_level,) if row_level else (False, True)
     outer = _outer_sources(select, names)
-    if outer:
-        probe.set("joins", [*(probe.args.get("joins") or []), *outer])
-        if probe.args.get("from_") is None:
-            first, *rest = outer
-            probe.set("from_", exp.From(this=first.this))
-            probe.set("joins", rest)
-        yield probe
+    for with_outer in (False, True) if outer else (False,):
+        for style in styles:
+            probe = _select_probe(list(call.expressions), select, names, row_level=style)
+            if with_outer:
+                probe.set("joins", [*(probe.args.get("joins") or []), *[join.copy() for join in outer]])
+                if probe.args.get("from_") is None:
+                    first, *rest = probe.args["joins"]
+                    probe.set("from_", exp.From(this=first.this))
+                    probe.set("joins", rest)
+            yield probe
 
 
-def _select_probe(call: exp.Anonymous, select: exp.Select, names: t.Set[str]) -> exp.Select:
-    arguments = [_without_calls(arg.copy(), names) for arg in call.expressions]
+def _select_probe(
+    arguments: t.Sequence[exp.Expr], select: exp.Select, names: t.Set[str], *, row_level: bool
+) -> exp.Select:
+    copies = [_without_calls(arg.copy(), names) for arg in arguments]
     probe = _without_calls(select.copy(), names)
-    aliased = [exp.alias_(arg, f"{_PROBE}{i}", quoted=True) for i, arg in enumerate(arguments)]
+    aliased = [exp.alias_(arg, f"{_PROBE}{i}", quoted=True) for i, arg in enumerate(copies)]
     for clause in _NOT_NEEDED:
         probe.set(clause, None)
-    if _row_level(call, select):
-        # Inside an aggregate, a WHERE or a join: the rows before any grouping.
+    if row_level:
+        # Inside an aggregate, a FILTER, a WHERE or a join: the rows before any grouping.
         for clause in ("group", "having", "where"):
             probe.set(clause, None)
         probe.set("expressions", aliased)
@@ -195,6 +227,8 @@ def _row_level(call: exp.Expr, select: exp.Select) -> bool:
         parent = node.parent
         if isinstance(node, exp.AggFunc) and not isinstance(parent, exp.Window):
             return True
+        if isinstance(parent, exp.Filter) and node.arg_key == "expression":  # COUNT(*) FILTER (WHERE ...)
+            return True
         if parent is select and node.arg_key in ("where", "joins", "from_", "laterals"):
             return True
         node = parent
@@ -205,11 +239,14 @@ def _with_in_scope(select: exp.Select, names: t.Set[str]) -> t.Optional[exp.With
     """The CTEs the select may read: those of every enclosing WITH, outermost first."""
     scopes: t.List[t.List[exp.CTE]] = []
     recursive = False
+    seen: t.Set[str] = set()  # an inner CTE shadows an outer one of the same name
     node: t.Optional[exp.Expr] = select
     while node is not None:
         with_ = node.args.get("with_")
         if isinstance(with_, exp.With):
-            scopes.append([_without_calls(cte.copy(), names) for cte in with_.expressions])
+            visible = [cte for cte in with_.expressions if cte.alias_or_name.lower() not in seen]
+            seen.update(cte.alias_or_name.lower() for cte in with_.expressions)
+            scopes.append([_without_calls(cte.copy(), names) for cte in visible])
             recursive = recursive or bool(with_.args.get("recursive"))
         node = node.parent
     ctes = [cte for scope in reversed(scopes) for cte in scope]
@@ -236,6 +273,42 @@ def _stated_type(arg: exp.Expr) -> t.Optional[exp.DataType]:
     return None
 
 
+def _literal_types(call: exp.Anonymous, call_types: t.Sequence[exp.DataType]) -> t.List[exp.DataType]:
+    """A literal NULL (or an empty list) has no type of its own (DuckDB calls it INTEGER):
+    such an argument is typed NULL (a list of NULL), which every parameter accepts."""
+    typed = []
+    for arg, sql_type in zip(call.expressions, call_types):
+        if isinstance(arg, exp.Null):
+            sql_type = exp.DataType.build("NULL")
+        elif isinstance(arg, exp.Array) and not arg.expressions:
+            sql_type = exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[exp.DataType.build("NULL")], nested=True)
+        typed.append(sql_type)
+    return typed
+
+
+def _stand_in(accepts: accepts_.Accepts, call_type: exp.DataType) -> exp.DataType:
+    """The type a NULL (or an empty list) is passed as: the parameter's own, where it has one."""
+    if call_type.this in accepts_.LISTS:
+        element = accepts.element if isinstance(accepts, accepts_.ListOf) else accepts_.AnyType()
+        inner = _stand_in(element, call_type.expressions[0])
+        return exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[inner], nested=True)
+    default = accepts.default()
+    if default is not None:
+        return default
+    if isinstance(accepts, accepts_.DictOf):
+        return exp.DataType(
+            this=exp.DataType.Type.MAP, expressions=[accepts_.build("VARCHAR"), _stand_in(accepts.value, call_type)],
+            nested=True,
+        )
+    return accepts_.build("VARCHAR")
+
+
+def _untyped(call_type: exp.DataType) -> bool:
+    return call_type.this == exp.DataType.Type.NULL or (
+        call_type.this in accepts_.LISTS and _untyped(call_type.expressions[0])
+    )
+
+
 # --- what the function is bound with ----------------------------------------------------------
 
 
@@ -246,6 +319,10 @@ def _bound_types(
     bound, casts = [], []
     for position, (arg, expression, call_type) in enumerate(zip(spec.args, call.expressions, call_types), start=1):
         accepts = arg.accepts or accepts_.Exact(arg.sql_type)
+        if _untyped(call_type):
+            bound.append(_stand_in(accepts, call_type))
+            casts.append(True)
+            continue
         try:
             sql_type = accepts.resolve(call_type, vectorized=spec.vectorized)
         except accepts_.Mismatch as mismatch:

@@ -169,8 +169,10 @@ class ModelContext:
             if udf is None:
                 return node
             positional = [arg for arg in node.expressions if not isinstance(arg, exp.PropertyEQ)]
-            keywords = {arg.this.name: arg.expression for arg in node.expressions if isinstance(arg, exp.PropertyEQ)}
-            arguments = call_arguments(udf.spec, self.spec.name, positional, keywords)
+            named = [arg for arg in node.expressions if isinstance(arg, exp.PropertyEQ)]
+            keywords = {arg.this.name: arg.expression for arg in named}
+            twice = sorted({arg.this.name for arg in named if sum(a.this.name == arg.this.name for a in named) > 1})
+            arguments = call_arguments(udf.spec, self.spec.name, positional, keywords, twice=twice)
             return bound_call(udf.spec, self.spec.name, arguments, adapter)
 
         return expression.transform(bound, copy=False)

@@ -53,11 +53,15 @@ class Argument:
 
     def python_converter(self) -> t.Optional[t.Callable[[t.Any], t.Any]]:
         """How the engine's value becomes the value the hint asks for (None: as it is)."""
-        building = types.python_converter(self.hint)
-        exact = self.accepts.python_converter(self.sql_type) if self.accepts and self.sql_type is not None else None
-        if building is None or exact is None:
-            return building or exact
-        return lambda value: building(exact(value))
+        steps = [
+            self.accepts.python_converter(self.sql_type) if self.accepts and self.sql_type is not None else None,
+            accepts_.values_converter(self.sql_type) if self.sql_type is not None else None,
+            types.python_converter(self.hint),
+        ]
+        steps = [step for step in steps if step is not None]
+        if len(steps) <= 1:
+            return steps[0] if steps else None
+        return lambda value: functools.reduce(lambda converted, step: step(converted), steps, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +140,9 @@ class FunctionSpec:
             [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for arg in self.args]
         )
         lowered = {arg.name.lower(): arg.name for arg in self.args}
+        unknown = [key for key in keywords if key.lower() not in lowered]
+        if unknown:
+            raise TypeError(f"unknown keyword argument(s) {unknown}")
         named = {lowered.get(key.lower(), key): value for key, value in keywords.items()}
         bound = signature.bind(*positional, **named)
         return [bound.arguments[arg.name] for arg in self.args]

@@ -70,11 +70,19 @@ def expand_call(
 
 
 def call_arguments(
-    spec: "FunctionSpec", model: t.Optional[str], args: t.Sequence[t.Any], kwargs: t.Mapping[str, t.Any]
+    spec: "FunctionSpec",
+    model: t.Optional[str],
+    args: t.Sequence[t.Any],
+    kwargs: t.Mapping[str, t.Any],
+    *,
+    twice: t.Sequence[str] = (),
 ) -> t.List[exp.Expr]:
     """A call's arguments in parameter order: positional ones, then ``name := value`` ones,
-    bound as Python binds them; a clear error otherwise."""
+    bound as Python binds them; a clear error otherwise (``twice``: keywords the call gave
+    more than once, which a mapping of keywords cannot show)."""
     try:
+        if twice:
+            raise TypeError(f"keyword argument(s) {list(twice)} given more than once")
         ordered = spec.order_arguments(list(args), dict(kwargs))
     except TypeError as error:
         parameters = ", ".join(arg.name for arg in spec.args)
@@ -275,12 +283,9 @@ def portable_annotation(annotation: ast.expr, namespace: t.Mapping[str, t.Any]) 
         def visit_Name(self, node: ast.Name) -> ast.expr:
             value = namespace.get(node.id)
             if _is_typing_form(value):
-                name = getattr(value, "_name", None) or node.id
-                return ast.Attribute(
-                    value=ast.Call(func=ast.Name("__import__"), args=[ast.Constant("typing")], keywords=[]),
-                    attr=name,
-                )
-            return node
+                return _look_up("typing", getattr(value, "_name", None) or node.id)
+            module = _alias_module(node.id, value)
+            return _look_up(module, node.id) if module is not None else node
 
     return Portable().visit(annotation)
 
@@ -296,6 +301,21 @@ def portable_class_source(source: str, cls: type) -> str:
         elif isinstance(node, ast.ClassDef):  # class Transaction(TypedDict)
             node.bases = [portable_annotation(base, namespace) for base in node.bases]
     return ast.unparse(ast.fix_missing_locations(tree)).strip()
+
+
+def _look_up(module: str, name: str) -> ast.expr:
+    return ast.Attribute(value=ast.Call(func=ast.Name("__import__"), args=[ast.Constant(module)], keywords=[]), attr=name)
+
+
+def _alias_module(name: str, value: t.Any) -> t.Optional[str]:
+    """Where a hint alias such as ``mixmesh.AwareDatetime`` (an ``Annotated[...]``, which
+    SQLMesh does not store) can be imported from under the same name."""
+    if value is None or isinstance(value, type) or t.get_origin(value) is None:
+        return None
+    for module in ("mixmesh", "typing", "typing_extensions"):
+        if getattr(sys.modules.get(module), name, None) is value:
+            return module
+    return None
 
 
 def _is_typing_form(value: t.Any) -> bool:

@@ -203,6 +203,21 @@ def to_arrow(sql_type: exp.DataType) -> pa.DataType:
     raise NoSqlType(f"SQL type {sql_type.sql('duckdb')} is not supported by mixmesh functions")
 
 
+def arrow_carried(sql_type: exp.DataType) -> exp.DataType:
+    """The type a value of ``sql_type`` crosses into Python as on every path: HUGEINT as
+    DECIMAL(38, 0), as DuckDB hands it to Arrow by default (the fast path's reader would
+    otherwise hand its raw 16 bytes)."""
+    if not any(node.this == DType.INT128 for node in sql_type.find_all(exp.DataType)):
+        return sql_type
+
+    def carried(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.DataType) and node.this == DType.INT128:
+            return exp.DataType.build("DECIMAL(38, 0)")
+        return node
+
+    return sql_type.copy().transform(carried)
+
+
 def decimal_params(sql_type: exp.DataType) -> t.Tuple[int, int]:
     params = [int(param.this.name) for param in sql_type.expressions]
     if not params:

@@ -37,6 +37,8 @@ import threading
 import types
 import typing as t
 
+from sqlglot import exp
+
 from mixmesh.errors import FunctionCallError
 
 if t.TYPE_CHECKING:
@@ -143,7 +145,10 @@ def resolve_expression(
             calls = dict(_calls)
 
     def describe(probe: t.Any) -> t.Any:
-        return module.describe(adapter, probe, params, cursor=cursor)
+        # Only the parameters the probe still holds (it drops WHERE clauses, other calls).
+        used = {node.name for node in probe.find_all(exp.Placeholder, exp.Parameter)}
+        given = {name: value for name, value in (params or {}).items() if name in used}
+        return module.describe(adapter, probe, given, cursor=cursor)
 
     resolved, bindings = call_sites.resolve(expression, calls, describe, dialect=module.NAME)
     for sql_name, binding in bindings:
