@@ -571,6 +571,7 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
         if unseen:
             return f"the open transaction wrote {unseen}, which the query may read"
         reader_cursor.execute("SET SESSION arrow_lossless_conversion = true")
+        _same_time_zone(adapter.cursor, reader_cursor)
         inner_sql = split.inner.sql(NAME)
         called = _sql_functions_called(inner_sql)
         if called:
@@ -614,6 +615,14 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
         return None
     finally:
         reader_cursor.close()
+
+
+def _same_time_zone(cursor: t.Any, reader_cursor: t.Any) -> None:
+    """The reader reads in the session's time zone (a model's ``SET TimeZone`` pre-statement):
+    a cursor is a session of its own, and zone-dependent expressions (``strftime`` of a
+    TIMESTAMPTZ, a cast to TIMESTAMP) must give what the plain statement gives."""
+    (zone,) = cursor.execute("SELECT current_setting('TimeZone')").fetchone()
+    reader_cursor.execute("SET SESSION TimeZone = $zone", {"zone": zone})
 
 
 def _materialized(cursor: t.Any, split: t.Any) -> t.Any:
