@@ -309,6 +309,11 @@ def build_spec(
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
         raise FunctionDefinitionError(f"@udf decorates a function, got {func!r}")
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        raise FunctionDefinitionError(
+            f"@udf {func.__qualname__}: an async def function is not supported yet; define it with def "
+            "(call an async client with asyncio.run inside it)"
+        )
     sql_name = _check_sql_name(func.__name__ if name is None else name, func)
     if null_handling not in NULL_HANDLING:
         raise FunctionDefinitionError(
@@ -385,7 +390,14 @@ def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any
             raise FunctionDefinitionError(
                 f"@udf {func.__name__}: {name}= takes a mixmesh {kind.__name__}(...), got {value!r}"
             )
-    timeout = Timeout(timeout_s) if timeout_s is not None else None
+        if value is not None and value.problems():
+            raise FunctionDefinitionError(f"@udf {func.__name__}: {name}={kind.__name__}(...): {'; '.join(value.problems())}")
+    try:
+        timeout = Timeout(timeout_s) if timeout_s is not None else None
+    except (TypeError, ValueError):
+        raise FunctionDefinitionError(
+            f"@udf {func.__name__}: timeout_s must be a positive, finite number of seconds, got {timeout_s!r}"
+        ) from None
     chosen = [policy for policy in (circuit_breaker, retry, timeout) if policy is not None]
     return Policies(chosen) if chosen else None
 

@@ -152,7 +152,7 @@ def python_model(
             spec,
             retry=_retry(spec.name, retry),
             fallbacks=_fallbacks(spec.name, fallbacks),
-            timeout_s=timeout_s,
+            timeout_s=_timeout(spec.name, timeout_s),
             requirements=_requirements(spec.name, requirements),
         )
         from mixmesh import sqlmesh_bridge
@@ -305,7 +305,19 @@ def _retry(model: str, retry: t.Any) -> t.Any:
 
     if retry is not None and not isinstance(retry, Retry):
         raise ModelDefinitionError(f"model {model}: retry= takes a mixmesh Retry(...), got {retry!r}")
+    if retry is not None and retry.problems():
+        raise ModelDefinitionError(f"model {model}: retry=Retry(...): {'; '.join(retry.problems())}")
     return retry
+
+
+def _timeout(model: str, timeout_s: t.Any) -> t.Optional[float]:
+    from mixmesh.resilience import _seconds
+
+    if timeout_s is not None and not _seconds(timeout_s):
+        raise ModelDefinitionError(
+            f"model {model}: timeout_s must be a positive, finite number of seconds, got {timeout_s!r}"
+        )
+    return timeout_s
 
 
 def _requirements(model: str, requirements: t.Optional[t.Mapping[str, t.Any]]) -> t.Dict[str, t.Any]:

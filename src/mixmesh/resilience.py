@@ -75,13 +75,31 @@ class Retry(Policy):
         jitter: float = 0.0,
         sleep: t.Callable[[float], None] = time.sleep,
     ) -> None:
-        if attempts < 1:
-            raise ValueError(f"Retry: attempts must be at least 1, got {attempts}")
         self.attempts = attempts
         self.backoff = backoff
         self.on = on if isinstance(on, tuple) else (on,)
         self.jitter = jitter
         self.sleep = sleep
+
+    def problems(self) -> t.List[str]:
+        """What is wrong with this policy's arguments (``@udf``/``@python_model`` say whose)."""
+        found = []
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            found.append(f"attempts must be a whole number of at least 1, got {self.attempts!r}")
+        if isinstance(self.backoff, (list, tuple)):
+            if not self.backoff:
+                found.append("backoff lists no wait; give at least one, e.g. backoff=[1, 5, 15]")
+            bad = [w for w in self.backoff if not _seconds(w, allow_zero=True)]
+            if bad:
+                found.append(f"backoff waits must be finite numbers of seconds, at least 0; got {bad}")
+        elif not hasattr(self.backoff, "__call__"):
+            found.append(f"backoff must be a list of seconds or Retry.exponential(...), got {self.backoff!r}")
+        if not _seconds(self.jitter, allow_zero=True):
+            found.append(f"jitter must be a finite number of seconds, at least 0, got {self.jitter!r}")
+        bad_types = [e for e in self.on if not (isinstance(e, type) and issubclass(e, BaseException))]
+        if bad_types:
+            found.append(f"on= takes exception types, got {bad_types}")
+        return found
 
     @staticmethod
     def exponential(start: float = 1, maximum: float = 60, base: float = 2) -> t.Any:
@@ -127,6 +145,15 @@ class CircuitBreaker(Policy):
         self._breakers: t.Dict[t.Tuple[t.Optional[str], str], pybreaker.CircuitBreaker] = {}
         self._lock = threading.Lock()
 
+    def problems(self) -> t.List[str]:
+        """What is wrong with this breaker's arguments (``@udf`` says whose)."""
+        found = []
+        if isinstance(self.fail_max, bool) or not isinstance(self.fail_max, int) or self.fail_max < 1:
+            found.append(f"fail_max must be a whole number of at least 1, got {self.fail_max!r}")
+        if not _seconds(self.reset_timeout):
+            found.append(f"reset_timeout must be a positive, finite number of seconds, got {self.reset_timeout!r}")
+        return found
+
     def breaker(self, *, function: str, model: t.Optional[str]) -> pybreaker.CircuitBreaker:
         """The breaker of one function as one model calls it (created on first use)."""
         key = (model, function)
@@ -169,8 +196,8 @@ class Timeout(Policy):
     _workers = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mixmesh-timeout")
 
     def __init__(self, seconds: float, on_late_result: t.Optional[t.Callable[[t.Any], None]] = None) -> None:
-        if seconds <= 0:
-            raise ValueError(f"a timeout must be a positive number of seconds, got {seconds}")
+        if not _seconds(seconds):
+            raise ValueError(f"a timeout must be a positive, finite number of seconds, got {seconds!r}")
         self.seconds = seconds
         self.on_late_result = on_late_result
 
@@ -193,6 +220,15 @@ class Timeout(Policy):
 
     def __repr__(self) -> str:
         return f"Timeout({self.seconds:g})"
+
+
+def _seconds(value: t.Any, *, allow_zero: bool = False) -> bool:
+    """A finite number of seconds, above zero (or at least zero)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value >= 0 if allow_zero else value > 0
 
 
 class CircuitOpenError(RuntimeError):

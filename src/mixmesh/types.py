@@ -101,10 +101,20 @@ class NoSqlType(FunctionDefinitionError):
 
 def parse_sql_type(sql: str) -> exp.DataType:
     """Parse an explicit SQL type string such as ``'STRUCT(a DOUBLE, b VARCHAR)[]'``."""
+    import sqlglot
+
     try:
-        parsed = exp.DataType.build(sql, dialect="duckdb")
+        # Inside a CAST, so that nothing after the type is silently dropped ('DOUBLE ???').
+        select = sqlglot.parse_one(f"SELECT CAST(NULL AS {sql}) AS mixmesh_type_end", read="duckdb")
+        cast = select.expressions[0].this if isinstance(select, exp.Select) and len(select.expressions) == 1 else None
+        parsed = cast.to if isinstance(cast, exp.Cast) and isinstance(cast.to, exp.DataType) else None
+        if parsed is None or not sql.strip() or select.expressions[0].alias != "mixmesh_type_end":
+            raise ValueError("it does not read as one type")
+        structs = [node for node in parsed.find_all(exp.DataType) if node.this == DType.STRUCT]
+        if any(not isinstance(f, exp.ColumnDef) or f.args.get("kind") is None for s in structs for f in s.expressions):
+            raise ValueError("a STRUCT field has no type")
     except Exception as error:
-        raise NoSqlType(f"{sql!r} is not a SQL type: {error}") from None
+        raise NoSqlType(f"{sql!r} is not a SQL type: {str(error).splitlines()[0]}") from None
     to_arrow(parsed)  # fail now, not at run time, on a type we cannot carry
     return parsed
 
