@@ -148,11 +148,13 @@ def report(out: Path, model: str | None, days: float | None, project: Path) -> N
     """Write the performance report: one HTML page with charts, viewable offline."""
     from mixmesh.errors import MixmeshError
     from mixmesh.monitor.report import write_report
-    from mixmesh.monitor.store import MetricsStore
+    from mixmesh.monitor.store import MetricsStore, recovering
 
     store = MetricsStore.for_project(project)
-    try:
-        written = write_report(store, out, model=model, days=days)
+    try:  # a file that cannot be read is moved aside and rebuilt from the spool, said on stderr
+        written = recovering(
+            store, lambda: write_report(store, out, model=model, days=days), lambda told: click.echo(told, err=True)
+        )
     except MixmeshError as error:
         raise click.ClickException(str(error)) from None
     if store.path is None or (not store.path.exists() and not store.pending()):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mixmesh.monitor.stats import UNKNOWN, Summary, Trend, summarize
-from mixmesh.monitor.store import MetricsStore, MetricsStoreError
+from mixmesh.monitor.store import MetricsStore, MetricsStoreError, recovering
 
 
 def stats_command(
@@ -22,8 +22,8 @@ def stats_command(
     if as_json and prometheus:
         raise click.UsageError("--json and --prometheus are two formats: choose one")
     store = MetricsStore.for_project(project)
-    try:
-        summary = summarize(store, model=model, days=days)
+    try:  # a file that cannot be read is moved aside and rebuilt from the spool, said on stderr
+        summary = recovering(store, lambda: summarize(store, model=model, days=days), _tell)
     except MetricsStoreError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
@@ -34,6 +34,10 @@ def stats_command(
         click.echo(prometheus_text(summary), nl=False)
     else:
         print_summary(summary, store, model=model, days=days, console=console)
+
+
+def _tell(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def print_summary(

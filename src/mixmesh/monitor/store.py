@@ -26,6 +26,13 @@ never waits and never drops.
 The schema version (``records.SCHEMA_VERSION``) is kept in the database and in every batch;
 a store or batch of another version is refused with a message (batches stay spooled).
 
+A DuckDB file that cannot be read (truncated, overwritten, not DuckDB at all) is never
+silent: a run whose figures cannot be merged says so once on stderr (its figures stay
+spooled), and ``recover`` (which ``mixmesh stats`` and ``mixmesh report`` call when they
+meet such a file) moves it aside as ``<name>.corrupt-<UTC time>`` and rebuilds the store
+from the spool. Batches merged before the file broke have left the spool: those figures
+are only in the moved file.
+
 Where: ``MetricsStore.for_project`` reads ``MIXMESH_METRICS`` — unset: the project's
 ``.mixmesh/metrics.duckdb``; ``off``: nothing is kept; ``warehouse`` (or
 ``warehouse:GATEWAY``): the project's DuckDB gateway database, schema ``mixmesh_metrics``;
@@ -34,11 +41,14 @@ anything else: a DuckDB file path, relative to the project.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import os
+import re
+import sys
 import threading
 import time
 import typing as t
@@ -82,8 +92,23 @@ class MetricsStoreError(MixmeshError, RuntimeError):
     """The metrics store cannot be opened or read (another schema version, a bad path, a held lock)."""
 
 
+class MetricsStoreCorrupt(MetricsStoreError):
+    """The store's DuckDB file cannot be read: truncated, overwritten, or not DuckDB at all."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # DuckDB's own words
+
+
 class _Busy(Exception):
     """Another process holds the DuckDB file."""
+
+
+# What DuckDB says of a file that is not (or no longer) a database it can read; checked
+# before the lock messages ("block" contains "lock").
+_CORRUPT = re.compile(r"not a valid DuckDB database file|Could not read enough bytes|Corrupt database|checksum", re.I)
+_HELD = re.compile(r"\block\b|configuration", re.I)  # another process's lock, or this process's own open
+_TOLD: t.Set[str] = set()  # the files a run already said were unreadable, on stderr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +237,17 @@ class MetricsStore:
         """Move spooled batches into the DuckDB file; the number of batches added.
 
         Waits up to ``wait`` seconds (default: the store's ``lock_timeout``) for another
-        process's lock, retrying with backoff, then raises ``MetricsStoreError``.
+        process's lock, retrying with backoff, then raises ``MetricsStoreError``. A file that
+        cannot be read raises ``MetricsStoreCorrupt``, said once per process on stderr (runs
+        merge through here); the batches stay spooled.
         """
+        try:
+            return self._merge_waiting(wait)
+        except MetricsStoreCorrupt as error:
+            self._tell_console(error)
+            raise
+
+    def _merge_waiting(self, wait: t.Optional[float]) -> int:
         if self.path is None:
             return 0
         deadline = time.monotonic() + (self.lock_timeout if wait is None else wait)
@@ -251,7 +285,7 @@ class MetricsStore:
         """The schema version of the DuckDB file, or None when it does not exist yet."""
         if self.path is None or not self.path.exists():
             return None
-        with self._reader() as (connection, stored):
+        with self._reader() as (connection, stored), self._unless_corrupt():
             if not stored:
                 return None
             return connection.execute(f"SELECT max(version) FROM {self._table('schema_version')}").fetchone()[0]
@@ -263,7 +297,7 @@ class MetricsStore:
         if self.path is None:
             return pd.DataFrame(columns=columns)
         try:  # readers merge what is spooled; when they cannot, they read the spool as well
-            self.merge(wait=min(self.lock_timeout, 1.0))
+            self._merge_waiting(min(self.lock_timeout, 1.0))
         except Exception as error:
             logger.debug("metrics merge skipped: %s", error)
         conditions, params = [], []
@@ -278,7 +312,7 @@ class MetricsStore:
         selected = ", ".join(f"{alias}.{column}" for column in columns)
         source = "model_runs_all m" if table == "model_runs" else "function_runs_all f JOIN model_runs_all m USING (run_id)"
         order = "m.started_at, m.run_id" + ("" if table == "model_runs" else ", f.function")
-        with self._reader() as (connection, stored):
+        with self._reader() as (connection, stored), self._unless_corrupt():
             spooled = self._load_spool()
             merged = self._merged_ids(connection, spooled) if stored else set()
             batches = [batch for batch in spooled if batch.batch_id not in merged]
@@ -368,6 +402,9 @@ class MetricsStore:
                 self._merge_once()
             except _Busy:
                 return  # another process is merging; it, the next write or a reader takes ours
+            except MetricsStoreCorrupt as error:
+                self._tell_console(error)
+                return
             except Exception as error:
                 self._warn(f"mixmesh could not merge metrics into {self.location}: {error}")
                 return
@@ -378,7 +415,7 @@ class MetricsStore:
         if not files:
             return 0
         added = 0
-        with _file_lock(self.path), self._open(read_only=False, wait=0) as connection:
+        with _file_lock(self.path), self._open(read_only=False, wait=0) as connection, self._unless_corrupt():
             for start in range(0, len(files), limit):
                 batches = self._load_spool(files[start : start + limit])
                 if not batches:
@@ -485,18 +522,23 @@ class MetricsStore:
             except (duckdb.IOException, duckdb.ConnectionException) as error:
                 # "Could not set lock on file" (another process) or "different configuration"
                 # (this process holds the file, e.g. SQLMesh on the warehouse).
-                if "lock" not in str(error).lower() and "configuration" not in str(error).lower():
+                if _CORRUPT.search(str(error)):
+                    raise self._corrupt(error) from None
+                if not _HELD.search(str(error)):
                     raise MetricsStoreError(f"metrics store {self.location}: {error}") from None
                 if time.monotonic() + delay > deadline:
                     raise _Busy(str(error)) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
             except duckdb.Error as error:
+                if _CORRUPT.search(str(error)):
+                    raise self._corrupt(error) from None
                 raise MetricsStoreError(f"metrics store {self.location}: {error}") from None
         try:
-            if not read_only:
-                self._create(connection)
-            self._check_version(connection)
+            with self._unless_corrupt():
+                if not read_only:
+                    self._create(connection)
+                self._check_version(connection)
         except BaseException:
             connection.close()
             raise
@@ -527,6 +569,102 @@ class MetricsStore:
                 f"this mixmesh reads and writes version {SCHEMA_VERSION}"
             )
 
+    # ------------------------------------------------------------------ a file that cannot be read
+
+    def recover(self) -> t.Optional[str]:
+        """If the DuckDB file cannot be read: move it aside (``<name>.corrupt-<UTC time>``, its
+        WAL with it) and rebuild the store from the spool. Returns what was done, in a
+        sentence, or None when the file reads well. A warehouse database is never moved:
+        that raises ``MetricsStoreError``, saying what to do instead."""
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            self._read_everything()
+        except MetricsStoreCorrupt as error:
+            if self.schema != "main":
+                raise MetricsStoreError(str(error)) from None
+            reason = error.reason
+        else:
+            return None
+        aside = self._move_aside()
+        added = self._merge_waiting(self.lock_timeout)
+        moved = f"moved it to {aside}" if aside is not None else "another process moved it aside"
+        return (
+            f"metrics store {self.path.absolute()} could not be read ({reason}): {moved} and rebuilt the "
+            f"store from the spool ({added} spooled batch{'' if added == 1 else 'es'} of figures). Figures "
+            "merged into it before it broke are not in the spool; they stay only in the moved file."
+        )
+
+    def _read_everything(self) -> None:
+        """Read every row of the file: a damaged block shows only when it is read."""
+        with self._reader() as (connection, stored), self._unless_corrupt():
+            for name in ("batches", *_TABLES) if stored else ():
+                cursor = connection.execute(f"SELECT * FROM {self._table(name)}")
+                while cursor.fetchmany(100_000):
+                    pass
+
+    def _move_aside(self) -> t.Optional[Path]:
+        """``path`` renamed ``<name>.corrupt-<UTC time>``, its WAL too (else DuckDB would replay
+        it into the new file); None if another process moved it first."""
+        assert self.path is not None
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        with _file_lock(self.path):
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            copies = 1
+            while aside.exists():
+                copies += 1
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{copies}")
+            try:
+                os.replace(self.path, aside)
+            except FileNotFoundError:
+                return None
+            wal = self.path.with_name(self.path.name + ".wal")
+            if wal.exists():
+                os.replace(wal, aside.with_name(aside.name + ".wal"))
+        return aside.absolute()
+
+    @contextlib.contextmanager
+    def _unless_corrupt(self) -> t.Iterator[None]:
+        """DuckDB's errors about a damaged file, as ``MetricsStoreCorrupt``."""
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error as error:
+            if _CORRUPT.search(str(error)):
+                raise self._corrupt(error) from None
+            raise
+
+    def _corrupt(self, error: BaseException) -> MetricsStoreCorrupt:
+        assert self.path is not None
+        reason = " ".join(str(error).split())
+        if self.schema == "main":
+            remedy = "`mixmesh stats` or `mixmesh report` moves it aside and rebuilds it from the spool"
+        else:
+            remedy = (
+                "mixmesh does not move a warehouse database aside: restore it from a backup, or keep the "
+                f"metrics in a file of their own ({ENVIRONMENT_VARIABLE} unset)"
+            )
+        schema = "" if self.schema == "main" else f" (schema {self.schema})"
+        return MetricsStoreCorrupt(
+            f"metrics store {self.path.absolute()}{schema} is not a readable DuckDB file ({reason}); {remedy}", reason
+        )
+
+    def _tell_console(self, error: MetricsStoreCorrupt) -> None:
+        """Once per file and process, one line on stderr: a run's output is where it is seen
+        (a log line alone went unnoticed while the figures piled up in the spool)."""
+        key = str(self.path)
+        if key in _TOLD:
+            return
+        _TOLD.add(key)
+        message = f"mixmesh: {error}. This run's figures are kept in the spool {self.spool}."
+        if logger.hasHandlers():  # a log file's record; without handlers, logging would print it twice
+            logger.warning(message)
+        try:
+            print(" ".join(message.split()), file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # stderr closed at exit: the log line stays
+            pass
+
     def _warn(self, message: str) -> None:
         # Once per store and message: a broken store must not flood a long run's log.
         if message not in self._warned:
@@ -534,6 +672,21 @@ class MetricsStore:
             logger.warning(message)
         else:
             logger.debug(message)
+
+
+_T = t.TypeVar("_T")
+
+
+def recovering(store: MetricsStore, read: t.Callable[[], _T], tell: t.Callable[[str], None]) -> _T:
+    """``read()``; when it meets a DuckDB file that cannot be read, ``store.recover()`` moves it
+    aside and rebuilds the store, ``tell`` says so, and ``read()`` runs again."""
+    try:
+        return read()
+    except MetricsStoreCorrupt:
+        told = store.recover()
+        if told:
+            tell(told)
+        return read()
 
 
 def default_spool(path: Path, schema: str = "main") -> Path:
