@@ -7,7 +7,8 @@ a column of values (exact ones, ones that would need rounding or truncation, Non
 wrong type, structs with an unknown or a missing field, aware and naive datetimes), each
 knowing what the engine must hold or that it must be refused; a function returns the column
 row by row on each path, and every path must give those rows, or the same error naming the
-same value and row. Then targeted tests: the issue's cases, and vectorized functions' arrays.
+same value and row. Then targeted tests: vectorized functions' arrays, and a Python model's
+NaN staying NaN.
 
 The function comes in four shapes, each a different call on the plain binding: a
 module-level function (DuckDB calls an inlined copy of it), one returning from inside its own
@@ -38,6 +39,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 from mixmesh import engines, fastpath, sqlmesh_bridge, types, udf
 from mixmesh.errors import FunctionRuntimeError
 from mixmesh.engines.duckdb import register
+from tests.projects import Project
 
 D = decimal.Decimal
 NAN, INF = float("nan"), float("inf")
@@ -557,3 +559,67 @@ def test_a_vectorized_functions_array_converts_where_nothing_is_lost(returns: st
     register(connection, vectorized(returns, result))
     got = [value for (value,) in connection.execute("SELECT vec(i) FROM range(1, 4) AS t(i) ORDER BY i").fetchall()]
     assert exact(got) == exact(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# A Python model's DOUBLE column keeps NaN.
+
+NAN_MODEL = '''
+import math
+
+import pandas as pd
+
+from mixmesh import python_model
+
+
+@python_model(name="analytics.readings", columns={"id": "INT", "value": "DOUBLE", "series": "DOUBLE[]"})
+def readings(context, **kwargs):
+    return pd.DataFrame({
+        "id": [1, 2, 3],
+        "value": [1.5, math.nan, None],  # pandas holds None in a float column as NaN too
+        "series": pd.Series([[math.nan, 1.0], None, [None]], dtype=object),
+    })
+'''
+
+NAN_NULLABLE_MODEL = NAN_MODEL.replace('[1.5, math.nan, None]', 'pd.array([1.5, math.nan, None], dtype="Float64")')
+
+
+def test_a_python_models_double_column_keeps_nan_on_duckdb(project: Project) -> None:
+    project.write("models/readings.py", NAN_MODEL)
+    project.plan()
+    rows = project.query(
+        "SELECT id, isnan(value), value IS NULL, [isnan(v) FOR v IN series] FROM analytics.readings ORDER BY id"
+    )
+    # NaN stays NaN; pandas cannot tell a None in a float64 column from NaN: it is NaN too.
+    assert rows == [(1, False, False, [True, False]), (2, True, False, None), (3, True, False, [None])]
+
+
+def test_a_python_model_writes_null_from_pandas_nullable_floats(project: Project) -> None:
+    project.write("models/readings.py", NAN_NULLABLE_MODEL)
+    project.plan()
+    rows = project.query("SELECT id, isnan(value), value IS NULL FROM analytics.readings ORDER BY id")
+    assert rows == [(1, False, False), (2, None, True), (3, None, True)]  # pandas' Float64 reads NaN as NA
+
+
+@pytest.fixture
+def spark_project(spark: t.Any, tmp_path: t.Any) -> t.Iterator[t.Any]:
+    """As tests/spark's fixture: a project on the tests' SparkSession, its catalog dropped after."""
+    from tests.projects import forget_project_modules
+    from tests.spark.projects import SparkProject
+    from tests.spark.session import drop_databases
+
+    project = SparkProject(tmp_path / "project")
+    yield project
+    project.close()
+    drop_databases(spark)
+    forget_project_modules()
+
+
+@pytest.mark.slow
+def test_a_python_models_double_column_keeps_nan_on_spark(spark: t.Any, spark_project: t.Any) -> None:
+    spark_project.write("models/readings.py", NAN_MODEL)
+    spark_project.plan()
+    rows = spark.sql(
+        "SELECT id, isnan(value), value IS NULL, transform(series, v -> isnan(v)) FROM analytics.readings ORDER BY id"
+    ).collect()
+    assert [tuple(row) for row in rows] == [(1, False, False, [True, False]), (2, True, False, None), (3, True, False, [False])]
