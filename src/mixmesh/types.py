@@ -691,12 +691,14 @@ def unchanged_values(values: t.List[t.Any], sql_type: exp.DataType, *, nulls: bo
     structs, the items of lists and maps), not value by value. ``nulls``: None may appear
     (not as a map's key).
     """
+    rule = unchanged_return(sql_type)
+    if rule is not None and rule.aware is None and operator.countOf(map(type, values), rule.kind) == len(values):
+        return True  # the commonest case, in the cheapest pass: no None, one type
     every_kind = set(map(type, values))
     kinds = every_kind - {type(None)} if nulls else every_kind
     if not kinds:
         return True
     present = [value for value in values if value is not None] if kinds != every_kind else values
-    rule = unchanged_return(sql_type)
     if rule is not None:
         if kinds != {rule.kind}:
             return False
