@@ -530,6 +530,8 @@ VECTORIZED_REFUSED = [
     ("STRUCT(a BIGINT, b VARCHAR)", lambda x: pa.array([{"a": 1, "b": "x", "c": 2}] * len(x)), "unknown field(s) 'c'"),
     ("STRUCT(a BIGINT, b VARCHAR)", lambda x: pa.array([{"a": 1}] * len(x)), "missing field(s) 'b'"),
     ("STRUCT(a BIGINT, b VARCHAR)", lambda x: [{"a": 1}] * len(x), "missing field(s) 'b'"),  # a list of values
+    ("DOUBLE", lambda x: pd.Series([True] + [1.5] * (len(x) - 1), dtype=object), "a bool is not a number"),
+    ("TIMESTAMP", lambda x: pd.Series(pd.to_datetime(["2024-01-01 00:00:00.000000001"] * len(x))), "finer than"),
 ]
 
 
@@ -550,6 +552,7 @@ VECTORIZED_KEPT = [
     ("DECIMAL(10, 2)", lambda x: pa.array([D("1.5"), D("2"), None]), [D("1.50"), D("2.00"), None]),
     ("STRUCT(a BIGINT, b VARCHAR)", lambda x: pa.array([{"b": "x", "a": 1}] * len(x)), [{"a": 1, "b": "x"}] * 3),
     ("DOUBLE", lambda x: pa.array([NAN, 1.0, None]), [NAN, 1.0, None]),
+    ("DOUBLE", lambda x: pd.Series([1.5, pd.NA, 2], dtype=object), [1.5, None, 2.0]),  # pandas' NA is NULL
 ]
 
 

@@ -271,8 +271,8 @@ def row_function(
     nothing but call, unless values need building (dataclasses in), and check what the
     function returned (``convert_result``; see ``types.return_converter``): a value of the
     type that needs no conversion passes at the cost of one inline test, others are
-    converted or refused, naming the row. ``nan_as_text`` hands NaN over as text (for
-    engines that read NaN as NULL); ``skip_nulls`` returns NULL for a row with a NULL
+    converted or refused, naming the row. ``nan_as_text`` (a part of that conversion) hands
+    NaN over as text (for engines that read NaN as NULL); ``skip_nulls`` returns NULL for a row with a NULL
     argument without calling (for engines that pass NULLs through). ``source``: the
     function's source where Python cannot find it (functions SQLMesh re-created from its
     state), for ``inlining``. Without ``convert_result`` the value is returned as the
@@ -560,6 +560,10 @@ def _to_arrow_array(result: t.Any, where_: str) -> t.Union[pa.Array, t.List[t.An
         return result
     if isinstance(result, (list, tuple)):
         return list(result)
+    if getattr(result, "dtype", None) == object:  # Python values in a pandas Series or numpy array
+        # Arrow would guess one type for them (True in a column of floats becomes 1.0): the
+        # rules take them one by one instead; pandas' missing markers are NULL.
+        return [None if type(value).__name__ in ("NAType", "NaTType") else value for value in result.tolist()]
     try:
         # NaN stays NaN (from_pandas=False): strict NULL handling kept NULLs out of the batch.
         return pa.array(result, from_pandas=False)
