@@ -9,6 +9,10 @@ Two calling conventions:
 - ``row_function``, for row functions: the engine calls Python once per row with Python
   values; the wrapper adds only what the engine cannot: errors naming the model, the
   function and the row, and the value conversions the engine asks for.
+
+Whatever the path, a returned value converts by one set of rules (``types.return_converter``,
+docs/return-values.md): the plain binding checks each row's value before DuckDB converts it,
+``RowBatchFunction`` a whole batch's before Arrow does, ``BatchFunction`` the array returned.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class BatchFunction:
         # None: an argument the call site types (a plain-Python call): taken as it comes.
         self.arg_types = [None if arg.sql_type is None else types.to_arrow(arg.sql_type) for arg in spec.args]
         self.return_type = types.to_arrow(spec.returns)
+        self._returns = ReturnedValues(spec, model)
         self.as_pandas = [spec.receives_pandas(arg) for arg in spec.args]
         self._protected = (
             spec.policies.protect(spec.func, function=spec.name, model=model) if spec.policies else spec.func
@@ -97,7 +102,7 @@ class BatchFunction:
             parts = [self._run([a.slice(start, length) for a in arrays])
                      for start, length in ((0, half), (half, rows - half))]
             return pa.concat_arrays(parts)
-        return self._batch_result(result, rows)
+        return self._batch_result(result, arrays)
 
     def _fallback_batch(self, arrays: t.List[pa.Array], error: Exception, rows: int) -> pa.Array:
         on_error = self.spec.on_error
@@ -106,8 +111,8 @@ class BatchFunction:
         if on_error in ("null", None):
             return pa.nulls(rows, type=self.return_type)
         if callable(on_error):
-            return self._batch_result(on_error(*[self._batch_input(a, i) for i, a in enumerate(arrays)]), rows)
-        return pa.array([types.arrow_ready(on_error)] * rows, type=self.return_type)
+            return self._batch_result(on_error(*[self._batch_input(a, i) for i, a in enumerate(arrays)]), arrays)
+        return self._returns.to_arrow([on_error] * rows, _row_of(arrays))
 
     def _batch_input(self, array: pa.Array, index: int) -> t.Any:
         expected = self.arg_types[index]
@@ -115,22 +120,24 @@ class BatchFunction:
             array = array.cast(expected)
         return _to_pandas(array) if self.as_pandas[index] else array
 
-    def _batch_result(self, result: t.Any, rows: int) -> pa.Array:
-        array = _to_arrow_array(result, self.where, self.return_type)
-        if len(array) != rows:
+    def _batch_result(self, result: t.Any, arrays: t.List[pa.Array]) -> pa.Array:
+        """What the function returned, as an array of the declared type (the return rules)."""
+        rows = len(arrays[0]) if arrays else 0
+        array = _to_arrow_array(result, self.where)
+        self._check_length(len(array), rows)
+        if isinstance(array, list):  # Python values: converted as a row function's are
+            return self._returns.to_arrow(array, _row_of(arrays))
+        try:
+            return types.returned_array(array, self.spec.returns)
+        except types.ValueRefused as refused:
+            raise self._returns.refused(refused, _row_of(arrays)(refused.position or 0)) from None
+
+    def _check_length(self, length: int, rows: int) -> None:
+        if length != rows:
             raise FunctionRuntimeError(
-                f"{self.where} returned {len(array)} values for a batch of {rows} rows; "
+                f"{self.where} returned {length} values for a batch of {rows} rows; "
                 "a vectorized function returns one value per row"
             )
-        if array.type == self.return_type:
-            return array
-        try:
-            return array.cast(self.return_type, safe=True)
-        except (pa.ArrowException, TypeError, ValueError) as error:
-            raise FunctionRuntimeError(
-                f"{self.where} returned values of type {array.type}, which do not convert to the "
-                f"declared {types.sql(self.spec.returns)}: {error}"
-            ) from None
 
 
 class RowBatchFunction:
@@ -153,7 +160,11 @@ class RowBatchFunction:
         # Maps become dicts; asked for only where there are maps, as it makes converting a
         # batch to Python values many times slower.
         self._maps_as_dicts = [_holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
-        self._call = row_function(spec, model, skip_nulls=spec.null_handling == "strict", source=source)
+        # Rows return unconverted; the batch's values are checked together (see _to_arrow).
+        self._call = row_function(
+            spec, model, skip_nulls=spec.null_handling == "strict", source=source, convert_result=False
+        )
+        self._returns = ReturnedValues(spec, model, dialect)
         # Engines bind such a function as never returning NULL for a row without NULLs.
         self._promises_value = spec.null_handling == "strict" and not spec.may_return_null
 
@@ -190,28 +201,60 @@ class RowBatchFunction:
             )
 
     def _to_arrow(self, results: t.List[t.Any], values: t.List[t.List[t.Any]]) -> pa.Array:
+        return self._returns.to_arrow(results, lambda position: tuple(column[position] for column in values))
+
+
+class ReturnedValues:
+    """A batch of values a row function returned, as the Arrow array of its declared type,
+    by the rules every path follows (``types.return_converter``).
+
+    Where no value needs converting (floats for a DOUBLE, naive datetimes for a TIMESTAMP,
+    dicts with exactly the fields for a STRUCT...: ``types.unchanged_values``), Arrow
+    converts the list at once, and refuses values out of range itself; otherwise each value
+    goes through the rules, and the first refused names its row.
+    """
+
+    def __init__(self, spec: FunctionSpec, model: t.Optional[str], dialect: str = "duckdb") -> None:
+        self.spec = spec
+        self.model = model
+        self.dialect = dialect
+        self.return_type = types.to_arrow(spec.returns)
+        self.convert = types.return_converter(spec.returns)
+
+    def to_arrow(self, results: t.List[t.Any], row: t.Callable[[int], t.Tuple[t.Any, ...]]) -> pa.Array:
+        """``row(position)``: the arguments of the row at ``position``, for messages."""
+        if types.unchanged_values(results, self.spec.returns):
+            try:
+                return pa.array(results, type=self.return_type, from_pandas=False)
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):
+                pass  # a value out of range: the rules below name it
+        converted = self.converted(results, row)
         try:
-            return pa.array(results, type=self.return_type, from_pandas=False)
-        except (pa.ArrowException, TypeError, ValueError):
-            pass
-        try:  # values of another type that convert, as the engine converts them ('1' for an INT...)
-            return pa.array(results, from_pandas=False).cast(self.return_type, safe=True)
-        except (pa.ArrowException, TypeError, ValueError) as error:
+            return pa.array(converted, type=self.return_type, from_pandas=False)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as error:  # not expected: the rules passed it
             raise FunctionRuntimeError(
-                f"{where(self.spec.name, self.model)} (declared {types.sql(self.spec.returns, self.dialect)}) returned "
-                f"a value that does not convert to its declared type: {self._first_wrong(results, values) or error}"
+                f"{self._declared()} returned values Arrow does not convert to its declared type: {error}"
             ) from None
 
-    def _first_wrong(self, results: t.List[t.Any], values: t.List[t.List[t.Any]]) -> t.Optional[str]:
-        for result, row in zip(results, zip(*values)):
-            try:
-                pa.array([result], type=self.return_type, from_pandas=False)
-            except (pa.ArrowException, TypeError, ValueError):
-                return (
-                    f"{truncate(result, 80)} ({type(result).__name__}); the row's arguments were "
-                    f"{describe_row(self.spec, row)}"
-                )
-        return None
+    def converted(self, results: t.Sequence[t.Any], row: t.Callable[[int], t.Tuple[t.Any, ...]]) -> t.List[t.Any]:
+        convert = self.convert
+        position = 0
+        try:
+            converted = []
+            for position, value in enumerate(results):
+                converted.append(None if value is None else convert(value))
+            return converted
+        except types.ValueRefused as refused:
+            raise self.refused(refused, row(position)) from None
+
+    def refused(self, refused: "types.ValueRefused", row: t.Sequence[t.Any]) -> FunctionRuntimeError:
+        return FunctionRuntimeError(
+            f"{self._declared()} returned a value that does not convert to its declared type: "
+            f"{refused.describe()}; the row's arguments were {describe_row(self.spec, row)}"
+        )
+
+    def _declared(self) -> str:
+        return f"{where(self.spec.name, self.model)} (declared {types.sql(self.spec.returns, self.dialect)})"
 
 
 def row_function(
@@ -221,15 +264,20 @@ def row_function(
     nan_as_text: bool = False,
     skip_nulls: bool = False,
     source: t.Optional[str] = None,
+    convert_result: bool = True,
 ) -> t.Callable[..., t.Any]:
     """The function an engine calls once per row, failing with the model, function and row.
 
     This wrapper is on the hot path of every row: it has the function's exact arity and does
-    nothing but call, unless values need building (dataclasses in, dataclasses out), or the
-    engine asks for more: ``nan_as_text`` hands NaN over as text (for engines that read NaN
-    as NULL); ``skip_nulls`` returns NULL for a row with a NULL argument without calling
-    (for engines that pass NULLs through). ``source``: the function's source where Python
-    cannot find it (functions SQLMesh re-created from its state), for ``inlining``.
+    nothing but call, unless values need building (dataclasses in), and check what the
+    function returned (``convert_result``; see ``types.return_converter``): a value of the
+    type that needs no conversion passes at the cost of one inline test, others are
+    converted or refused, naming the row. ``nan_as_text`` (a part of that conversion) hands
+    NaN over as text (for engines that read NaN as NULL); ``skip_nulls`` returns NULL for a row with a NULL
+    argument without calling (for engines that pass NULLs through). ``source``: the
+    function's source where Python cannot find it (functions SQLMesh re-created from its
+    state), for ``inlining``. Without ``convert_result`` the value is returned as the
+    function gave it, for callers that convert whole batches (``ReturnedValues``).
     """
     func = spec.func
     context = where(spec.name, model)
@@ -241,18 +289,15 @@ def row_function(
         )
 
     converters = [arg.python_converter() for arg in spec.args]
-    fix_nan = types.nan_as_text(spec.returns) if nan_as_text else None
-    builds_result = types.holds_dataclass(spec.returns_hint)
+    check = _result_check(spec, model, nan_as_text) if convert_result else None
     if spec.is_protected:
-        transform = _result_transform(builds_result, fix_nan)
-        call = _protected_call(spec, model, converters, transform, failure, skip_nulls)
-    elif any(converters) or builds_result or (fix_nan and not spec.returns.is_type("double", "float")):
-        call = _building_call(func, converters, _result_transform(builds_result, fix_nan), failure, skip_nulls)
+        call = _protected_call(spec, model, converters, check, failure, skip_nulls)
+    elif any(converters):
+        call = _building_call(func, converters, check, failure, skip_nulls)
     else:
-        keep_nan = fix_nan is not None
         call = inlining.compile_row_call(
-            func, source, failure, keep_nan=keep_nan, skip_nulls=skip_nulls
-        ) or _plain_call(func, len(spec.args), failure, keep_nan=keep_nan, skip_nulls=skip_nulls)
+            func, source, failure, keep_nan=False, skip_nulls=skip_nulls, result=check.inline if check else None
+        ) or _plain_call(func, len(spec.args), failure, check, skip_nulls=skip_nulls)
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )
@@ -261,6 +306,65 @@ def row_function(
     if call.__code__ is not func.__code__:  # this binding's own copy: its time is this model's
         capture.register_user_code(call.__code__, spec.name, "row", model)
     return call
+
+
+class _Refusal(BaseException):
+    """A refused result's error, carried through the function's own ``except Exception``
+    (an inlined copy converts at the function's ``return`` statements: inlining.ResultCheck)."""
+
+
+class _ResultCheck(t.NamedTuple):
+    """The return rules as a row call applies them: ``test`` (inline, over inlining.RESULT,
+    with ``names``) lets the values that pass as they are through (a float for a DOUBLE, an
+    int in range for a BIGINT...); ``convert(value, row)`` does the rest, raising the error
+    that names the row; ``inline`` is the same for an inlined copy."""
+
+    test: str
+    names: t.Dict[str, t.Any]
+    convert: t.Callable[[t.Any, t.Tuple[t.Any, ...]], t.Any]
+    inline: inlining.ResultCheck
+
+
+def _result_check(spec: FunctionSpec, model: t.Optional[str], nan_as_text: bool) -> _ResultCheck:
+    returned = ReturnedValues(spec, model)
+    convert = types.return_converter(spec.returns, nan_as_text=nan_as_text)
+
+    def converted(result: t.Any, row: t.Tuple[t.Any, ...]) -> t.Any:
+        if result is None:
+            return None
+        try:
+            return convert(result)
+        except types.ValueRefused as refused:
+            raise returned.refused(refused, row) from None
+
+    def carried(result: t.Any, row: t.Tuple[t.Any, ...]) -> t.Any:
+        try:
+            return converted(result, row)
+        except FunctionRuntimeError as error:
+            raise _Refusal(error) from None
+
+    test, names = _passes_as_is(spec.returns, nan_as_text)
+    return _ResultCheck(test, names, converted, inlining.ResultCheck(test, names, carried, _Refusal))
+
+
+def _passes_as_is(sql_type: t.Any, nan_as_text: bool) -> t.Tuple[str, t.Dict[str, t.Any]]:
+    """A Python test over ``inlining.RESULT``, true where the value needs no conversion."""
+    rule = types.unchanged_return(sql_type)
+    if rule is None:
+        return "False", {}
+    value = inlining.RESULT
+    tests = [f"__mixmesh_type({value}) is __mixmesh_kind"]
+    if rule.bounds is not None:  # integer literals of our own, not user text
+        low, high = int(rule.bounds[0]), int(rule.bounds[1])
+        if low == -(high + 1) and high & (high + 1) == 0:  # -2**k .. 2**k - 1: one call, not two
+            tests.append(f"{value}.bit_length() < {high.bit_length()}")  # -2**k itself is converted
+        else:
+            tests.append(f"{low} <= {value} <= {high}")
+    if rule.aware is not None:
+        tests.append(f"{value}.tzinfo is {'not None' if rule.aware else 'None'}")
+    if nan_as_text and rule.kind is float:
+        tests.append(f"{value} == {value}")  # NaN, the one value unequal to itself, becomes text
+    return " and ".join(tests), {"__mixmesh_type": type, "__mixmesh_kind": rule.kind}
 
 
 def _holds_map(data_type: pa.DataType) -> bool:
@@ -285,15 +389,6 @@ def describe_row(spec: FunctionSpec, row: t.Sequence[t.Any]) -> str:
     return ", ".join(f"{arg.name}={truncate(value, 80)}" for arg, value in zip(spec.args, row))
 
 
-def _result_transform(
-    builds_result: bool, fix_nan: t.Optional[t.Callable[[t.Any], t.Any]]
-) -> t.Callable[[t.Any], t.Any]:
-    """Dataclasses become dicts first, then NaN becomes text where the engine needs it."""
-    if fix_nan is None:
-        return types.arrow_ready if builds_result else (lambda result: result)
-    return lambda result: types.apply(fix_nan, types.arrow_ready(result) if builds_result else result)
-
-
 # The per-row wrapper, compiled for the function's exact arity: on the hot path, packing
 # the row into *args would cost as much as the check it exists for. Only parameter names
 # generated here enter the template, never user text.
@@ -301,10 +396,10 @@ _ROW_CALL = """
 def call({params}):
     {null_guard}
     try:
-        result = func({params})
+        {result} = func({params})
     except Exception as error:
-        raise failure(error, ({params},)) from error
-    return {result}
+        raise failure(error, {row}) from error
+    {returned}
 """
 
 
@@ -312,16 +407,21 @@ def _plain_call(
     func: t.Callable[..., t.Any],
     arity: int,
     failure: t.Callable[..., Exception],
-    keep_nan: bool,
+    check: t.Optional[_ResultCheck],
     skip_nulls: bool,
 ) -> t.Callable[..., t.Any]:
     params = ", ".join(f"a{i}" for i in range(arity))
+    row = f"({params},)" if arity else "()"
     checks = " or ".join(f"a{i} is None" for i in range(arity))
-    null_guard = f"if {checks}:\n        return None" if skip_nulls else "pass"
-    # For engines that read a returned NaN as NULL but the text 'NaN' as NaN.
-    result = "result if result == result else 'NaN'" if keep_nan else "result"
+    null_guard = f"if {checks}:\n        return None" if skip_nulls and arity else "pass"
+    result = inlining.RESULT
     namespace: t.Dict[str, t.Any] = {"func": func, "failure": failure}
-    source = _ROW_CALL.format(params=params, result=result, null_guard=null_guard)
+    if check is None:
+        returned = f"return {result}"
+    else:
+        returned = f"if {check.test}:\n        return {result}\n    return convert({result}, {row})"
+        namespace.update(check.names, convert=check.convert)
+    source = _ROW_CALL.format(params=params, row=row, null_guard=null_guard, result=result, returned=returned)
     exec(compile(source, "<mixmesh row call>", "exec"), namespace)
     return namespace["call"]
 
@@ -329,7 +429,7 @@ def _plain_call(
 def _building_call(
     func: t.Callable[..., t.Any],
     converters: t.List[t.Optional[t.Callable[[t.Any], t.Any]]],
-    transform: t.Callable[[t.Any], t.Any],
+    check: t.Optional[_ResultCheck],
     failure: t.Callable[..., Exception],
     skip_nulls: bool,
 ) -> t.Callable[..., t.Any]:
@@ -340,7 +440,7 @@ def _building_call(
             result = func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
         except Exception as error:
             raise failure(error, row) from error
-        return transform(result)
+        return result if check is None else check.convert(result, row)
 
     return call
 
@@ -349,11 +449,14 @@ def _protected_call(
     spec: FunctionSpec,
     model: t.Optional[str],
     converters: t.List[t.Optional[t.Callable[[t.Any], t.Any]]],
-    transform: t.Callable[[t.Any], t.Any],
+    check: t.Optional[_ResultCheck],
     failure: t.Callable[..., Exception],
     skip_nulls: bool,
 ) -> t.Callable[..., t.Any]:
-    """The per-row call behind the function's policies: retries, breaker, then on_error."""
+    """The per-row call behind the function's policies: retries, breaker, then on_error.
+
+    A returned value (the function's or the fallback's) that the return rules refuse is an
+    error whatever on_error says, as it is when a whole batch's values are converted."""
     from mixmesh.resilience import record
 
     func = spec.func
@@ -368,12 +471,13 @@ def _protected_call(
         if skip_nulls and any(value is None for value in row):
             return None
         try:
-            return transform(protected(*row))
+            result = protected(*row)
         except Exception as error:
             if spec.on_error == "raise":
                 raise failure(error, row) from error
             record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
-            return transform(fallback(*row))
+            result = fallback(*row)
+        return result if check is None else check.convert(result, row)
 
     return call
 
@@ -442,18 +546,31 @@ def _to_pandas(array: pa.Array) -> t.Any:
     return array.to_pandas(types_mapper=nullable.get)
 
 
-def _to_arrow_array(result: t.Any, where_: str, return_type: pa.DataType) -> pa.Array:
+def _row_of(arrays: t.List[pa.Array]) -> t.Callable[[int], t.Tuple[t.Any, ...]]:
+    """The arguments of a batch's row, by position, for messages."""
+    return lambda position: tuple(array[position].as_py() for array in arrays)
+
+
+def _to_arrow_array(result: t.Any, where_: str) -> t.Union[pa.Array, t.List[t.Any]]:
+    """A returned batch as an Arrow array of the type it holds (Arrow, pandas, numpy), or as
+    a list of Python values (a list, or values of mixed kinds); the return rules then make
+    it the declared type."""
     if isinstance(result, pa.ChunkedArray):
         return result.combine_chunks()
     if isinstance(result, pa.Array):
         return result
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    if getattr(result, "dtype", None) == object:  # Python values in a pandas Series or numpy array
+        # Arrow would guess one type for them (True in a column of floats becomes 1.0): the
+        # rules take them one by one instead; pandas' missing markers are NULL.
+        return [None if type(value).__name__ in ("NAType", "NaTType") else value for value in result.tolist()]
     try:
         # NaN stays NaN (from_pandas=False): strict NULL handling kept NULLs out of the batch.
-        try:
-            return pa.array(result, type=return_type, from_pandas=False)
-        except (pa.ArrowException, TypeError, ValueError):
-            return pa.array(result, from_pandas=False)  # the caller casts, or says why not
+        return pa.array(result, from_pandas=False)
     except (pa.ArrowException, TypeError, ValueError) as error:
+        if hasattr(result, "tolist"):  # a pandas Series or numpy array of mixed values
+            return list(result.tolist())
         raise FunctionRuntimeError(
             f"{where_} returned a {type(result).__name__} that is not an array of values: {error}"
         ) from None

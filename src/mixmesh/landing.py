@@ -20,7 +20,7 @@ import typing as t
 import pyarrow as pa
 from sqlglot import exp
 
-from mixmesh import engines, validation
+from mixmesh import engines, types, validation
 
 if t.TYPE_CHECKING:
     from mixmesh.context import ModelContext
@@ -108,7 +108,7 @@ def _table(value: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Any:
 
 def _from_pandas(frame: t.Any, spec: "ModelSpec") -> pa.Table:
     try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        return _nan_kept(pa.Table.from_pandas(frame, preserve_index=False), frame, spec)
     except (pa.ArrowException, TypeError, ValueError):
         pass
     for name in frame.columns:  # find the column that does not convert, for the message
@@ -119,6 +119,27 @@ def _from_pandas(frame: t.Any, spec: "ModelSpec") -> pa.Table:
                 f"model {spec.name}: column {name!r} mixes values Arrow cannot hold in one column ({error})"
             ) from None
     raise validation.ModelOutputError(f"model {spec.name}: its DataFrame does not convert to Arrow")
+
+
+def _nan_kept(table: pa.Table, frame: t.Any, spec: "ModelSpec") -> pa.Table:
+    """The columns declared DOUBLE or FLOAT (at any depth) with NaN kept as NaN.
+
+    Arrow reads pandas' NaN as NULL (pandas' own marker of a missing float); a Python model
+    keeps NaN as NaN on every engine instead, as its functions' results do, and as Arrow and
+    polars frames do: a NULL is None or pd.NA (docs/return-values.md).
+    """
+    for name, sql_type in spec.columns.items():
+        if name not in table.column_names or not types.holds_floats(sql_type):
+            continue
+        column = frame[name]
+        if getattr(column, "ndim", 2) != 1:  # a name the frame holds twice: conform says so
+            continue
+        try:
+            kept = pa.array(column, from_pandas=False)  # a float64 column: read in place, no copy
+        except (pa.ArrowException, TypeError, ValueError):
+            continue  # values Arrow reads only the pandas way: the checks that follow say what is wrong
+        table = table.set_column(table.column_names.index(name), name, kept)
+    return table
 
 
 def _check_unique(engine: t.Any, adapter: t.Any, staging: str, spec: "ModelSpec", key: t.Sequence[str]) -> None:
