@@ -35,6 +35,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 from mixmesh import engines, fastpath, sqlmesh_bridge, udf
 from mixmesh.errors import FunctionRuntimeError
+from tests.call_site_projects import fast_path
 
 # ---------------------------------------------------------------------------------------
 # The functions: one of each kind the fast path computes differently (row, row with
@@ -154,20 +155,6 @@ def engine() -> t.Iterator[Engine]:
     created = _connect()
     yield created
     created.adapter.close()
-
-
-@contextlib.contextmanager
-def fast_path(mode: str) -> t.Iterator[None]:
-    """``MIXMESH_FAST_PATH`` set for the block (read per statement, so this is enough)."""
-    before = os.environ.get(fastpath.VARIABLE)
-    os.environ[fastpath.VARIABLE] = mode
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[fastpath.VARIABLE]
-        else:
-            os.environ[fastpath.VARIABLE] = before
 
 
 @contextlib.contextmanager

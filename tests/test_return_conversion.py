@@ -18,11 +18,9 @@ with on_error="null" (the call behind policies), all reading the column from ``C
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import decimal
-import math
 import os
 import typing as t
 import uuid
@@ -40,6 +38,7 @@ from mixmesh import engines, fastpath, sqlmesh_bridge, types, udf
 from mixmesh.errors import FunctionRuntimeError
 from mixmesh.engines.duckdb import register
 from tests.projects import Project
+from tests.call_site_projects import fast_path
 
 D = decimal.Decimal
 NAN, INF = float("nan"), float("inf")
@@ -311,23 +310,10 @@ def duck() -> t.Iterator[DuckDB]:
             function = make(function_name(kind), declared.sql)
             # The closure reads a cell holding COLUMN itself, which each example refills.
             sql_name = f"{function_name(kind)}_{shape}__{uuid.uuid4().hex[:10]}"
-            engines.bind(function.spec, None, sql_name, adapter)
+            engines.register_call(function.spec, None, sql_name)
             sql_names[kind, shape] = sql_name
     yield DuckDB(adapter, sql_names)
     adapter.close()
-
-
-@contextlib.contextmanager
-def fast_path(mode: str) -> t.Iterator[None]:
-    before = os.environ.get(fastpath.VARIABLE)
-    os.environ[fastpath.VARIABLE] = mode
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[fastpath.VARIABLE]
-        else:
-            os.environ[fastpath.VARIABLE] = before
 
 
 Outcome = t.Tuple[str, t.Any]

@@ -29,7 +29,6 @@ import typing as t
 from sqlglot import exp
 
 from mixmesh import types
-from mixmesh.errors import FunctionDefinitionError
 
 DType = exp.DataType.Type
 
@@ -181,7 +180,7 @@ class ListOf(Accepts):
 
     def resolve(self, call: exp.DataType, *, vectorized: bool = False) -> exp.DataType:
         if call.this not in LISTS:
-            raise Mismatch(f"it is not a list", fix=_list_fix(self))
+            raise Mismatch("it is not a list", fix=_list_fix(self))
         try:
             element = self.element.resolve(call.expressions[0], vectorized=vectorized)
         except Mismatch as mismatch:

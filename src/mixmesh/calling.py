@@ -159,7 +159,7 @@ class RowBatchFunction:
         self.return_type = types.to_arrow(spec.returns)
         # Maps become dicts; asked for only where there are maps, as it makes converting a
         # batch to Python values many times slower.
-        self._maps_as_dicts = [_holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
+        self._maps_as_dicts = [types.holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
         # Rows return unconverted; the batch's values are checked together (see _to_arrow).
         self._call = row_function(
             spec, model, skip_nulls=spec.null_handling == "strict", source=source, convert_result=False
@@ -365,16 +365,6 @@ def _passes_as_is(sql_type: t.Any, nan_as_text: bool) -> t.Tuple[str, t.Dict[str
     if nan_as_text and rule.kind is float:
         tests.append(f"{value} == {value}")  # NaN, the one value unequal to itself, becomes text
     return " and ".join(tests), {"__mixmesh_type": type, "__mixmesh_kind": rule.kind}
-
-
-def _holds_map(data_type: pa.DataType) -> bool:
-    if pa.types.is_map(data_type):
-        return True
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
-        return _holds_map(data_type.value_type)
-    if pa.types.is_struct(data_type):
-        return any(_holds_map(field.type) for field in data_type)
-    return False
 
 
 def mean_list_length(arrays: t.Sequence[pa.Array]) -> t.Optional[float]:

@@ -836,7 +836,7 @@ def _exact_cast(array: pa.Array, sql_type: exp.DataType, target: pa.DataType) ->
 
 def _by_value(array: pa.Array, sql_type: exp.DataType, target: pa.DataType) -> pa.Array:
     convert = return_converter(sql_type)
-    values = array.to_pylist(maps_as_pydicts="strict") if _holds_map_type(array.type) else array.to_pylist()
+    values = array.to_pylist(maps_as_pydicts="strict") if holds_map(array.type) else array.to_pylist()
     converted = []
     for position, value in enumerate(values):
         try:
@@ -847,11 +847,12 @@ def _by_value(array: pa.Array, sql_type: exp.DataType, target: pa.DataType) -> p
     return pa.array(converted, type=target, from_pandas=False)
 
 
-def _holds_map_type(data_type: pa.DataType) -> bool:
+def holds_map(data_type: pa.DataType) -> bool:
+    """Whether an Arrow type holds a MAP at any depth (``to_pylist`` gives it as pairs then)."""
     if pa.types.is_map(data_type):
         return True
     if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
-        return _holds_map_type(data_type.value_type)
+        return holds_map(data_type.value_type)
     if pa.types.is_struct(data_type):
-        return any(_holds_map_type(field.type) for field in data_type)
+        return any(holds_map(field.type) for field in data_type)
     return False
