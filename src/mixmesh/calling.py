@@ -46,6 +46,10 @@ class BatchFunction:
         self._protected = (
             spec.policies.protect(spec.func, function=spec.name, model=model) if spec.policies else spec.func
         )
+        # While a failed batch is split to find its failing rows, the parts are calls of the
+        # search, not of the service: the breaker does not count them and they are not retried
+        # (the batch was, once); a timeout still bounds each.
+        self._isolating = _without_breaker_and_retries(spec, model)
         capture.register_user_code(spec.func.__code__, spec.name, "vectorized")
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
@@ -81,15 +85,18 @@ class BatchFunction:
             f"whose first row's arguments were {describe_row(self.spec, first)}"
         )
 
-    def _run(self, arrays: t.List[pa.Array]) -> pa.Array:
+    def _run(self, arrays: t.List[pa.Array], *, isolating: bool = False) -> pa.Array:
         """Call with the whole batch; when it raises, fail naming the batch (on_error="raise")
         or split it in halves until only the failing rows are left, and give those (and only
-        those) the on_error value."""
+        those) the on_error value. Retries and the breaker apply to the batch once, never to
+        the parts of the search: one bad row costs one breaker failure and one round of
+        retries, wherever it sits, and gives one on_error value."""
         from mixmesh.resilience import CircuitOpenError, record
 
         rows = len(arrays[0])
+        call = self._isolating if isolating else self._protected
         try:
-            result = self._protected(*[self._batch_input(array, i) for i, array in enumerate(arrays)])
+            result = call(*[self._batch_input(array, i) for i, array in enumerate(arrays)])
         except CircuitOpenError as error:
             return self._fallback_batch(arrays, error, rows)
         except Exception as error:
@@ -99,7 +106,7 @@ class BatchFunction:
                 record(self.model, self.spec.name, "fallbacks", f"{type(error).__name__}: {error}; isolated row")
                 return self._fallback_batch(arrays, error, 1)
             half = rows // 2
-            parts = [self._run([a.slice(start, length) for a in arrays])
+            parts = [self._run([a.slice(start, length) for a in arrays], isolating=True)
                      for start, length in ((0, half), (half, rows - half))]
             return pa.concat_arrays(parts)
         return self._batch_result(result, arrays)
@@ -480,6 +487,13 @@ def _fallback(spec: FunctionSpec) -> t.Callable[..., t.Any]:
     if callable(on_error):
         return on_error
     return lambda *row: on_error
+
+
+def _without_breaker_and_retries(spec: FunctionSpec, model: t.Optional[str]) -> t.Callable[..., t.Any]:
+    from mixmesh.resilience import Policies, Timeout
+
+    kept = [p for p in (spec.policies.policies if isinstance(spec.policies, Policies) else ()) if isinstance(p, Timeout)]
+    return Policies(kept).protect(spec.func, function=spec.name, model=model) if kept else spec.func
 
 
 def _as_array(column: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
