@@ -192,8 +192,10 @@ class Timeout(Policy):
     drops its staged rows with it). Timeouts are recoverable: a ``Retry`` retries them.
     """
 
-    # Shared by all timeouts; hung calls hold a worker each, so the pool is generous.
-    _workers = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mixmesh-timeout")
+    # Shared by all timeouts; hung calls hold a worker each, so the pool is generous. Its
+    # threads are daemons: a call that hangs for ever does not keep the process alive once
+    # the statement has ended (a ThreadPoolExecutor's threads are joined at exit).
+    _workers: "_DaemonPool"
 
     def __init__(self, seconds: float, on_late_result: t.Optional[t.Callable[[t.Any], None]] = None) -> None:
         if not _seconds(seconds):
@@ -229,6 +231,47 @@ def _seconds(value: t.Any, *, allow_zero: bool = False) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     return value >= 0 if allow_zero else value > 0
+
+
+class _DaemonPool:
+    """Daemon threads running submitted calls; a hung call holds one, and the process still
+    exits when its work is done."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        import queue
+
+        self._work: "queue.SimpleQueue[t.Any]" = queue.SimpleQueue()
+        self._max, self._name = max_workers, name
+        self._threads = 0
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def submit(self, func: Call, *args: t.Any) -> "concurrent.futures.Future[t.Any]":
+        future: "concurrent.futures.Future[t.Any]" = concurrent.futures.Future()
+        self._work.put((future, func, args))
+        with self._lock:  # a thread more while the waiting calls outnumber the idle threads
+            if self._threads < self._max and self._work.qsize() > self._threads - self._busy:
+                self._threads += 1
+                threading.Thread(target=self._serve, name=f"{self._name}-{self._threads}", daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, func, args = self._work.get()
+            with self._lock:
+                self._busy += 1
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(func(*args))
+                    except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+                        future.set_exception(error)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+
+Timeout._workers = _DaemonPool(max_workers=64, name="mixmesh-timeout")
 
 
 class CircuitOpenError(RuntimeError):
