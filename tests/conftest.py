@@ -15,17 +15,6 @@ from tests.projects import Project, forget_project_modules
 sys.dont_write_bytecode = True
 
 
-@pytest.fixture(autouse=True)
-def no_project_root_from_an_earlier_test() -> t.Iterator[None]:
-    """Artifact paths resolve against the last SQLMesh project loaded in the process; each
-    test starts from none (the current directory), as a fresh process does."""
-    from mixmesh.resources import set_project_root
-
-    set_project_root(None)
-    yield
-    set_project_root(None)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> t.Iterator[Project]:
     """An empty SQLMesh project on a DuckDB file, with analytics switched off."""

@@ -236,3 +236,14 @@ else:
         finally:
             _current_context = previous
             context.close()
+
+    @pytest.fixture(autouse=True)
+    def _mixmesh_no_project_root_from_an_earlier_test() -> t.Iterator[None]:
+        """Relative artifact paths resolve against the SQLMesh project loaded last in the
+        process; each test starts with none (the working directory), as a fresh process does,
+        so a test that loads a project does not move the artifacts of the next one."""
+        from mixmesh.resources import set_project_root
+
+        set_project_root(None)
+        yield
+        set_project_root(None)

@@ -8,7 +8,6 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from mixmesh import types
 from mixmesh.demo_data import generate
 from python.shared.feature_engineering import python_risk_score, risk_score_row_by_row
 from python.models.ltv.predictor import load_confidence_model, load_ltv_model
@@ -59,7 +58,7 @@ def test_vectorized_scores_equal_the_seed_s_row_by_row_scores(without_trained_mo
         FROM raw.raw_transactions GROUP BY ALL ORDER BY ALL
         """
     ).fetchall()
-    details = pa.array([row[4] for row in rows], type=types.to_arrow(python_risk_score.spec.args[0].sql_type))
+    details = pa.array([row[4] for row in rows])  # the call site's STRUCT, as Arrow reads it
     vectorized = python_risk_score.__wrapped__(details, pa.array([r[2] for r in rows]), pa.array([r[3] for r in rows]))
     literal = [risk_score_row_by_row(row[4], row[2], row[3]) for row in rows]
     assert len(literal) == len(rows) > 500
