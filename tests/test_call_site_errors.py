@@ -303,3 +303,35 @@ def test_a_lossy_return_value_fails(planned: Project) -> None:
 def test_a_ubigint_beyond_int64_into_an_int_array_names_the_function(planned: Project) -> None:
     output = fails_keeping_the_table(planned, "@widths(ub)")
     assert "function 'widths' in model analytics.scores" in output and "argument 1 (x)" in output
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap: a keyword given twice at a SQL model's call site is silently dropped (the last one "
+    "wins: SQLMesh hands the macro a dict of keywords, so mixmesh never sees the repeat); Python "
+    "refuses f(label='a', label='b')"
+))
+def test_a_keyword_given_twice_fails(planned: Project) -> None:
+    output = fails_keeping_the_table(planned, "@scaled(x, 2, label := s, label := 'b')")
+    assert SIGNATURE in output and "label" in output
+
+
+def test_a_keyword_given_twice_in_context_sql_fails(planned: Project) -> None:
+    forget_project_modules()  # another project's `python` package may be cached in this process
+    planned.write("python/shared/scaling.py", FUNCTIONS)
+    planned.write("models/twice.py", '''
+        from mixmesh import python_model
+        from python.shared.scaling import scaled  # noqa: F401
+
+
+        @python_model(name="analytics.twice", columns={"y": "VARCHAR"})
+        def twice(context, **kwargs):
+            return context.sql("SELECT scaled(x, 2, label := s, label := 'b') AS y FROM raw.src").to_pandas()
+    ''')
+    try:
+        outcome = plan(planned, execution_time=EXECUTION_TIME)
+    finally:
+        (planned.root / "models/twice.py").unlink()
+        (planned.root / "python/shared/scaling.py").unlink()
+        forget_project_modules()
+    assert outcome.failed and SIGNATURE.replace("analytics.scores", "analytics.twice") in outcome.output
+    assert "given more than once" in outcome.output

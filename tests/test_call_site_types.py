@@ -905,3 +905,19 @@ def test_context_sql_parameters_outside_the_calls_probe(project: Project) -> Non
     outcome = plan(project)
     assert not outcome.failed, outcome.output
     assert project.query("SELECT * FROM analytics.totals ORDER BY id") == [(1, 5.0), (2, 8.0)]
+
+
+# A HUGEINT (SUM of integers) reached Any / Dict[str, Any] / List[Dict[str, Any]] parameters
+# as 16 raw bytes on the fast path (Arrow's lossless export), and failed a vectorized pa.Array
+# parameter; the plain binding gave ints. Both paths now give the same.
+@pytest.mark.parametrize("function, argument, expected", [
+    ("got_any", "h", 5),
+    ("got_dict", "{'total': h}", {"total": 5}),
+    ("got_any", "[{'total': h}]", [{"total": 5}]),
+    ("got_array", "h", "decimal128(38, 0)|Decimal:Decimal('5')"),
+])
+def test_a_hugeint_reaches_an_any_parameter_as_an_int(engine: Engine, function: str, argument: str, expected: t.Any) -> None:
+    sql = f"SELECT {engine.call(function, argument)} FROM (SELECT sum(i) AS h FROM (VALUES (2), (3)) v(i))"
+    answer = expected if isinstance(expected, str) else instant(expected)
+    assert engine.select(sql, "off") == [(answer,)]
+    assert engine.select(sql, "on") == [(answer,)]
