@@ -4,6 +4,7 @@ and what a plan left in the project's database."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import typing as t
 
@@ -78,3 +79,23 @@ def table_bytes(project: Project, table: str) -> t.List[t.Tuple[t.Any, ...]]:
         columns = [c for (c,) in connection.sql(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()]
         described = ", ".join(f"""typeof("{c}") || ':' || coalesce("{c}"::VARCHAR, 'NULL')""" for c in columns)
         return connection.sql(f"SELECT {described} FROM {table} ORDER BY ALL").fetchall()
+
+
+@dataclasses.dataclass
+class Engine:
+    """SQLMesh's DuckDB adapter with functions registered under call names, as a model renders them."""
+
+    connection: duckdb.DuckDBPyConnection
+    adapter: t.Any
+    sql_names: t.Dict[str, str]
+    functions: t.Sequence[t.Any]
+
+    def call(self, function: str, *arguments: str) -> str:
+        """A call as a rendered model holds it: ``CAST(name__<digest>(args) AS <type>)``."""
+        returns = next(f.spec.returns for f in self.functions if f.spec.name == function)
+        return f"CAST({self.sql_names[function]}({', '.join(arguments)}) AS {returns.sql('duckdb')})"
+
+    def select(self, sql: str, mode: str) -> t.List[t.Tuple[t.Any, ...]]:
+        """The rows of ``sql`` with the fast path ``mode`` ("on" or "off")."""
+        with fast_path(mode):
+            return self.adapter.fetchall(sql)

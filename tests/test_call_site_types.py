@@ -32,7 +32,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 import mixmesh
 from mixmesh import engines, fastpath, sqlmesh_bridge, udf
 from mixmesh.errors import FunctionCallError
-from tests.call_site_projects import fast_path, plan, table_bytes
+from tests.call_site_projects import Engine, fast_path, plan, table_bytes
 from tests.projects import Project, forget_project_modules
 
 UTC = dt.timezone.utc
@@ -569,22 +569,6 @@ ADAPTER_FUNCTIONS = (
 MODEL = "tests.call_sites"
 
 
-@dataclasses.dataclass
-class Engine:
-    connection: duckdb.DuckDBPyConnection
-    adapter: DuckDBEngineAdapter
-    sql_names: t.Dict[str, str]
-
-    def call(self, function: str, *arguments: str) -> str:
-        """A call as a rendered model holds it: ``CAST(name__<digest>(args) AS <type>)``."""
-        returns = next(f.spec.returns for f in ADAPTER_FUNCTIONS if f.spec.name == function)
-        return f"CAST({self.sql_names[function]}({', '.join(arguments)}) AS {returns.sql('duckdb')})"
-
-    def select(self, sql: str, mode: str) -> t.List[t.Tuple[t.Any, ...]]:
-        with fast_path(mode):
-            return self.adapter.fetchall(sql)
-
-
 @pytest.fixture(scope="module")
 def engine() -> t.Iterator[Engine]:
     connection = duckdb.connect()
@@ -595,7 +579,7 @@ def engine() -> t.Iterator[Engine]:
         sql_name = sqlmesh_bridge.binding_name(function.spec, MODEL)
         engines.register_call(function.spec, MODEL, sql_name)
         sql_names[function.spec.name] = sql_name
-    yield Engine(connection, adapter, sql_names)
+    yield Engine(connection, adapter, sql_names, ADAPTER_FUNCTIONS)
     adapter.close()
 
 

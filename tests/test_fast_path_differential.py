@@ -35,7 +35,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 from mixmesh import engines, fastpath, sqlmesh_bridge, udf
 from mixmesh.errors import FunctionRuntimeError
-from tests.call_site_projects import fast_path
+from tests.call_site_projects import Engine, fast_path
 
 # ---------------------------------------------------------------------------------------
 # The functions: one of each kind the fast path computes differently (row, row with
@@ -126,18 +126,6 @@ ITEMS_TYPE = "STRUCT(sku VARCHAR, qty INTEGER, price DOUBLE)[]"
 # The engine: SQLMesh's DuckDB adapter with the functions bound as a model would bind them.
 
 
-@dataclasses.dataclass
-class Engine:
-    connection: duckdb.DuckDBPyConnection
-    adapter: DuckDBEngineAdapter
-    sql_names: t.Dict[str, str]
-
-    def call(self, function: str, *arguments: str) -> str:
-        """A call as a rendered model holds it: ``CAST(name__<digest>(args) AS <type>)``."""
-        returns = next(f.spec.returns for f in FUNCTIONS if f.spec.name == function)
-        return f"CAST({self.sql_names[function]}({', '.join(arguments)}) AS {returns.sql('duckdb')})"
-
-
 def _connect() -> Engine:
     connection = duckdb.connect()
     adapter = DuckDBEngineAdapter(lambda: connection)
@@ -147,7 +135,7 @@ def _connect() -> Engine:
         sql_name = sqlmesh_bridge.binding_name(function.spec, None)
         engines.register_call(function.spec, None, sql_name)
         sql_names[function.spec.name] = sql_name
-    return Engine(connection, adapter, sql_names)
+    return Engine(connection, adapter, sql_names, FUNCTIONS)
 
 
 @pytest.fixture(scope="module")
