@@ -17,6 +17,7 @@ docs/return-values.md): the plain binding checks each row's value before DuckDB 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 import typing as t
@@ -25,10 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixmesh import inlining, types
+from mixmesh import inlining, resilience, types
 from mixmesh.errors import FunctionRuntimeError, truncate, where
 from mixmesh.functions import FunctionSpec
 from mixmesh.monitor import capture
+
+# What a call of the user's function turns into an error naming the row: its exceptions,
+# and a sys.exit() or KeyboardInterrupt inside it (a bug, never a row's on_error value).
+STOPS = (SystemExit, KeyboardInterrupt)
+CAUGHT = (Exception,) + STOPS
 
 
 class BatchFunction:
@@ -78,10 +84,10 @@ class BatchFunction:
                 return _scatter(kept, valid, self.return_type)
         return self._run(arrays) if rows else pa.array([], type=self.return_type)
 
-    def _failure(self, error: Exception, arrays: t.List[pa.Array]) -> FunctionRuntimeError:
+    def _failure(self, error: BaseException, arrays: t.List[pa.Array]) -> FunctionRuntimeError:
         first = tuple(array[0].as_py() for array in arrays)
         return FunctionRuntimeError(
-            f"{self.where} raised {type(error).__name__}: {error}; on a batch of {len(arrays[0])} rows "
+            f"{self.where} {raised(error)}; on a batch of {len(arrays[0])} rows "
             f"whose first row's arguments were {describe_row(self.spec, first)}"
         )
 
@@ -99,6 +105,8 @@ class BatchFunction:
             result = call(*[self._batch_input(array, i) for i, array in enumerate(arrays)])
         except CircuitOpenError as error:
             return self._fallback_batch(arrays, error, rows)
+        except STOPS as error:
+            raise self._failure(error, arrays) from error
         except Exception as error:
             if self.spec.on_error == "raise":
                 raise self._failure(error, arrays) from error
@@ -167,9 +175,14 @@ class RowBatchFunction:
         # Maps become dicts; asked for only where there are maps, as it makes converting a
         # batch to Python values many times slower.
         self._maps_as_dicts = [types.holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
+        self._timeout = resilience.timeout_of(spec.policies)
+        # A timeout alone is kept by the batch's waiter, not by each row (see _run_rows).
+        timed_alone = self._timeout is not None and _policies(spec) == (self._timeout,)
+        called = dataclasses.replace(spec, policies=None) if timed_alone else spec
+        self._timed_out = _timed_out(spec, model, self._timeout) if timed_alone else None
         # Rows return unconverted; the batch's values are checked together (see _to_arrow).
         self._call = row_function(
-            spec, model, skip_nulls=spec.null_handling == "strict", source=source, convert_result=False
+            called, model, skip_nulls=spec.null_handling == "strict", source=source, convert_result=False
         )
         self._returns = ReturnedValues(spec, model, dialect)
         # Engines bind such a function as never returning NULL for a row without NULLs.
@@ -184,7 +197,10 @@ class RowBatchFunction:
                 array.to_pylist(maps_as_pydicts="strict") if as_dicts else array.to_pylist()
                 for array, as_dicts in zip(arrays, self._maps_as_dicts)
             ]
-            results = list(map(self._call, *values)) if values else []  # no tuple per row
+            if self._timeout is not None:  # the rows in one worker thread, the caller watching
+                results = self._timeout.run_rows(self._call, values, self._timed_out)
+            else:
+                results = list(map(self._call, *values)) if values else []  # no tuple per row
             array = self._to_arrow(results, values)
             if self._promises_value and array.null_count:
                 self._check_no_null_returned(array, arrays)
@@ -290,10 +306,8 @@ def row_function(
     context = where(spec.name, model)
     names = [arg.name for arg in spec.args]
 
-    def failure(error: Exception, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
-        return FunctionRuntimeError(
-            f"{context} raised {type(error).__name__}: {error}; the row's arguments were {describe_row(spec, row)}"
-        )
+    def failure(error: BaseException, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
+        return FunctionRuntimeError(f"{context} {raised(error)}; the row's arguments were {describe_row(spec, row)}")
 
     converters = [arg.python_converter() for arg in spec.args]
     check = _result_check(spec, model, nan_as_text) if convert_result else None
@@ -374,6 +388,15 @@ def _passes_as_is(sql_type: t.Any, nan_as_text: bool) -> t.Tuple[str, t.Dict[str
     return " and ".join(tests), {"__mixmesh_type": type, "__mixmesh_kind": rule.kind}
 
 
+def raised(error: BaseException) -> str:
+    """What the function did, for an error message."""
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r}), which a function may not do: return a value or raise an exception"
+    if isinstance(error, KeyboardInterrupt):
+        return "was interrupted (KeyboardInterrupt)"
+    return f"raised {type(error).__name__}: {error}"
+
+
 def mean_list_length(arrays: t.Sequence[pa.Array]) -> t.Optional[float]:
     """The mean length of the longest list argument, for the advice on large lists."""
     lengths = [pc.mean(pc.list_value_length(array)).as_py() for array in arrays if pa.types.is_list(array.type)]
@@ -394,7 +417,7 @@ def call({params}):
     {null_guard}
     try:
         {result} = func({params})
-    except Exception as error:
+    except CAUGHT as error:
         raise failure(error, {row}) from error
     {returned}
 """
@@ -412,7 +435,7 @@ def _plain_call(
     checks = " or ".join(f"a{i} is None" for i in range(arity))
     null_guard = f"if {checks}:\n        return None" if skip_nulls and arity else "pass"
     result = inlining.RESULT
-    namespace: t.Dict[str, t.Any] = {"func": func, "failure": failure}
+    namespace: t.Dict[str, t.Any] = {"func": func, "failure": failure, "CAUGHT": CAUGHT}
     if check is None:
         returned = f"return {result}"
     else:
@@ -435,7 +458,7 @@ def _building_call(
             return None
         try:
             result = func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
-        except Exception as error:
+        except CAUGHT as error:
             raise failure(error, row) from error
         return result if check is None else check.convert(result, row)
 
@@ -469,6 +492,8 @@ def _protected_call(
             return None
         try:
             result = protected(*row)
+        except STOPS as error:
+            raise failure(error, row) from error
         except Exception as error:
             if spec.on_error == "raise":
                 raise failure(error, row) from error
@@ -477,6 +502,30 @@ def _protected_call(
         return result if check is None else check.convert(result, row)
 
     return call
+
+
+def _policies(spec: FunctionSpec) -> t.Tuple[t.Any, ...]:
+    policies = spec.policies
+    return tuple(getattr(policies, "policies", (policies,))) if policies is not None else ()
+
+
+def _timed_out(
+    spec: FunctionSpec, model: t.Optional[str], timeout: t.Any
+) -> t.Callable[[t.Tuple[t.Any, ...]], t.Any]:
+    """What a row given up by its timeout gets, when the timeout is the function's only policy:
+    the on_error value, or an error naming the row."""
+    from mixmesh.resilience import record
+
+    gave_up, fallback = timeout.gave_up(spec.name, model), _fallback(spec)
+
+    def timed_out(row: t.Tuple[t.Any, ...]) -> t.Any:
+        error = gave_up()
+        if spec.on_error == "raise":
+            raise FunctionRuntimeError(f"{error}; the row's arguments were {describe_row(spec, row)}")
+        record(model, spec.name, "fallbacks", f"{error}; on_error gives the row's value")
+        return fallback(*row)
+
+    return timed_out
 
 
 def _fallback(spec: FunctionSpec) -> t.Callable[..., t.Any]:

@@ -28,6 +28,7 @@ _ROW = _PREFIX + "row"
 _RESULT = _PREFIX + "result"
 _CONVERT = _PREFIX + "convert"
 _PASSES = _PREFIX + "passes"
+_CAUGHT = _PREFIX + "caught"
 
 
 class ResultCheck(t.NamedTuple):
@@ -135,7 +136,8 @@ def _null_guard(params: t.List[str]) -> ast.stmt:
 
 
 def _guarded(body: t.List[ast.stmt], row: t.Optional[ast.expr], passes: bool) -> ast.stmt:
-    """``try: body`` / ``except Exception as e: raise failure(e, row) from e``; with ``passes``,
+    """``try: body`` / ``except caught as e: raise failure(e, row) from e`` (exceptions, and
+    sys.exit or KeyboardInterrupt: ``calling.CAUGHT``); with ``passes``,
     first ``except passes as e: raise e.args[0] from None``: a refused result's error (which
     names the row already) goes out as it is."""
     failure = ast.Call(
@@ -144,7 +146,7 @@ def _guarded(body: t.List[ast.stmt], row: t.Optional[ast.expr], passes: bool) ->
         [],
     )
     handler = ast.ExceptHandler(
-        ast.Name("Exception", ast.Load()), _ERROR, [ast.Raise(failure, ast.Name(_ERROR, ast.Load()))]
+        ast.Name(_CAUGHT, ast.Load()), _ERROR, [ast.Raise(failure, ast.Name(_ERROR, ast.Load()))]
     )
     handlers = []
     if passes:  # except passes as e: raise e.args[0] from None
@@ -226,7 +228,7 @@ def _build(
 ) -> t.Optional[t.Callable[..., t.Any]]:
     """Define the copy inside a factory, so ``failure`` (and what ``result`` uses) are closure
     cells, not globals."""
-    cells: t.Dict[str, t.Any] = {_FAILURE: failure}
+    cells: t.Dict[str, t.Any] = {_FAILURE: failure, _CAUGHT: (Exception, SystemExit, KeyboardInterrupt)}
     if result is not None:
         if not all(name.startswith(_PREFIX) for name in result.names):
             return None

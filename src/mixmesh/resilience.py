@@ -1,9 +1,8 @@
 """Resilience policies: retries with backoff, circuit breakers, and what they counted.
 
 ``Retry`` wraps tenacity (its stop, wait and retry strategies; ``sleep`` injectable so
-tests never sleep). ``CircuitBreaker`` wraps pybreaker, which is thread-safe; one policy
-object keeps one breaker per function (and per model calling it), so a failing function
-cannot open another's circuit. Policies combine with ``&``: ``Retry(3) & CircuitBreaker(5,
+tests never sleep). ``CircuitBreaker`` keeps one circuit per function (and per model calling
+it), so a failing function cannot open another's circuit; its lock never spans a call. Policies combine with ``&``: ``Retry(3) & CircuitBreaker(5,
 60)`` retries each call, and the breaker counts a call that still failed after its retries.
 
 Every retry, circuit transition and fallback is counted per model and function
@@ -19,7 +18,6 @@ import threading
 import time
 import typing as t
 
-import pybreaker
 import tenacity
 
 logger = logging.getLogger(__name__)
@@ -121,7 +119,7 @@ class Retry(Policy):
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=self._wait(),
-            retry=tenacity.retry_if_exception_type(self.on),
+            retry=tenacity.retry_if_exception_type(self.on) & tenacity.retry_if_not_exception_type(Abandoned),
             sleep=self.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -135,14 +133,19 @@ class Retry(Policy):
 class CircuitBreaker(Policy):
     """Stop calling a function that keeps failing; try again after ``reset_timeout`` seconds.
 
-    While the circuit is open, calls do not reach the function: they go to the fallback
-    (``on_error``), or fail with ``CircuitOpenError`` when there is none.
+    ``fail_max`` failures in a row open the circuit. While it is open, calls do not reach
+    the function: they go to the fallback (``on_error``), or fail with ``CircuitOpenError``
+    when there is none. After ``reset_timeout`` one trial call goes through (half-open): its
+    success closes the circuit, its failure opens it again. ``clock`` is injectable (tests).
     """
 
-    def __init__(self, fail_max: int = 5, reset_timeout: float = 60) -> None:
+    def __init__(
+        self, fail_max: int = 5, reset_timeout: float = 60, clock: t.Callable[[], float] = time.monotonic
+    ) -> None:
         self.fail_max = fail_max
         self.reset_timeout = reset_timeout
-        self._breakers: t.Dict[t.Tuple[t.Optional[str], str], pybreaker.CircuitBreaker] = {}
+        self.clock = clock
+        self._circuits: t.Dict[t.Tuple[t.Optional[str], str], _Circuit] = {}
         self._lock = threading.Lock()
 
     def problems(self) -> t.List[str]:
@@ -154,45 +157,112 @@ class CircuitBreaker(Policy):
             found.append(f"reset_timeout must be a positive, finite number of seconds, got {self.reset_timeout!r}")
         return found
 
-    def breaker(self, *, function: str, model: t.Optional[str]) -> pybreaker.CircuitBreaker:
-        """The breaker of one function as one model calls it (created on first use)."""
+    def breaker(self, *, function: str, model: t.Optional[str]) -> "_Circuit":
+        """The circuit of one function as one model calls it (created on first use)."""
         key = (model, function)
         with self._lock:
-            if key not in self._breakers:
-                self._breakers[key] = pybreaker.CircuitBreaker(
-                    fail_max=self.fail_max,
-                    reset_timeout=self.reset_timeout,
-                    listeners=[_Transitions(model, function)],
-                    # The failure that trips the circuit is still that call's own error.
-                    throw_new_error_on_trip=False,
-                )
-            return self._breakers[key]
+            if key not in self._circuits:
+                self._circuits[key] = _Circuit(self, function=function, model=model)
+            return self._circuits[key]
 
     def protect(self, func: Call, *, function: str, model: t.Optional[str]) -> Call:
-        breaker = self.breaker(function=function, model=model)
-
-        def call(*args: t.Any) -> t.Any:
-            try:
-                return breaker.call(func, *args)
-            except pybreaker.CircuitBreakerError as error:
-                raise CircuitOpenError(f"the circuit of function {function!r} is open: {error}") from None
-
-        return call
+        circuit = self.breaker(function=function, model=model)
+        return lambda *args: circuit.call(func, *args)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(fail_max={self.fail_max}, reset_timeout={self.reset_timeout})"
 
 
+class _Circuit:
+    """One function's circuit. Its lock guards the state only, never a call: concurrent calls
+    run at once, and a hung call blocks no other (a breaker holding its lock across the call
+    would queue every thread behind the slowest call, and behind a hung one for ever)."""
+
+    def __init__(self, policy: CircuitBreaker, *, function: str, model: t.Optional[str]) -> None:
+        self._policy, self._function, self._model = policy, function, model
+        self._lock = threading.Lock()
+        self._state = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial_running = False
+
+    @property
+    def current_state(self) -> str:
+        """"closed", "open" or "half-open"."""
+        with self._lock:
+            return self._state
+
+    def call(self, func: Call, *args: t.Any) -> t.Any:
+        trial = self._admit()
+        try:
+            result = func(*args)
+        except Exception:
+            self._failed(trial)
+            raise
+        except BaseException:  # an abandoned or stopped call: no answer from the service either way
+            self._settle(trial)
+            raise
+        self._succeeded(trial)
+        return result
+
+    def _admit(self) -> bool:
+        """Whether the call is the half-open trial; raises CircuitOpenError when it may not run."""
+        with self._lock:
+            if self._state == "open" and self._policy.clock() - self._opened_at >= self._policy.reset_timeout:
+                self._move("half-open")
+            if self._state == "closed":
+                return False
+            if self._state == "half-open" and not self._trial_running:
+                self._trial_running = True
+                return True
+        raise CircuitOpenError(
+            f"the circuit of function {self._function!r} is open: {self._policy.fail_max} calls failed in a row; "
+            f"the next call goes through {self._policy.reset_timeout:g} s after it opened"
+        )
+
+    def _failed(self, trial: bool) -> None:
+        with self._lock:
+            self._trial_running = self._trial_running and not trial
+            self._failures += 1
+            if trial or (self._state == "closed" and self._failures >= self._policy.fail_max):
+                self._opened_at = self._policy.clock()
+                self._move("open")
+
+    def _succeeded(self, trial: bool) -> None:
+        with self._lock:
+            self._failures = 0
+            if trial:
+                self._trial_running = False
+                self._move("closed")
+
+    def _settle(self, trial: bool) -> None:
+        with self._lock:
+            if trial:
+                self._trial_running = False
+
+    def _move(self, state: str) -> None:
+        record(self._model, self._function, "breaker_transitions", f"circuit {self._state} -> {state}")
+        self._state = state
+
+
 class Timeout(Policy):
     """Stop waiting for a call after ``seconds``: the caller gets a TimeoutError.
 
-    Python cannot stop a running thread, so the call itself runs in a worker thread and,
-    if it hangs, finishes (or not) in the background: the engine and the process go on.
-    ``on_late_result`` receives what an abandoned call returns, if it ever does (a model
-    drops its staged rows with it). Timeouts are recoverable: a ``Retry`` retries them.
+    Python cannot stop a running thread, so a call that hangs finishes (or not) in the
+    background while the engine and the process go on. Calls run one of two ways:
+
+    - Alone (a vectorized batch, a model): in a worker thread the caller waits for.
+      ``on_late_result`` receives what an abandoned call returns, if it ever does (a model
+      drops its staged rows with it).
+    - Row by row (``run_rows``): a batch's rows run in one worker thread while the caller
+      watches its progress; a row that makes none for ``seconds`` (within a tenth of them)
+      is given up and the rows after it go on in a fresh worker. One thread switch per
+      batch, and no clock read per row.
+
+    Timeouts are recoverable: a ``Retry`` retries them.
     """
 
-    # Shared by all timeouts; hung calls hold a worker each, so the pool is generous. Its
+    # Shared by all timeouts; hung calls hold a worker each, so the pool grows as needed. Its
     # threads are daemons: a call that hangs for ever does not keep the process alive once
     # the statement has ended (a ThreadPoolExecutor's threads are joined at exit).
     _workers: "_DaemonPool"
@@ -204,17 +274,56 @@ class Timeout(Policy):
         self.on_late_result = on_late_result
 
     def protect(self, func: Call, *, function: str, model: t.Optional[str]) -> Call:
+        gave_up = self.gave_up(function, model)
+
         def call(*args: t.Any) -> t.Any:
+            watch: t.Optional[_RowWatch] = getattr(_watched, "rows", None)
+            if watch is not None:  # a row of run_rows: timed by its waiter
+                return watch.attempt(func, args, gave_up)
             future = self._workers.submit(func, *args)
             try:
                 return future.result(timeout=self.seconds)
             except concurrent.futures.TimeoutError:
                 if self.on_late_result is not None:
                     future.add_done_callback(self._late)
-                record(model, function, "timeouts", f"no answer within {self.seconds:g} s")
-                raise TimeoutError(f"{_where(function, model)} gave no answer within {self.seconds:g} s") from None
+                raise gave_up() from None
 
         return call
+
+    def gave_up(self, function: str, model: t.Optional[str]) -> t.Callable[[], TimeoutError]:
+        """The error of a call given up (counted as a timeout when made)."""
+
+        def error() -> TimeoutError:
+            record(model, function, "timeouts", f"no answer within {self.seconds:g} s")
+            return TimeoutError(f"{_where(function, model)} gave no answer within {self.seconds:g} s")
+
+        return error
+
+    def run_rows(
+        self,
+        call: Call,
+        columns: t.Sequence[t.Sequence[t.Any]],
+        timed_out: t.Optional[t.Callable[[t.Tuple[t.Any, ...]], t.Any]] = None,
+    ) -> t.List[t.Any]:
+        """``list(map(call, *columns))``, each row's call bounded by ``seconds``.
+
+        With ``timed_out``, ``call`` is the bare row call and a row given up gets
+        ``timed_out(row)`` (a fallback, or an error raised). Without it, ``call`` holds this
+        timeout among its policies: each attempt inside it is timed, a row given up runs
+        again from the top in the fresh worker, its given-up attempt failing there with
+        TimeoutError (so retries, the breaker and on_error see it as they would)."""
+        rows = len(columns[0]) if columns else 0
+        results: t.List[t.Any] = []
+        resumed = False
+        while len(results) < rows:
+            start = len(results)
+            watch = _RowWatch([column[start:] for column in columns], resumed, attempts_timed=timed_out is None)
+            self._workers.submit(watch.run, call)
+            results.extend(watch.wait(self.seconds))
+            resumed = watch.abandoned and timed_out is None  # the row runs again, its first attempt given up
+            if watch.abandoned and timed_out is not None:
+                results.append(timed_out(tuple(column[len(results)] for column in columns)))
+        return results
 
     def _late(self, future: "concurrent.futures.Future[t.Any]") -> None:
         if future.exception() is None and self.on_late_result is not None:
@@ -222,6 +331,96 @@ class Timeout(Policy):
 
     def __repr__(self) -> str:
         return f"Timeout({self.seconds:g})"
+
+
+class Abandoned(BaseException):
+    """Raised in a worker whose hung call returned after its row was given up: unwinds the
+    worker without a retry or a breaker count (a BaseException: no ``except Exception`` of
+    a policy or a function catches it)."""
+
+
+_watched = threading.local()
+
+
+class _RowWatch:
+    """One worker's run over the rows of a batch, as its waiter sees it.
+
+    Progress is read without costing the rows anything: the worker extends its own list
+    from ``map``, which CPython grows one item at a time, so its length is the rows done;
+    attempts timed inside the call (retries) tick ``ticks``, odd while one runs. Giving up
+    empties the inputs, so the worker stops after the call it is in."""
+
+    def __init__(self, inputs: t.List[t.List[t.Any]], resumed: bool, *, attempts_timed: bool) -> None:
+        self.inputs = inputs
+        self.results: t.List[t.Any] = []
+        self.resumed = resumed  # the first row's first attempt is the one given up: it fails at once
+        self.attempts_timed = attempts_timed
+        self.ticks = 0
+        self.abandoned = False
+        self.finished = threading.Event()
+        self.error: t.Optional[BaseException] = None
+
+    def run(self, call: Call) -> None:
+        _watched.rows = self if self.attempts_timed else None
+        try:
+            if self.resumed and self.inputs and self.inputs[0]:  # the row given up, on its own
+                self.results.append(call(*(column[0] for column in self.inputs)))
+                self.resumed = False
+                for column in self.inputs:
+                    del column[0]
+            self.results.extend(map(call, *self.inputs))
+        except Abandoned:
+            return
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+            self.error = error
+        finally:
+            _watched.rows = None
+        self.finished.set()
+
+    def attempt(self, func: Call, args: t.Tuple[t.Any, ...], gave_up: t.Callable[[], TimeoutError]) -> t.Any:
+        if self.resumed:
+            self.resumed = False
+            raise gave_up()
+        self.ticks += 1
+        try:
+            return func(*args)
+        finally:
+            self.ticks += 1
+            if self.abandoned:
+                raise Abandoned()
+
+    def wait(self, seconds: float) -> t.List[t.Any]:
+        """The results of the rows done: all of them (a row's error is raised), or those
+        before the row given up (``abandoned`` then says so)."""
+        poll = min(seconds / 10, 0.05)
+        seen, since = self._progress(), time.monotonic()
+        while not self.finished.wait(poll):
+            progress, now = self._progress(), time.monotonic()
+            if progress != seen or (self.attempts_timed and self.ticks % 2 == 0):
+                seen, since = progress, now
+            elif now - since >= seconds:
+                return self._give_up()
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+    def _progress(self) -> t.Tuple[int, int]:
+        return len(self.results), self.ticks
+
+    def _give_up(self) -> t.List[t.Any]:
+        # The rows done first, then the inputs emptied: a row that finishes meanwhile is
+        # still taken as given up (it took the whole timeout), never one that did not start.
+        done = self.results[:]
+        self.abandoned = True
+        for column in self.inputs:
+            column.clear()
+        return done
+
+
+def timeout_of(policy: t.Optional[Policy]) -> t.Optional[Timeout]:
+    """The timeout among a function's policies, if any."""
+    policies = policy.policies if isinstance(policy, Policies) else (policy,)
+    return next((p for p in policies if isinstance(p, Timeout)), None)
 
 
 def _seconds(value: t.Any, *, allow_zero: bool = False) -> bool:
@@ -237,11 +436,11 @@ class _DaemonPool:
     """Daemon threads running submitted calls; a hung call holds one, and the process still
     exits when its work is done."""
 
-    def __init__(self, max_workers: int, name: str) -> None:
+    def __init__(self, name: str) -> None:
         import queue
 
         self._work: "queue.SimpleQueue[t.Any]" = queue.SimpleQueue()
-        self._max, self._name = max_workers, name
+        self._name = name
         self._threads = 0
         self._busy = 0
         self._lock = threading.Lock()
@@ -249,8 +448,10 @@ class _DaemonPool:
     def submit(self, func: Call, *args: t.Any) -> "concurrent.futures.Future[t.Any]":
         future: "concurrent.futures.Future[t.Any]" = concurrent.futures.Future()
         self._work.put((future, func, args))
-        with self._lock:  # a thread more while the waiting calls outnumber the idle threads
-            if self._threads < self._max and self._work.qsize() > self._threads - self._busy:
+        # A thread more while the waiting calls outnumber the idle threads. No cap: a hung call
+        # holds its thread for ever, and a cap would let hung calls stall every later one.
+        with self._lock:
+            if self._work.qsize() > self._threads - self._busy:
                 self._threads += 1
                 threading.Thread(target=self._serve, name=f"{self._name}-{self._threads}", daemon=True).start()
         return future
@@ -271,19 +472,11 @@ class _DaemonPool:
                     self._busy -= 1
 
 
-Timeout._workers = _DaemonPool(max_workers=64, name="mixmesh-timeout")
+Timeout._workers = _DaemonPool(name="mixmesh-timeout")
 
 
 class CircuitOpenError(RuntimeError):
     """A call did not reach its function because the function's circuit is open."""
-
-
-class _Transitions(pybreaker.CircuitBreakerListener):
-    def __init__(self, model: t.Optional[str], function: str) -> None:
-        self.model, self.function = model, function
-
-    def state_change(self, breaker: t.Any, old: t.Any, new: t.Any) -> None:
-        record(self.model, self.function, "breaker_transitions", f"circuit {old.name} -> {new.name}")
 
 
 # --- what was counted ---------------------------------------------------------------------

@@ -123,11 +123,13 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
 
 
 def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
-    from mixmesh.calling import BatchFunction, row_function
+    from mixmesh.calling import BatchFunction, RowBatchFunction, row_function
 
     spec = binding.spec
     if spec.vectorized:
         return BatchFunction(spec, binding.model)
+    if _by_batch(spec):
+        return RowBatchFunction(spec, binding.model, source=binding.source)
     # DuckDB stores a NaN returned by a native UDF as NULL, and casts the text 'NaN' to NaN.
     python_skips_nulls = spec.null_handling == "strict" and _null_handling(spec) == "special"
     return row_function(
@@ -142,9 +144,17 @@ def _null_handling(spec: "FunctionSpec") -> str:
     get "special", where NULLs reach Python and BatchFunction or the row wrapper apply the
     function's own policy.
     """
-    if spec.vectorized or spec.null_handling == "call" or spec.may_return_null:
+    if spec.vectorized or _by_batch(spec) or spec.null_handling == "call" or spec.may_return_null:
         return "special"
     return "default"
+
+
+def _by_batch(spec: "FunctionSpec") -> bool:
+    """A row function with a timeout is bound as an Arrow function running its rows per
+    batch: each row under its deadline in one worker thread, not a thread switch per row."""
+    from mixmesh.resilience import timeout_of
+
+    return not spec.vectorized and timeout_of(spec.policies) is not None
 
 
 def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:
@@ -153,7 +163,7 @@ def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.
         function,
         [_duckdb_type(arg.sql_type) for arg in spec.args],
         _duckdb_type(spec.returns),
-        type="arrow" if spec.vectorized else "native",
+        type="arrow" if spec.vectorized or _by_batch(spec) else "native",
         null_handling=_null_handling(spec),
         side_effects=not spec.deterministic,  # else DuckDB may compute equal calls once
     )
