@@ -85,9 +85,9 @@ def main() -> None:
 
     from sqlmesh import Context
 
-    import mixmesh.sqlmesh_bridge
+    import mixmesh.sqlmesh.bridge
 
-    mixmesh.sqlmesh_bridge.install()  # first: the timer then counts mixmesh's hooks in
+    mixmesh.sqlmesh.bridge.install()  # first: the timer then counts mixmesh's hooks in
     timings = timed_evaluations()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "project"

@@ -24,7 +24,7 @@ What is measured, and how:
   (kind FULL) whose query is the seed's aggregation, then the function.
 - Each variant runs in a fresh child process, from its project folder: it loads the
   project into a ``Context`` on an in-memory DuckDB, writes the demo data there with
-  ``mixmesh.demo_data.generate(connection, customers=, transactions=, events=0, days=)``,
+  ``mixmesh.cli.demo_data.generate(connection, customers=, transactions=, events=0, days=)``,
   then runs ``Context.plan`` (auto-applied), which builds the model. "seconds" is SQLMesh's
   evaluation of the model's snapshot (``SnapshotEvaluator.evaluate``: the query, the
   function calls and the table write); rows/s are customer-days (the model's rows) per
@@ -155,7 +155,8 @@ def measure_child(args: argparse.Namespace) -> t.Dict[str, t.Any]:
     """Build the variant's model with SQLMesh, timing its evaluation; save its scores."""
     from sqlmesh import Context
 
-    from mixmesh import demo_data, fastpath
+    from mixmesh.cli import demo_data
+    from mixmesh import fastpath
 
     root = args.project.resolve()
     os.chdir(root)  # as SQLMesh is run: artifacts/ (absent here) is looked up from the project

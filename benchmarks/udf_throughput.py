@@ -47,7 +47,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixmesh import engines, fastpath, sqlmesh_bridge, udf
+from mixmesh import engines, udf
+from mixmesh import fastpath
+from mixmesh.sqlmesh import bridge as sqlmesh_bridge
 
 import reporting
 

@@ -16,11 +16,11 @@ import pytest
 
 from mixmesh import python_model
 from mixmesh.advice import AdviceError, Measured, advise, measure
-from mixmesh.advisor import HYBRID, PYTHON_PRIMARY, SQL_PRIMARY
-from mixmesh.models import ModelDefinitionError
+from mixmesh.advice.advisor import HYBRID, PYTHON_PRIMARY, SQL_PRIMARY
+from mixmesh.core.models import ModelDefinitionError
 from mixmesh.monitor.records import ModelRun, new_id
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
-from mixmesh.structure import PLAIN_PYTHON, PLAIN_SQL
+from mixmesh.advice.structure import PLAIN_PYTHON, PLAIN_SQL
 from tests.projects import Project
 
 REPOSITORY = Path(__file__).resolve().parents[1]

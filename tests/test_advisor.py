@@ -7,7 +7,7 @@ import typing as t
 
 import pytest
 
-from mixmesh.advisor import (
+from mixmesh.advice.advisor import (
     COMPLEXITY_INDICATORS,
     HYBRID,
     PYTHON_PRIMARY,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from mixmesh import load_artifact
-from mixmesh.resources import ArtifactError
+from mixmesh.runtime.resources import ArtifactError
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
-from mixmesh.resources import set_project_root, write_pins  # noqa: E402
+from mixmesh.runtime.resources import set_project_root, write_pins  # noqa: E402
 from tests.projects import Project
 
 FUNCTIONS = '''

@@ -9,7 +9,7 @@ import typing as t
 import pytest
 
 from mixmesh import CircuitBreaker, Retry, python_model, udf
-from mixmesh.errors import FunctionDefinitionError, MixmeshError
+from mixmesh.core.errors import FunctionDefinitionError, MixmeshError
 
 
 def scored(x: float) -> float:

@@ -30,8 +30,10 @@ from hypothesis import strategies as st
 from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 import mixmesh
-from mixmesh import engines, fastpath, sqlmesh_bridge, udf
-from mixmesh.errors import FunctionCallError
+from mixmesh import engines, udf
+from mixmesh import fastpath
+from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+from mixmesh.core.errors import FunctionCallError
 from tests.call_site_projects import Engine, fast_path, plan, table_bytes
 from tests.projects import Project, forget_project_modules
 

@@ -149,7 +149,7 @@ CALLER = "MODEL (name analytics.described, kind FULL); SELECT id, @describe(amou
 
 def _rebuilt(project: Project) -> set[str]:
     """The models a new plan would rebuild (backfill), by name."""
-    from mixmesh.structure import short_name
+    from mixmesh.advice.structure import short_name
 
     plan = project.context().plan(no_prompts=True, auto_apply=False)
     return {short_name(missing.snapshot_id.name) for missing in plan.missing_intervals}

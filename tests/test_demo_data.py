@@ -10,9 +10,9 @@ import typing as t
 import duckdb
 import pytest
 
-from mixmesh import demo_data
-from mixmesh.demo_data import SIZES, TABLES, DemoDataError, DemoSizes, generate
-from mixmesh.errors import MixmeshError
+from mixmesh.cli import demo_data
+from mixmesh.cli.demo_data import SIZES, TABLES, DemoDataError, DemoSizes, generate
+from mixmesh.core.errors import MixmeshError
 
 SMALL = dict(customers=300, transactions=20_000, events=5_000, days=10)
 END = datetime.date(2024, 1, 31)

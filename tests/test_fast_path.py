@@ -13,8 +13,11 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from mixmesh import engines, fastpath, hoisting, sqlmesh_bridge, udf
-from mixmesh.errors import FunctionDefinitionError, FunctionRuntimeError
+from mixmesh import engines, udf
+from mixmesh import fastpath
+from mixmesh.fastpath import hoisting
+from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+from mixmesh.core.errors import FunctionDefinitionError, FunctionRuntimeError
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from tests.projects import Project
 

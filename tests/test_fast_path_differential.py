@@ -33,8 +33,10 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
-from mixmesh import engines, fastpath, sqlmesh_bridge, udf
-from mixmesh.errors import FunctionRuntimeError
+from mixmesh import engines, udf
+from mixmesh import fastpath
+from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+from mixmesh.core.errors import FunctionRuntimeError
 from tests.call_site_projects import Engine, fast_path
 
 # ---------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mixmesh.errors import MixmeshError
-from mixmesh.scaffold import TEMPLATE, ProjectExistsError, init_project, template_files
+from mixmesh.core.errors import MixmeshError
+from mixmesh.cli.scaffold import TEMPLATE, ProjectExistsError, init_project, template_files
 
 BIN = Path(sys.executable).parent
 

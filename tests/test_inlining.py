@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mixmesh import FunctionRuntimeError, udf
-from mixmesh.calling import row_function
-from mixmesh.inlining import compile_row_call
+from mixmesh.runtime.calling import row_function
+from mixmesh.runtime.inlining import compile_row_call
 
 OFFSET = 0.5
 

@@ -135,7 +135,7 @@ def test_sigkill_with_busy_worker_processes_leaves_no_worker_and_no_scratch_fold
 # Where prctl is absent (or did nothing), the watchdog thread of each worker ends it.
 KILLED_PARENT = """
 import sys, time
-from mixmesh import workers
+from mixmesh.runtime import workers
 
 if sys.argv[1] == "watchdog-only":
     workers._ask_kernel_for_death_signal = lambda: False
@@ -159,7 +159,7 @@ def test_workers_end_when_their_parent_is_killed(how: str) -> None:
         assert wait_for(lambda: not any(alive(pid) for pid in pids), 5), [pid for pid in pids if alive(pid)]
     finally:
         end_survivors(pids)
-    from mixmesh import workers
+    from mixmesh.runtime import workers
 
     removed = [Path(path).name for path in workers.remove_dead_scratch()]
     assert [name for name in removed if name.startswith(f"mixmesh-workers-{parent.pid}-")] != []
@@ -168,7 +168,7 @@ def test_workers_end_when_their_parent_is_killed(how: str) -> None:
 def test_scratch_folders_of_dead_processes_are_removed_and_others_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mixmesh import workers
+    from mixmesh.runtime import workers
 
     monkeypatch.setattr(workers, "_scratch_base", lambda: str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

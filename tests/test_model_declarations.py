@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from mixmesh.dependencies import tables_read
-from mixmesh.models import ModelDefinitionError, ModelKind, build_spec
+from mixmesh.pymodels.dependencies import tables_read
+from mixmesh.core.models import ModelDefinitionError, ModelKind, build_spec
 
 
 @dataclasses.dataclass

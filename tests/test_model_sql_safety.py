@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from mixmesh import model_sql
+from mixmesh.pymodels import model_sql
 from tests.projects import Project
 
 PEOPLE = "MODEL (name raw.people, kind FULL); SELECT * FROM (VALUES (1, 'ann'), (2, 'bob')) AS t(id, name)"

@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
 
-from mixmesh.errors import MixmeshError
+from mixmesh.core.errors import MixmeshError
 from mixmesh.monitor.export import export_otel, prometheus_text
 from mixmesh.monitor.stats import summarize
 from mixmesh.monitor.store import MetricsStore

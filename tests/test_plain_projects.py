@@ -13,7 +13,7 @@ from tests.projects import Project
 FINGERPRINTS = """
 import json, sys
 if sys.argv[1] == "with-mixmesh":
-    from mixmesh import sqlmesh_bridge
+    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
     sqlmesh_bridge.install()
 from sqlmesh import Context
 context = Context(paths=sys.argv[2])
@@ -74,7 +74,7 @@ def test_fingerprints_and_stored_code_are_unchanged_by_mixmesh(plain: Project) -
 
 
 def test_plan_gives_the_same_tables(plain: Project) -> None:
-    from mixmesh import sqlmesh_bridge
+    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
 
     sqlmesh_bridge.install()
     plain.plan()

@@ -12,7 +12,7 @@ import pytest
 
 from mixmesh import udf
 from mixmesh.engines.duckdb import register
-from mixmesh.resilience import CircuitBreaker, CircuitOpenError, Retry, events, reset_events
+from mixmesh.core.resilience import CircuitBreaker, CircuitOpenError, Retry, events, reset_events
 
 ROWS = 10_000  # 1% of them fail: i % 100 == 7
 
@@ -214,7 +214,7 @@ def test_failures_are_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> 
     def noisy(x: float) -> t.Optional[float]:
         raise ValueError("always")
 
-    with caplog.at_level("WARNING", logger="mixmesh.resilience"):
+    with caplog.at_level("WARNING", logger="mixmesh.core.resilience"):
         query(noisy, "SELECT count({f}(i::DOUBLE))")
     assert len([r for r in caplog.records if "noisy" in r.getMessage()]) == 1
     assert fallbacks("noisy") == ROWS
@@ -379,7 +379,7 @@ def test_refused_artifacts_are_counted_with_every_other_event(tmp_path: t.Any) -
     import pickle
 
     from mixmesh import load_artifact
-    from mixmesh.resources import file_sha256
+    from mixmesh.runtime.resources import file_sha256
 
     artifact = tmp_path / "model.pkl"
     artifact.write_bytes(pickle.dumps({"weights": [1, 2]}))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mixmesh.errors import MixmeshError
-from mixmesh.resources import (
+from mixmesh.core.errors import MixmeshError
+from mixmesh.runtime.resources import (
     ArtifactError,
     Resource,
     ResourceError,
@@ -360,11 +360,11 @@ def test_default_allowed_dirs_are_cwd_and_the_environment(
 def test_missing_file_with_fallback_value_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="mixmesh.resources")
+    caplog.set_level(logging.WARNING, logger="mixmesh.runtime.resources")
     missing = tmp_path / "absent.pkl"
     assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path], allow_unpinned=True) == {"default": True}
     assert load_artifact(missing, fallback={"default": True}, allowed_dirs=[tmp_path], allow_unpinned=True) == {"default": True}
-    warnings = [r for r in caplog.records if r.name == "mixmesh.resources"]
+    warnings = [r for r in caplog.records if r.name == "mixmesh.runtime.resources"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert str(missing) in warnings[0].getMessage() and "missing" in warnings[0].getMessage()
     assert artifact_events() == _events(missing=2, fallback=2)
@@ -373,7 +373,7 @@ def test_missing_file_with_fallback_value_warns_once(
 def test_missing_file_with_fallback_callable_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="mixmesh.resources")
+    caplog.set_level(logging.WARNING, logger="mixmesh.runtime.resources")
     missing = tmp_path / "absent.pkl"
     built = []
 
@@ -384,18 +384,18 @@ def test_missing_file_with_fallback_callable_warns_once(
     assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path], allow_unpinned=True) == "built default"
     assert load_artifact(missing, fallback=build, allowed_dirs=[tmp_path], allow_unpinned=True) == "built default"
     assert len(built) == 2  # built per call; cache it with @resource
-    assert len([r for r in caplog.records if r.name == "mixmesh.resources"]) == 1
+    assert len([r for r in caplog.records if r.name == "mixmesh.runtime.resources"]) == 1
 
 
 def test_each_reason_warns_once_per_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="mixmesh.resources")
+    caplog.set_level(logging.WARNING, logger="mixmesh.runtime.resources")
     path = _dump(tmp_path / "model.pkl", "model")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     for _ in range(3):
         load_artifact(path, sha256="0" * 64, fallback="x", allowed_dirs=[tmp_path])
         load_artifact(path, fallback="x", allowed_dirs=[elsewhere], allow_unpinned=True)
-    messages = [r.getMessage() for r in caplog.records if r.name == "mixmesh.resources"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "mixmesh.runtime.resources"]
     assert len(messages) == 2
     assert "hash check" in messages[0] and "outside" in messages[1]
 

@@ -34,8 +34,11 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
-from mixmesh import engines, fastpath, sqlmesh_bridge, types, udf
-from mixmesh.errors import FunctionRuntimeError
+from mixmesh import engines, udf
+from mixmesh import fastpath
+from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+from mixmesh.core import sql_types as types
+from mixmesh.core.errors import FunctionRuntimeError
 from mixmesh.engines.duckdb import register
 from tests.projects import Project
 from tests.call_site_projects import fast_path

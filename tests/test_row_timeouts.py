@@ -22,10 +22,11 @@ import pyarrow as pa
 import pytest
 from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
-from mixmesh import engines, sqlmesh_bridge, udf
+from mixmesh import engines, udf
+from mixmesh.sqlmesh import bridge as sqlmesh_bridge
 from mixmesh.engines.duckdb import register
-from mixmesh.errors import FunctionRuntimeError
-from mixmesh.resilience import CircuitBreaker, Retry, events, reset_events
+from mixmesh.core.errors import FunctionRuntimeError
+from mixmesh.core.resilience import CircuitBreaker, Retry, events, reset_events
 from tests.call_site_projects import fast_path
 
 MODEL = "tests.row_timeouts"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.projects import Project
 
-ENABLE = "import mixmesh.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
+ENABLE = "import mixmesh.core.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
 
 RISK = """
 -- Activity level from a transaction count (the seed's thresholds).
@@ -285,7 +285,7 @@ def test_a_function_called_only_by_an_audit_changes_only_the_metadata(functions_
 FINGERPRINTS = """
 import json, sys
 if sys.argv[1] == "with-mixmesh":
-    import mixmesh.sql_functions
+    import mixmesh.core.sql_functions
 from sqlmesh import Context
 context = Context(paths=sys.argv[2])
 print(json.dumps({
@@ -494,7 +494,7 @@ def test_every_sqlmesh_module_that_imported_make_python_env_gets_the_hook() -> N
     import pkgutil
 
     import sqlmesh
-    from mixmesh import sqlmesh_bridge
+    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
     from sqlmesh.core.model import common
 
     sqlmesh_bridge.install()
@@ -523,7 +523,7 @@ def test_sqlmesh_internals_the_hooks_rely_on_are_there() -> None:
     cache on _macros_max_mtime; `sqlmesh run` does not load the project."""
     import inspect
 
-    from mixmesh import sqlmesh_bridge
+    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
     from sqlmesh.cli import main
     from sqlmesh.core import loader, macros, renderer
     from sqlmesh.core.engine_adapter.base import EngineAdapter

@@ -13,7 +13,7 @@ import pytest
 from sqlglot import exp
 
 from mixmesh import AwareDatetime, FunctionDefinitionError, MixmeshError, udf
-from mixmesh.types import sql
+from mixmesh.core.sql_types import sql
 
 
 class Item(t.TypedDict):
@@ -156,7 +156,7 @@ def test_vectorized_types_come_from_the_call_site_unless_annotated_or_explicit()
         return a
 
     assert batch.spec.vectorized is True
-    # None: the call site's type (mixmesh.call_sites); int: BIGINT until a call site says more.
+    # None: the call site's type (mixmesh.engines.call_sites); int: BIGINT until a call site says more.
     assert arg_types(batch) == [None, "BIGINT", None, None]
     assert [arg.batch_kind for arg in batch.spec.args] == ["arrow", "arrow", "arrow", "pandas"]
     assert (arg_types(explicit), sql(explicit.spec.returns)) == ([None, duck("VARCHAR")], "BOOLEAN")

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mixmesh import CircuitBreaker, Retry, udf
-from mixmesh.calling import BatchFunction
+from mixmesh.runtime.calling import BatchFunction
 from mixmesh.engines.duckdb import register
 
 ROWS = 100_000

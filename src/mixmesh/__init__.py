@@ -29,18 +29,18 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC) + ["__version__"]
 
 if t.TYPE_CHECKING:
-    from mixmesh.errors import (
+    from mixmesh.core.errors import (
         FunctionCallError,
         FunctionDefinitionError,
         FunctionRuntimeError,
         MixmeshError,
     )
-    from mixmesh.context import ModelContext
-    from mixmesh.functions import udf
-    from mixmesh.models import ModelKind, python_model
-    from mixmesh.resilience import CircuitBreaker, Retry
-    from mixmesh.resources import load_artifact, resource
-    from mixmesh.types import AwareDatetime
+    from mixmesh.pymodels.context import ModelContext
+    from mixmesh.core.functions import udf
+    from mixmesh.core.models import ModelKind, python_model
+    from mixmesh.core.resilience import CircuitBreaker, Retry
+    from mixmesh.runtime.resources import load_artifact, resource
+    from mixmesh.core.sql_types import AwareDatetime
 
 
 def __getattr__(name: str) -> t.Any:

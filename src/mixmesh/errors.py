@@ -1,36 +1,7 @@
-"""The errors mixmesh raises: each names the model, the function and the argument it is about."""
+"""``mixmesh.errors``, the path projects import from and SQLMesh stores in their state: the
+code lives in ``mixmesh.core.errors`` (see ``mixmesh.core.names``)."""
 
-from __future__ import annotations
+from mixmesh.core.names import shim
+from mixmesh.core import errors as _moved
 
-import typing as t
-
-_MAX_VALUE_CHARS = 200
-
-
-class MixmeshError(Exception):
-    """Base class of every error mixmesh raises."""
-
-
-# Definition and call errors are ValueErrors: SQLMesh's command line prints those as a
-# one-line message instead of a traceback, wherever in loading they happen.
-class FunctionDefinitionError(MixmeshError, ValueError):
-    """A decorated function cannot become a SQL function (bad hint, bad name...)."""
-
-
-class FunctionCallError(MixmeshError, ValueError):
-    """A SQL model calls a function the wrong way (argument count, argument type)."""
-
-
-class FunctionRuntimeError(MixmeshError, RuntimeError):
-    """A function failed while the engine ran it, or returned something it did not declare."""
-
-
-def where(function: str, model: t.Optional[str]) -> str:
-    """The prefix of every message: which function, called from which model."""
-    return f"function {function!r}" + (f" in model {model}" if model else "")
-
-
-def truncate(value: t.Any, limit: int = _MAX_VALUE_CHARS) -> str:
-    """A repr short enough for an error message (rows may hold long lists)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+shim(__name__, _moved)

@@ -242,7 +242,7 @@ else:
         """Relative artifact paths resolve against the SQLMesh project loaded last in the
         process; each test starts with none (the working directory), as a fresh process does,
         so a test that loads a project does not move the artifacts of the next one."""
-        from mixmesh.resources import set_project_root
+        from mixmesh.runtime.resources import set_project_root
 
         set_project_root(None)
         yield

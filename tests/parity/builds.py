@@ -19,8 +19,8 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from mixmesh import demo
-from mixmesh.demo_data import SEED, generate
+from mixmesh.cli import demo
+from mixmesh.cli.demo_data import SEED, generate
 from tests.projects import forget_project_modules
 from tests.spark.projects import SparkProject
 

@@ -129,7 +129,7 @@ def test_a_time_range_python_model_keeps_its_rows_until_spark_writes_them(spark_
 
 # --- project SQL functions (sql/udfs) -------------------------------------------------------
 
-ENABLE = "import mixmesh.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
+ENABLE = "import mixmesh.core.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
 
 SPARK_SQL_FUNCTIONS = """
 -- Spark's SQL functions declare their parameters' types.
@@ -182,7 +182,7 @@ def test_duckdb_macros_with_typed_parameters_become_spark_functions(spark: t.Any
 
 
 def test_a_sql_function_spark_cannot_hold_is_refused_by_name(spark: t.Any, tmp_path: Path) -> None:
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
     from mixmesh.engines import SqlFunctionBinding
 
     udfs = tmp_path / "sql" / "udfs"
@@ -204,8 +204,8 @@ def test_a_sql_function_spark_cannot_hold_is_refused_by_name(spark: t.Any, tmp_p
 def test_a_returned_spark_dataframe_is_checked_against_the_declaration(spark: t.Any) -> None:
     import types
 
-    from mixmesh.models import ModelKind, build_spec
-    from mixmesh.validation import ModelOutputError
+    from mixmesh.core.models import ModelKind, build_spec
+    from mixmesh.pymodels.validation import ModelOutputError
 
     spec = build_spec(
         lambda context: None, name="analytics.totals", kind=ModelKind.FULL, grain=["customer_id"],

@@ -5,7 +5,7 @@ Every engine module offers the same small interface:
 - ``bind(binding: Binding, sql_name: str, adapter) -> None``: make ``sql_name`` callable
   in the queries the SQLMesh engine adapter runs (idempotent);
 - ``describe(adapter, query, params, cursor=None) -> List[exp.DataType]``: the types of a
-  query's columns as the engine binds it, without running it (``mixmesh.call_sites`` asks
+  query's columns as the engine binds it, without running it (``mixmesh.engines.call_sites`` asks
   it for the types of a call's arguments);
 - ``explain_error(error, sql, bound: Mapping[str, Binding]) -> Exception | None``: the
   mixmesh error an engine error stands for, if it is about a bound function;
@@ -14,7 +14,7 @@ Every engine module offers the same small interface:
 - ``create_staging(adapter, columns) -> name``, ``append_staging(adapter, name, arrow)``,
   ``drop_staging(adapter, name)``: where a Python model's batches land before the write;
 - ``create_sql_functions(adapter, functions: Sequence[SqlFunctionBinding]) -> None``: create
-  project SQL functions (``sql/udfs``, see ``mixmesh.sql_functions``) under their engine-side
+  project SQL functions (``sql/udfs``, see ``mixmesh.core.sql_functions``) under their engine-side
   names, in the order given (callees first), in the session that runs the adapter's next
   statement. It is called right before every statement that calls one, so it must be cheap
   and idempotent (``CREATE OR REPLACE``); the functions must live only as long as that session
@@ -39,11 +39,11 @@ import typing as t
 
 from sqlglot import exp
 
-from mixmesh.errors import FunctionCallError
+from mixmesh.core.errors import FunctionCallError
 
 if t.TYPE_CHECKING:
-    from mixmesh.functions import FunctionSpec
-    from mixmesh.sql_functions import SqlFunction
+    from mixmesh.core.functions import FunctionSpec
+    from mixmesh.core.sql_functions import SqlFunction
 
 # SQLMesh dialect -> the module that binds functions in that engine.
 ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb", "spark": "mixmesh.engines.spark"}
@@ -71,7 +71,7 @@ class SqlFunctionBinding(t.NamedTuple):
 
 # Every binding made in this process, by engine-side name; errors are explained from it.
 _bound: t.Dict[str, Binding] = {}
-# Every call name rendered in this process (``mixmesh.call_sites`` binds them), by name.
+# Every call name rendered in this process (``mixmesh.engines.call_sites`` binds them), by name.
 _calls: t.Dict[str, Binding] = {}
 _sql_functions: t.Dict[str, SqlFunctionBinding] = {}  # by engine-side name, in lower case
 _lock = threading.Lock()
@@ -137,7 +137,7 @@ def resolve_expression(
     cursor: t.Any = None,
 ) -> t.Any:
     """``resolve_calls`` for a parsed query (a Python model's, with its parameters)."""
-    from mixmesh import call_sites
+    from mixmesh.engines import call_sites
 
     module = engine(adapter.dialect)
     if calls is None:
@@ -164,8 +164,8 @@ def registered_spec(
     """A function as ``register`` binds it on a plain connection, where no call site is seen:
     each argument with its hint's own type, ``args=`` for those the call site would decide
     (a vectorized function's plain ``pa.Array``/``pd.Series``: DOUBLE, as before)."""
-    from mixmesh import types
-    from mixmesh.errors import FunctionDefinitionError
+    from mixmesh.core import sql_types as types
+    from mixmesh.core.errors import FunctionDefinitionError
 
     given = dict(args or {})
     unknown = sorted(set(given) - {arg.name for arg in spec.args})
@@ -202,7 +202,7 @@ def bindings_called(sql: str) -> t.Dict[str, Binding]:
 
 def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
     """The function as the fast path calls it: Arrow columns of a batch in, one array out."""
-    from mixmesh.calling import BatchFunction, RowBatchFunction
+    from mixmesh.runtime.calling import BatchFunction, RowBatchFunction
 
     if binding.spec.vectorized:
         return BatchFunction(binding.spec, binding.model)
@@ -212,7 +212,7 @@ def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
 def collect_remote_batches() -> t.List[t.Any]:
     """Batches functions ran in other processes (Spark's executors) since the last call, as
     ``spark_figures.Batch``; empty where no such engine was used."""
-    figures = sys.modules.get("mixmesh.engines.spark_figures")
+    figures = sys.modules.get("mixmesh.engines.spark.figures")
     return figures.collect_batches() if figures is not None else []
 
 
@@ -260,7 +260,7 @@ def create_sql_functions(adapter: t.Any, sql: str) -> None:
 
 def explain_error(error: BaseException, sql: t.Any = None) -> t.Optional[Exception]:
     """The mixmesh error behind an engine error, or None when it is not about a function."""
-    loaded = sys.modules.get("mixmesh.sql_functions")
+    loaded = sys.modules.get("mixmesh.core.sql_functions")
     if not _bound and not _sql_functions and not (loaded and loaded._projects):
         return None  # nothing of mixmesh's in this process: the engine's error as it is
     text = sql if isinstance(sql, str) else ""

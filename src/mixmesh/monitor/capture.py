@@ -108,7 +108,7 @@ def _file_remote_batches() -> None:
     """Batches functions ran in other processes (Spark's executors), and the resilience
     events counted there, under their models."""
     from mixmesh import engines
-    from mixmesh.resilience import record
+    from mixmesh.core.resilience import record
 
     try:
         batches = engines.collect_remote_batches()
@@ -352,7 +352,7 @@ def install() -> None:
     from sqlmesh.core.engine_adapter.base import EngineAdapter
     from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
 
-    from mixmesh.context import SqlResult
+    from mixmesh.pymodels.context import SqlResult
     from mixmesh.engines import duckdb as duckdb_engine
 
     from sqlmesh.core.test.definition import PythonModelTest, SqlModelTest
@@ -373,7 +373,7 @@ def install() -> None:
 def _evaluating(
     name: str, engine: t.Optional[str], interval: t.Tuple[t.Any, t.Any], rows_written: t.Callable[[], t.Optional[int]]
 ) -> t.Iterator[None]:
-    from mixmesh.resilience import events
+    from mixmesh.core.resilience import events
 
     model = short_name(name)
     evaluation = Evaluation(model, _sample_seconds())
@@ -411,7 +411,7 @@ def _save(
     before: t.Dict[t.Tuple[str, str], int],
     error: t.Optional[BaseException],
 ) -> None:
-    from mixmesh.resilience import events
+    from mixmesh.core.resilience import events
 
     name, project = _command or _running_command() or ("evaluate", Path.cwd())
     run_id = new_id()
@@ -560,7 +560,7 @@ def _naive(value: t.Any) -> t.Optional[dt.datetime]:
 @functools.lru_cache(maxsize=1024)
 def short_name(name: str) -> str:
     """``schema.name`` of a model however it is spelled; cached: batches look it up."""
-    from mixmesh.structure import short_name as written_as_people_do
+    from mixmesh.advice.structure import short_name as written_as_people_do
 
     return written_as_people_do(name)
 

@@ -18,7 +18,7 @@ import math
 import typing as t
 import weakref
 
-from mixmesh.errors import MixmeshError
+from mixmesh.core.errors import MixmeshError
 from mixmesh.monitor.stats import DEGRADING, IMPROVING, STABLE, Summary, summarize
 
 if t.TYPE_CHECKING:

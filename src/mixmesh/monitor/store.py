@@ -57,7 +57,7 @@ from pathlib import Path
 
 from sqlglot import exp
 
-from mixmesh.errors import MixmeshError
+from mixmesh.core.errors import MixmeshError
 from mixmesh.monitor.records import SCHEMA_VERSION, FunctionRun, ModelRun
 
 if t.TYPE_CHECKING:

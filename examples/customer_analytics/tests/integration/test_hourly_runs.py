@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mixmesh.demo_data import generate
+from mixmesh.cli.demo_data import generate
 
 PROJECT = Path(__file__).resolve().parents[2]
 DAY = datetime.datetime(2024, 1, 2)  # the second day of the data: the first is planned at once

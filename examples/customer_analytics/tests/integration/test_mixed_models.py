@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mixmesh.demo_data import generate
+from mixmesh.cli.demo_data import generate
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -156,7 +156,7 @@ def test_bad_predictions_are_refused(changes: dict, message: str) -> None:
 
 def test_the_ltv_model_on_generated_data_passes_its_checks_and_its_caps() -> None:
     """Behaviour kept: on the demo's data, every boundary check holds and every customer is predicted."""
-    from mixmesh.demo_data import generate
+    from mixmesh.cli.demo_data import generate
     from mixmesh.testing import ModelTest
     from python.models.ltv.predictor import SEGMENT_MAX_LTV
 

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from mixmesh.demo_data import generate
+from mixmesh.cli.demo_data import generate
 from python.shared.feature_engineering import python_risk_score, risk_score_row_by_row
 from python.models.ltv.predictor import load_confidence_model, load_ltv_model
 from python.shared.model_loading import SimpleRiskModel, load_risk_model

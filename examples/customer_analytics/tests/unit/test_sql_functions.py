@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from mixmesh.demo_data import generate
+from mixmesh.cli.demo_data import generate
 from mixmesh.engines.duckdb import register_sql_functions
 from python.shared.feature_engineering import extract_behavioral_features
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mixmesh.demo_data import generate
+from mixmesh.cli.demo_data import generate
 from mixmesh.resources import artifact_events, reset_artifact_events
 from python import training
 from python.models.ltv.predictor import load_confidence_model, load_ltv_model

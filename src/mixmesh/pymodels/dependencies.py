@@ -21,7 +21,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import build_scope
 
-from mixmesh.introspection import project_functions
+from mixmesh.core.introspection import project_functions
 
 # An f-string hole parses as a name; where it stands for a table, that table is unknowable.
 _HOLE = "__mixmesh_hole__"

@@ -31,12 +31,12 @@ import weakref
 
 from sqlglot import exp
 
-from mixmesh import types
-from mixmesh.errors import FunctionCallError, FunctionRuntimeError, MixmeshError, where
+from mixmesh.core import sql_types as types
+from mixmesh.core.errors import FunctionCallError, FunctionRuntimeError, MixmeshError, where
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding, SqlFunctionBinding
-    from mixmesh.functions import FunctionSpec
+    from mixmesh.core.functions import FunctionSpec
 
 NAME = "duckdb"
 
@@ -123,7 +123,7 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
 
 
 def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
-    from mixmesh.calling import BatchFunction, RowBatchFunction, row_function
+    from mixmesh.runtime.calling import BatchFunction, RowBatchFunction, row_function
 
     spec = binding.spec
     if spec.vectorized:
@@ -152,7 +152,7 @@ def _null_handling(spec: "FunctionSpec") -> str:
 def _by_batch(spec: "FunctionSpec") -> bool:
     """A row function with a timeout is bound as an Arrow function running its rows per
     batch: each row under its deadline in one worker thread, not a thread switch per row."""
-    from mixmesh.resilience import timeout_of
+    from mixmesh.core.resilience import timeout_of
 
     return not spec.vectorized and timeout_of(spec.policies) is not None
 
@@ -188,7 +188,8 @@ def create_sql_functions_on(cursor: t.Any, functions: t.Sequence["SqlFunctionBin
 def _cannot_create(binding: "SqlFunctionBinding", error: Exception) -> Exception:
     """DuckDB binds a macro's body when it is created: a body calling an unknown function,
     say, fails here. The message names the function and, when known, its file and line."""
-    from mixmesh import engines, sql_functions
+    from mixmesh import engines
+    from mixmesh.core import sql_functions
 
     function = binding.function
     loaded = sql_functions.known_functions().get(function.name)
@@ -232,7 +233,7 @@ def register_sql_functions(
     """
     from pathlib import Path
 
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
 
     root = Path(project)
     files = sorted((root / sql_functions.FOLDER).rglob("*.sql"))
@@ -394,7 +395,7 @@ def _unknown_function(error: BaseException, message: str, unknown: "re.Match[str
     created it yet)."""
     import difflib
 
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
 
     known = sql_functions.known_functions()
     close = difflib.get_close_matches(unknown.group("name").lower(), list(known), n=1, cutoff=0.75)

@@ -65,7 +65,7 @@ def accumulator(spark: t.Any) -> "Accumulator":
 
 def events_since_last_report(model: t.Optional[str], function: str) -> t.Tuple[t.Tuple[str, int], ...]:
     """On an executor: the function's resilience events counted since it last reported."""
-    from mixmesh.resilience import events
+    from mixmesh.core.resilience import events
 
     now = {key[2]: count for key, count in events().items() if key[:2] == (model, function)}
     with _lock:

@@ -30,7 +30,7 @@ import weakref
 import pyarrow as pa
 from sqlglot import exp
 
-from mixmesh.errors import FunctionCallError, FunctionDefinitionError, FunctionRuntimeError, MixmeshError
+from mixmesh.core.errors import FunctionCallError, FunctionDefinitionError, FunctionRuntimeError, MixmeshError
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding, SqlFunctionBinding
@@ -47,7 +47,7 @@ _registered: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, t.Any]]" = weakref.We
 _created: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, str]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
-# The last of mixmesh's errors in a worker's traceback: "mixmesh.errors.FunctionRuntimeError: ...".
+# The last of mixmesh's errors in a worker's traceback: "mixmesh.core.errors.FunctionRuntimeError: ...".
 _RAISED = re.compile(r"^mixmesh\.errors\.(?P<kind>\w+): (?P<message>.*)$", re.MULTILINE)
 _UNRESOLVED = re.compile(r"\[UNRESOLVED_ROUTINE\] Cannot resolve routine `(?P<name>\w+)`")
 
@@ -68,7 +68,7 @@ def describe(
 def sql_type_of(spark_type_name: str) -> exp.DataType:
     """A Spark type (``array<struct<a:int>>``) as a sqlglot type. Spark's TIMESTAMP is an
     instant shown in the session's time zone: TIMESTAMPLTZ, which naive and aware datetime
-    hints both take (``mixmesh.accepts``); TIMESTAMP_NTZ is a naive TIMESTAMP."""
+    hints both take (``mixmesh.core.accepts``); TIMESTAMP_NTZ is a naive TIMESTAMP."""
     parsed = exp.DataType.build(spark_type_name, dialect=NAME)
     for node in list(parsed.find_all(exp.DataType)):
         if node.this == exp.DataType.Type.TIMESTAMPTZ:
@@ -120,7 +120,7 @@ def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any
     from pyspark.sql.functions import ArrowUDFType
     from pyspark.sql.functions import arrow_udf as spark_arrow_udf
 
-    from mixmesh.engines.spark_calls import SparkCall
+    from mixmesh.engines.spark.calls import SparkCall
 
     returns = spark_type(binding.spec.returns, binding)
     with warnings.catch_warnings():
@@ -200,7 +200,7 @@ def temporary_function(binding: "SqlFunctionBinding") -> str:
 
 
 def _cannot_hold(binding: "SqlFunctionBinding", untyped: t.List[str]) -> Exception:
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
 
     reason = (
         f"its parameter(s) {', '.join(untyped)} have no type" if untyped else "it is not a scalar SQL function"
@@ -213,7 +213,8 @@ def _cannot_hold(binding: "SqlFunctionBinding", untyped: t.List[str]) -> Excepti
 
 
 def _cannot_create(binding: "SqlFunctionBinding", error: Exception) -> Exception:
-    from mixmesh import engines, sql_functions
+    from mixmesh import engines
+    from mixmesh.core import sql_functions
 
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return sql_functions.SqlFunctionError(
@@ -318,7 +319,7 @@ def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
         refused = _GRAIN_REFUSED.search(str(error))
         if refused is None:
             raise
-        from mixmesh.validation import ModelOutputError
+        from mixmesh.pymodels.validation import ModelOutputError
 
         raise ModelOutputError(refused.group("message")) from None
 
@@ -341,7 +342,7 @@ def conform_frame(frame: t.Any, spec: t.Any) -> t.Any:
     """
     from pyspark.sql import functions as F
 
-    from mixmesh import validation
+    from mixmesh.pymodels import validation
 
     validation.conform(pa.table({name: pa.nulls(0) for name in frame.columns}), spec)  # the names alone
     columns = []
@@ -369,7 +370,7 @@ def dataframe(adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any
 def materialized(adapter: t.Any, query: exp.Expr) -> t.Any:
     """A staging table's rows as a Spark DataFrame that no longer reads the table: a local
     checkpoint, kept by the executors (memory, then disk), so the table may be dropped before
-    SQLMesh writes the rows (see ``mixmesh.models._rows_to_write``)."""
+    SQLMesh writes the rows (see ``mixmesh.core.models._rows_to_write``)."""
     return dataframe(adapter, query, {}).localCheckpoint(eager=True)
 
 
@@ -400,7 +401,7 @@ def _unknown_function(name: str, message: str) -> t.Optional[Exception]:
     """A misspelt project SQL function: say which one was likely meant."""
     import difflib
 
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
 
     known = sql_functions.known_functions()
     close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)

@@ -1,6 +1,6 @@
 """``mixmesh advise``: per model, the pattern it follows beside the one the seed's framework recommends.
 
-- The pattern a model follows comes from its structure (``mixmesh.structure``).
+- The pattern a model follows comes from its structure (``mixmesh.advice.structure``).
 - The recommendation is ``advisor.explain_pattern`` over the model's requirements:
 
   - **declared**, in a SQL model's MODEL block as a SQLMesh session property (SQLMesh has no
@@ -34,9 +34,9 @@ from pathlib import Path
 
 from sqlglot import exp
 
-from mixmesh import advisor
-from mixmesh.errors import MixmeshError
-from mixmesh.structure import CLOSEST_PATTERN, Structure, is_advisable, model_structure, short_name
+from mixmesh.advice import advisor
+from mixmesh.core.errors import MixmeshError
+from mixmesh.advice.structure import CLOSEST_PATTERN, Structure, is_advisable, model_structure, short_name
 
 if t.TYPE_CHECKING:
     import pandas as pd
@@ -124,7 +124,7 @@ def advise(
     """
     from sqlmesh import Context
 
-    from mixmesh import sqlmesh_bridge
+    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
     from mixmesh.monitor.store import MetricsStore
 
     sqlmesh_bridge.install()  # a project whose only mixmesh part is sql/udfs

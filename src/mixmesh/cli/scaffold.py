@@ -10,7 +10,7 @@ import shutil
 import typing as t
 from pathlib import Path
 
-from mixmesh.errors import MixmeshError
+from mixmesh.core.errors import MixmeshError
 
 TEMPLATE = Path(__file__).parent / "templates" / "project"
 

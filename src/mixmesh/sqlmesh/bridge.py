@@ -3,7 +3,7 @@
 A ``@udf`` function is a SQLMesh macro: ``@python_risk_score(a, b)`` in a model expands into
 ``CAST(python_risk_score__<digest>(a, b) AS DOUBLE)``, a *call name*; right before a statement
 holding it runs, the call is bound in the engine for the types its arguments have there
-(``mixmesh.call_sites``). The digest changes with the function's code and its calling model,
+(``mixmesh.engines.call_sites``). The digest changes with the function's code and its calling model,
 so two versions of a function never share a binding and every error can name its model.
 
 SQLMesh stores macros in its state as Python source and re-executes it in later processes.
@@ -18,11 +18,11 @@ functions (``install``):
 - the loader: functions imported into ``macros/`` from other project modules (the seed's
   ``python/shared/``) are registered on every load, even when Python cached the module.
 - ``EngineAdapter._execute``: each call in a statement is bound for its call site's argument
-  types (``mixmesh.call_sites``); an engine error about a mixmesh function becomes a message
+  types (``mixmesh.engines.call_sites``); an engine error about a mixmesh function becomes a message
   that names the model, the function and the argument; and a statement calling functions
   takes the fast path where it can (``mixmesh.fastpath``).
 
-Project SQL functions (``sql/udfs/*.sql``, see ``mixmesh.sql_functions``) use three more:
+Project SQL functions (``sql/udfs/*.sql``, see ``mixmesh.core.sql_functions``) use three more:
 ``make_python_env`` (a model stores the definitions it calls), ``MacroEvaluator.transform``
 (rendered calls become engine-side names; SQLMesh renders every query and statement through
 it, and it runs after the stored environment, which installs these hooks in a fresh ``sqlmesh
@@ -44,13 +44,13 @@ from pathlib import Path
 
 from sqlglot import exp
 
-from mixmesh.errors import FunctionCallError, FunctionDefinitionError, where
-from mixmesh.introspection import code_digest, string_constants
+from mixmesh.core.errors import FunctionCallError, FunctionDefinitionError, where
+from mixmesh.core.introspection import code_digest, string_constants
 
 if t.TYPE_CHECKING:
     from sqlmesh.core.macros import MacroEvaluator
 
-    from mixmesh.functions import FunctionSpec, Udf
+    from mixmesh.core.functions import FunctionSpec, Udf
 
 _install_lock = threading.Lock()
 _installed = False
@@ -60,7 +60,7 @@ def expand_call(
     udf: "Udf", evaluator: "MacroEvaluator", args: t.Sequence[t.Any], kwargs: t.Optional[t.Mapping[str, t.Any]] = None
 ) -> exp.Expr:
     """The SQL a ``@function(...)`` call becomes: a call the engine binds for its argument types
-    right before the statement runs (``mixmesh.call_sites``)."""
+    right before the statement runs (``mixmesh.engines.call_sites``)."""
     spec = udf.spec
     model = model_name(evaluator)
     arguments = call_arguments(spec, model, args, kwargs or {})
@@ -103,7 +103,7 @@ def bound_call(
     source: t.Optional[str] = None,
 ) -> exp.Expr:
     """``CAST(name__digest(args) AS type)`` (SQL models and ``context.sql`` alike): a call name
-    that ``mixmesh.call_sites`` binds for the call site's argument types before it runs."""
+    that ``mixmesh.engines.call_sites`` binds for the call site's argument types before it runs."""
     from mixmesh import engines
 
     sql_name = binding_name(spec, model)
@@ -121,7 +121,7 @@ def stored_source(evaluator: "MacroEvaluator", func: t.Callable[..., t.Any]) -> 
 
 def model_name(evaluator: "MacroEvaluator") -> t.Optional[str]:
     """The calling model as people write it (analytics.scored), when SQLMesh knows it."""
-    from mixmesh.structure import short_name
+    from mixmesh.advice.structure import short_name
 
     fqn = getattr(evaluator, "_model_fqn", None)
     return short_name(fqn) if fqn else None
@@ -345,7 +345,7 @@ def _resolve(node: ast.expr, namespace: t.Dict[str, t.Any]) -> t.Any:
 def _hint_globals_hook(func_globals: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
     @functools.wraps(func_globals)
     def hook(func: t.Callable[..., t.Any]) -> t.Dict[str, t.Any]:
-        from mixmesh import sql_functions
+        from mixmesh.core import sql_functions
 
         variables = func_globals(func)
         spec = _spec_of(func)
@@ -451,7 +451,7 @@ def _wrap_loader_method(cls: type, method: str) -> None:
     def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
         macros = kwargs.get("macros", args[0] if args else None)
         if macros is not None:
-            from mixmesh import resources
+            from mixmesh.runtime import resources
 
             resources.set_project_root(self.config_path)  # artifacts resolve against the project
             track_project_modules(self)
@@ -471,7 +471,7 @@ def load_sql_functions(loader: t.Any, macros: t.Mapping[str, t.Any]) -> None:
     SQLMesh's model cache and its file watching key on ``macros/`` mtimes; the SQL function
     files count as macros, so an edit reloads the models that call them.
     """
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
 
     files = sql_functions.project_files(loader)
     dialect = loader.config.model_defaults.dialect or ""
@@ -493,7 +493,7 @@ def load_sql_functions(loader: t.Any, macros: t.Mapping[str, t.Any]) -> None:
 def check_sql_function_callers(models: t.Iterable[t.Any]) -> None:
     """A VIEW would call a project function whenever it is read, in sessions (other tools,
     other processes) where mixmesh never created it: models calling one are materialized."""
-    from mixmesh import sql_functions
+    from mixmesh.core import sql_functions
 
     for model in models:
         kind = getattr(model, "kind", None)
@@ -516,7 +516,7 @@ def _sql_functions_env_hook(make_python_env: t.Callable[..., t.Any]) -> t.Callab
 
     @functools.wraps(make_python_env)
     def hook(expressions: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
-        from mixmesh import sql_functions
+        from mixmesh.core import sql_functions
 
         python_env = make_python_env(expressions, *args, **kwargs)
         module_path = kwargs.get("module_path", args[1] if len(args) > 1 else None)
@@ -535,7 +535,7 @@ def _sql_function_calls_hook(transform: t.Callable[..., t.Any]) -> t.Callable[..
 
     @functools.wraps(transform)
     def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
-        from mixmesh import sql_functions
+        from mixmesh.core import sql_functions
 
         return sql_functions.bind_calls(transform(self, *args, **kwargs), self.python_env)
 
@@ -560,7 +560,7 @@ def _create_sql_functions_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..
 
 def _call_sites_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     """Each call of a mixmesh function is bound for its call site's argument types right
-    before the statement runs (``mixmesh.call_sites``): the first statement of a plan that
+    before the statement runs (``mixmesh.engines.call_sites``): the first statement of a plan that
     reads the query (SQLMesh creates the table from it) fails on a mismatch, before any
     interval is written."""
 
@@ -674,7 +674,7 @@ def register_project_functions(loader: t.Any, macros: t.MutableMapping[str, t.An
 
 
 def _is_udf(value: t.Any) -> bool:
-    from mixmesh.functions import Udf
+    from mixmesh.core.functions import Udf
 
     return isinstance(value, Udf)
 

@@ -2,7 +2,7 @@
 
 Every statement SQLMesh runs passes through ``EngineAdapter._execute``; when it calls a
 bound mixmesh function (its engine-side name is in the text: no parsing otherwise), the
-statement is split with ``mixmesh.hoisting`` and run by the engine as a stream: the part
+statement is split with ``mixmesh.fastpath.hoisting`` and run by the engine as a stream: the part
 of the query below the calls streams out in large Arrow batches, each call's results are
 appended per batch (on a pool of threads, as many as the engine's), and the rest of the
 statement reads the stream. Results are those of the plain binding, which runs whenever
@@ -29,7 +29,10 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh import engines, hoisting, types, workers
+from mixmesh import engines
+from mixmesh.fastpath import hoisting
+from mixmesh.core import sql_types as types
+from mixmesh.runtime import workers
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The document writes ``transaction_details: List[Dict[str, Any]]`` and feeds ``COUNTIF(...)``
 (HUGEINT on DuckDB) into ``cart_additions: int``. A hint therefore says which SQL types a
 parameter *accepts*, not one SQL type; the engine says what each call site passes
-(``mixmesh.call_sites``), and ``Accepts.resolve`` turns that into the type the function is
+(``mixmesh.engines.call_sites``), and ``Accepts.resolve`` turns that into the type the function is
 bound with there:
 
 - ``Any``, an unannotated parameter, ``dict``, ``list`` and their untyped forms take the call
@@ -15,7 +15,7 @@ bound with there:
   site is checked against it (the same fields; each field as its hint says).
 
 A call site that does not fit raises ``Mismatch`` with the reason and, where there is one, the
-type a CAST to which would fix it; ``mixmesh.call_sites`` turns that into an error naming the
+type a CAST to which would fix it; ``mixmesh.engines.call_sites`` turns that into an error naming the
 model, the function and the argument.
 """
 
@@ -28,7 +28,7 @@ import typing as t
 
 from sqlglot import exp
 
-from mixmesh import types
+from mixmesh.core import sql_types as types
 
 DType = exp.DataType.Type
 

@@ -26,9 +26,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixmesh import inlining, resilience, types
-from mixmesh.errors import FunctionRuntimeError, truncate, where
-from mixmesh.functions import FunctionSpec
+from mixmesh.runtime import inlining
+from mixmesh.core import resilience
+from mixmesh.core import sql_types as types
+from mixmesh.core.errors import FunctionRuntimeError, truncate, where
+from mixmesh.core.functions import FunctionSpec
 from mixmesh.monitor import capture
 
 # What a call of the user's function turns into an error naming the row: its exceptions,
@@ -97,7 +99,7 @@ class BatchFunction:
         those) the on_error value. Retries and the breaker apply to the batch once, never to
         the parts of the search: one bad row costs one breaker failure and one round of
         retries, wherever it sits, and gives one on_error value."""
-        from mixmesh.resilience import CircuitOpenError, record
+        from mixmesh.core.resilience import CircuitOpenError, record
 
         rows = len(arrays[0])
         call = self._isolating if isolating else self._protected
@@ -477,7 +479,7 @@ def _protected_call(
 
     A returned value (the function's or the fallback's) that the return rules refuse is an
     error whatever on_error says, as it is when a whole batch's values are converted."""
-    from mixmesh.resilience import record
+    from mixmesh.core.resilience import record
 
     func = spec.func
 
@@ -514,7 +516,7 @@ def _timed_out(
 ) -> t.Callable[[t.Tuple[t.Any, ...]], t.Any]:
     """What a row given up by its timeout gets, when the timeout is the function's only policy:
     the on_error value, or an error naming the row."""
-    from mixmesh.resilience import record
+    from mixmesh.core.resilience import record
 
     gave_up, fallback = timeout.gave_up(spec.name, model), _fallback(spec)
 
@@ -539,7 +541,7 @@ def _fallback(spec: FunctionSpec) -> t.Callable[..., t.Any]:
 
 
 def _without_breaker_and_retries(spec: FunctionSpec, model: t.Optional[str]) -> t.Callable[..., t.Any]:
-    from mixmesh.resilience import Policies, Timeout
+    from mixmesh.core.resilience import Policies, Timeout
 
     kept = [p for p in (spec.policies.policies if isinstance(spec.policies, Policies) else ()) if isinstance(p, Timeout)]
     return Policies(kept).protect(spec.func, function=spec.name, model=model) if kept else spec.func

@@ -2,7 +2,7 @@
 
 Four steps, each safe to repeat:
 
-1. generate the raw tables (``mixmesh.demo_data``) for the days from ``START`` on;
+1. generate the raw tables (``mixmesh.cli.demo_data``) for the days from ``START`` on;
 2. train the project's ML models on them, unless trained models are already pinned;
 3. ``plan`` the project with SQLMesh, its clock set to the day after the period, so the
    models are built up to the period's end and no further. A rerun finds nothing missing;
@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mixmesh.demo_data import SEED, SIZES, DemoSizes, generate
-from mixmesh.errors import MixmeshError
+from mixmesh.cli.demo_data import SEED, SIZES, DemoSizes, generate
+from mixmesh.core.errors import MixmeshError
 
 START = datetime.date(2024, 1, 1)  # the example's model start (its config.yaml)
 DATABASE = "demo.duckdb"  # as the example's config.yaml names it, relative to the project
@@ -188,7 +188,7 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
     import duckdb
     from sqlglot import exp
 
-    from mixmesh.resources import artifact_events
+    from mixmesh.runtime.resources import artifact_events
 
     console = console or Console()
     with duckdb.connect(str(project / DATABASE), read_only=True) as connection:

@@ -21,7 +21,7 @@ import typing as t
 
 from sqlglot import exp
 
-from mixmesh.errors import MixmeshError
+from mixmesh.core.errors import MixmeshError
 
 
 class ModelSqlError(MixmeshError, ValueError):

@@ -3,7 +3,7 @@
 Spark hands an Arrow UDF each batch of rows as one Arrow array per argument and expects one
 Arrow array back. ``SparkCall`` is what Spark pickles on the driver and calls on its Python
 workers: it checks the arguments' types (Spark, unlike DuckDB, does not match a call against
-declared argument types), then runs the function the way ``mixmesh.calling`` runs it on every
+declared argument types), then runs the function the way ``mixmesh.runtime.calling`` runs it on every
 engine: vectorized functions through ``BatchFunction``, row functions through
 ``RowBatchFunction`` (once per row of the batch, as on DuckDB's fast path). Both are built
 once per worker process, so a
@@ -20,8 +20,9 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh import resources, types
-from mixmesh.errors import FunctionCallError, where
+from mixmesh.runtime import resources
+from mixmesh.core import sql_types as types
+from mixmesh.core.errors import FunctionCallError, where
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding
@@ -63,8 +64,8 @@ class SparkCall:
 
     def _report(self, arrays: t.List[pa.Array], seconds: float, failed: bool) -> None:
         """One batch's figures, for monitoring on the driver (a plain tuple: spark_figures.Batch)."""
-        from mixmesh.calling import mean_list_length
-        from mixmesh.engines.spark_figures import events_since_last_report
+        from mixmesh.runtime.calling import mean_list_length
+        from mixmesh.engines.spark.figures import events_since_last_report
 
         mode = "vectorized" if self.spec.vectorized else "row"
         rows = len(arrays[0]) if arrays else 0
@@ -81,7 +82,7 @@ class SparkCall:
         return function
 
     def _build(self) -> t.Callable[..., pa.Array]:
-        from mixmesh.calling import BatchFunction, RowBatchFunction
+        from mixmesh.runtime.calling import BatchFunction, RowBatchFunction
 
         if self.spec.vectorized:
             return BatchFunction(self.spec, self.model)

@@ -12,7 +12,7 @@ such call is resolved here:
    always right (sqlglot's inference says BIGINT for ``SUM(int)``, DuckDB HUGEINT); where the
    probe cannot be bound (a correlated subquery), an argument that states its own type (a
    CAST, a literal) still resolves; anything else is an error asking for a CAST.
-2. What each parameter accepts (``mixmesh.accepts``) turns the call site's type into the
+2. What each parameter accepts (``mixmesh.core.accepts``) turns the call site's type into the
    type the function is bound with, or fails naming the model, the function, the argument,
    both types and the fix.
 3. The call becomes a call of a *binding name* for exactly those types (two call sites with
@@ -27,8 +27,8 @@ import typing as t
 
 from sqlglot import exp
 
-from mixmesh import accepts as accepts_
-from mixmesh.errors import FunctionCallError, where
+from mixmesh.core import accepts as accepts_
+from mixmesh.core.errors import FunctionCallError, where
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding

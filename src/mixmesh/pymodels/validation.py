@@ -10,11 +10,11 @@ import typing as t
 
 import pyarrow as pa
 
-from mixmesh import types
-from mixmesh.errors import MixmeshError, truncate
+from mixmesh.core import sql_types as types
+from mixmesh.core.errors import MixmeshError, truncate
 
 if t.TYPE_CHECKING:
-    from mixmesh.models import ModelSpec
+    from mixmesh.core.models import ModelSpec
 
 # How far the search for an offending value goes before the message gives up on an example.
 _EXAMPLE_SEARCH_ROWS = 100_000

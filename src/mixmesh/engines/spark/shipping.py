@@ -73,7 +73,7 @@ def _installed_prefixes() -> t.Tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=1)
 def _ship_breakers_as_settings() -> None:
-    from mixmesh.resilience import CircuitBreaker
+    from mixmesh.core.resilience import CircuitBreaker
 
     copyreg.pickle(CircuitBreaker, _breaker_settings)
 
@@ -84,7 +84,7 @@ def _breaker_settings(breaker: t.Any) -> t.Tuple[t.Any, t.Tuple[t.Any, ...]]:
 
 @functools.lru_cache(maxsize=1)
 def _ship_resources_as_builders() -> None:
-    from mixmesh.resources import Resource
+    from mixmesh.runtime.resources import Resource
 
     copyreg.pickle(Resource, _resource_builder)
 

@@ -20,11 +20,13 @@ import typing as t
 import pyarrow as pa
 from sqlglot import exp
 
-from mixmesh import engines, types, validation
+from mixmesh import engines
+from mixmesh.core import sql_types as types
+from mixmesh.pymodels import validation
 
 if t.TYPE_CHECKING:
-    from mixmesh.context import ModelContext
-    from mixmesh.models import ModelSpec
+    from mixmesh.pymodels.context import ModelContext
+    from mixmesh.core.models import ModelSpec
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mixmesh import __version__
-from mixmesh.demo_data import SEED, SIZES
+from mixmesh.cli.demo_data import SEED, SIZES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,8 +39,8 @@ def main() -> None:
 @click.option("--retrain", is_flag=True, help="Train the ML models again even if trained ones are pinned.")
 def demo(project: Path, customers: int, transactions: int, events: int, days: int, seed: int, retrain: bool) -> None:
     """Build the seed's example project on embedded DuckDB from generated data, and summarise it."""
-    from mixmesh.demo import DemoError, DemoOptions, run_demo
-    from mixmesh.demo_data import DemoSizes
+    from mixmesh.cli.demo import DemoError, DemoOptions, run_demo
+    from mixmesh.cli.demo_data import DemoSizes
 
     sizes = DemoSizes(customers=customers, transactions=transactions, events=events, days=days)
     try:
@@ -54,8 +54,8 @@ def demo(project: Path, customers: int, transactions: int, events: int, days: in
 @click.option("--force", is_flag=True, help="Write into a non-empty directory (existing files are never overwritten).")
 def init(directory: Path, force: bool) -> None:
     """Create a project in DIRECTORY: the seed's layout, one model of each pattern, sample data, tests."""
-    from mixmesh.errors import MixmeshError
-    from mixmesh.scaffold import init_project
+    from mixmesh.core.errors import MixmeshError
+    from mixmesh.cli.scaffold import init_project
 
     try:
         written = init_project(directory, force=force)
@@ -85,7 +85,7 @@ def advise(model: str | None, as_json: bool, project: Path | None) -> None:
     from sqlmesh.utils.errors import SQLMeshError
 
     from mixmesh.advice import advise as advise_project, format_text
-    from mixmesh.errors import MixmeshError
+    from mixmesh.core.errors import MixmeshError
     from mixmesh.testing import find_project
 
     try:
@@ -146,7 +146,7 @@ def stats(model: str | None, days: float | None, as_json: bool, prometheus: bool
 @_recorded_runs_of_project
 def report(out: Path, model: str | None, days: float | None, project: Path) -> None:
     """Write the performance report: one HTML page with charts, viewable offline."""
-    from mixmesh.errors import MixmeshError
+    from mixmesh.core.errors import MixmeshError
     from mixmesh.monitor.report import write_report
     from mixmesh.monitor.store import MetricsStore, recovering
 

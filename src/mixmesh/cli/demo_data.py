@@ -31,7 +31,7 @@ import typing as t
 import numpy as np
 import pyarrow as pa
 
-from mixmesh.errors import MixmeshError
+from mixmesh.core.errors import MixmeshError
 
 if t.TYPE_CHECKING:
     import duckdb

@@ -35,7 +35,7 @@ import typing as t
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope, walk_in_scope
 
-from mixmesh.advisor import HYBRID, PYTHON_PRIMARY, SQL_PRIMARY
+from mixmesh.advice.advisor import HYBRID, PYTHON_PRIMARY, SQL_PRIMARY
 
 PLAIN_SQL = "plain_sql"
 PLAIN_PYTHON = "plain_python"
