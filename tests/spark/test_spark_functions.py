@@ -21,7 +21,7 @@ import pytest
 
 from mixmesh import CircuitBreaker, Retry, udf
 from mixmesh.engines import spark as spark_engine
-from mixmesh.engines import spark_figures
+from mixmesh.engines.spark import figures as spark_figures
 from mixmesh.core.errors import FunctionCallError, FunctionRuntimeError
 
 pytestmark = pytest.mark.slow

@@ -102,7 +102,7 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
     SQLMesh's names carry a digest of the code, so a name already bound is the same function
     (``replace=False``); ``register`` names are the user's and may change hands.
     """
-    from mixmesh.engines import spark_figures, spark_shipping
+    from mixmesh.engines.spark import figures as spark_figures, shipping as spark_shipping
 
     with _lock:
         registered = _registered.setdefault(spark, {})
