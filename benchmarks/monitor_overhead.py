@@ -85,9 +85,9 @@ def main() -> None:
 
     from sqlmesh import Context
 
-    import mixmesh.sqlmesh.bridge
+    import mixmesh.sqlmesh
 
-    mixmesh.sqlmesh.bridge.install()  # first: the timer then counts mixmesh's hooks in
+    mixmesh.sqlmesh.install()  # first: the timer then counts mixmesh's hooks in
     timings = timed_evaluations()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "project"

@@ -56,7 +56,7 @@ def timed_evaluations() -> t.List[t.Tuple[str, float]]:
     """Time every model evaluation (``SnapshotEvaluator.evaluate``) from now on, by snapshot name.
 
     The timer wraps whatever wraps the evaluator at the time: install mixmesh's hooks first
-    to count them in (``mixmesh.sqlmesh.bridge.install()``); a plain SQLMesh baseline does not.
+    to count them in (``mixmesh.sqlmesh.install()``); a plain SQLMesh baseline does not.
     """
     import time
 

@@ -49,7 +49,8 @@ import pyarrow.compute as pc
 
 from mixmesh import engines, udf
 from mixmesh import fastpath
-from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh.core.names import binding_name
 
 import reporting
 
@@ -124,7 +125,7 @@ class Bench:
     def __init__(self, rows: int) -> None:
         from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
-        sqlmesh_bridge.install()
+        sqlmesh_integration.install()
         self.connection = duckdb.connect(":memory:")
         self.connection.execute(f"CREATE TABLE t AS SELECT random() * 100 - 50 AS x FROM range({rows})")
         self.connection.create_function("duckdb_row", row_fn, ["DOUBLE"], "DOUBLE")
@@ -142,7 +143,7 @@ class Bench:
         }
 
     def _bind(self, function: t.Any) -> str:
-        name = sqlmesh_bridge.binding_name(function.spec, "benchmark")
+        name = binding_name(function.spec, "benchmark")
         engines.register_call(function.spec, "benchmark", name)
         return name
 

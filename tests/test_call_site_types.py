@@ -32,7 +32,8 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 import mixmesh
 from mixmesh import engines, udf
 from mixmesh import fastpath
-from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh.core.names import binding_name
 from mixmesh.core.errors import FunctionCallError
 from tests.call_site_projects import Engine, fast_path, plan, table_bytes
 from tests.projects import Project, forget_project_modules
@@ -575,10 +576,10 @@ MODEL = "tests.call_sites"
 def engine() -> t.Iterator[Engine]:
     connection = duckdb.connect()
     adapter = DuckDBEngineAdapter(lambda: connection)
-    sqlmesh_bridge.install()
+    sqlmesh_integration.install()
     sql_names = {}
     for function in ADAPTER_FUNCTIONS:
-        sql_name = sqlmesh_bridge.binding_name(function.spec, MODEL)
+        sql_name = binding_name(function.spec, MODEL)
         engines.register_call(function.spec, MODEL, sql_name)
         sql_names[function.spec.name] = sql_name
     yield Engine(connection, adapter, sql_names, ADAPTER_FUNCTIONS)

@@ -16,7 +16,8 @@ from sqlglot import exp
 from mixmesh import engines, udf
 from mixmesh import fastpath
 from mixmesh.fastpath import hoisting
-from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh.core.names import binding_name
 from mixmesh.core.errors import FunctionDefinitionError, FunctionRuntimeError
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from tests.projects import Project
@@ -161,7 +162,7 @@ def test_statements_keep_the_plain_binding_when_switched_off(scored: Project, mo
 def adapter() -> "t.Any":
     from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
-    sqlmesh_bridge.install()
+    sqlmesh_integration.install()
     connection = duckdb.connect()
     connection.execute("CREATE TABLE t AS SELECT range::DOUBLE AS x FROM range(100000)")
     yield DuckDBEngineAdapter(lambda: connection)
@@ -169,7 +170,7 @@ def adapter() -> "t.Any":
 
 
 def bound(adapter: "t.Any", function: "t.Any") -> str:
-    name = sqlmesh_bridge.binding_name(function.spec, "analytics.m")
+    name = binding_name(function.spec, "analytics.m")
     engines.register_call(function.spec, "analytics.m", name)
     return name
 

@@ -35,7 +35,8 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 from mixmesh import engines, udf
 from mixmesh import fastpath
-from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh.core.names import binding_name
 from mixmesh.core.errors import FunctionRuntimeError
 from tests.call_site_projects import Engine, fast_path
 
@@ -131,10 +132,10 @@ ITEMS_TYPE = "STRUCT(sku VARCHAR, qty INTEGER, price DOUBLE)[]"
 def _connect() -> Engine:
     connection = duckdb.connect()
     adapter = DuckDBEngineAdapter(lambda: connection)
-    sqlmesh_bridge.install()
+    sqlmesh_integration.install()
     sql_names = {}
     for function in FUNCTIONS:
-        sql_name = sqlmesh_bridge.binding_name(function.spec, None)
+        sql_name = binding_name(function.spec, None)
         engines.register_call(function.spec, None, sql_name)
         sql_names[function.spec.name] = sql_name
     return Engine(connection, adapter, sql_names, FUNCTIONS)

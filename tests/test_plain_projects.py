@@ -13,8 +13,8 @@ from tests.projects import Project
 FINGERPRINTS = """
 import json, sys
 if sys.argv[1] == "with-mixmesh":
-    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
-    sqlmesh_bridge.install()
+    import mixmesh.sqlmesh as sqlmesh_integration
+    sqlmesh_integration.install()
 from sqlmesh import Context
 context = Context(paths=sys.argv[2])
 print(json.dumps({
@@ -74,9 +74,10 @@ def test_fingerprints_and_stored_code_are_unchanged_by_mixmesh(plain: Project) -
 
 
 def test_plan_gives_the_same_tables(plain: Project) -> None:
-    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+    import mixmesh.sqlmesh as sqlmesh_integration
 
-    sqlmesh_bridge.install()
+
+    sqlmesh_integration.install()
     plain.plan()
     assert plain.query("SELECT y FROM analytics.scaled") == [(6,)]
     assert plain.query("SELECT z FROM analytics.from_python") == [(7,)]

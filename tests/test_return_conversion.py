@@ -36,7 +36,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 from mixmesh import engines, udf
 from mixmesh import fastpath
-from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+import mixmesh.sqlmesh as sqlmesh_integration
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionRuntimeError
 from mixmesh.engines.duckdb import register
@@ -306,7 +306,7 @@ class DuckDB:
 def duck() -> t.Iterator[DuckDB]:
     connection = duckdb.connect()
     adapter = DuckDBEngineAdapter(lambda: connection)
-    sqlmesh_bridge.install()
+    sqlmesh_integration.install()
     sql_names = {}
     for kind, declared in RETURN_TYPES.items():
         for shape, make in SHAPES.items():

@@ -23,7 +23,8 @@ import pytest
 from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 from mixmesh import engines, udf
-from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh.core.names import binding_name
 from mixmesh.engines.duckdb import register
 from mixmesh.core.errors import FunctionRuntimeError
 from mixmesh.core.resilience import CircuitBreaker, Retry, events, reset_events
@@ -59,8 +60,8 @@ class Paths:
             sql = f"SELECT list({name}(i::DOUBLE) ORDER BY i) FROM range({rows}) AS t(i)"
             return connection.sql(sql).fetchone()[0]
         connection = duckdb.connect()
-        sqlmesh_bridge.install()
-        name = sqlmesh_bridge.binding_name(self.function.spec, MODEL)
+        sqlmesh_integration.install()
+        name = binding_name(self.function.spec, MODEL)
         engines.register_call(self.function.spec, MODEL, name)
         adapter = DuckDBEngineAdapter(lambda: connection)
         sql = f"SELECT i, CAST({name}(i::DOUBLE) AS DOUBLE) AS v FROM range({rows}) AS t(i)"

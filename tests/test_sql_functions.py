@@ -494,10 +494,10 @@ def test_every_sqlmesh_module_that_imported_make_python_env_gets_the_hook() -> N
     import pkgutil
 
     import sqlmesh
-    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+    import mixmesh.sqlmesh as sqlmesh_integration
     from sqlmesh.core.model import common
 
-    sqlmesh_bridge.install()
+    sqlmesh_integration.install()
     hooked = common.make_python_env
     assert hooked.__wrapped__.__module__ == "sqlmesh.core.model.common"
     importers = []
@@ -523,12 +523,12 @@ def test_sqlmesh_internals_the_hooks_rely_on_are_there() -> None:
     cache on _macros_max_mtime; `sqlmesh run` does not load the project."""
     import inspect
 
-    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+    import mixmesh.sqlmesh as sqlmesh_integration
     from sqlmesh.cli import main
     from sqlmesh.core import loader, macros, renderer
     from sqlmesh.core.engine_adapter.base import EngineAdapter
 
-    sqlmesh_bridge.install()
+    sqlmesh_integration.install()
 
     render = inspect.getsource(renderer.BaseExpressionRenderer._render)
     assert render.index("MacroEvaluator(") < render.index("macro_evaluator.transform(expression)")

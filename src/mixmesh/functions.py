@@ -1,7 +1,7 @@
 """``mixmesh.functions``, the path projects import from and SQLMesh stores in their state: the
-code lives in ``mixmesh.core.functions`` (see ``mixmesh.core.names``)."""
+code lives in ``mixmesh.runtime.functions`` (the declaration in ``mixmesh.core.functions``) (see ``mixmesh.core.names``)."""
 
 from mixmesh.core.names import shim
-from mixmesh.core import functions as _moved
+from mixmesh.runtime import functions as _moved
 
 shim(__name__, _moved)

@@ -36,6 +36,7 @@ from sqlglot import exp
 
 from mixmesh.advice import advisor
 from mixmesh.core.errors import MixmeshError
+from mixmesh.core.requirements import REQUIREMENTS_PROPERTY, requirements_expression
 from mixmesh.advice.structure import CLOSEST_PATTERN, Structure, is_advisable, model_structure, short_name
 
 if t.TYPE_CHECKING:
@@ -43,7 +44,6 @@ if t.TYPE_CHECKING:
 
     from mixmesh.monitor.store import MetricsStore
 
-REQUIREMENTS_PROPERTY = "mixmesh_requirements"
 PREVIEW_COMMANDS = ("test", "evaluate")  # runs that build no table: their rows say nothing of volume
 SECONDS_A_DAY = 86_400
 
@@ -124,10 +124,10 @@ def advise(
     """
     from sqlmesh import Context
 
-    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
+    from mixmesh import sqlmesh as integration
     from mixmesh.monitor.store import MetricsStore
 
-    sqlmesh_bridge.install()  # a project whose only mixmesh part is sql/udfs
+    integration.install()  # a project whose only mixmesh part is sql/udfs
     store = store or MetricsStore.for_project(project)
     context = Context(paths=str(project))
     try:
@@ -185,11 +185,6 @@ def declared_requirements(model: t.Any) -> t.Dict[str, t.Any]:
         where = f" ({model._path})" if getattr(model, "_path", None) else ""
         raise AdviceError(f"model {short_name(model.fqn)}{where}: {REQUIREMENTS_PROPERTY}: {error}") from None
     return requirements
-
-
-def requirements_expression(requirements: t.Mapping[str, t.Any]) -> exp.Tuple:
-    """``(machine_learning = TRUE, latency_sla_ms = 500)``: requirements as a session property's value."""
-    return exp.Tuple(expressions=[exp.column(name).eq(exp.convert(value)) for name, value in requirements.items()])
 
 
 def requirements_from_expression(expression: t.Any) -> t.Dict[str, t.Any]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from mixmesh.core.requirements import COMPLEXITY_INDICATORS, REQUIREMENTS, RequirementsError, check_requirements
+
+__all__ = ["COMPLEXITY_INDICATORS", "REQUIREMENTS", "RequirementsError", "check_requirements"]
+
 SQL_PRIMARY = "sql_primary_python_enhancement"
 PYTHON_PRIMARY = "python_primary_sql_integration"
 HYBRID = "hybrid_workflow"
@@ -18,16 +22,8 @@ PATTERNS = (SQL_PRIMARY, PYTHON_PRIMARY, HYBRID)
 LATENCY_SLA_MS_DEFAULT = 10_000
 LATENCY_SLA_MS_BELOW = 1_000  # a tighter SLA keeps the work in the engine
 DAILY_ROWS_ABOVE = 100_000_000  # more rows than this stay in the engine
-COMPLEXITY_INDICATORS = ("machine_learning", "advanced_statistics", "external_apis", "complex_business_rules", "dynamic_schemas")
 PYTHON_PRIMARY_FROM = 3  # complexity indicators at which Python leads
 HYBRID_FROM = 1
-
-REQUIREMENTS = ("latency_sla_ms", "daily_row_count", *COMPLEXITY_INDICATORS)
-
-
-class RequirementsError(ValueError):
-    """A requirement the framework does not know, or a value of the wrong kind."""
-
 
 @dataclasses.dataclass(frozen=True)
 class PatternChoice:
@@ -56,16 +52,3 @@ def explain_pattern(requirements: t.Mapping[str, t.Any]) -> PatternChoice:
     if len(present) >= HYBRID_FROM:
         return PatternChoice(HYBRID, f"{len(present)} complexity need(s) ({listed}): SQL and Python share the work")
     return PatternChoice(SQL_PRIMARY, "no complexity needs: SQL, with Python only where it must")
-
-
-def check_requirements(requirements: t.Mapping[str, t.Any]) -> None:
-    """Raise a RequirementsError naming what the framework cannot read in ``requirements``."""
-    if not isinstance(requirements, t.Mapping):
-        raise RequirementsError(f"requirements must be a mapping of {', '.join(REQUIREMENTS)}, not {requirements!r}")
-    unknown = sorted(set(requirements) - set(REQUIREMENTS))
-    if unknown:
-        raise RequirementsError(f"unknown requirement(s) {', '.join(unknown)}; known: {', '.join(REQUIREMENTS)}")
-    for name in ("latency_sla_ms", "daily_row_count"):
-        value = requirements.get(name, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RequirementsError(f"requirement {name} must be a number, not {value!r}")

@@ -17,7 +17,7 @@ The rule, for a model as SQLMesh loads it:
 
 Which calls are Python functions: the query is read as SQLMesh renders it while loading
 (macros expanded, columns qualified, no engine), where ``@python_risk_score(...)`` has become
-``python_risk_score__<digest>(...)`` (``sqlmesh_bridge.binding_name``); a name counts when the
+``python_risk_score__<digest>(...)`` (``mixmesh.core.names.binding_name``); a name counts when the
 model's stored Python environment holds a ``@udf`` definition of that SQL name (mixmesh stores
 its decorator with ``name=`` and ``returns=`` spelled out, see
 ``FunctionSpec.explicit_decorator_arguments``). Project SQL functions (``sql/udfs``) get
@@ -36,6 +36,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope, walk_in_scope
 
 from mixmesh.advice.advisor import HYBRID, PYTHON_PRIMARY, SQL_PRIMARY
+from mixmesh.core.names import short_name
 
 PLAIN_SQL = "plain_sql"
 PLAIN_PYTHON = "plain_python"
@@ -119,11 +120,6 @@ def python_function_names(python_env: t.Mapping[str, t.Any]) -> t.FrozenSet[str]
                     if _EXPLICIT_UDF_ARGUMENTS <= keywords.keys() and isinstance(name, ast.Constant):
                         names.add(str(name.value).lower())
     return frozenset(names)
-
-
-def short_name(name: str) -> str:
-    """``"db"."analytics"."scored"`` as people write it: ``analytics.scored``."""
-    return ".".join(part.name for part in exp.to_table(name).parts[-2:])
 
 
 def _query(model: t.Any) -> exp.Expr:

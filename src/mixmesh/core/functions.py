@@ -1,9 +1,9 @@
-"""``@udf``: a plain Python function becomes a function SQL models can call.
+"""A function's declaration: what ``@udf`` reads from a Python function (``FunctionSpec``).
 
-The decorator reads the function's signature once into a ``FunctionSpec`` (SQL name, argument
-and return types, mode, NULL handling). The decorated object stays a plain callable for unit
-tests; called by SQLMesh's macro evaluator (``@name(...)`` in a model) it expands into a call
-of the function bound in the engine (see ``mixmesh.sqlmesh.bridge``).
+The SQL name, each argument's type or what its hint accepts, the return type, the mode,
+NULL handling and the policies are read once, from the signature and the decorator's
+arguments, and refused with an error naming the function and the argument where they
+cannot become a SQL function. The decorator itself is ``mixmesh.runtime.functions.udf``.
 """
 
 from __future__ import annotations
@@ -151,147 +151,6 @@ class FunctionSpec:
     def receives_pandas(self, arg: Argument) -> bool:
         """Whether a vectorized function gets this argument as a pandas Series."""
         return self.pandas_batches or arg.batch_kind == PANDAS
-
-
-class Udf:
-    """A Python function callable from SQL models; calling it from Python runs the function."""
-
-    def __init__(self, func: t.Callable[..., t.Any], spec: FunctionSpec) -> None:
-        functools.update_wrapper(self, func)
-        # SQLMesh coerces macro arguments to the annotated types; ours are SQL expressions.
-        self.__annotations__ = {}
-        self.spec = spec
-        # SQLMesh binds macro arguments against this signature: the evaluator, then SQL args.
-        self.__signature__ = inspect.Signature(
-            [
-                inspect.Parameter("evaluator", inspect.Parameter.POSITIONAL_ONLY),
-                inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
-                inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),  # @f(n := cnt)
-            ]
-        )
-        # SQLMesh serializes a macro as the source of its __wrapped__ function when it sees this.
-        setattr(self, "__sqlmesh__macro__", True)
-
-    def __call__(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
-        if args and _is_macro_evaluator(args[0]):
-            from mixmesh.sqlmesh.bridge import expand_call
-
-            return expand_call(self, args[0], args[1:], kwargs)
-        if self.spec.vectorized and not kwargs and args and not any(_is_batch(a) for a in args):
-            return self._call_one_row(args)
-        return self.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
-
-    def _call_one_row(self, row: t.Sequence[t.Any]) -> t.Any:
-        """A vectorized function called with one row's Python values (a unit test's call):
-        a batch of one row goes in, the one value comes out."""
-        from mixmesh.runtime.calling import BatchFunction
-
-        import pyarrow as pa
-
-        batch = []
-        for arg, value in zip(self.spec.args, row):
-            if arg.sql_type is None:  # the call site decides; here, the value
-                batch.append(pa.array([types.arrow_ready(value)]))
-                continue
-            target = types.to_arrow(arg.sql_type)
-            try:
-                batch.append(pa.array([types.arrow_ready(value)], type=target))
-            except (pa.ArrowException, TypeError, ValueError):
-                batch.append(pa.array([types.arrow_ready(value)]).cast(target))  # '2024-01-01 10:00' -> TIMESTAMP
-        return BatchFunction(self.spec)(*batch)[0].as_py()
-
-    def __repr__(self) -> str:
-        return f"<mixmesh function {self.spec.name}>"
-
-
-@t.overload
-def udf(func: F) -> F: ...
-
-
-@t.overload
-def udf(
-    *,
-    name: t.Optional[str] = None,
-    args: t.Optional[t.Union[t.Sequence[str], t.Mapping[str, str]]] = None,
-    returns: t.Optional[str] = None,
-    vectorized: t.Union[bool, str] = False,
-    null_handling: str = "strict",
-    on_error: t.Any = "raise",
-    retry: t.Optional[t.Any] = None,
-    circuit_breaker: t.Optional[t.Any] = None,
-    timeout_s: t.Optional[float] = None,
-    parallel: str = "threads",
-    deterministic: bool = True,
-) -> t.Callable[[F], F]: ...
-
-
-def udf(
-    func: t.Optional[t.Callable[..., t.Any]] = None,
-    *,
-    name: t.Optional[str] = None,
-    args: t.Optional[t.Union[t.Sequence[str], t.Mapping[str, str]]] = None,
-    returns: t.Optional[str] = None,
-    vectorized: t.Union[bool, str] = False,
-    null_handling: str = "strict",
-    on_error: t.Any = "raise",
-    retry: t.Optional[t.Any] = None,
-    circuit_breaker: t.Optional[t.Any] = None,
-    timeout_s: t.Optional[float] = None,
-    parallel: str = "threads",
-    deterministic: bool = True,
-) -> t.Any:
-    """Make a Python function callable from SQL models as ``@name(...)``.
-
-    Args:
-        name: the SQL name; the function's own name by default.
-        args: SQL types of the arguments, all in order or some by name, where hints don't say.
-        returns: SQL type of the result, where the return hint doesn't say; ``"DOUBLE NOT
-            NULL"`` promises the function never returns None (as ``-> float`` does, where
-            ``-> Optional[float]`` does not), which lets engines skip NULL rows faster.
-        vectorized: receive whole batches (pyarrow arrays, or pandas Series when the hints
-            say ``pd.Series`` or ``vectorized="pandas"``) instead of one row's values.
-        null_handling: "strict" (a NULL argument gives NULL without calling) or "call".
-        on_error: what a row (or, vectorized, a batch's failing rows) gets when the function
-            raises: "raise" (the model fails, naming the row), "null", a constant, or a
-            fallback function called with the same arguments.
-        retry: a ``Retry`` policy for recoverable errors (the function is called again).
-        circuit_breaker: a ``CircuitBreaker``; while open, calls go straight to on_error.
-        timeout_s: give up on a call (a row, or a batch) after this many seconds: it counts
-            as a TimeoutError (retried by ``retry``, then on_error); the hung call is left to
-            finish in the background, the query goes on.
-        parallel: how batches run on the fast path (see docs/fast-path.md): "threads" (the
-            default; vectorized functions use as many threads as the engine, which pays off
-            where they release the GIL, as numpy and pyarrow do) or "processes": worker
-            processes, one per core, for pure-Python functions that hold the GIL. Worker
-            processes share nothing with the model's process, so this is for functions
-            without retry, circuit_breaker, timeout_s or on_error, whose state lives there.
-        deterministic: False for a function whose result may differ for the same arguments
-            (random numbers, the clock, a remote service): engines then call it for every
-            occurrence and every row, never once for two equal calls, and the fast path
-            leaves it to the plain binding.
-    """
-
-    def decorate(function: t.Callable[..., t.Any]) -> Udf:
-        spec = build_spec(
-            function,
-            name=name,
-            args=args,
-            returns=returns,
-            vectorized=vectorized,
-            null_handling=null_handling,
-            on_error=on_error,
-            policies=_policies(function, retry, circuit_breaker, timeout_s),
-            parallel=parallel,
-            deterministic=deterministic,
-        )
-        from mixmesh.sqlmesh import bridge as sqlmesh_bridge
-
-        sqlmesh_bridge.install()
-        # Marks the plain function, which is what SQLMesh serializes (see sqlmesh_bridge).
-        function.__mixmesh_spec__ = spec  # type: ignore[attr-defined]
-        return Udf(function, spec)
-
-    return decorate(func) if func is not None else decorate
 
 
 def build_spec(

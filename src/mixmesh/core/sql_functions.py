@@ -6,7 +6,7 @@ A project keeps small SQL helpers in ``sql/udfs/*.sql``, written in the project'
         CASE WHEN transaction_count > 50 THEN 'high_activity' ... END;
 
 and models call them like built-in functions: ``activity_level(transaction_count)``. They
-behave like ``@udf`` functions (see ``mixmesh.sqlmesh.bridge``):
+behave like ``@udf`` functions (see ``mixmesh.sqlmesh``):
 
 - Loading reads the files (function definitions only) and stores, in the SQLMesh python_env
   of every model, audit or statement that calls one, its definition and those of the
@@ -330,38 +330,21 @@ def functions_for(path: t.Any) -> t.Dict[str, SqlFunction]:
     return {}
 
 
-def known_functions() -> t.Dict[str, SqlFunction]:
-    """The functions of every project loaded in this process and every one bound (by name)."""
-    from mixmesh import engines
-
-    with _lock:
-        known = {name: f for functions in _projects.values() for name, f in functions.items()}
-    for binding in engines.bound_sql_functions():
-        known.setdefault(binding.function.name, binding.function)
-    return known
-
-
 # --- what a model carries -----------------------------------------------------------------------
 
 
-def env_entries(
-    expressions: t.Any, functions: t.Mapping[str, SqlFunction], where: t.Any = None, dialect: t.Any = None
-) -> t.Dict[str, "Executable"]:
-    """The python_env entries of the functions SQLMesh expressions call, and of their callees.
-
-    ``expressions`` is what SQLMesh's ``make_python_env`` receives: expressions, or
-    ``(expression, is_metadata)`` pairs; a function called only from metadata (audits)
-    is stored as metadata, as SQLMesh stores macros.
-    """
-    from sqlmesh.core import dialect as d
-    from sqlmesh.utils.metaprogramming import Executable
-
+def stored_entries(
+    expressions: t.Sequence[t.Tuple[exp.Expr, bool]],
+    functions: t.Mapping[str, SqlFunction],
+    where: t.Any = None,
+    dialect: t.Any = None,
+) -> t.Dict[str, t.Tuple[Definition, bool]]:
+    """What a model stores for the functions its expressions call, and their callees:
+    ``__mixmesh_sql__<name>`` -> (the definition, whether only metadata calls it). A function
+    called only from metadata (audits) is stored as metadata, as SQLMesh stores macros."""
     used: t.Dict[str, bool] = {}
     shadowed = sorted(n for n in functions if isinstance(dialect, str) and n.upper() in _builtin_names(dialect))
-    for item in expressions if isinstance(expressions, list) else [expressions]:
-        expression, is_metadata = item if isinstance(item, tuple) else (item, False)
-        if not isinstance(expression, exp.Expr) or isinstance(expression, d.Jinja):
-            continue
+    for expression, is_metadata in expressions:
         for node in expression.find_all(exp.Anonymous):
             name = node.name.lower()
             if name in functions:
@@ -369,7 +352,7 @@ def env_entries(
         if shadowed:
             _check_not_shadowed(expression, [functions[n] for n in shadowed], where, dialect)
     return {
-        ENV_PREFIX + name: Executable.value(functions[name].stored(), is_metadata=is_metadata or None)
+        ENV_PREFIX + name: (functions[name].stored(), is_metadata)
         for name, is_metadata in sorted(with_callees(used, functions).items())
     }
 
@@ -464,51 +447,14 @@ def engine_names(functions: t.Mapping[str, SqlFunction]) -> t.Dict[str, str]:
     return {name: f"{name}__{digest(name, (name,))[:DIGEST_CHARS]}" for name in sorted(functions)}
 
 
-def bind(functions: t.Mapping[str, SqlFunction]) -> t.Dict[str, str]:
-    """The engine-side names, each known to the engines so they create it before a statement
-    that calls it runs."""
-    from mixmesh import engines
-
-    names = engine_names(functions)
-    for name, function in functions.items():
-        callees = tuple(sorted((c, names[c]) for c in function.calls & functions.keys()))
-        engines.register_sql_function(engines.SqlFunctionBinding(function, names[name], callees))
-    return names
+def loaded_functions() -> t.Dict[str, SqlFunction]:
+    """The functions of every project loaded in this process (by name)."""
+    with _lock:
+        return {name: f for functions in _projects.values() for name, f in functions.items()}
 
 
-def rename_calls(expression: exp.Expr, engine_names: t.Mapping[str, str]) -> exp.Expr:
-    """Calls of the functions become calls of their engine-side names (in place)."""
-    for node in expression.find_all(exp.Anonymous):
-        engine_name = engine_names.get(node.name.lower())
-        if engine_name is not None:
-            node.set("this", engine_name)
-    return expression
-
-
-def bind_calls(expressions: t.Any, entries: t.Mapping[str, t.Any]) -> t.Any:
-    """Rendered SQLMesh expressions with the calls of the functions ``entries`` stores
-    renamed (in place); the functions known to the engines."""
-    if not any(key.startswith(ENV_PREFIX) for key in entries):
-        return expressions
-    names = bind(stored_functions(entries))
-    for expression in expressions if isinstance(expressions, list) else [expressions]:
-        if isinstance(expression, exp.Expr):
-            rename_calls(expression, names)
-    return expressions
-
-
-# --- turning it on --------------------------------------------------------------------------------
-
-
-def _enable() -> None:
-    """``import mixmesh.core.sql_functions`` in a ``macros/`` file turns project SQL functions on in a
-    project without ``@udf`` or ``@python_model`` (either of which already does)."""
-    from mixmesh.sqlmesh import bridge as sqlmesh_bridge
-
-    sqlmesh_bridge.install()
-
-
-_enable()
+def any_loaded() -> bool:
+    return bool(_projects)
 
 
 # Public names keep the path projects import them from (see mixmesh.core.names).

@@ -40,6 +40,20 @@ import typing as t
 from sqlglot import exp
 
 from mixmesh.core.errors import FunctionCallError
+from mixmesh.runtime.bindings import (  # the engines' vocabulary, re-exported for their callers
+    Binding,
+    SqlFunctionBinding,
+    batch_function,
+    bindings_called,
+    bound_sql_functions,
+    calls_in,
+    plain_names,
+    register_call,
+    register_sql_function,
+    registered_spec,
+    sql_functions_called,
+)
+from mixmesh.runtime import bindings
 
 if t.TYPE_CHECKING:
     from mixmesh.core.functions import FunctionSpec
@@ -47,37 +61,6 @@ if t.TYPE_CHECKING:
 
 # SQLMesh dialect -> the module that binds functions in that engine.
 ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb", "spark": "mixmesh.engines.spark"}
-
-
-class Binding(t.NamedTuple):
-    """A function as one model calls it: what an engine binds under one SQL name."""
-
-    spec: "FunctionSpec"
-    model: t.Optional[str]
-    source: t.Optional[str] = None  # where Python cannot find it (re-created from state)
-
-
-class SqlFunctionBinding(t.NamedTuple):
-    """A project SQL function under its engine-side name, and the names of those it calls."""
-
-    function: "SqlFunction"
-    sql_name: str
-    callees: t.Tuple[t.Tuple[str, str], ...] = ()  # (name, engine-side name) of each callee
-
-    def definition(self) -> t.Any:
-        """The ``CREATE`` statement (project dialect) under the engine-side names."""
-        return self.function.renamed(self.sql_name, dict(self.callees))
-
-
-# Every binding made in this process, by engine-side name; errors are explained from it.
-_bound: t.Dict[str, Binding] = {}
-# Every call name rendered in this process (``mixmesh.engines.call_sites`` binds them), by name.
-_calls: t.Dict[str, Binding] = {}
-_sql_functions: t.Dict[str, SqlFunctionBinding] = {}  # by engine-side name, in lower case
-_lock = threading.Lock()
-# Engine-side names (mixmesh's, engine independent): name__<10 hex digits>; engines may
-# change their case (sqlglot writes DuckDB function names in upper case).
-_ENGINE_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*?__[0-9A-Fa-f]{10})\b")
 
 
 def engine(dialect: str) -> types.ModuleType:
@@ -89,26 +72,6 @@ def engine(dialect: str) -> types.ModuleType:
             f"is {dialect!r}"
         )
     return importlib.import_module(module)
-
-
-def register_call(
-    spec: "FunctionSpec", model: t.Optional[str], call_name: str, source: t.Optional[str] = None
-) -> None:
-    """Make a rendered call name known, for ``resolve_calls`` to bind at its call sites."""
-    with _lock:
-        _calls.setdefault(call_name.lower(), Binding(spec, model, source))
-
-
-def calls_in(sql: str) -> t.Dict[str, Binding]:
-    """The call names a statement holds, by name in lower case."""
-    if not _calls:
-        return {}
-    found = {}
-    for match in _ENGINE_NAME.finditer(sql):
-        binding = _calls.get(match.group(1).lower())
-        if binding is not None:
-            found[match.group(1).lower()] = binding
-    return found
 
 
 def resolve_calls(adapter: t.Any, sql: str) -> str:
@@ -141,8 +104,7 @@ def resolve_expression(
 
     module = engine(adapter.dialect)
     if calls is None:
-        with _lock:
-            calls = dict(_calls)
+        calls = bindings.calls_known()
 
     def describe(probe: t.Any) -> t.Any:
         # Only the parameters the probe still holds (it drops WHERE clauses, other calls).
@@ -150,63 +112,10 @@ def resolve_expression(
         given = {name: value for name, value in (params or {}).items() if name in used}
         return module.describe(adapter, probe, given, cursor=cursor)
 
-    resolved, bindings = call_sites.resolve(expression, calls, describe, dialect=module.NAME)
-    for sql_name, binding in bindings:
-        with _lock:
-            binding = _bound.setdefault(sql_name, binding)
-        module.bind(binding, sql_name, adapter)
+    resolved, bound = call_sites.resolve(expression, calls, describe, dialect=module.NAME)
+    for sql_name, binding in bound:
+        module.bind(bindings.remember(sql_name, binding), sql_name, adapter)
     return resolved
-
-
-def registered_spec(
-    spec: "FunctionSpec", args: t.Optional[t.Mapping[str, str]] = None
-) -> "FunctionSpec":
-    """A function as ``register`` binds it on a plain connection, where no call site is seen:
-    each argument with its hint's own type, ``args=`` for those the call site would decide
-    (a vectorized function's plain ``pa.Array``/``pd.Series``: DOUBLE, as before)."""
-    from mixmesh.core import sql_types as types
-    from mixmesh.core.errors import FunctionDefinitionError
-
-    given = dict(args or {})
-    unknown = sorted(set(given) - {arg.name for arg in spec.args})
-    if unknown:
-        raise FunctionDefinitionError(f"register {spec.name}: args= names {unknown}, which are not parameters")
-    bound = []
-    for arg in spec.args:
-        if arg.name in given:
-            bound.append(types.parse_sql_type(given[arg.name]))
-        elif arg.sql_type is not None:
-            bound.append(arg.sql_type)
-        elif spec.vectorized:
-            bound.append(types.parse_sql_type("DOUBLE"))
-        else:
-            raise FunctionDefinitionError(
-                f"register {spec.name}: argument {arg.name!r} takes its type from the call site, which a "
-                f"plain connection does not show; give it: register(connection, {spec.name}, "
-                f"args={{{arg.name!r}: 'STRUCT(amount DOUBLE, category VARCHAR)[]'}})"
-            )
-    return spec.resolved(bound)
-
-
-def bindings_called(sql: str) -> t.Dict[str, Binding]:
-    """The mixmesh functions a statement calls, by engine-side name in lower case."""
-    if not _bound:
-        return {}
-    called = {}
-    for match in _ENGINE_NAME.finditer(sql):
-        binding = _bound.get(match.group(1).lower())
-        if binding is not None:
-            called[match.group(1).lower()] = binding
-    return called
-
-
-def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
-    """The function as the fast path calls it: Arrow columns of a batch in, one array out."""
-    from mixmesh.runtime.calling import BatchFunction, RowBatchFunction
-
-    if binding.spec.vectorized:
-        return BatchFunction(binding.spec, binding.model)
-    return RowBatchFunction(binding.spec, binding.model, source=binding.source)
 
 
 def collect_remote_batches() -> t.List[t.Any]:
@@ -214,38 +123,6 @@ def collect_remote_batches() -> t.List[t.Any]:
     ``spark_figures.Batch``; empty where no such engine was used."""
     figures = sys.modules.get("mixmesh.engines.spark.figures")
     return figures.collect_batches() if figures is not None else []
-
-
-def register_sql_function(binding: SqlFunctionBinding) -> None:
-    """Make a project SQL function known under its engine-side name (idempotent)."""
-    with _lock:
-        _sql_functions.setdefault(binding.sql_name.lower(), binding)
-
-
-def bound_sql_functions() -> t.List[SqlFunctionBinding]:
-    with _lock:
-        return list(_sql_functions.values())
-
-
-def sql_functions_called(sql: str) -> t.List[SqlFunctionBinding]:
-    """The project SQL functions a statement calls, with the ones they call, callees first."""
-    if not _sql_functions:
-        return []
-    ordered: t.List[SqlFunctionBinding] = []
-    seen: t.Set[str] = set()
-
-    def visit(sql_name: str) -> None:
-        binding = _sql_functions.get(sql_name)
-        if binding is None or sql_name in seen:
-            return
-        seen.add(sql_name)
-        for _, callee in binding.callees:
-            visit(callee.lower())
-        ordered.append(binding)
-
-    for match in _ENGINE_NAME.finditer(sql):
-        visit(match.group(1).lower())
-    return ordered
 
 
 def create_sql_functions(adapter: t.Any, sql: str) -> None:
@@ -260,29 +137,14 @@ def create_sql_functions(adapter: t.Any, sql: str) -> None:
 
 def explain_error(error: BaseException, sql: t.Any = None) -> t.Optional[Exception]:
     """The mixmesh error behind an engine error, or None when it is not about a function."""
-    loaded = sys.modules.get("mixmesh.core.sql_functions")
-    if not _bound and not _sql_functions and not (loaded and loaded._projects):
+    if not bindings.anything_bound():
         return None  # nothing of mixmesh's in this process: the engine's error as it is
     text = sql if isinstance(sql, str) else ""
     for module_name in ENGINE_MODULES.values():
-        explained = importlib.import_module(module_name).explain_error(error, text, _bound)
+        explained = importlib.import_module(module_name).explain_error(error, text, bindings.bound())
         if explained is not None:
             return explained
     return _with_plain_names(error)
-
-
-def plain_names(text: str) -> str:
-    """``text`` with functions named as models call them, not as engines do
-    (``activity_level``, not ``activity_level__3f9a0c2b1d``)."""
-
-    def plain(match: "re.Match[str]") -> str:
-        sql_name = match.group(1).lower()
-        if sql_name in _sql_functions:
-            return _sql_functions[sql_name].function.name
-        binding = _bound.get(sql_name) or _calls.get(sql_name)
-        return binding.spec.name if binding is not None else match.group(1)
-
-    return _ENGINE_NAME.sub(plain, text)
 
 
 def _with_plain_names(error: BaseException) -> t.Optional[Exception]:

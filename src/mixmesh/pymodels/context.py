@@ -153,11 +153,10 @@ class ModelContext:
     def _bind_functions(self, expression: exp.Expr) -> exp.Expr:
         """Calls of ``@udf`` functions and project SQL functions become their engine bindings,
         as in SQL models (the SQL functions' definitions were stored with the model's code)."""
-        from mixmesh.core import sql_functions
-        from mixmesh.core.functions import Udf
-        from mixmesh.sqlmesh.bridge import bound_call, call_arguments
+        from mixmesh.runtime.bindings import bind_calls, bound_call, call_arguments
+        from mixmesh.runtime.functions import Udf
 
-        sql_functions.bind_calls(expression, self.spec.func.__globals__)
+        bind_calls(expression, self.spec.func.__globals__)
         functions = {
             value.spec.name: value for value in self.spec.func.__globals__.values() if isinstance(value, Udf)
         }
@@ -247,9 +246,9 @@ class SqlResult:
 
 def _read(rows: _Rows) -> _Rows:
     """Count the rows a model read, for monitoring's rows in."""
-    from mixmesh.monitor import capture
+    from mixmesh import sink
 
-    capture.record_rows_read(len(rows))
+    sink.record_rows_read(len(rows))
     return rows
 
 

@@ -31,7 +31,7 @@ from mixmesh.core import resilience
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionRuntimeError, truncate, where
 from mixmesh.core.functions import FunctionSpec
-from mixmesh.monitor import capture
+from mixmesh import sink
 
 # What a call of the user's function turns into an error naming the row: its exceptions,
 # and a sys.exit() or KeyboardInterrupt inside it (a bug, never a row's on_error value).
@@ -58,7 +58,7 @@ class BatchFunction:
         # search, not of the service: the breaker does not count them and they are not retried
         # (the batch was, once); a timeout still bounds each.
         self._isolating = _without_breaker_and_retries(spec, model)
-        capture.register_user_code(spec.func.__code__, spec.name, "vectorized")
+        sink.register_user_code(spec.func.__code__, spec.name, "vectorized")
         # Engines count a callable's parameters: show one per SQL argument.
         self.__signature__ = inspect.Signature(
             [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_ONLY) for arg in spec.args]
@@ -74,9 +74,9 @@ class BatchFunction:
             failed = False
             return result
         finally:  # one clock read per batch: the figures monitoring keeps
-            if capture.evaluating():
+            if sink.evaluating():
                 lengths = mean_list_length(arrays)
-                capture.record_batch(self.model, self.spec.name, rows, time.perf_counter() - started, failed, lengths)
+                sink.record_batch(self.model, self.spec.name, rows, time.perf_counter() - started, failed, lengths)
 
     def _call(self, arrays: t.List[pa.Array], rows: int) -> pa.Array:
         if self.spec.null_handling == "strict":
@@ -209,11 +209,11 @@ class RowBatchFunction:
             failed = False
             return array
         finally:
-            if capture.evaluating():
+            if sink.evaluating():
                 rows = len(arrays[0]) if arrays else 0
                 seconds = time.perf_counter() - started
                 lengths = mean_list_length(arrays)
-                capture.record_batch(self.model, self.spec.name, rows, seconds, failed, lengths, mode="row")
+                sink.record_batch(self.model, self.spec.name, rows, seconds, failed, lengths, mode="row")
 
     def _check_no_null_returned(self, results: pa.Array, arrays: t.List[pa.Array]) -> None:
         valid = _all_valid(arrays)
@@ -325,9 +325,9 @@ def row_function(
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     )
     # The engine calls `call` (an inlined copy or a wrapper); time inside it or func is Python's.
-    capture.register_user_code(func.__code__, spec.name, "row")
+    sink.register_user_code(func.__code__, spec.name, "row")
     if call.__code__ is not func.__code__:  # this binding's own copy: its time is this model's
-        capture.register_user_code(call.__code__, spec.name, "row", model)
+        sink.register_user_code(call.__code__, spec.name, "row", model)
     return call
 
 

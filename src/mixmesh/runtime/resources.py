@@ -480,9 +480,9 @@ def _count(event: str) -> None:
 
 
 def _active_model() -> t.Optional[str]:
-    from mixmesh.monitor import capture
+    from mixmesh import sink
 
-    return capture.active_model()
+    return sink.active_model()
 
 
 def _unpickle(file: t.BinaryIO, resolved: Path, loader: str) -> t.Any:

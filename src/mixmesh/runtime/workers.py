@@ -38,7 +38,7 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh.monitor import capture
+from mixmesh import sink
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ class InWorkers:
             failed = False
             return result.column(0)
         finally:
-            if capture.evaluating():
+            if sink.evaluating():
                 rows = len(arrays[0]) if arrays else 0
                 seconds = time.perf_counter() - started
-                capture.record_batch(self._model, self._name, rows, seconds, failed, None, mode=self._mode)
+                sink.record_batch(self._model, self._name, rows, seconds, failed, None, mode=self._mode)

@@ -33,6 +33,7 @@ from sqlglot import exp
 
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionCallError, FunctionRuntimeError, MixmeshError, where
+from mixmesh.runtime import bindings
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding, SqlFunctionBinding
@@ -192,7 +193,7 @@ def _cannot_create(binding: "SqlFunctionBinding", error: Exception) -> Exception
     from mixmesh.core import sql_functions
 
     function = binding.function
-    loaded = sql_functions.known_functions().get(function.name)
+    loaded = bindings.known_functions().get(function.name)
     if function.location is None and loaded is not None and loaded.sql == function.sql:
         function = loaded
     return sql_functions.SqlFunctionError(
@@ -397,7 +398,7 @@ def _unknown_function(error: BaseException, message: str, unknown: "re.Match[str
 
     from mixmesh.core import sql_functions
 
-    known = sql_functions.known_functions()
+    known = bindings.known_functions()
     close = difflib.get_close_matches(unknown.group("name").lower(), list(known), n=1, cutoff=0.75)
     if not close:
         return None

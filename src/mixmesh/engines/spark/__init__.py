@@ -31,6 +31,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from mixmesh.core.errors import FunctionCallError, FunctionDefinitionError, FunctionRuntimeError, MixmeshError
+from mixmesh.runtime import bindings
 
 if t.TYPE_CHECKING:
     from mixmesh.engines import Binding, SqlFunctionBinding
@@ -403,7 +404,7 @@ def _unknown_function(name: str, message: str) -> t.Optional[Exception]:
 
     from mixmesh.core import sql_functions
 
-    known = sql_functions.known_functions()
+    known = bindings.known_functions()
     close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
     if not close:
         return None

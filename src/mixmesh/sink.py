@@ -1,0 +1,250 @@
+"""The sink monitoring data is recorded into, while a model evaluation is under way.
+
+Code that calls functions (``mixmesh.runtime``) records here what it knows cheaply: a
+batch's rows and time (``record_batch``), which code objects are project functions and
+which wait for the engine (``register_user_code``, ``register_engine_code``), rows a Python
+model read. ``Evaluation`` holds one model interval's figures; a sampler thread looks at
+every thread's stack every few milliseconds (``MIXMESH_MONITOR_SAMPLE_MS``, default 5) to
+split the time between Python and the engine where a clock read per row would cost too much.
+
+A leaf: it imports nothing of mixmesh but names, so that the layers that call functions can
+write to it without knowing who reads it (``mixmesh.monitor.capture`` opens and saves the
+evaluations, around SQLMesh's).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import types
+import typing as t
+
+from mixmesh.core.names import short_name
+
+SAMPLE_MS_VARIABLE = "MIXMESH_MONITOR_SAMPLE_MS"
+DEFAULT_SAMPLE_MS = 5.0
+_RSS_EVERY = 20  # samples between two readings of the resident memory (every 100 ms by default)
+
+# Code objects of project functions (entry points: @udf functions and their compiled
+# copies, Python model functions) and of the places where Python waits for the engine.
+# code -> (function name, mode, the model it runs for when the code is that model's own)
+_user_code: t.Dict[types.CodeType, t.Tuple[str, str, t.Optional[str]]] = {}
+_engine_code: t.Set[types.CodeType] = set()
+# The evaluations under way, by model: SQLMesh may evaluate several at once on its threads.
+_active: t.Dict[str, "Evaluation"] = {}
+_active_lock = threading.Lock()
+def register_user_code(code: types.CodeType, function: str, mode: str, model: t.Optional[str] = None) -> None:
+    """Mark ``code`` as a project function's: time inside it is Python time (``model``'s, if given)."""
+    _user_code[code] = (function, mode, None if model is None else short_name(model))
+
+
+def register_engine_code(code: types.CodeType) -> None:
+    """Mark ``code`` as running a query: time under it (and not in user code) is the engine's."""
+    _engine_code.add(code)
+
+
+# ------------------------------------------------------------------------- batch timing
+
+
+def active_model() -> t.Optional[str]:
+    """The model being evaluated in this process, when there is exactly one (events recorded
+    outside any function, such as an artifact's fallback, are filed under it)."""
+    with _active_lock:
+        return next(iter(_active)) if len(_active) == 1 else None
+
+
+def evaluating() -> bool:
+    """Whether some model evaluation is being recorded (figures worth computing)."""
+    return bool(_active)
+
+
+def record_batch(
+    model: t.Optional[str],
+    function: str,
+    rows: int,
+    seconds: float,
+    failed: bool,
+    list_length: t.Optional[float],
+    mode: str = "vectorized",
+) -> None:
+    """One batch's figures, from the function's wrapper (on one of the engine's threads): a
+    vectorized call, or a row function run over a batch on the fast path."""
+    evaluation = _evaluation_of(model)
+    if evaluation is not None:
+        evaluation.batch(function, rows, seconds, failed, list_length, mode)
+
+
+def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
+    """The evaluation of ``model``, or the only one under way when the model is not known."""
+    if model is not None:
+        found = _active.get(short_name(model))
+        if found is not None:
+            return found
+    evaluations = list(_active.values())
+    return evaluations[0] if len(evaluations) == 1 else None
+
+
+def _evaluation_on_this_thread() -> t.Optional["Evaluation"]:
+    """The evaluation SQLMesh runs on the calling thread (its writes and a Python model's reads)."""
+    me = threading.get_ident()
+    return next((evaluation for evaluation in list(_active.values()) if evaluation.thread == me), None)
+
+
+def record_rows_read(rows: int) -> None:
+    """Rows a Python model read through ``context.sql``."""
+    evaluation = _evaluation_on_this_thread()
+    if evaluation is not None:
+        with evaluation.lock:
+            evaluation.rows_read = (evaluation.rows_read or 0) + rows
+
+
+class _FunctionFigures:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.calls = 0
+        self.rows = 0
+        self.errors = 0
+        self.batch_seconds: t.List[float] = []
+        self.sampled_seconds = 0.0
+        self.list_lengths: t.List[float] = []
+
+
+# ------------------------------------------------------------------------- one evaluation
+
+
+class Evaluation:
+    """The figures of one model interval being evaluated."""
+
+    def __init__(self, model: str, sample_seconds: float) -> None:
+        self.model = model
+        self.thread = threading.get_ident()
+        self.functions: t.Dict[str, _FunctionFigures] = {}
+        self.lock = threading.Lock()
+        self.python_sampled = 0.0
+        self.rows_written: t.Optional[int] = None
+        self.rows_read: t.Optional[int] = None  # known for what Python models read
+        self.peak_rss = _rss_bytes()
+        self._interval = sample_seconds
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="mixmesh-monitor", daemon=True)
+
+    def batch(
+        self, function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float], mode: str
+    ) -> None:
+        with self.lock:
+            figures = self.functions.setdefault(function, _FunctionFigures(mode))
+            figures.calls += 1
+            figures.rows += rows
+            figures.errors += int(failed)
+            figures.batch_seconds.append(seconds)
+            if list_length is not None:
+                figures.list_lengths.append(list_length)
+
+    def add_rows_written(self, rows: int) -> None:
+        with self.lock:
+            self.rows_written = (self.rows_written or 0) + rows
+
+    def start(self) -> None:
+        self._sampler.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self.peak_rss = max(self.peak_rss, _rss_bytes())
+
+    def _sample(self) -> None:
+        me = threading.get_ident()
+        last = time.perf_counter()
+        ticks = 0
+        while not self._stop.wait(self._interval):
+            now = time.perf_counter()
+            elapsed, last = now - last, now
+            ticks += 1
+            if ticks % _RSS_EVERY == 0:  # a peak needs no reading every few milliseconds
+                self.peak_rss = max(self.peak_rss, _rss_bytes())
+            found = self._python_frame(me)
+            if found is None:
+                continue
+            function, mode, frame = found
+            with self.lock:
+                self.python_sampled += elapsed
+                figures = self.functions.setdefault(function, _FunctionFigures(mode))
+                figures.sampled_seconds += elapsed
+                if mode == "row":
+                    length = _list_argument_length(frame)
+                    if length is not None:
+                        figures.list_lengths.append(length)
+
+    def _python_frame(self, sampler: int) -> t.Optional[t.Tuple[str, str, types.FrameType]]:
+        """A thread running Python for this model now: its function, mode and frame."""
+        alone = len(_active) <= 1
+        for ident, frame in sys._current_frames().items():
+            found = None if ident == sampler else _innermost_user_frame(frame)
+            if found is None:
+                continue
+            function, mode, model, frame = found
+            # With other models evaluating, only code known to be this model's counts.
+            if model == self.model or (model is None and alone):
+                return function, mode, frame
+        return None
+
+
+def _innermost_user_frame(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, t.Optional[str], types.FrameType]]:
+    """Walking out from the innermost frame: a project function's frame, or None at an engine call."""
+    while frame is not None:
+        code = frame.f_code
+        if code in _user_code:
+            function, mode, model = _user_code[code]
+            return function, mode, model, frame
+        if code in _engine_code:
+            return None
+        frame = frame.f_back
+    return None
+
+
+def _list_argument_length(frame: types.FrameType) -> t.Optional[float]:
+    code = frame.f_code
+    lengths = [len(value) for value in (frame.f_locals.get(name) for name in code.co_varnames[: code.co_argcount])
+               if isinstance(value, (list, tuple))]
+    return float(max(lengths)) if lengths else None
+
+
+def _rss_bytes() -> int:
+    """The process's resident memory now (Linux), or its peak so far (elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def open_evaluation(model: str) -> "Evaluation":
+    """Start recording the evaluation of ``model`` (its sampler runs until ``close_evaluation``)."""
+    evaluation = Evaluation(model, sample_seconds())
+    with _active_lock:
+        _active[model] = evaluation
+    evaluation.start()
+    return evaluation
+
+
+def close_evaluation(evaluation: "Evaluation") -> None:
+    evaluation.stop()
+    with _active_lock:
+        _active.pop(evaluation.model, None)
+
+
+def evaluation_on_this_thread() -> t.Optional["Evaluation"]:
+    """The evaluation SQLMesh runs on the calling thread (its writes and a Python model's reads)."""
+    return _evaluation_on_this_thread()
+
+
+def sample_seconds() -> float:
+    try:
+        return max(float(os.environ.get(SAMPLE_MS_VARIABLE, DEFAULT_SAMPLE_MS)), 0.5) / 1000
+    except ValueError:
+        return DEFAULT_SAMPLE_MS / 1000

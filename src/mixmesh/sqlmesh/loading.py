@@ -1,0 +1,226 @@
+"""How mixmesh takes part in SQLMesh loading a project.
+
+Functions imported into ``macros/`` from other project modules (the seed's ``python/shared/``)
+are registered as macros on every load, even when Python cached the module; project modules
+are re-read when their files change; project SQL functions (``sql/udfs/*.sql``, see
+``mixmesh.core.sql_functions``) are read, stored with the models that call them
+(``make_python_env``) and rendered under their engine-side names (``MacroEvaluator.transform``:
+SQLMesh renders every query and statement through it, after the stored environment, which
+installs mixmesh in a fresh ``sqlmesh run``, was re-created).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import typing as t
+from pathlib import Path
+
+from sqlglot import exp
+
+from mixmesh.sqlmesh.source import installed_packages, is_udf
+
+if t.TYPE_CHECKING:
+    from mixmesh.runtime.functions import Udf
+
+
+def loader_hook(original: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Before SQLMesh loads models, audits or environment statements with the project's
+    macros: artifacts resolve against the project, project modules are tracked, the project's
+    functions are registered as macros and its SQL functions read; after models load, their
+    calls of SQL functions are checked."""
+
+    @functools.wraps(original)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        macros = kwargs.get("macros", args[0] if args else None)
+        if macros is not None:
+            from mixmesh.runtime import resources
+
+            resources.set_project_root(self.config_path)  # artifacts resolve against the project
+            track_project_modules(self)
+            register_project_functions(self, macros)
+            load_sql_functions(self, macros)
+        loaded = original(self, *args, **kwargs)
+        if original.__name__ == "_load_models":
+            check_sql_function_callers(loaded[0].values())
+        return loaded
+
+    return hook
+
+
+def load_sql_functions(loader: t.Any, macros: t.Mapping[str, t.Any]) -> None:
+    """Read the project's ``sql/udfs`` (before models load) and track its files like macros.
+
+    SQLMesh's model cache and its file watching key on ``macros/`` mtimes; the SQL function
+    files count as macros, so an edit reloads the models that call them.
+    """
+    from mixmesh.core import sql_functions
+
+    files = sql_functions.project_files(loader)
+    dialect = loader.config.model_defaults.dialect or ""
+    functions = sql_functions.load_project(Path(loader.config_path), files, dialect)
+    for path in files:
+        loader._track_file(path)
+        mtime = loader._path_mtimes[path]
+        latest = loader._macros_max_mtime
+        loader._macros_max_mtime = mtime if latest is None else max(latest, mtime)
+    for name, function in functions.items():
+        taken = getattr(macros.get(name), "func", None)
+        if is_udf(taken):
+            raise FunctionDefinitionError(
+                f"{function.location}: the name {name!r} is already taken by the mixmesh function "
+                f"{taken.spec.qualified}; give one of them another name"
+            )
+
+
+def check_sql_function_callers(models: t.Iterable[t.Any]) -> None:
+    """A VIEW would call a project function whenever it is read, in sessions (other tools,
+    other processes) where mixmesh never created it: models calling one are materialized."""
+    from mixmesh.core import sql_functions
+
+    for model in models:
+        kind = getattr(model, "kind", None)
+        if kind is None or not kind.is_view:
+            continue
+        called = sorted(sql_functions.stored_functions(model.python_env))
+        if called:
+            raise FunctionDefinitionError(
+                f"model {model.name} is a VIEW and calls the project SQL function(s) "
+                f"{', '.join(called)}: the view would call them whenever it is read, from sessions "
+                "where they do not exist. Materialize the model (kind FULL, INCREMENTAL_BY_TIME_RANGE...)"
+            )
+
+
+def fresh_modules_hook(load_scripts: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    @functools.wraps(load_scripts)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        forget_project_modules(Path(self.config_path))
+        return load_scripts(self, *args, **kwargs)
+
+    return hook
+
+
+def track_project_modules(loader: t.Any) -> None:
+    """Make SQLMesh's model cache and file watching see the modules ``macros/`` imports.
+
+    SQLMesh keys its cache of loaded models on the mtimes of ``macros/`` files only; a model
+    calling a function whose helper lives in ``python/shared/`` would otherwise keep its
+    cached, stale Python code and fingerprint after the helper is edited.
+    """
+    latest = loader._macros_max_mtime
+    for path in _project_module_files(Path(loader.config_path)):
+        loader._track_file(path)
+        mtime = loader._path_mtimes[path]
+        latest = mtime if latest is None else max(latest, mtime)
+    loader._macros_max_mtime = latest
+
+
+def _project_module_files(root: Path) -> t.Iterator[Path]:
+    """Files of the modules in Python's cache that belong to the project, not to a package.
+
+    A package installed in development mode may live inside the project's folder; its
+    modules are the package's, never the project's.
+    """
+    root = root.absolute()
+    installed = (Path(sys.prefix).absolute(), Path(sys.base_prefix).absolute())
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or name.partition(".")[0] in installed_packages():
+            continue
+        path = Path(file).absolute()
+        # is_file: "<stdin>" and other pseudo-files (a script fed to Python) have no mtime to track.
+        if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed) and path.is_file():
+            yield path
+
+
+def forget_project_modules(root: Path) -> None:
+    """Drop the project's own modules from Python's cache so a reload reads edited helpers.
+
+    SQLMesh re-imports ``macros/`` on every load but not the modules they import (the seed's
+    ``python/shared/``); without this, an edited helper would keep its old code in a
+    long-lived process (notebook, UI) and the fingerprint would miss the edit.
+    """
+    files = set(_project_module_files(root))
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).absolute() in files:
+            del sys.modules[name]
+
+
+def register_project_functions(loader: t.Any, macros: t.MutableMapping[str, t.Any]) -> None:
+    """Add every function bound in the project's ``macros/`` modules to SQLMesh's macros."""
+    from sqlmesh.core import constants
+    from sqlmesh.core.macros import macro
+
+    macros_dir = Path(loader.config_path) / constants.MACROS
+    for path in loader._glob_paths(macros_dir, ignore_patterns=loader.config.ignore_patterns, extension=".py"):
+        module_name = ".".join(path.absolute().relative_to(Path(loader.config_path).absolute()).with_suffix("").parts)
+        module = sys.modules.get(module_name)
+        for value in list(vars(module).values()) if module else []:
+            if is_udf(value):
+                _register(macros, value, macro, path)
+
+
+def _register(macros: t.MutableMapping[str, t.Any], udf: "Udf", macro: type, path: Path) -> None:
+    name = udf.spec.name
+    existing = macros.get(name)
+    if existing is None:
+        entry = macro(name)
+        entry.func = udf
+        macros[name] = entry
+        return
+    current = getattr(existing, "func", None)
+    if current is udf:
+        return
+    if is_udf(current) and current.__wrapped__.__code__.co_code == udf.__wrapped__.__code__.co_code:
+        return  # the same function reached through two imports
+    kind = "another mixmesh function" if is_udf(current) else "a SQLMesh macro"
+    raise FunctionDefinitionError(
+        f"@udf {udf.spec.qualified} (seen in {path.name}): the name {name!r} is already taken by "
+        f"{kind}; give one of them another name with @udf(name=...)"
+    )
+
+
+def sql_functions_env_hook(make_python_env: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """A model (audit, statement) stores the definitions of the project SQL functions it calls.
+
+    Nothing changes for a project without ``sql/udfs``: its stored environments stay identical.
+    """
+
+    @functools.wraps(make_python_env)
+    def hook(expressions: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        from sqlmesh.core import dialect as d
+        from sqlmesh.utils.metaprogramming import Executable
+
+        from mixmesh.core import sql_functions
+
+        python_env = make_python_env(expressions, *args, **kwargs)
+        module_path = kwargs.get("module_path", args[1] if len(args) > 1 else None)
+        functions = sql_functions.functions_for(module_path)
+        if functions:
+            pairs = [item if isinstance(item, tuple) else (item, False) for item in _listed(expressions)]
+            sql = [(e, m) for e, m in pairs if isinstance(e, exp.Expr) and not isinstance(e, d.Jinja)]
+            stored = sql_functions.stored_entries(sql, functions, kwargs.get("path"), kwargs.get("dialect"))
+            python_env.update(
+                {name: Executable.value(value, is_metadata=is_metadata or None) for name, (value, is_metadata) in stored.items()}
+            )
+        return python_env
+
+    return hook
+
+
+def sql_function_calls_hook(transform: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Rendered calls of project SQL functions become their engine-side names."""
+
+    @functools.wraps(transform)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        from mixmesh.runtime import bindings
+
+        return bindings.bind_calls(transform(self, *args, **kwargs), self.python_env)
+
+    return hook
+
+
+def _listed(expressions: t.Any) -> t.List[t.Any]:
+    """What ``make_python_env`` receives: expressions, or ``(expression, is_metadata)`` pairs."""
+    return expressions if isinstance(expressions, list) else [expressions]

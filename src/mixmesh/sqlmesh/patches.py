@@ -1,0 +1,177 @@
+"""Every SQLMesh internal mixmesh wraps, in one table, with how to install and remove them.
+
+Each ``Patch`` names its target (``module:attribute`` or ``module:Class.attribute``), the
+wrapper factory (it receives the current value and returns the replacement), why mixmesh
+needs it, the parameters of the original the wrapper relies on (tests check them against
+the installed SQLMesh), and the modules that imported the name with ``from ... import``
+(they hold their own reference, which must be replaced too). Patches on one target apply
+in table order, each wrapping the one before.
+
+``install`` is idempotent and thread-safe; ``uninstall`` restores every original (tests).
+The SQLMesh versions mixmesh was tested with are ``TESTED``: another minor version warns
+once at install, as any of these internals may have changed there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import threading
+import typing as t
+import warnings
+
+from mixmesh.monitor import capture
+from mixmesh.runtime.functions import Udf
+from mixmesh.sqlmesh import calls, execution, loading, monitoring, source
+
+Wrapper = t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]
+
+# The SQLMesh minor versions the test suite ran on (pyproject.toml pins the same range).
+TESTED = ("0.236",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    target: str  # "module:attribute" or "module:Class.attribute"
+    wrapper: Wrapper
+    why: str
+    parameters: t.Tuple[str, ...]  # the original's leading parameters the wrapper relies on
+    also_in: t.Tuple[str, ...] = ()  # modules holding their own reference (from x import f)
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
+    def owner(self) -> t.Any:
+        """The module or class the attribute lives on."""
+        owner: t.Any = importlib.import_module(self.module)
+        for part in self.target.partition(":")[2].split(".")[:-1]:
+            owner = getattr(owner, part)
+        return owner
+
+    @property
+    def attribute(self) -> str:
+        return self.target.partition(":")[2].rsplit(".", 1)[-1]
+
+
+def _command(name: str) -> Wrapper:
+    return lambda method: monitoring.command_hook(name, method)
+
+
+_UTILS = "sqlmesh.utils.metaprogramming"
+_MODEL = ("sqlmesh.core.model.common", "sqlmesh.core.model.decorator", "sqlmesh.core.model.definition")
+_LOADER = "sqlmesh.core.loader:SqlMeshLoader"
+_EXECUTE = "sqlmesh.core.engine_adapter.base:EngineAdapter._execute"
+
+PATCHES: t.Tuple[Patch, ...] = (
+    Patch(f"{_UTILS}:normalize_source", source.explicit_source_hook, (
+        "a mixmesh function's stored source spells out its SQL types (SQLMesh drops return hints)"), ("obj",)),
+    Patch(f"{_UTILS}:serialize_env", source.loggers_hook, (
+        "module-level loggers of a function's module are stored as look-ups (SQLMesh refuses Logger objects)"),
+        ("env", "path"), _MODEL),
+    Patch(f"{_UTILS}:func_globals", source.hint_globals_hook, (
+        "names used only in a function's kept argument hints are stored too"), ("func",)),
+    Patch("sqlmesh.core.model.common:make_python_env", loading.sql_functions_env_hook, (
+        "a model stores the definitions of the project SQL functions it calls"),
+        ("expressions", "jinja_macro_references", "module_path"),
+        ("sqlmesh.core.model.definition", "sqlmesh.core.loader", "sqlmesh.core.audit.definition")),
+    Patch("sqlmesh.core.macros:MacroEvaluator.transform", loading.sql_function_calls_hook, (
+        "rendered calls of project SQL functions become their engine-side names"), ("self", "expression")),
+    Patch(f"{_LOADER}._load_audits", loading.loader_hook, (
+        "the project's functions and SQL functions are registered before audits load"), ("self", "macros")),
+    Patch(f"{_LOADER}._load_models", loading.loader_hook, (
+        "the project's functions and SQL functions are registered before models load; calls checked after"),
+        ("self", "macros")),
+    Patch(f"{_LOADER}._load_environment_statements", loading.loader_hook, (
+        "the project's functions are registered before environment statements load"), ("self", "macros")),
+    Patch(f"{_LOADER}._load_scripts", loading.fresh_modules_hook, (
+        "project modules whose files changed are read again, not taken from Python's cache"), ("self",)),
+    Patch(_EXECUTE, execution.fast_path_hook, (
+        "a statement calling mixmesh functions runs them on large batches where it can"), ("self", "sql")),
+    Patch(_EXECUTE, execution.call_sites_hook, (
+        "each call is bound for its call site's argument types right before the statement runs"), ("self", "sql")),
+    Patch(_EXECUTE, execution.create_sql_functions_hook, (
+        "the project SQL functions a statement calls are created in its session"), ("self", "sql")),
+    Patch(_EXECUTE, execution.explain_errors_hook, (
+        "an engine error about a mixmesh function names the model, the function and the argument"),
+        ("self", "sql")),
+    Patch(_EXECUTE, monitoring.rows_written_hook, (
+        "monitoring counts the rows a model's writes insert (DuckDB leaves rowcount at -1)"),
+        ("self", "sql", "track_rows_processed")),
+    Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate", monitoring.evaluate_hook, (
+        "monitoring records each model interval evaluated"), ("self", "snapshot")),
+    Patch("sqlmesh.core.test.definition:SqlModelTest.runTest", monitoring.test_hook, (
+        "monitoring records unit tests when asked (MIXMESH_MONITOR_TESTS=1)"), ("self",)),
+    Patch("sqlmesh.core.test.definition:PythonModelTest.runTest", monitoring.test_hook, (
+        "monitoring records unit tests when asked (MIXMESH_MONITOR_TESTS=1)"), ("self",)),
+    *(
+        Patch(f"sqlmesh.core.context:GenericContext.{name}", _command(name), (
+            f"monitoring files the figures of `sqlmesh {name}` under that command"), ("self",))
+        for name in capture.COMMANDS
+    ),
+)
+
+_lock = threading.Lock()
+_originals: t.List[t.Tuple[t.Any, str, t.Any]] = []  # (owner, attribute, value before), in install order
+_installed = False
+_warned = False
+
+
+def install() -> None:
+    """Apply every patch once per process (idempotent, thread-safe)."""
+    global _installed
+    if _installed:
+        return
+    with _lock:
+        if _installed:
+            return
+        check_version()
+        for patch in PATCHES:
+            owner = patch.owner()
+            current = getattr(owner, patch.attribute)
+            wrapped = patch.wrapper(current)
+            _replace(owner, patch.attribute, current, wrapped)
+            for module_name in patch.also_in:
+                module = importlib.import_module(module_name)
+                if getattr(module, patch.attribute, None) is current:
+                    _replace(module, patch.attribute, current, wrapped)
+        monitoring.register_engine_code()
+        Udf.expand_in_model = staticmethod(calls.expand_call)
+        _installed = True
+
+
+def uninstall() -> None:
+    """Put every original back (for tests: a process runs with mixmesh installed or not)."""
+    global _installed
+    with _lock:
+        for owner, attribute, value in reversed(_originals):
+            setattr(owner, attribute, value)
+        _originals.clear()
+        _installed = False
+
+
+def installed() -> bool:
+    return _installed
+
+
+def check_version() -> None:
+    """Warn once when the installed SQLMesh is a minor version mixmesh was not tested with."""
+    global _warned
+    import sqlmesh
+
+    version = getattr(sqlmesh, "__version__", "unknown")
+    if _warned or ".".join(version.split(".")[:2]) in TESTED:
+        return
+    _warned = True
+    warnings.warn(
+        f"mixmesh was tested with SQLMesh {', '.join(v + '.x' for v in TESTED)}; SQLMesh {version} is installed. "
+        "mixmesh wraps some of SQLMesh's internals (mixmesh.sqlmesh.patches.PATCHES), which may differ there: "
+        "install a tested version, or run your project's tests before trusting a plan",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _replace(owner: t.Any, attribute: str, current: t.Any, wrapped: t.Any) -> None:
+    _originals.append((owner, attribute, current))
+    setattr(owner, attribute, wrapped)
