@@ -36,7 +36,7 @@ from sqlglot import exp
 
 from mixmesh.advice import advisor
 from mixmesh.core.errors import MixmeshError
-from mixmesh.core.requirements import REQUIREMENTS_PROPERTY, requirements_expression
+from mixmesh.core.requirements import REQUIREMENTS_PROPERTY, requirements_expression  # noqa: F401 - re-exported
 from mixmesh.advice.structure import CLOSEST_PATTERN, Structure, is_advisable, model_structure, short_name
 
 if t.TYPE_CHECKING:

@@ -121,10 +121,6 @@ class FunctionSpec:
         """
         return not self.returns_not_null
 
-    def decorator(self) -> t.Callable[..., t.Any]:
-        """The decorator this spec comes from (its stored source calls it again)."""
-        return udf
-
     def hints_to_keep(self) -> t.List[str]:
         """Arguments whose hints the stored source keeps: all but those args= typed."""
         return [arg.name for arg in self.args if not arg.explicit]

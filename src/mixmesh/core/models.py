@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import inspect
-import os
 import typing as t
 
 from sqlglot import exp
@@ -74,10 +72,6 @@ class ModelSpec:
         if not self.columns_from_hint:
             return {}
         return {"columns": {column: types.sql(sql_type) for column, sql_type in self.columns.items()}}
-
-    def decorator(self) -> t.Callable[..., t.Any]:
-        """The decorator this spec comes from (its stored source calls it again)."""
-        return python_model
 
     def hints_to_keep(self) -> t.List[str]:
         return []

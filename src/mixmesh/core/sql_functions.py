@@ -39,9 +39,6 @@ from sqlglot import exp
 from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.names import keep_import_path
 
-if t.TYPE_CHECKING:
-    from sqlmesh.utils.metaprogramming import Executable
-
 FOLDER = Path("sql", "udfs")
 ENV_PREFIX = "__mixmesh_sql__"
 DIGEST_CHARS = 10
@@ -445,6 +442,15 @@ def engine_names(functions: t.Mapping[str, SqlFunction]) -> t.Dict[str, str]:
         return digests[name]
 
     return {name: f"{name}__{digest(name, (name,))[:DIGEST_CHARS]}" for name in sorted(functions)}
+
+
+def rename_calls(expression: exp.Expr, engine_names: t.Mapping[str, str]) -> exp.Expr:
+    """Calls of the functions become calls of their engine-side names (in place)."""
+    for node in expression.find_all(exp.Anonymous):
+        engine_name = engine_names.get(node.name.lower())
+        if engine_name is not None:
+            node.set("this", engine_name)
+    return expression
 
 
 def loaded_functions() -> t.Dict[str, SqlFunction]:

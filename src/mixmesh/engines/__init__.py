@@ -31,9 +31,7 @@ and types) and ``dataframe(adapter, expression, params)`` (``context.sql(...).to
 from __future__ import annotations
 
 import importlib
-import re
 import sys
-import threading
 import types
 import typing as t
 
@@ -55,9 +53,25 @@ from mixmesh.runtime.bindings import (  # the engines' vocabulary, re-exported f
 )
 from mixmesh.runtime import bindings
 
-if t.TYPE_CHECKING:
-    from mixmesh.core.functions import FunctionSpec
-    from mixmesh.core.sql_functions import SqlFunction
+__all__ = [
+    "Binding",
+    "SqlFunctionBinding",
+    "batch_function",
+    "bindings_called",
+    "bound_sql_functions",
+    "calls_in",
+    "collect_remote_batches",
+    "create_sql_functions",
+    "engine",
+    "explain_error",
+    "plain_names",
+    "register_call",
+    "register_sql_function",
+    "registered_spec",
+    "resolve_calls",
+    "resolve_expression",
+    "sql_functions_called",
+]
 
 # SQLMesh dialect -> the module that binds functions in that engine.
 ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb", "spark": "mixmesh.engines.spark"}

@@ -193,15 +193,6 @@ def bind_sql_functions(functions: t.Mapping[str, "SqlFunction"]) -> t.Dict[str, 
     return names
 
 
-def rename_calls(expression: exp.Expr, engine_names: t.Mapping[str, str]) -> exp.Expr:
-    """Calls of the functions become calls of their engine-side names (in place)."""
-    for node in expression.find_all(exp.Anonymous):
-        engine_name = engine_names.get(node.name.lower())
-        if engine_name is not None:
-            node.set("this", engine_name)
-    return expression
-
-
 def bind_calls(expressions: t.Any, entries: t.Mapping[str, t.Any]) -> t.Any:
     """Rendered SQLMesh expressions with the calls of the functions ``entries`` stores
     renamed (in place); the functions known to the engines."""
@@ -210,7 +201,7 @@ def bind_calls(expressions: t.Any, entries: t.Mapping[str, t.Any]) -> t.Any:
     names = bind_sql_functions(sql_functions.stored_functions(entries))
     for expression in expressions if isinstance(expressions, list) else [expressions]:
         if isinstance(expression, exp.Expr):
-            rename_calls(expression, names)
+            sql_functions.rename_calls(expression, names)
     return expressions
 
 

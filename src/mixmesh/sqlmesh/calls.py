@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import typing as t
 
+from sqlglot import exp
+
 from mixmesh.core.names import short_name
 from mixmesh.runtime.bindings import bound_call, call_arguments
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlglot import exp
 
+from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.sqlmesh.source import installed_packages, is_udf
 
 if t.TYPE_CHECKING:

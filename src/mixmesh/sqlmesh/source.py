@@ -69,14 +69,14 @@ def explicit_source(source: str, spec: t.Any) -> str:
     """The function's source with a decorator that states what its hints said, and no hints.
 
     ``spec`` (a FunctionSpec or ModelSpec) says which decorator is its own
-    (``decorator()``), what to state (``explicit_decorator_arguments()``), which argument
+    (``_decorator_of``), what to state (``explicit_decorator_arguments()``), which argument
     hints must stay (``hints_to_keep()``, for values row mode builds) and, for a ModelSpec,
     which arguments to leave out (``metadata_decorator_arguments()``).
     """
     module = ast.parse(source)
     node = next(n for n in module.body if isinstance(n, ast.FunctionDef))
     explicit = spec.explicit_decorator_arguments()
-    decorator = spec.decorator()
+    decorator = _decorator_of(spec)
     position = _decorator_position(node, spec.func.__globals__, decorator)
     if position is None:
         alias = "_mixmesh_decorator"
@@ -295,3 +295,12 @@ def is_udf(value: t.Any) -> bool:
     from mixmesh.runtime.functions import Udf
 
     return isinstance(value, Udf)
+
+
+def _decorator_of(spec: t.Any) -> t.Callable[..., t.Any]:
+    """The decorator a spec comes from (its stored source calls it again)."""
+    from mixmesh.core.functions import FunctionSpec
+    from mixmesh.pymodels.models import python_model
+    from mixmesh.runtime.functions import udf
+
+    return udf if isinstance(spec, FunctionSpec) else python_model

@@ -396,7 +396,6 @@ def _unknown_function(error: BaseException, message: str, unknown: "re.Match[str
     created it yet)."""
     import difflib
 
-    from mixmesh.core import sql_functions
 
     known = bindings.known_functions()
     close = difflib.get_close_matches(unknown.group("name").lower(), list(known), n=1, cutoff=0.75)

@@ -402,7 +402,6 @@ def _unknown_function(name: str, message: str) -> t.Optional[Exception]:
     """A misspelt project SQL function: say which one was likely meant."""
     import difflib
 
-    from mixmesh.core import sql_functions
 
     known = bindings.known_functions()
     close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
