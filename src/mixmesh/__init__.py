@@ -10,7 +10,7 @@ import importlib.util
 import sys
 import typing as t
 
-__version__ = "0.1.0"
+from mixmesh.core.version import __version__
 
 _PUBLIC = {
     "udf": "mixmesh.functions",

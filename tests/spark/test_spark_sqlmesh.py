@@ -205,7 +205,7 @@ def test_a_returned_spark_dataframe_is_checked_against_the_declaration(spark: t.
     import types
 
     from mixmesh.core.models import ModelKind, build_spec
-    from mixmesh.pymodels.validation import ModelOutputError
+    from mixmesh.runtime.validation import ModelOutputError
 
     spec = build_spec(
         lambda context: None, name="analytics.totals", kind=ModelKind.FULL, grain=["customer_id"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mixmesh import __version__
+from mixmesh.core.version import __version__
 from mixmesh.cli.demo_data import SEED, SIZES
 
 

@@ -1,43 +1,19 @@
-"""Engines: each module binds functions in one engine and explains that engine's errors.
-
-Every engine module offers the same small interface:
-
-- ``bind(binding: Binding, sql_name: str, adapter) -> None``: make ``sql_name`` callable
-  in the queries the SQLMesh engine adapter runs (idempotent);
-- ``describe(adapter, query, params, cursor=None) -> List[exp.DataType]``: the types of a
-  query's columns as the engine binds it, without running it (``mixmesh.engines.call_sites`` asks
-  it for the types of a call's arguments);
-- ``explain_error(error, sql, bound: Mapping[str, Binding]) -> Exception | None``: the
-  mixmesh error an engine error stands for, if it is about a bound function;
-- ``render(expression) -> str`` and ``run(adapter, expression, params)``: a Python model's
-  query with its parameters bound by the engine (a context manager yielding the result);
-- ``create_staging(adapter, columns) -> name``, ``append_staging(adapter, name, arrow)``,
-  ``drop_staging(adapter, name)``: where a Python model's batches land before the write;
-- ``create_sql_functions(adapter, functions: Sequence[SqlFunctionBinding]) -> None``: create
-  project SQL functions (``sql/udfs``, see ``mixmesh.core.sql_functions``) under their engine-side
-  names, in the order given (callees first), in the session that runs the adapter's next
-  statement. It is called right before every statement that calls one, so it must be cheap
-  and idempotent (``CREATE OR REPLACE``); the functions must live only as long as that session
-  and never be stored in the user's database (DuckDB: TEMP macros on the statement's cursor).
-  ``SqlFunctionBinding.function.renamed(...)`` gives the definition to create, in the
-  project's dialect; an engine that cannot create one (a table function, say) raises a clear
-  error naming it.
-
-Engines whose DataFrames a Python model may return (Spark's, which stay distributed) also
-offer ``is_engine_frame(value) -> bool``, ``conform_frame(frame, spec)`` (the declared columns
-and types) and ``dataframe(adapter, expression, params)`` (``context.sql(...).to_spark()``).
+"""Engines: one package per engine (``duckdb/``, ``spark/``) behind one ``Engine`` protocol
+(``protocol``), and what is engine independent: which engine a dialect runs on
+(``engine``), binding each call for its call site's types (``resolve_calls``, with
+``call_sites``), creating the project SQL functions a statement calls, and explaining errors.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-import types
 import typing as t
 
 from sqlglot import exp
 
 from mixmesh.core.errors import FunctionCallError
+from mixmesh.engines.protocol import Engine
 from mixmesh.runtime.bindings import (  # the engines' vocabulary, re-exported for their callers
     Binding,
     SqlFunctionBinding,
@@ -77,15 +53,15 @@ __all__ = [
 ENGINE_MODULES = {"duckdb": "mixmesh.engines.duckdb", "spark": "mixmesh.engines.spark"}
 
 
-def engine(dialect: str) -> types.ModuleType:
-    """The engine module for a SQLMesh dialect, or a clear error when there is none."""
+def engine(dialect: str) -> Engine:
+    """The engine package for a SQLMesh dialect, or a clear error when there is none."""
     module = ENGINE_MODULES.get(dialect)
     if module is None:
         raise FunctionCallError(
             f"mixmesh functions run on {', '.join(sorted(ENGINE_MODULES))}; this gateway's engine "
             f"is {dialect!r}"
         )
-    return importlib.import_module(module)
+    return t.cast(Engine, importlib.import_module(module))
 
 
 def resolve_calls(adapter: t.Any, sql: str) -> str:

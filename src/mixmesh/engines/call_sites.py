@@ -27,11 +27,12 @@ import typing as t
 
 from sqlglot import exp
 
+from mixmesh.runtime import bindings
 from mixmesh.core import accepts as accepts_
 from mixmesh.core.errors import FunctionCallError, where
 
 if t.TYPE_CHECKING:
-    from mixmesh.engines import Binding
+    from mixmesh.runtime.bindings import Binding
 
 # (probe query) -> the types of its columns, or an exception saying why it does not bind.
 Describe = t.Callable[[exp.Query], t.List[exp.DataType]]
@@ -353,11 +354,9 @@ def _mismatch_message(
 
 def _plain(expression: exp.Expr) -> exp.Expr:
     """An argument as the model wrote it: nested calls by their function names."""
-    from mixmesh import engines
-
     copy = expression.copy()
     for node in copy.find_all(exp.Anonymous):
-        node.set("this", engines.plain_names(node.name))
+        node.set("this", bindings.plain_names(node.name))
     return copy
 
 

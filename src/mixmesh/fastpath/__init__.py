@@ -63,12 +63,12 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     if adapter.dialect not in engines.ENGINE_MODULES:
         return False
     engine = engines.engine(adapter.dialect)
+    if not engine.FAST_PATH:
+        return False
     _clear_what_killed_runs_left(adapter, engine)
-    observe = getattr(engine, "observe_statement", None)
-    if observe is not None:
-        observe(adapter, sql)
+    engine.observe_statement(adapter, sql)
     bound = engines.bindings_called(sql)
-    if not bound or not hasattr(engine, "execute_split"):
+    if not bound:
         return False
     functions = tuple(sorted({binding.spec.name for binding in bound.values()}))
     if parameters or not enabled():
@@ -99,9 +99,7 @@ def _clear_what_killed_runs_left(adapter: t.Any, engine: t.Any) -> None:
     later run happens to land a Python model or start workers."""
     global _scratch_cleared
     try:
-        drop_dead_staging = getattr(engine, "drop_dead_staging", None)  # once per connection pool
-        if drop_dead_staging is not None:
-            drop_dead_staging(adapter)
+        engine.drop_dead_staging(adapter)  # once per connection pool
         if not _scratch_cleared:
             _scratch_cleared = True
             workers.remove_dead_scratch()

@@ -146,7 +146,7 @@ class OtelRecorder:
     def __init__(self, meter_provider: t.Any = None) -> None:
         metrics = _otel()
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        from mixmesh import __version__
+        from mixmesh.core.version import __version__
 
         meter = provider.get_meter("mixmesh", __version__)
         self.recorded: t.Set[str] = set()  # run ids: a run is an event, counted once

@@ -15,7 +15,7 @@ import math
 import typing as t
 from pathlib import Path
 
-from mixmesh import __version__
+from mixmesh.core.version import __version__
 from mixmesh.monitor import charts
 
 if t.TYPE_CHECKING:

@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from mixmesh import engines
 from mixmesh.core import sql_types as types
-from mixmesh.pymodels import validation
+from mixmesh.runtime import validation
 
 if t.TYPE_CHECKING:
     from mixmesh.pymodels.context import ModelContext
@@ -79,8 +79,7 @@ def _is_batches(value: t.Any) -> bool:
 
 def _is_engine_frame(value: t.Any, engine: t.Any) -> bool:
     """A DataFrame of the engine's own (a Spark DataFrame), which the engine lands itself."""
-    is_frame = getattr(engine, "is_engine_frame", None)
-    return is_frame is not None and is_frame(value)
+    return engine.ENGINE_FRAMES and engine.is_engine_frame(value)
 
 
 def _conformed(table: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Any:

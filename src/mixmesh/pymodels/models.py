@@ -182,7 +182,7 @@ def _rows_to_write(adapter: t.Any, staged: t.Any, spec: ModelSpec) -> t.Any:
     if spec.time_column is None or not overwrites:
         return staged.query
     engine = engines.engine(adapter.dialect)
-    if not hasattr(engine, "materialized"):
+    if not engine.OVERWRITES_PARTITIONS:
         raise NotImplementedError(
             f"model {spec.name}: mixmesh cannot keep a time-range Python model's rows on {adapter.dialect}, "
             "which overwrites partitions"

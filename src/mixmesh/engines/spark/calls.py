@@ -25,7 +25,7 @@ from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionCallError, where
 
 if t.TYPE_CHECKING:
-    from mixmesh.engines import Binding
+    from mixmesh.runtime.bindings import Binding
 
 NAME = "spark"
 

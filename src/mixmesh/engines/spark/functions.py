@@ -1,0 +1,98 @@
+"""Functions bound as Arrow UDFs on the SparkSession SQLMesh runs queries on.
+
+Every function is registered with ``spark.udf.register`` as an Arrow UDF
+(``pyspark.sql.functions.arrow_udf``, Spark 4.1+,
+https://spark.apache.org/docs/latest/api/python/user_guide/sql/arrow_pandas.html): Spark hands
+it batches of rows as Arrow arrays (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows, 10,000
+by default), so vectorized functions receive Arrow arrays as on DuckDB, and row functions are
+called once per row of each batch. Functions run on Spark's executors, Python processes apart
+from the driver: ``shipping`` sends the project's code along, ``calls`` is what runs there.
+
+Functions registered on a session are the session's temporary functions: nothing is written
+to the catalog, and every query of the session (SQLMesh uses one per gateway) sees them.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+import warnings
+import weakref
+
+from sqlglot import exp
+
+if t.TYPE_CHECKING:
+    from mixmesh.runtime.bindings import Binding
+from mixmesh.engines.spark.dialect import NAME, spark_type, sql_type_of
+
+# session -> {engine-side name -> spec}: what is registered where.
+_registered: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, t.Any]]" = weakref.WeakKeyDictionary()
+
+
+_lock = threading.Lock()
+
+
+def bind(binding: "Binding", sql_name: str, adapter: t.Any) -> None:
+    """Register a binding as ``sql_name`` on the adapter's SparkSession, once."""
+    bind_session(binding, sql_name, adapter.spark)
+
+
+def describe(
+    adapter: t.Any, query: exp.Query, params: t.Optional[t.Mapping[str, t.Any]] = None, *, cursor: t.Any = None
+) -> t.List[exp.DataType]:
+    """The types of a query's columns as Spark analyzes it; nothing runs."""
+    frame = adapter.spark.sql(query.sql(NAME), args=dict(params) if params else None)
+    return [sql_type_of(field.dataType.simpleString()) for field in frame.schema.fields]
+
+
+def register(
+    spark: t.Any, udf: t.Any, *, name: t.Optional[str] = None, args: t.Optional[t.Mapping[str, str]] = None
+) -> str:
+    """Make a ``@udf`` function callable in queries of a plain SparkSession.
+
+    Returns the SQL name to call it by (``name``, or the function's SQL name). ``args``: SQL
+    types of the arguments whose hints leave the type to the call site (``Any``, ``dict``...),
+    which a plain connection does not show. Registering
+    another function under a name already used in this session replaces the first.
+    """
+    from mixmesh.runtime.bindings import Binding, registered_spec
+
+    sql_name = name or udf.spec.name
+    spec = registered_spec(udf.spec, args)
+    bind_session(Binding(spec, None), sql_name, spark, replace=True)
+    return sql_name
+
+
+def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bool = False) -> None:
+    """Register ``binding`` as ``sql_name`` in a SparkSession.
+
+    SQLMesh's names carry a digest of the code, so a name already bound is the same function
+    (``replace=False``); ``register`` names are the user's and may change hands.
+    """
+    from mixmesh.engines.spark import figures as spark_figures
+    from mixmesh.engines.spark import shipping as spark_shipping
+
+    with _lock:
+        registered = _registered.setdefault(spark, {})
+        if sql_name in registered and (not replace or registered[sql_name] is binding.spec):
+            return
+        spark_shipping.ship_project_modules()
+        spark.udf.register(sql_name, arrow_udf(binding, sql_name, spark_figures.accumulator(spark)))
+        registered[sql_name] = binding.spec
+
+
+def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any:
+    """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type.
+
+    ``figures``: the accumulator its batches report to (``spark_figures``), if any."""
+    from pyspark.sql.functions import ArrowUDFType
+    from pyspark.sql.functions import arrow_udf as spark_arrow_udf
+
+    from mixmesh.engines.spark.calls import SparkCall
+
+    returns = spark_type(binding.spec.returns, binding)
+    with warnings.catch_warnings():
+        # Spark prefers reading the kind of UDF from type hints; a SparkCall takes any number of
+        # arguments, which its hint reader refuses, so the kind is stated and the advice muted.
+        warnings.filterwarnings("ignore", "It is preferred to specify type hints", UserWarning)
+        return spark_arrow_udf(SparkCall(binding, sql_name, figures), returns, ArrowUDFType.SCALAR)
