@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mixmesh import FunctionRuntimeError, udf
-from mixmesh.runtime.calling import row_function
+from mixmesh.runtime.rows import row_function
 from mixmesh.runtime.inlining import compile_row_call
 
 OFFSET = 0.5

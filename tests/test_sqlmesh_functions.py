@@ -240,7 +240,7 @@ def test_two_functions_with_one_name_are_refused(functions_project: Project, sou
 
 def test_functions_recreated_from_sqlmesh_state_run_as_inlined_copies(functions_project: Project) -> None:
     """No wrapper frame per row: SQLMesh's stored source is compiled with the row work inside."""
-    from mixmesh.engines import duckdb as duckdb_engine
+    from mixmesh.engines.duckdb import functions as duckdb_engine
 
     functions_project.write("models/daily.sql", DAILY)
     context = functions_project.context()

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mixmesh import CircuitBreaker, Retry, udf
-from mixmesh.runtime.calling import BatchFunction
+from mixmesh.runtime.batches import BatchFunction
 from mixmesh.engines.duckdb import register
 
 ROWS = 100_000

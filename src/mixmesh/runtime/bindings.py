@@ -134,7 +134,8 @@ def bindings_called(sql: str) -> t.Dict[str, Binding]:
 
 def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
     """The function as the fast path calls it: Arrow columns of a batch in, one array out."""
-    from mixmesh.runtime.calling import BatchFunction, RowBatchFunction
+    from mixmesh.runtime.batches import BatchFunction
+    from mixmesh.runtime.rows import RowBatchFunction
 
     if binding.spec.vectorized:
         return BatchFunction(binding.spec, binding.model)

@@ -23,7 +23,7 @@ from mixmesh.core.functions import (
     build_spec,
 )
 from mixmesh.core.names import keep_import_path
-from mixmesh.runtime.calling import BatchFunction
+from mixmesh.runtime.batches import BatchFunction
 
 __all__ = ["FunctionSpec", "Udf", "udf"]
 

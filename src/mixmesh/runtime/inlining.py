@@ -137,7 +137,7 @@ def _null_guard(params: t.List[str]) -> ast.stmt:
 
 def _guarded(body: t.List[ast.stmt], row: t.Optional[ast.expr], passes: bool) -> ast.stmt:
     """``try: body`` / ``except caught as e: raise failure(e, row) from e`` (exceptions, and
-    sys.exit or KeyboardInterrupt: ``calling.CAUGHT``); with ``passes``,
+    sys.exit or KeyboardInterrupt: ``values.CAUGHT``); with ``passes``,
     first ``except passes as e: raise e.args[0] from None``: a refused result's error (which
     names the row already) goes out as it is."""
     failure = ast.Call(

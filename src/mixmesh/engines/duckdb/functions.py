@@ -94,7 +94,8 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
 
 
 def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
-    from mixmesh.runtime.calling import BatchFunction, RowBatchFunction, row_function
+    from mixmesh.runtime.batches import BatchFunction
+    from mixmesh.runtime.rows import RowBatchFunction, row_function
 
     spec = binding.spec
     if spec.vectorized:

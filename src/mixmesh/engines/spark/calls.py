@@ -3,7 +3,7 @@
 Spark hands an Arrow UDF each batch of rows as one Arrow array per argument and expects one
 Arrow array back. ``SparkCall`` is what Spark pickles on the driver and calls on its Python
 workers: it checks the arguments' types (Spark, unlike DuckDB, does not match a call against
-declared argument types), then runs the function the way ``mixmesh.runtime.calling`` runs it on every
+declared argument types), then runs the function the way ``mixmesh.runtime`` runs it on every
 engine: vectorized functions through ``BatchFunction``, row functions through
 ``RowBatchFunction`` (once per row of the batch, as on DuckDB's fast path). Both are built
 once per worker process, so a
@@ -64,7 +64,7 @@ class SparkCall:
 
     def _report(self, arrays: t.List[pa.Array], seconds: float, failed: bool) -> None:
         """One batch's figures, for monitoring on the driver (a plain tuple: spark_figures.Batch)."""
-        from mixmesh.runtime.calling import mean_list_length
+        from mixmesh.runtime.values import mean_list_length
         from mixmesh.engines.spark.figures import events_since_last_report
 
         mode = "vectorized" if self.spec.vectorized else "row"
@@ -82,7 +82,8 @@ class SparkCall:
         return function
 
     def _build(self) -> t.Callable[..., pa.Array]:
-        from mixmesh.runtime.calling import BatchFunction, RowBatchFunction
+        from mixmesh.runtime.batches import BatchFunction
+        from mixmesh.runtime.rows import RowBatchFunction
 
         if self.spec.vectorized:
             return BatchFunction(self.spec, self.model)
