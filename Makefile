@@ -14,9 +14,11 @@ PYTEST_WORKERS ?= auto
 demo: $(INSTALLED)
 	$(BIN)/mixmesh demo
 
-# The package's suite, then the example project's own tests, run from the project as a
-# user runs theirs (its `python` package must not meet the test projects' ones).
+# The architecture's contracts (docs/architecture.md), the package's suite, then the example
+# project's own tests, run from the project as a user runs theirs (its `python` package must
+# not meet the test projects' ones).
 test: $(INSTALLED) $(CHROMIUM) $(JAVA)
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider tests
 

@@ -17,6 +17,9 @@ bound with there:
 A call site that does not fit raises ``Mismatch`` with the reason and, where there is one, the
 type a CAST to which would fix it; ``mixmesh.engines.call_sites`` turns that into an error naming the
 model, the function and the argument.
+
+Longer than 450 lines because it is one table: each hint's family, what it accepts and how
+it widens, side by side so that each rule can be compared with its neighbours.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The SQL name, each argument's type or what its hint accepts, the return type, th
 NULL handling and the policies are read once, from the signature and the decorator's
 arguments, and refused with an error naming the function and the argument where they
 cannot become a SQL function. The decorator itself is ``mixmesh.runtime.functions.udf``.
+
+Longer than 450 lines because reading a signature is one pass: the decorator's arguments,
+the hints and the checks refer to one another, argument by argument.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ it), so a failing function cannot open another's circuit; its lock never spans a
 
 Every retry, circuit transition and fallback is counted per model and function
 (``events()``) and logged once per kind, not once per row.
+
+Longer than 450 lines because the three policies share one event counter and compose with
+one another (the breaker counts what a timeout gives up on; a retry runs it again).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ behave like ``@udf`` functions (see ``mixmesh.sqlmesh``):
   planned, never the files, and two versions of a function never share a name.
 - Right before the engine runs a statement that calls one, the engine creates it under that
   name (``engines.create_sql_functions``; DuckDB: a TEMP macro on the statement's cursor).
+
+Longer than 450 lines because a project SQL function's life, from its file to the definition
+each calling model stores, is one chain of checks that name the file and the line.
 """
 
 from __future__ import annotations

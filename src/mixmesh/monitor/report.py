@@ -5,6 +5,9 @@
 store and writes it. The page loads nothing: its CSS is inline, its charts are inline SVG
 drawn here (``charts``), and it has no script. Every charted figure is in the DOM as a
 ``data-value`` on its mark, so what a reader sees can be checked against the store.
+
+Longer than 450 lines because it renders one self-contained HTML page: its template, styles
+and sections in one place.
 """
 
 from __future__ import annotations

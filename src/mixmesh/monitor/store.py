@@ -37,6 +37,9 @@ Where: ``MetricsStore.for_project`` reads ``MIXMESH_METRICS`` — unset: the pro
 ``.mixmesh/metrics.duckdb``; ``off``: nothing is kept; ``warehouse`` (or
 ``warehouse:GATEWAY``): the project's DuckDB gateway database, schema ``mixmesh_metrics``;
 anything else: a DuckDB file path, relative to the project.
+
+Longer than 450 lines because the store's schema, its spool, the merge and the recovery from
+a damaged file share one set of table definitions and locks.
 """
 
 from __future__ import annotations
