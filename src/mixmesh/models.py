@@ -139,6 +139,11 @@ def python_model(
     """
 
     def decorate(func: t.Callable[..., t.Any]) -> "ModelRunner":
+        if isinstance(sqlmesh_arguments.get("depends_on"), str):
+            raise ModelDefinitionError(
+                f"model {name or func.__name__}: depends_on= takes a list of model names, got the string "
+                f"{sqlmesh_arguments['depends_on']!r}; write depends_on=[{sqlmesh_arguments['depends_on']!r}]"
+            )
         spec = build_spec(
             func,
             name=name,
@@ -350,6 +355,11 @@ def _fallbacks(
 def _columns(
     func: t.Callable[..., t.Any], model: str, columns: t.Optional[t.Mapping[str, str]]
 ) -> t.Tuple[t.Dict[str, exp.DataType], bool]:
+    if columns is not None and not isinstance(columns, t.Mapping):
+        raise ModelDefinitionError(
+            f"model {model}: columns= maps each column's name to its SQL type, e.g. "
+            f"columns={{'customer_id': 'INT'}}; got {columns!r}"
+        )
     if columns:
         return {name: _sql_type(model, name, sql) for name, sql in columns.items()}, False
     hint = t.get_type_hints(func, include_extras=True).get("return")
@@ -392,6 +402,13 @@ def _kind_name(model: str, kind: t.Any) -> str:
         return BY_TIME_RANGE
     if text in _REFUSED:
         raise ModelDefinitionError(f"model {model}: kind {text} is not for Python models: {_REFUSED[text]}")
+    from sqlmesh.core.model.kind import ModelKindName
+
+    if text not in {kind.value for kind in ModelKindName}:
+        raise ModelDefinitionError(
+            f"model {model}: kind {raw!r} is not a model kind; use ModelKind.FULL, ModelKind.INCREMENTAL or "
+            "ModelKind.INCREMENTAL_BY_UNIQUE_KEY (or another SQLMesh kind)"
+        )
     return text
 
 
