@@ -25,6 +25,28 @@ def test_udf_throughput_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert {bar["compared_with"] for bar in report["bars"]} >= {"duckdb arrow UDF", "duckdb native UDF", "native SQL"}
 
 
+
+def test_timeout_overhead_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "timeout_overhead.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "timeout_overhead.py"), "--rows", "5000", "--repeat", "1", "--warmup", "0",
+        "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "with timeout / without" in printed
+    report = json.loads(out.read_text())
+    assert {v["variant"] for v in report["variants"]} == {"duckdb native UDF"} | {
+        f"{policy}, {path}{timeout}"
+        for policy in ("no policy", "on_error=null", "retry+on_error")
+        for path in ("fast path", "plain")
+        for timeout in ("", " + timeout")
+    }
+    assert all(v["rows_per_second"] > 0 and v["memory_added_mb"] >= 0 for v in report["variants"])
+    assert {(r["policy"], r["path"]) for r in report["ratios"]} == {
+        (policy, path) for policy in ("no policy", "on_error=null", "retry+on_error") for path in ("fast path", "plain")
+    }
+    assert all(r["ratio"] > 0 and r["bar"] == "at most 1.5x" for r in report["ratios"])
+
 def test_python_model_io_runs_and_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "python_model_io.json"
     command = [

@@ -61,6 +61,11 @@ def scaled(value: float, factor: int, label: str) -> str:
 
 
 @udf
+def scaled_by(value: float, factor: float = 2.0) -> float:
+    return value * factor
+
+
+@udf
 def truncating(x: float) -> int:
     return x
 
@@ -283,6 +288,13 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_load_time(planned: Proj
     output = fails_keeping_the_table(planned, call)
     assert SIGNATURE in output and reason in output
     assert f"the call {call}" in output
+
+
+def test_a_python_default_does_not_fill_a_sql_call(planned: Project) -> None:
+    # SQL calls give every argument: a default in the def is for Python callers only.
+    output = fails_keeping_the_table(planned, "@scaled_by(x)")
+    assert ("function 'scaled_by' in model analytics.scores takes 2 argument(s) (value, factor); the call "
+            "@scaled_by(x) does not fit: missing a required argument: 'factor'") in output
 
 
 def test_a_misspelt_keyword_is_named_as_unknown(planned: Project) -> None:

@@ -238,3 +238,27 @@ def test_a_row_function_gets_maps_as_dicts_on_both_paths(adapter: "t.Any", monke
     monkeypatch.setenv("MIXMESH_FAST_PATH", "on")
     assert adapter.fetchall(sql) == plain == [(100000 + sum(range(100000)),)]
     assert fastpath.decisions[-1].staged
+
+
+@pytest.mark.parametrize("threads", ["abc", "1.5", "0", "-2"])
+def test_a_thread_count_that_is_not_one_fails_naming_the_variable(
+    adapter: "t.Any", monkeypatch: pytest.MonkeyPatch, threads: str
+) -> None:
+    @udf
+    def halved(x: float) -> float:
+        return x / 2
+
+    name = bound(adapter, halved)
+    adapter.execute("CREATE TABLE kept AS SELECT 1.0 AS y")
+    monkeypatch.setenv(fastpath.THREADS_VARIABLE, threads)
+    with pytest.raises(fastpath.FastPathSettingError) as raised:
+        adapter.execute(f"INSERT INTO kept SELECT {name}(x) FROM t")
+    assert str(raised.value) == (
+        "MIXMESH_FAST_PATH_THREADS must be a whole number of threads, at least 1 (or unset: as many as the engine "
+        f"runs); got {threads!r}"
+    )
+    assert adapter.fetchall("SELECT y FROM kept") == [(1.0,)]  # nothing was inserted
+    monkeypatch.setenv(fastpath.THREADS_VARIABLE, "1")
+    adapter.execute(f"INSERT INTO kept SELECT {name}(x) FROM t WHERE x < 2")
+    assert adapter.fetchall("SELECT y FROM kept ORDER BY y") == [(0.0,), (0.5,), (1.0,)]
+    assert fastpath.decisions[-1].staged

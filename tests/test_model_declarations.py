@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 
 import pytest
@@ -47,7 +48,7 @@ def test_incremental_takes_its_time_column_from_the_grain() -> None:
 
 def test_unique_key_defaults_to_the_grain() -> None:
     assert spec(kind=ModelKind.INCREMENTAL_BY_UNIQUE_KEY, grain=["customer_id"]).unique_key == ("customer_id",)
-    with pytest.raises(ModelDefinitionError, match="needs unique_key=.* or grain="):
+    with pytest.raises(ModelDefinitionError, match=r"^model analytics.p: an INCREMENTAL_BY_UNIQUE_KEY model needs unique_key=\[\.\.\.\] or grain=\[\.\.\.\]$"):
         spec(kind=ModelKind.INCREMENTAL_BY_UNIQUE_KEY)
 
 
@@ -55,7 +56,7 @@ def test_unique_key_defaults_to_the_grain() -> None:
     "overrides, message",
     [
         ({"grain": ["customer_id", "missing"]}, r"grain names \['missing'\], which are not among its columns"),
-        ({"kind": ModelKind.INCREMENTAL, "grain": ["customer_id", "prediction_date"], "time_column": "nope"}, "time_column names"),
+        ({"kind": ModelKind.INCREMENTAL, "grain": ["customer_id", "prediction_date"], "time_column": "nope"}, r"time_column names \['nope'\], which are not among its columns"),
         ({"columns": {"x": "NOT A TYPE("}}, "column 'x': 'NOT A TYPE\\(' is not a SQL type"),
     ],
 )
@@ -67,7 +68,10 @@ def test_declarations_that_cannot_work_are_refused(overrides: dict, message: str
 def test_a_model_without_columns_is_refused() -> None:
     def untyped(context, **kwargs): ...  # noqa: ANN001, ANN202
 
-    with pytest.raises(ModelDefinitionError, match="declare its columns"):
+    with pytest.raises(ModelDefinitionError, match=re.escape(
+        "model m: declare its columns, with columns={'name': 'SQL type', ...} or a return annotation that is a "
+        "TypedDict or dataclass describing one row"
+    )):
         build_spec(untyped, name="m", kind="FULL", columns=None, grain=None, time_column=None, unique_key=None)
 
 

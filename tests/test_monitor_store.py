@@ -232,7 +232,7 @@ def test_a_write_that_cannot_happen_is_logged_not_raised(tmp_path: Path, caplog:
         assert store.append([model_run()]) is False
         assert store.append([model_run()]) is False
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "could not keep metrics" in warnings[0].getMessage()
+    assert len(warnings) == 1 and f"mixmesh could not keep metrics in {store.spool}: " in warnings[0].getMessage()
 
 
 def test_another_schema_version_is_refused_with_a_message(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -261,7 +261,8 @@ def test_a_batch_of_another_version_stays_in_the_spool(tmp_path: Path, caplog: p
     with caplog.at_level(logging.WARNING, logger="mixmesh.monitor"):
         assert store.model_runs().empty
     assert batch.exists()
-    assert any("has schema version 2" in record.getMessage() for record in caplog.records)
+    assert any(f"metrics batch {batch} has schema version 2; this mixmesh writes version 1; left in place"
+               in record.getMessage() for record in caplog.records)
 
 
 # ------------------------------------------------------------------ where
@@ -338,15 +339,24 @@ def test_metrics_can_live_in_the_warehouse(tmp_path: Path, monkeypatch: pytest.M
     assert store.spool == tmp_path / ".mixmesh" / "spool" / "warehouse.mixmesh_metrics"
 
 
+@pytest.mark.parametrize(
+    "gateway, says",
+    [
+        ("memory", "metrics in the warehouse need a DuckDB gateway with a database file, not an in-memory one"),
+        ("nosuch", "metrics in the warehouse: cannot read the SQLMesh config of {project}: Missing gateway with name 'nosuch'."),
+    ],
+    ids=["in memory", "no such gateway"],
+)
 def test_a_warehouse_that_is_not_a_file_keeps_metrics_in_the_default_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, gateway: str, says: str
 ) -> None:
     (tmp_path / "config.yaml").write_text(WAREHOUSE_CONFIG)
-    monkeypatch.setenv("MIXMESH_METRICS", "warehouse:memory")
+    monkeypatch.setenv("MIXMESH_METRICS", f"warehouse:{gateway}")
     with caplog.at_level(logging.WARNING, logger="mixmesh.monitor"):
         store = MetricsStore.for_project(tmp_path)
     assert store.path == tmp_path / ".mixmesh" / "metrics.duckdb"
-    assert "database file, not an in-memory one" in caplog.text
+    warning = says.format(project=tmp_path) + f"; keeping metrics in {tmp_path / '.mixmesh' / 'metrics.duckdb'} instead"
+    assert warning in caplog.text
 
 
 def test_the_warehouse_while_sqlmesh_holds_it_in_the_same_process(

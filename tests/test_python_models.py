@@ -295,6 +295,7 @@ def fails_keeping_the_copy(project: Project, body: str, extra: str = ', grain=["
     result = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0, output
+    assert "Traceback" not in output and output.endswith("Error: Plan application failed."), output[-500:]
     assert project.query("SELECT count(*), sum(amount) FROM analytics.copy") == before
     assert staging_tables(project) == []
     return output
@@ -343,6 +344,7 @@ def test_null_in_a_grain_column(copied: Project) -> None:
         '    return context.sql("SELECT DISTINCT customer_id, CASE WHEN amount = 3 THEN NULL ELSE day END AS day, amount FROM raw.events").to_arrow()',
     )
     assert "model analytics.copy: grain column 'day' is NULL in" in output and "'amount': 3.0" in output
+    assert "every row needs its whole grain" in output
 
 
 @pytest.mark.slow
@@ -353,6 +355,7 @@ def test_duplicate_grain_across_batches(copied: Project) -> None:
         '    yield context.sql("SELECT customer_id, day, amount FROM raw.events LIMIT 1").to_pandas()',
     )
     assert "model analytics.copy returned 2 rows with the same grain {'customer_id':" in output
+    assert "each value of the grain ['customer_id', 'day', 'amount'] may appear once" in output
 
 
 @pytest.mark.slow
@@ -364,7 +367,7 @@ def test_a_failure_in_the_middle_of_a_stream_writes_nothing(copied: Project) -> 
         '            raise ConnectionError("the source went away")\n'
         "        yield batch",
     )
-    assert "ConnectionError" in output and "the source went away" in output
+    assert "analytics.copy" in output and "ConnectionError: the source went away" in output
 
 
 @pytest.mark.slow

@@ -210,15 +210,15 @@ def test_reset_drops_the_value() -> None:
 
 
 def test_builder_with_arguments_is_refused() -> None:
-    with pytest.raises(ResourceError, match=r"needs_path must take no arguments.*requires path"):
+    with pytest.raises(ResourceError, match=r"^@resource .*needs_path must take no arguments \(it is called as .*needs_path\(\)\); it requires path$"):
 
         @resource
         def needs_path(path: str) -> str:
             return path
 
-    with pytest.raises(ResourceError, match="check_every"):
+    with pytest.raises(ResourceError, match=r"^@resource check_every must be a number of seconds >= 0, not -1$"):
         resource(check_every=-1)
-    with pytest.raises(ResourceError, match="watch= takes paths"):
+    with pytest.raises(ResourceError, match="^@resource watch= takes paths, not 3$"):
         resource(watch=[3])
     assert issubclass(ResourceError, MixmeshError)
 
@@ -272,8 +272,8 @@ def test_tampered_file_is_refused_and_never_unpickled(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError) as raised:
         load_artifact(path, sha256=pinned, allowed_dirs=[tmp_path])
     message = str(raised.value)
-    assert str(path) in message and "hash" in message
-    assert pinned in message and file_sha256(path) in message  # expected and actual digests
+    assert str(path) in message
+    assert f"failed its hash check (expected sha256 {pinned}, actual {file_sha256(path)}); it was not unpickled" in message
     assert raised.value.reason == "refused_hash"
     assert isinstance(raised.value, ValueError) and isinstance(raised.value, MixmeshError)
     assert load_artifact(path, sha256=pinned, fallback="safe", allowed_dirs=[tmp_path]) == "safe"
@@ -406,16 +406,45 @@ def test_missing_file_without_fallback_raises(tmp_path: Path) -> None:
         load_artifact(missing, allowed_dirs=[tmp_path], allow_unpinned=True)
     assert str(missing) in str(raised.value) and raised.value.path == str(missing)
     assert raised.value.reason == "missing"
-    with pytest.raises(ArtifactError, match="missing"):
+    with pytest.raises(ArtifactError) as directory:
         load_artifact(tmp_path, allowed_dirs=[tmp_path], allow_unpinned=True)  # a directory is not an artifact
-    assert artifact_events() == _events(missing=2)
+    assert str(directory.value) == f"artifact {tmp_path} is a directory, not a file"
+    assert directory.value.reason == "missing"  # counted, and given its fallback, as a missing file is
+    assert load_artifact(tmp_path, allowed_dirs=[tmp_path], allow_unpinned=True, fallback="rules") == "rules"
+    assert artifact_events() == _events(missing=3, fallback=1)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle at all", pickle.dumps("cut short")[:-3]],
+                         ids=["empty", "not a pickle", "truncated"])
+@pytest.mark.parametrize("name", ["model.pkl", "model.pickle"], ids=["joblib", "pickle"])
+def test_a_file_that_does_not_unpickle_fails_naming_it(tmp_path: Path, content: bytes, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    loader = "joblib" if name.endswith(".pkl") and _has_joblib() else "pickle"
+    # Pinned as it is, so it passes its hash: the pin itself points at a broken file, which is
+    # an error to fix, not a fallback's case (as a malformed pin is).
+    for pinned in ({"sha256": file_sha256(path)}, {"allow_unpinned": True}):
+        with pytest.raises(ArtifactError) as raised:
+            load_artifact(path, allowed_dirs=[tmp_path], fallback="rules", **pinned)
+        message = str(raised.value)
+        assert message.startswith(f"artifact {path} could not be unpickled with {loader} (") and message.endswith(")")
+        assert raised.value.reason == "unreadable" and raised.value.path == str(path)
+        if not content:
+            assert f"with {loader} (EOFError" in message
+    assert artifact_events() == _events()
+
+
+def _has_joblib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("joblib") is not None
 
 
 def test_bad_arguments_are_errors_not_fallbacks(tmp_path: Path) -> None:
     path = _dump(tmp_path / "model.pkl", "model")
-    with pytest.raises(ArtifactError, match="64 hexadecimal digits"):
+    with pytest.raises(ArtifactError, match=r": sha256 must be 64 hexadecimal digits \(see file_sha256\), not 'abc'$"):
         load_artifact(path, sha256="abc", fallback="x", allowed_dirs=[tmp_path])
-    with pytest.raises(ArtifactError, match="loader must be one of"):
+    with pytest.raises(ArtifactError, match=r": loader must be one of auto, pickle, joblib, not 'yaml'$"):
         load_artifact(path, loader="yaml", allowed_dirs=[tmp_path], allow_unpinned=True)
     assert artifact_events() == _events()
 
@@ -494,7 +523,7 @@ def test_pins_file_refuses_a_changed_or_unlisted_artifact(tmp_path: Path) -> Non
     _dump(pinned, "tampered")
     assert load_artifact(pinned, pins=pins, fallback="rules", allowed_dirs=[tmp_path]) == "rules"
     unlisted = _dump(tmp_path / "dropped_in.pkl", "unknown")
-    with pytest.raises(ArtifactError, match="dropped_in.pkl has no pinned hash in .*SHA256SUMS") as refused:
+    with pytest.raises(ArtifactError, match="dropped_in.pkl has no pinned hash in .*SHA256SUMS; it was not unpickled$") as refused:
         load_artifact(unlisted, pins=pins, allowed_dirs=[tmp_path])
     assert refused.value.reason == "unpinned"
     # No pins file at all pins nothing: everything is refused.
@@ -506,10 +535,14 @@ def test_pins_file_errors_are_named(tmp_path: Path) -> None:
     path = _dump(tmp_path / "m.pkl", 1)
     pins = tmp_path / "SHA256SUMS"
     pins.write_text("# trained models\n\nnot-a-pin-line\n")
-    with pytest.raises(ArtifactError, match=r"SHA256SUMS, line 3: expected '<sha256>  <file name>'"):
+    with pytest.raises(ArtifactError, match=r"SHA256SUMS, line 3: expected '<sha256>  <file name>', found 'not-a-pin-line'$"):
         load_artifact(path, pins=pins, allowed_dirs=[tmp_path])
     with pytest.raises(ArtifactError, match="sha256= or pins=, not both"):
         load_artifact(path, pins=pins, sha256="0" * 64, allowed_dirs=[tmp_path])
+    pins.write_text("deadbeef  m.pkl\n")  # a digest cut short
+    with pytest.raises(ArtifactError) as short:
+        load_artifact(path, pins=pins, fallback="rules", allowed_dirs=[tmp_path])
+    assert str(short.value) == f"artifact {path}: sha256 must be 64 hexadecimal digits (see file_sha256), not 'deadbeef'"
 
 
 def test_copies_of_one_builder_share_their_value() -> None:

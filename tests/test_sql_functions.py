@@ -11,6 +11,9 @@ import threading
 import duckdb
 import pytest
 
+from sqlmesh.utils.errors import ConfigError
+
+from mixmesh.errors import FunctionDefinitionError
 from tests.projects import Project
 
 ENABLE = "import mixmesh.core.sql_functions  # noqa: F401  (a project without @udf turns them on)\n"
@@ -121,7 +124,10 @@ def test_a_name_the_model_s_dialect_has_as_a_built_in_is_refused(functions_proje
     functions_project.write(
         "models/bq.sql", "MODEL (name analytics.bq, kind FULL, dialect bigquery); SELECT contains_substr('abc', 'b') AS c"
     )
-    with pytest.raises(Exception, match="contains_substr.*is a built-in function of bigquery SQL"):
+    with pytest.raises(ConfigError, match=re.escape(
+        "contains_substr(...) is a built-in function of bigquery SQL, the model's dialect, so the call would not reach "
+        "the project's SQL function 'contains_substr' (sql/udfs/more.sql:1); give the project function another name"
+    )):
         functions_project.context()
 
 
@@ -402,7 +408,7 @@ def test_render_and_evaluate_from_the_command_line(functions_project: Project) -
 def test_only_function_definitions_are_accepted(functions_project: Project, statement: str, refused: str) -> None:
     functions_project.write("sql/udfs/risk_scoring_functions.sql", RISK + "\n\n" + statement + "\n")
     line = RISK.lstrip().count("\n") + 3
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(FunctionDefinitionError) as failure:
         functions_project.context()
     assert f"sql/udfs/risk_scoring_functions.sql:{line}: sql/udfs/ holds function definitions only" in str(failure.value)
     assert f"refused {refused}" in str(failure.value)
@@ -419,23 +425,28 @@ def test_only_function_definitions_are_accepted(functions_project: Project, stat
 )
 def test_a_syntax_error_names_the_file_and_line(functions_project: Project, text: str, expected: str) -> None:
     functions_project.write("sql/udfs/bad.sql", text)
-    with pytest.raises(Exception, match=expected):
+    with pytest.raises(FunctionDefinitionError, match=expected):
         functions_project.context()
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("CREATE MACRO activity_level(n) AS n;", "risk_scoring_functions.sql:2: the SQL function 'activity_level' is already defined at sql/udfs/more.sql:1"),
-        ("CREATE MACRO main.helper(n) AS n;", "plain name, without a schema"),
-        ("CREATE MACRO safe_divide(a, b) AS a / b;", "'safe_divide' is a SQL built-in function"),
-        ("CREATE MACRO lookup(n) AS (SELECT max(n) FROM raw.counts);", "reads the table raw.counts"),
-        ("CREATE MACRO ping(n) AS pong(n);\nCREATE MACRO pong(n) AS ping(n);", "calls itself (ping -> pong -> ping)"),
+        ("CREATE MACRO activity_level(n) AS n;", "risk_scoring_functions.sql:2: the SQL function 'activity_level' is "
+         "already defined at sql/udfs/more.sql:1; give one of them another name"),
+        ("CREATE MACRO main.helper(n) AS n;", "more.sql:1: main.helper: a project SQL function has a plain name, without a schema"),
+        ("CREATE MACRO safe_divide(a, b) AS a / b;", "more.sql:1: 'safe_divide' is a SQL built-in function; models calling "
+         "it would get the built-in one. Give the project function another name"),
+        ("CREATE MACRO lookup(n) AS (SELECT max(n) FROM raw.counts);", "more.sql:1: SQL function 'lookup' reads the table "
+         "raw.counts; SQLMesh cannot see a dependency hidden in a function. Pass the values as arguments, or join the table "
+         "in the model"),
+        ("CREATE MACRO ping(n) AS pong(n);\nCREATE MACRO pong(n) AS ping(n);", "more.sql:1: SQL function 'ping' calls itself "
+         "(ping -> pong -> ping); SQL functions cannot be recursive"),
     ],
 )
 def test_definitions_that_cannot_work_are_refused(functions_project: Project, text: str, expected: str) -> None:
     functions_project.write("sql/udfs/more.sql", text)
-    with pytest.raises(Exception, match=re.escape(expected)):
+    with pytest.raises(FunctionDefinitionError, match=re.escape(expected)):
         functions_project.context()
 
 
@@ -443,7 +454,7 @@ def test_a_definition_the_engine_refuses_names_the_function_and_its_file(functio
     functions_project.plan()
     functions_project.write("sql/udfs/more.sql", "-- hourr: a typo\nCREATE MACRO late(ts) AS hourr(ts) > 22;\n")
     functions_project.write("models/late.sql", "MODEL (name analytics.late, kind FULL); SELECT late(at) AS l FROM raw.counts")
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(FunctionDefinitionError) as failure:
         functions_project.context().evaluate("analytics.late", start="2024-01-01", end="2024-01-01", execution_time="2024-01-02")
     message = str(failure.value)
     assert "SQL function 'late' (sql/udfs/more.sql:2): DuckDB cannot create it:" in message
@@ -454,7 +465,10 @@ def test_a_name_taken_by_a_python_function_is_refused(functions_project: Project
     functions_project.write(
         "macros/python.py", "from mixmesh import udf\n\n\n@udf\ndef safe_ratio(a: float, b: float) -> float:\n    return a / b\n"
     )
-    with pytest.raises(Exception, match="'safe_ratio' is already taken by the mixmesh function"):
+    with pytest.raises(FunctionDefinitionError, match=re.escape(
+        "the name 'safe_ratio' is already taken by the mixmesh function safe_ratio (macros.python.safe_ratio); "
+        "give one of them another name"
+    )):
         functions_project.context()
 
 
@@ -462,7 +476,10 @@ def test_a_view_calling_a_sql_function_is_refused(functions_project: Project) ->
     functions_project.write(
         "models/levels.sql", "MODEL (name analytics.levels, kind VIEW); SELECT activity_level(n) AS l FROM raw.counts"
     )
-    with pytest.raises(Exception, match="analytics.levels is a VIEW and calls the project SQL function"):
+    with pytest.raises(FunctionDefinitionError, match=re.escape(
+        "model analytics.levels is a VIEW and calls the project SQL function(s) activity_level: the view would call "
+        "them whenever it is read"
+    )):
         functions_project.context()
 
 
@@ -481,7 +498,11 @@ def test_engine_errors_name_functions_as_models_call_them(functions_project: Pro
     failed = functions_project.cli("plan", "--auto-apply", "--no-prompts", check=False)
     text = " ".join((failed.stdout + failed.stderr).split())
     assert failed.returncode != 0 and expected in text, text
-    assert "activity_level__" not in text.lower(), text
+    assert "activity_level__" not in text.lower() and "Traceback" not in text, text
+    assert text.endswith("Error: Plan application failed."), text[-300:]
+    assert functions_project.query(  # the model's table was never created
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'analytics' AND table_name = 'typo'"
+    ) == [(0,)]
 
 
 # --- what mixmesh relies on in SQLMesh ------------------------------------------------------------

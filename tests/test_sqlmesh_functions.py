@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mixmesh.errors import FunctionDefinitionError
 from tests.projects import Project
 
 FUNCTIONS = '''
@@ -234,7 +235,8 @@ def test_one_function_reached_through_two_macros_modules_is_fine(functions_proje
 )
 def test_two_functions_with_one_name_are_refused(functions_project: Project, source: str, taken_by: str) -> None:
     functions_project.write("macros/other.py", "from mixmesh import udf\n\n" + source)
-    with pytest.raises(Exception, match=f"is already taken by {taken_by}"):
+    taken = rf"the name '(double_it|each)' is already taken by {taken_by}; give one of them another name with @udf\(name=\.\.\.\)"
+    with pytest.raises(FunctionDefinitionError, match=taken):
         functions_project.context()
 
 

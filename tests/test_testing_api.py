@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mixmesh.testing import ModelTest
@@ -158,3 +160,49 @@ def test_an_input_the_model_does_not_read_is_named(modelled: Project) -> None:
     )
     with pytest.raises(AssertionError, match=r"input 'raw_transactions' is not a table the model reads \(it reads raw.transactions\)"):
         test.run()
+
+
+def test_an_unknown_model_is_named(modelled: Project) -> None:
+    test = ModelTest(model_name="analytics.risc", inputs={}, expected_outputs=[], context=modelled.context())
+    with pytest.raises(AssertionError) as failure:
+        test.run()
+    assert str(failure.value) == f"ModelTest: no model named 'analytics.risc' in the project at {modelled.root}"
+
+
+def test_outside_any_project_the_error_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as failure:
+        ModelTest(model_name="analytics.risk", inputs={}, expected_outputs=[], path=tmp_path).run()
+    assert str(failure.value) == f"no SQLMesh project (config.yaml or config.py) at {tmp_path} or above it"
+
+
+@pytest.mark.parametrize(
+    "inputs, expected_outputs, says",
+    [
+        ({"raw.transactions": TRANSACTIONS[0]}, [],
+         "ModelTest analytics.risk: inputs['raw.transactions'] is a list of rows, each a dict of column: value; got a dict"),
+        ([TRANSACTIONS], [],
+         "ModelTest analytics.risk: inputs= maps each table to its rows, e.g. {'raw.transactions': "
+         "[{'customer_id': 1, ...}]}; got a list"),
+        ({"raw.transactions": ["C001"]}, [],
+         "ModelTest analytics.risk: inputs['raw.transactions'][0] is a row, a dict of column: value; got 'C001'"),
+        ({"raw.transactions": TRANSACTIONS}, {"customer_id": "C001", "score": 1.0},
+         "ModelTest analytics.risk: expected_outputs is a list of rows, each a dict of column: value; got a dict"),
+    ],
+    ids=["a row for a table's rows", "a list for the tables", "a value for a row", "a row for the expected rows"],
+)
+def test_fixture_rows_of_the_wrong_shape_are_named(inputs: object, expected_outputs: object, says: str) -> None:
+    with pytest.raises(TypeError) as failure:
+        ModelTest(model_name="analytics.risk", inputs=inputs, expected_outputs=expected_outputs)
+    assert str(failure.value) == says
+
+
+def test_an_input_column_the_table_does_not_have_is_named(modelled: Project) -> None:
+    from sqlmesh.utils.errors import TestError
+
+    rows = [{**TRANSACTIONS[0], "amout": 1.0}]
+    test = ModelTest(model_name="analytics.risk", inputs={"raw.transactions": rows}, expected_outputs=[],
+                     context=modelled.context())
+    with pytest.raises(TestError) as failure:
+        test.run()
+    message = " ".join(str(failure.value).split())
+    assert "Detected unknown column(s) Expected column(s): customer_id, amount, day Unknown column(s): amout" in message

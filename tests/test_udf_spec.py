@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import functools
+import re
 import types as pytypes
 import typing as t
 from decimal import Decimal
@@ -230,38 +231,41 @@ DEFINITION_ERRORS = {
     "set has no SQL type": _error(scorer_with(t.Set[int]), "argument 2 (payload)", "has no SQL type", "args="),
     "Any inside a TypedDict": _error(scorer_with(Loose), "argument 2 (payload)", "Loose.extra", "Any"),
     "missing return hint": _error(scorer_with(float, returns=MISSING), "return value", "no type hint"),
-    "union": _error(scorer_with(t.Union[int, str]), "argument 2 (payload)", "union"),
+    "union": _error(scorer_with(t.Union[int, str]), "argument 2 (payload)", "is a union of several types; SQL columns have one type"),
     "union pipe": _error(scorer_with(int | str | None), "argument 2 (payload)", "union"),
-    "unresolved hint": _error(unresolved, "cannot read the type hints", "NoSuchType"),
+    "unresolved hint": _error(unresolved, "cannot read the type hints: name 'NoSuchType' is not defined"),
     # names
     "built-in function name": _error(upper, "'upper'", "built-in"),
-    "built-in name=": _error(scorer_with(float), "'sum'", "built-in", name="sum"),
+    "built-in name=": _error(scorer_with(float), "the name 'sum' is a SQL built-in function; give another with @udf(name=...) so models say which one they mean", name="sum"),
     "built-in name= upper case": _error(scorer_with(float), "'COUNT'", "built-in", name="COUNT"),
-    "dash in name": _error(scorer_with(float), "'my-func'", "not a valid SQL function name", name="my-func"),
+    "dash in name": _error(scorer_with(float), "'my-func' is not a valid SQL function name (letters, digits and underscores, not starting with a digit)", name="my-func"),
     "leading digit": _error(scorer_with(float), "'1st'", "not a valid SQL function name", name="1st"),
     "space in name": _error(scorer_with(float), "'two words'", "not a valid SQL function name", name="two words"),
     "dotted name": _error(scorer_with(float), "'ns.fn'", "not a valid SQL function name", name="ns.fn"),
     # args= / returns=
-    "args too few": _error(scorer_with(float), "args= gives 1 SQL types for 2 parameters", "payload", args=["DOUBLE"]),
+    "args too few": _error(scorer_with(float), "args= gives 1 SQL types for 2 parameters ['amount', 'payload']", args=["DOUBLE"]),
     "args too many": _error(scorer_with(float), "args= gives 3", "payload", args=["DOUBLE"] * 3),
-    "args unknown name": _error(scorer_with(float), "'paylod'", "not parameters", args={"paylod": "DOUBLE"}),
+    "args unknown name": _error(
+        scorer_with(float), "args= names ['paylod'], which are not parameters of the function (it has ['amount', 'payload'])",
+        args={"paylod": "DOUBLE"},
+    ),
     "args bad type": _error(
         scorer_with(float), "args['payload']", "'DUBBLE((' is not a SQL type", args={"payload": "DUBBLE(("}
     ),
     "args unsupported type": _error(
-        scorer_with(float), "argument 2 (payload)", "INTERVAL is not supported", args=["DOUBLE", "INTERVAL"]
+        scorer_with(float), "argument 2 (payload): SQL type INTERVAL is not supported by mixmesh functions", args=["DOUBLE", "INTERVAL"]
     ),
     "returns bad type": _error(scorer_with(float), "returns", "'STRUCT(a' is not a SQL type", returns="STRUCT(a"),
     # parameters
-    "*args": _error(variadic, "'rest'", "variadic positional"),
-    "**kwargs": _error(keywords, "'rest'", "variadic keyword"),
-    "keyword-only": _error(keyword_only, "'rest'", "keyword-only"),
-    "no parameters": _error(constant, "at least one argument"),
+    "*args": _error(variadic, "parameter 'rest' is variadic positional; SQL passes a fixed number of positional arguments"),
+    "**kwargs": _error(keywords, "parameter 'rest' is variadic keyword; SQL passes a fixed number of positional arguments"),
+    "keyword-only": _error(keyword_only, "parameter 'rest' is keyword-only; SQL passes a fixed number of positional arguments"),
+    "no parameters": _error(constant, "a function called from SQL takes at least one argument (a constant belongs in SQL)"),
     # modes
-    "null_handling unknown": _error(scorer_with(float), "null_handling", "'skip'", null_handling="skip"),
+    "null_handling unknown": _error(scorer_with(float), "null_handling must be one of ('strict', 'call'), got 'skip'", null_handling="skip"),
     "null_handling upper case": _error(scorer_with(float), "null_handling", "'STRICT'", null_handling="STRICT"),
     "null_handling None": _error(scorer_with(float), "null_handling", "None", null_handling=None),
-    "vectorized unknown": _error(scorer_with(float), "vectorized", "'yes'", vectorized="yes"),
+    "vectorized unknown": _error(scorer_with(float), "vectorized must be True, False, 'arrow' or 'pandas', got 'yes'", vectorized="yes"),
     "vectorized None": _error(scorer_with(float), "vectorized", "None", vectorized=None),
     "vectorized 2": _error(scorer_with(float), "vectorized", "got 2", vectorized=2),
 }
@@ -285,7 +289,7 @@ def test_definition_errors_name_the_function_and_the_problem(
 
 @pytest.mark.parametrize("thing", [42, Reading, functools.partial(round, ndigits=2), print], ids=repr)
 def test_only_functions_can_be_decorated(thing: t.Any) -> None:
-    with pytest.raises(FunctionDefinitionError, match="@udf decorates a function"):
+    with pytest.raises(FunctionDefinitionError, match=f"^@udf decorates a function, got {re.escape(repr(thing))}$"):
         udf(thing)
 
 
@@ -300,7 +304,10 @@ def test_args_given_as_a_string_says_so() -> None:
 
     with pytest.raises(FunctionDefinitionError) as raised:
         udf(args="DOUBLE")(halve)  # type: ignore[arg-type]
-    assert "halve" in str(raised.value) and "str" in str(raised.value)
+    assert str(raised.value) == (
+        "@udf halve: args= takes a list of SQL types in parameter order, or a mapping from parameter name to SQL "
+        "type; got the string 'DOUBLE'"
+    )
 
 
 # --- explicit_decorator_arguments ---------------------------------------------------------------

@@ -48,8 +48,13 @@ class ModelTest:
         path: t.Union[str, Path, None] = None,
     ) -> None:
         self.model_name = model_name
-        self.inputs = {table: list(rows) for table, rows in inputs.items()}
-        self.expected_outputs = list(expected_outputs)
+        if not isinstance(inputs, t.Mapping):
+            raise TypeError(
+                f"ModelTest {model_name}: inputs= maps each table to its rows, e.g. "
+                f"{{'raw.transactions': [{{'customer_id': 1, ...}}]}}; got a {type(inputs).__name__}"
+            )
+        self.inputs = {table: _rows_given(model_name, f"inputs[{table!r}]", rows) for table, rows in inputs.items()}
+        self.expected_outputs = _rows_given(model_name, "expected_outputs", expected_outputs)
         self.vars = dict(vars or {})
         for key, value in (("start", start), ("end", end), ("execution_time", execution_time)):
             if value is not None:
@@ -105,6 +110,22 @@ class ModelTest:
             "outputs": {"query": {"rows": []}},  # SQLMesh requires one; mixmesh compares itself
             "vars": variables,
         }
+
+
+def _rows_given(model_name: str, what: str, rows: t.Any) -> t.List[t.Mapping[str, t.Any]]:
+    """Rows as a list of dicts (column: value), or a TypeError naming the argument."""
+    if isinstance(rows, (str, bytes, t.Mapping)) or not isinstance(rows, t.Iterable):
+        raise TypeError(
+            f"ModelTest {model_name}: {what} is a list of rows, each a dict of column: value; "
+            f"got a {type(rows).__name__}"
+        )
+    rows = list(rows)
+    for position, row in enumerate(rows):
+        if not isinstance(row, t.Mapping):
+            raise TypeError(
+                f"ModelTest {model_name}: {what}[{position}] is a row, a dict of column: value; got {row!r}"
+            )
+    return rows
 
 
 def _input_tables(context: t.Any, model_name: str, inputs: t.Mapping[str, t.Any]) -> t.Dict[str, str]:

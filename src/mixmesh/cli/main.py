@@ -112,7 +112,7 @@ def _project_around(context: click.Context, parameter: click.Parameter, given: t
 
 _recorded_runs_of_project = click.option(
     "--project",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     callback=_project_around,
     help="The project whose recorded runs to read (default: the one around the current directory; "

@@ -200,7 +200,7 @@ def build_spec(
         bool(vectorized)
         and (any(arg.batch_kind == PANDAS for arg in arguments) or _is_pandas_hint(returns_hint))
     )
-    returns, returns_not_null = _split_not_null(returns)
+    returns, returns_not_null = _split_not_null(returns, sql_name)
     if returns is None:
         returns_not_null = returns_hint is not None and not types.is_optional(returns_hint)
     if on_error == "null" or (on_error is None):
@@ -277,10 +277,14 @@ def _check_on_error(spec: "FunctionSpec") -> None:
         ) from None
 
 
-def _split_not_null(returns: t.Optional[str]) -> t.Tuple[t.Optional[str], bool]:
+def _split_not_null(returns: t.Optional[str], sql_name: str = "") -> t.Tuple[t.Optional[str], bool]:
     """``"DOUBLE NOT NULL"`` -> ("DOUBLE", True): the function never returns None."""
     if returns is None:
         return None, False
+    if not isinstance(returns, str) or not returns.strip():
+        raise FunctionDefinitionError(
+            f"@udf {sql_name}: returns= takes a SQL type as a string, e.g. returns='DOUBLE', got {returns!r}"
+        )
     text = returns.strip()
     if text.upper().endswith(NOT_NULL):
         return text[: -len(NOT_NULL)].strip(), True
@@ -288,7 +292,7 @@ def _split_not_null(returns: t.Optional[str]) -> t.Tuple[t.Optional[str], bool]:
 
 
 def _check_sql_name(sql_name: str, func: t.Callable[..., t.Any]) -> str:
-    if not _SQL_NAME.match(sql_name):
+    if not isinstance(sql_name, str) or not _SQL_NAME.match(sql_name):
         raise FunctionDefinitionError(
             f"@udf {func.__qualname__}: {sql_name!r} is not a valid SQL function name "
             "(letters, digits and underscores, not starting with a digit)"

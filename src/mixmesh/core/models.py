@@ -102,7 +102,7 @@ def build_spec(
     column_types, from_hint = _columns(func, model, columns)
     grain_columns = _names(grain)
     _check_known(model, "grain", grain_columns, column_types)
-    kind_name = _kind_name(model, kind)
+    kind_name = kind_name(model, kind)
     spec_time_column = None
     keys: t.Tuple[str, ...] = ()
     if kind_name == BY_TIME_RANGE:
@@ -177,6 +177,11 @@ def _fallbacks(
 def _columns(
     func: t.Callable[..., t.Any], model: str, columns: t.Optional[t.Mapping[str, str]]
 ) -> t.Tuple[t.Dict[str, exp.DataType], bool]:
+    if columns is not None and not isinstance(columns, t.Mapping):
+        raise ModelDefinitionError(
+            f"model {model}: columns= maps each column's name to its SQL type, e.g. "
+            f"columns={{'customer_id': 'INT'}}; got {columns!r}"
+        )
     if columns:
         return {name: _sql_type(model, name, sql) for name, sql in columns.items()}, False
     hint = t.get_type_hints(func, include_extras=True).get("return")
@@ -212,7 +217,8 @@ def _check_known(model: str, what: str, names: t.Sequence[str], columns: t.Mappi
         )
 
 
-def _kind_name(model: str, kind: t.Any) -> str:
+def kind_name(model: str, kind: t.Any) -> str:
+    """The kind's name as SQLMesh spells it (``INCREMENTAL`` is by time range)."""
     raw = kind.get("name") if isinstance(kind, dict) else getattr(kind, "name", kind)
     text = str(getattr(raw, "value", raw)).upper()
     if text == ModelKind.INCREMENTAL.value:

@@ -32,6 +32,7 @@ import pyarrow as pa
 from mixmesh import engines
 from mixmesh.fastpath import hoisting
 from mixmesh.core import sql_types as types
+from mixmesh.core.errors import MixmeshError
 from mixmesh.runtime import workers
 
 logger = logging.getLogger(__name__)

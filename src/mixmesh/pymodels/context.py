@@ -60,25 +60,34 @@ class ModelContext:
     def sql(self, query: t.Union[str, exp.Expr], **params: t.Any) -> "SqlResult":
         """One read-only query (SELECT, WITH or VALUES) to run in the model's engine, with
         ``:name`` parameters bound to ``params`` (``context.table(...)`` ones as names)."""
-        expression = model_sql.substitute_identifiers(self._parse(query, params), params)
+        expression = self._substituted(self._parse(query, params), params)
         model_sql.check_read_only(self.spec.name, expression)
         return self._prepared(expression, params)
 
     def write(self, statement: t.Union[str, exp.Expr], **params: t.Any) -> None:
         """Run one statement that writes (``CREATE TEMP TABLE ...``, ``INSERT ...``): the
         explicit way for a model to change data, which ``context.sql`` refuses to do."""
-        expression = model_sql.substitute_identifiers(self._parse(statement, params), params)
+        expression = self._substituted(self._parse(statement, params), params)
         model_sql.check_one_statement(self.spec.name, expression)
         prepared = self._prepared(expression, params)
         logger.info("model %s writes: %s", self.spec.name, prepared.sql())
         with prepared._run():
             pass
 
+    def _substituted(self, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> exp.Expr:
+        try:
+            return model_sql.substitute_identifiers(expression, params)
+        except ModelSqlError as error:  # a name that cannot stand where it is put
+            raise ModelSqlError(f"model {self.spec.name}: {error}") from None
+
     def identifier(self, name: str) -> Identifier:
         """A table or column name from a variable, quoted by sqlglot:
         ``context.sql("SELECT count(*) FROM :t", t=context.identifier(name))`` or
         ``f"... FROM {context.identifier(name)}"``; whatever ``name`` holds is one name."""
-        return model_sql.table(name, self._context.default_dialect)
+        try:
+            return model_sql.table(name, self._context.default_dialect)
+        except ModelSqlError as error:
+            raise ModelSqlError(f"model {self.spec.name}: context.identifier: {error}") from None
 
     def table(self, model_name: str) -> Identifier:
         """SQLMesh's ``context.table``: a model's physical table, as a quoted name usable the
@@ -303,7 +312,7 @@ def _as_placeholders(expression: exp.Expr, params: t.Mapping[str, t.Any]) -> exp
 
 def _check_parameters(model: str, expression: exp.Expr, params: t.Mapping[str, t.Any]) -> None:
     placeholders = list(expression.find_all(exp.Placeholder))
-    if any(not p.name for p in placeholders):
+    if any(p.name in ("", "?") for p in placeholders):
         raise ModelSqlError(f"model {model}: context.sql takes named parameters (:name), not '?'")
     names = {p.name for p in placeholders}
     missing, unused = sorted(names - set(params)), sorted(set(params) - names)

@@ -97,9 +97,10 @@ def _table(value: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Any:
     if isinstance(value, pa.RecordBatch):
         return pa.Table.from_batches([value])
     module = type(value).__module__.split(".")[0]
-    if module == "pandas":
+    is_frame = hasattr(value, "columns")  # a DataFrame, not a Series
+    if module == "pandas" and is_frame:
         return _from_pandas(value, spec)
-    if module == "polars":
+    if module == "polars" and is_frame:
         return value.to_arrow()
     raise validation.ModelOutputError(
         f"model {spec.name} returned a {type(value).__name__}; return a pandas DataFrame, an Arrow "

@@ -30,6 +30,7 @@ from mixmesh.core.models import (
     _retry,
     _timeout,
     build_spec,
+    kind_name,
     signature_accepts,
 )
 from mixmesh.core.names import keep_import_path
@@ -82,6 +83,7 @@ def python_model(
     """
 
     def decorate(func: t.Callable[..., t.Any]) -> "ModelRunner":
+        _check_sqlmesh_arguments(name or func.__name__, kind, sqlmesh_arguments)
         spec = build_spec(
             func,
             name=name,
@@ -196,6 +198,23 @@ def _is_unit_test(context: t.Any) -> bool:
 
     module = sys.modules.get("sqlmesh.core.test.context")
     return module is not None and isinstance(context, module.TestExecutionContext)
+
+
+def _check_sqlmesh_arguments(model: str, kind: t.Any, arguments: t.Mapping[str, t.Any]) -> None:
+    """What SQLMesh would refuse obscurely (or read letter by letter), refused naming the model."""
+    from sqlmesh.core.model.kind import ModelKindName
+
+    if isinstance(arguments.get("depends_on"), str):
+        raise ModelDefinitionError(
+            f"model {model}: depends_on= takes a list of model names, got the string "
+            f"{arguments['depends_on']!r}; write depends_on=[{arguments['depends_on']!r}]"
+        )
+    if kind_name(model, kind) not in {known.value for known in ModelKindName}:
+        raw = kind.get("name") if isinstance(kind, dict) else getattr(kind, "name", kind)
+        raise ModelDefinitionError(
+            f"model {model}: kind {raw!r} is not a model kind; use ModelKind.FULL, ModelKind.INCREMENTAL or "
+            "ModelKind.INCREMENTAL_BY_UNIQUE_KEY (or another SQLMesh kind)"
+        )
 
 
 def _defined_in_a_file(func: t.Callable[..., t.Any]) -> bool:

@@ -58,7 +58,8 @@ class ArtifactError(MixmeshError, ValueError):
     def __init__(self, message: str, path: PathLike, reason: str) -> None:
         super().__init__(message)
         self.path = str(path)
-        self.reason = reason  # "missing", "refused_path", "refused_hash", "unpinned" (as counted) or "bad_argument"
+        # "missing", "refused_path", "refused_hash", "unpinned" (as counted), "bad_argument" or "unreadable"
+        self.reason = reason
 
 
 # ---------------------------------------------------------------------------- @resource
@@ -350,7 +351,9 @@ def load_artifact(
         return _refused(path, resolved, "refused_path", message, fallback)
     try:
         file = open(resolved, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except IsADirectoryError:
+        return _refused(path, resolved, "missing", f"artifact {named} is a directory, not a file", fallback)
+    except (FileNotFoundError, NotADirectoryError):
         return _refused(path, resolved, "missing", f"artifact {named} is missing", fallback)
     with file:
         if pins is not None:  # read after the file is found: a missing file is "missing"
@@ -368,7 +371,7 @@ def load_artifact(
             )
             return _refused(path, resolved, "unpinned", message, fallback)
         if expected is None:
-            value = _unpickle(file, resolved, loader)
+            value = _unpickle(file, resolved, loader, named)
         else:
             # Read once: the bytes that were hashed are the bytes that are unpickled.
             data = file.read()
@@ -382,7 +385,7 @@ def load_artifact(
                     "it was not unpickled",
                     fallback,
                 )
-            value = _unpickle(io.BytesIO(data), resolved, loader)
+            value = _unpickle(io.BytesIO(data), resolved, loader, named)
     _count("loaded")
     return value
 
@@ -489,12 +492,22 @@ def _active_model() -> t.Optional[str]:
     return sink.active_model()
 
 
-def _unpickle(file: t.BinaryIO, resolved: Path, loader: str) -> t.Any:
+def _unpickle(file: t.BinaryIO, resolved: Path, loader: str, named: str) -> t.Any:
     if loader == "pickle" or (loader == "auto" and not _joblib_fits(resolved)):
-        return pickle.load(file)
-    import joblib  # loader="joblib" without joblib installed fails here, naming it
+        load, how = pickle.load, "pickle"
+    else:
+        import joblib  # loader="joblib" without joblib installed fails here, naming it
 
-    return joblib.load(file)
+        load, how = joblib.load, "joblib"
+    try:
+        return load(file)
+    except Exception as error:  # an empty or truncated file, or not a pickle at all
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise ArtifactError(
+            f"artifact {named} could not be unpickled with {how} ({detail})",
+            resolved,
+            "unreadable",
+        ) from error
 
 
 def _joblib_fits(resolved: Path) -> bool:
