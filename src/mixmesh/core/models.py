@@ -102,13 +102,13 @@ def build_spec(
     column_types, from_hint = _columns(func, model, columns)
     grain_columns = _names(grain)
     _check_known(model, "grain", grain_columns, column_types)
-    kind_name = kind_name(model, kind)
+    named = kind_name(model, kind)
     spec_time_column = None
     keys: t.Tuple[str, ...] = ()
-    if kind_name == BY_TIME_RANGE:
+    if named == BY_TIME_RANGE:
         spec_time_column = time_column or _time_column_from_grain(model, grain_columns, column_types)
         _check_known(model, "time_column", (spec_time_column,), column_types)
-    elif kind_name == BY_UNIQUE_KEY:
+    elif named == BY_UNIQUE_KEY:
         keys = _names(unique_key) or grain_columns
         if not keys:
             raise ModelDefinitionError(
@@ -118,7 +118,7 @@ def build_spec(
     return ModelSpec(
         name=model,
         func=func,
-        kind=kind_name,
+        kind=named,
         columns=column_types,
         grain=grain_columns,
         time_column=spec_time_column,
