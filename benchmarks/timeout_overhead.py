@@ -47,7 +47,9 @@ from pathlib import Path
 
 import duckdb
 
-from mixmesh import Retry, engines, fastpath, sqlmesh_bridge, udf
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh import Retry, engines, fastpath, udf
+from mixmesh.core.names import binding_name
 
 import reporting
 
@@ -118,7 +120,7 @@ class Bench:
     def __init__(self, rows: int) -> None:
         from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
-        sqlmesh_bridge.install()
+        sqlmesh_integration.install()
         self.connection = duckdb.connect(":memory:")
         self.connection.execute(f"CREATE TABLE t AS SELECT random() * 100 - 50 AS x FROM range({rows})")
         self.connection.create_function("duckdb_row", row_fn, ["DOUBLE"], "DOUBLE")
@@ -131,7 +133,7 @@ class Bench:
                 self.names[name] = self._bind(udf(name=name, **declared(), **extra)(row_fn))
 
     def _bind(self, function: t.Any) -> str:
-        name = sqlmesh_bridge.binding_name(function.spec, "benchmark")
+        name = binding_name(function.spec, "benchmark")
         engines.register_call(function.spec, "benchmark", name)
         return name
 

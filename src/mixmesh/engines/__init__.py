@@ -110,7 +110,7 @@ def resolve_expression(
 
 def collect_remote_batches() -> t.List[t.Any]:
     """Batches functions ran in other processes (Spark's executors) since the last call, as
-    ``spark_figures.Batch``; empty where no such engine was used."""
+    ``spark.figures.Batch``; empty where no such engine was used."""
     figures = sys.modules.get("mixmesh.engines.spark.figures")
     return figures.collect_batches() if figures is not None else []
 

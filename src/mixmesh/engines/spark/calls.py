@@ -39,7 +39,7 @@ class SparkCall:
 
     def __init__(self, binding: "Binding", sql_name: str, figures: t.Any = None) -> None:
         self.spec = binding.spec
-        self.figures = figures  # a Spark accumulator each batch reports to (spark_figures)
+        self.figures = figures  # a Spark accumulator each batch reports to (figures)
         self.model = binding.model
         self.source = binding.source
         # Unique per registration: a worker never mistakes another function bound under this name.
@@ -63,7 +63,7 @@ class SparkCall:
                 self._report(arrays, time.perf_counter() - started, failed)
 
     def _report(self, arrays: t.List[pa.Array], seconds: float, failed: bool) -> None:
-        """One batch's figures, for monitoring on the driver (a plain tuple: spark_figures.Batch)."""
+        """One batch's figures, for monitoring on the driver (a plain tuple: figures.Batch)."""
         from mixmesh.runtime.values import mean_list_length
         from mixmesh.engines.spark.figures import events_since_last_report
 

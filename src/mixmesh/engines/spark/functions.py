@@ -84,7 +84,7 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
 def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any:
     """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type.
 
-    ``figures``: the accumulator its batches report to (``spark_figures``), if any."""
+    ``figures``: the accumulator its batches report to (``figures``), if any."""
     from pyspark.sql.functions import ArrowUDFType
     from pyspark.sql.functions import arrow_udf as spark_arrow_udf
 
