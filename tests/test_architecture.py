@@ -228,3 +228,10 @@ def test_an_engine_claiming_a_capability_it_lacks_is_caught() -> None:
     partial = types.SimpleNamespace(**{k: getattr(duckdb, k) for k in protocol.REQUIRED})
     partial.FAST_PATH, partial.ENGINE_FRAMES, partial.OVERWRITES_PARTITIONS = True, False, False
     assert protocol.missing(partial) == ["observe_statement", "execute_split", "drop_dead_staging"]
+
+
+def test_installing_before_sqlmesh_is_imported_finishes() -> None:
+    """``mixmesh.sqlmesh.install()`` imports SQLMesh, whose import installs mixmesh again."""
+    script = "import mixmesh.sqlmesh as m; m.install(); import sqlmesh; print(m.installed())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr

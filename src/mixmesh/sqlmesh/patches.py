@@ -111,33 +111,46 @@ PATCHES: t.Tuple[Patch, ...] = (
     ),
 )
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered by the install SQLMesh's import triggers (see install)
+_installing = False
 _originals: t.List[t.Tuple[t.Any, str, t.Any]] = []  # (owner, attribute, value before), in install order
 _installed = False
 _warned = False
 
 
 def install() -> None:
-    """Apply every patch once per process (idempotent, thread-safe)."""
-    global _installed
+    """Apply every patch once per process (idempotent, thread-safe).
+
+    Importing SQLMesh from here can call ``install`` again on this thread (``mixmesh`` installs
+    itself right after SQLMesh's package is imported): that inner call returns at once."""
+    global _installed, _installing
     if _installed:
         return
     with _lock:
-        if _installed:
+        if _installed or _installing:
             return
-        check_version()
-        for patch in PATCHES:
-            owner = patch.owner()
-            current = getattr(owner, patch.attribute)
-            wrapped = patch.wrapper(current)
-            _replace(owner, patch.attribute, current, wrapped)
-            for module_name in patch.also_in:
-                module = importlib.import_module(module_name)
-                if getattr(module, patch.attribute, None) is current:
-                    _replace(module, patch.attribute, current, wrapped)
-        monitoring.register_engine_code()
-        Udf.expand_in_model = staticmethod(calls.expand_call)
-        _installed = True
+        _installing = True
+        try:
+            _apply_all()
+        finally:
+            _installing = False
+
+
+def _apply_all() -> None:
+    global _installed
+    check_version()
+    for patch in PATCHES:
+        owner = patch.owner()
+        current = getattr(owner, patch.attribute)
+        wrapped = patch.wrapper(current)
+        _replace(owner, patch.attribute, current, wrapped)
+        for module_name in patch.also_in:
+            module = importlib.import_module(module_name)
+            if getattr(module, patch.attribute, None) is current:
+                _replace(module, patch.attribute, current, wrapped)
+    monitoring.register_engine_code()
+    Udf.expand_in_model = staticmethod(calls.expand_call)
+    _installed = True
 
 
 def uninstall() -> None:
