@@ -34,6 +34,7 @@ from mixmesh import engines, udf
 from mixmesh import fastpath
 import mixmesh.sqlmesh as sqlmesh_integration
 from mixmesh.core.names import binding_name
+from mixmesh.runtime.bindings import bound
 from mixmesh.core.errors import FunctionCallError
 from tests.call_site_projects import Engine, fast_path, plan, table_bytes
 from tests.projects import Project, forget_project_modules
@@ -416,7 +417,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Built]:
             tables[mode] = {model: read(project, model) for model in MODELS}
             typed[mode] = [row for model in MODELS for row in table_bytes(project, model)]
         bindings: t.Dict[str, t.Set[str]] = {}
-        for binding in list(engines._bound.values()):
+        for binding in bound().values():
             if binding.model == "analytics.received":
                 bindings.setdefault(binding.spec.name, set()).add(
                     ", ".join(arg.sql_type.sql("duckdb") for arg in binding.spec.args)

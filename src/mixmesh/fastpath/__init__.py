@@ -180,8 +180,29 @@ class BatchComputer:
 
     def stream(self, batches: t.Iterable[pa.RecordBatch], engine_threads: int) -> "ComputedStream":
         """``engine_threads``: how many threads the engine runs the query on."""
-        threads = int(os.environ.get(THREADS_VARIABLE) or engine_threads)
+        threads = _threads_setting() or engine_threads
         return ComputedStream(batches, self, max(threads, self.least_threads))
+
+
+class FastPathSettingError(MixmeshError, ValueError):
+    """An environment variable of the fast path holds what it cannot mean."""
+
+
+def _threads_setting() -> t.Optional[int]:
+    """``MIXMESH_FAST_PATH_THREADS``: a whole number of threads, at least 1; None when unset."""
+    given = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not given:
+        return None
+    try:
+        threads = int(given)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise FastPathSettingError(
+            f"{THREADS_VARIABLE} must be a whole number of threads, at least 1 (or unset: as many as the "
+            f"engine runs); got {given!r}"
+        )
+    return threads
 
 
 class ComputedStream:
