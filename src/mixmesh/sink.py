@@ -86,7 +86,7 @@ def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
     return evaluations[0] if len(evaluations) == 1 else None
 
 
-def _evaluation_on_this_thread() -> t.Optional["Evaluation"]:
+def evaluation_on_this_thread() -> t.Optional["Evaluation"]:
     """The evaluation SQLMesh runs on the calling thread (its writes and a Python model's reads)."""
     me = threading.get_ident()
     return next((evaluation for evaluation in list(_active.values()) if evaluation.thread == me), None)
@@ -94,13 +94,13 @@ def _evaluation_on_this_thread() -> t.Optional["Evaluation"]:
 
 def record_rows_read(rows: int) -> None:
     """Rows a Python model read through ``context.sql``."""
-    evaluation = _evaluation_on_this_thread()
+    evaluation = evaluation_on_this_thread()
     if evaluation is not None:
         with evaluation.lock:
             evaluation.rows_read = (evaluation.rows_read or 0) + rows
 
 
-class _FunctionFigures:
+class FunctionFigures:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.calls = 0
@@ -120,7 +120,7 @@ class Evaluation:
     def __init__(self, model: str, sample_seconds: float) -> None:
         self.model = model
         self.thread = threading.get_ident()
-        self.functions: t.Dict[str, _FunctionFigures] = {}
+        self.functions: t.Dict[str, FunctionFigures] = {}
         self.lock = threading.Lock()
         self.python_sampled = 0.0
         self.rows_written: t.Optional[int] = None
@@ -134,7 +134,7 @@ class Evaluation:
         self, function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float], mode: str
     ) -> None:
         with self.lock:
-            figures = self.functions.setdefault(function, _FunctionFigures(mode))
+            figures = self.functions.setdefault(function, FunctionFigures(mode))
             figures.calls += 1
             figures.rows += rows
             figures.errors += int(failed)
@@ -170,7 +170,7 @@ class Evaluation:
             function, mode, frame = found
             with self.lock:
                 self.python_sampled += elapsed
-                figures = self.functions.setdefault(function, _FunctionFigures(mode))
+                figures = self.functions.setdefault(function, FunctionFigures(mode))
                 figures.sampled_seconds += elapsed
                 if mode == "row":
                     length = _list_argument_length(frame)
@@ -236,11 +236,6 @@ def close_evaluation(evaluation: "Evaluation") -> None:
     evaluation.stop()
     with _active_lock:
         _active.pop(evaluation.model, None)
-
-
-def evaluation_on_this_thread() -> t.Optional["Evaluation"]:
-    """The evaluation SQLMesh runs on the calling thread (its writes and a Python model's reads)."""
-    return _evaluation_on_this_thread()
 
 
 def sample_seconds() -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mixmesh.core.names import short_name
 from mixmesh.monitor.records import FunctionRun, ModelRun, new_id
-from mixmesh.sink import Evaluation, _FunctionFigures, close_evaluation, open_evaluation, record_batch
+from mixmesh.sink import Evaluation, FunctionFigures, close_evaluation, open_evaluation, record_batch
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _running_command() -> t.Optional[t.Tuple[str, Path]]:
     return None
 
 
-def _function_run(run_id: str, model: str, name: str, figures: _FunctionFigures, handled: int) -> FunctionRun:
+def _function_run(run_id: str, model: str, name: str, figures: FunctionFigures, handled: int) -> FunctionRun:
     batches = sorted(figures.batch_seconds)
     total = sum(batches) if batches else figures.sampled_seconds
     return FunctionRun(
