@@ -6,6 +6,8 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
+import time
 import typing as t
 from pathlib import Path
 
@@ -115,3 +117,38 @@ def _rss_bytes() -> int:
     with open("/proc/self/statm", "rb") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (the worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_once(run: t.Callable[[], t.Any]) -> t.Tuple[float, float, float, t.Any]:
+    """Seconds ``run()`` took, the cores it kept busy, the memory it added, and its result."""
+    cpu, start = cpu_seconds(), time.perf_counter()
+    with MemoryWatch() as memory:
+        total = run()
+    seconds = time.perf_counter() - start
+    return seconds, (cpu_seconds() - cpu) / seconds, memory.peak_above_start_mb, total
+
+
+def measure(
+    run: t.Callable[[t.Any], t.Any], variants: t.Sequence[t.Any], repeat: int, warmup: int, width: int
+) -> t.Dict[str, t.Dict[str, t.List[t.Any]]]:
+    """``run(variant)`` for every variant ``repeat`` times, round-robin so that machine drift
+    hits all alike: times, cores, memory and results by variant name. ``warmup`` rounds run
+    first and are not counted (first calls pay one-off costs)."""
+    for _ in range(warmup):
+        for variant in variants:
+            run_once(lambda: run(variant))
+    runs: t.Dict[str, t.Dict[str, t.List[t.Any]]] = {
+        v.name: {"times": [], "cores": [], "memory": [], "sums": []} for v in variants
+    }
+    for round_ in range(1, repeat + 1):
+        for variant in variants:
+            seconds, cores, memory, total = run_once(lambda: run(variant))
+            for key, value in (("times", seconds), ("cores", cores), ("memory", memory), ("sums", total)):
+                runs[variant.name][key].append(value)
+            print(f"  round {round_}/{repeat}  {variant.name:<{width}} {seconds:8.3f} s  {cores:4.2f} cores", flush=True)
+    return runs

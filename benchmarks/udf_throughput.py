@@ -35,10 +35,8 @@ import contextlib
 import dataclasses
 import datetime
 import os
-import resource
 import statistics
 import sys
-import time
 import typing as t
 from pathlib import Path
 
@@ -179,44 +177,6 @@ def _environment(values: t.Mapping[str, str]) -> t.Iterator[None]:
                 os.environ[name] = value
 
 
-# --- measuring ---------------------------------------------------------------------------
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of its ended children (the worker processes)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def run_once(bench: Bench, variant: Variant) -> t.Tuple[float, float, float, float]:
-    """Seconds the query took, the cores it kept busy, the memory it added, and its result."""
-    cpu, start = cpu_seconds(), time.perf_counter()
-    with reporting.MemoryWatch() as memory:
-        total = bench.run(variant)
-    seconds = time.perf_counter() - start
-    return seconds, (cpu_seconds() - cpu) / seconds, memory.peak_above_start_mb, total
-
-
-def measure(bench: Bench, repeat: int, warmup: int) -> t.Dict[str, t.Dict[str, t.Any]]:
-    """Run every variant ``repeat`` times, round-robin so that machine drift hits all alike.
-
-    ``warmup`` rounds run first and are not counted (first calls pay one-off costs).
-    """
-    for _ in range(warmup):
-        for variant in VARIANTS:
-            run_once(bench, variant)
-    runs: t.Dict[str, t.Dict[str, t.List[float]]] = {
-        v.name: {"times": [], "cores": [], "memory": [], "sums": []} for v in VARIANTS
-    }
-    for round_ in range(1, repeat + 1):
-        for variant in VARIANTS:
-            seconds, cores, memory, total = run_once(bench, variant)
-            for key, value in (("times", seconds), ("cores", cores), ("memory", memory), ("sums", total)):
-                runs[variant.name][key].append(value)
-            print(f"  round {round_}/{repeat}  {variant.name:<26} {seconds:8.3f} s  {cores:4.2f} cores", flush=True)
-    return runs
-
-
 # --- reporting ---------------------------------------------------------------------------
 
 
@@ -281,7 +241,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     args = parse_args(argv)
     print(f"building a table of {args.rows:,} rows and binding the functions ...", flush=True)
     bench = Bench(args.rows)
-    runs = measure(bench, args.repeat, args.warmup)
+    runs = reporting.measure(bench.run, VARIANTS, args.repeat, args.warmup, width=26)
     reporting.check_agreement(runs, VARIANTS, REL_TOL)
     print("results agree: each family's variants with each other (times_two also with native SQL)")
     summary = summarize(runs, args.rows)
