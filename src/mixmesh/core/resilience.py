@@ -45,7 +45,7 @@ class Policies(Policy):
 
     def __init__(self, policies: t.Sequence[Policy]) -> None:
         self.policies = tuple(
-            inner for policy in policies for inner in (policy.policies if isinstance(policy, Policies) else (policy,))
+            inner for policy in policies for inner in policies_in(policy)
         )
 
     def protect(self, func: Call, *, function: str, model: t.Optional[str]) -> Call:
@@ -421,10 +421,16 @@ class _RowWatch:
         return done
 
 
+def policies_in(policy: t.Optional[Policy]) -> t.Tuple[Policy, ...]:
+    """The single policies a function's ``policies`` holds, outermost first (none for None)."""
+    if policy is None:
+        return ()
+    return policy.policies if isinstance(policy, Policies) else (policy,)
+
+
 def timeout_of(policy: t.Optional[Policy]) -> t.Optional[Timeout]:
     """The timeout among a function's policies, if any."""
-    policies = policy.policies if isinstance(policy, Policies) else (policy,)
-    return next((p for p in policies if isinstance(p, Timeout)), None)
+    return next((p for p in policies_in(policy) if isinstance(p, Timeout)), None)
 
 
 def _seconds(value: t.Any, *, allow_zero: bool = False) -> bool:

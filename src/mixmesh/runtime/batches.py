@@ -152,10 +152,10 @@ class BatchFunction:
 
 
 def _without_breaker_and_retries(spec: FunctionSpec, model: t.Optional[str]) -> t.Callable[..., t.Any]:
-    from mixmesh.core.resilience import Policies, Timeout
+    from mixmesh.core.resilience import timeout_of
 
-    kept = [p for p in (spec.policies.policies if isinstance(spec.policies, Policies) else ()) if isinstance(p, Timeout)]
-    return Policies(kept).protect(spec.func, function=spec.name, model=model) if kept else spec.func
+    timeout = timeout_of(spec.policies)
+    return timeout.protect(spec.func, function=spec.name, model=model) if timeout else spec.func
 
 
 def _to_pandas(array: pa.Array) -> t.Any:

@@ -57,7 +57,7 @@ class RowBatchFunction:
         self._maps_as_dicts = [types.holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
         self._timeout = resilience.timeout_of(spec.policies)
         # A timeout alone is kept by the batch's waiter, not by each row (see _run_rows).
-        timed_alone = self._timeout is not None and _policies(spec) == (self._timeout,)
+        timed_alone = self._timeout is not None and resilience.policies_in(spec.policies) == (self._timeout,)
         called = dataclasses.replace(spec, policies=None) if timed_alone else spec
         self._timed_out = _timed_out(spec, model, self._timeout) if timed_alone else None
         # Rows return unconverted; the batch's values are checked together (see _to_arrow).
@@ -308,11 +308,6 @@ def _protected_call(
         return result if check is None else check.convert(result, row)
 
     return call
-
-
-def _policies(spec: FunctionSpec) -> t.Tuple[t.Any, ...]:
-    policies = spec.policies
-    return tuple(getattr(policies, "policies", (policies,))) if policies is not None else ()
 
 
 def _timed_out(

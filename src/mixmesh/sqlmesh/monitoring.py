@@ -80,7 +80,10 @@ def rows_written_hook(execute: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]
 
 def register_engine_code() -> None:
     """Time under SQLMesh's statements, a Python model's queries and its staged writes is the
-    engine's, not Python's (the sink's sampler stops at these frames)."""
+    engine's, not Python's (the sink's sampler stops at these frames): every function of the
+    DuckDB engine's modules, whether its package re-exports it or not."""
+    import importlib
+    import pkgutil
     import types
 
     from sqlmesh.core.engine_adapter.base import EngineAdapter
@@ -90,6 +93,8 @@ def register_engine_code() -> None:
     from mixmesh.sink import register_engine_code as register
 
     register(EngineAdapter._execute.__code__)
-    for value in [*vars(SqlResult).values(), *vars(duckdb_engine).values()]:
+    modules = [importlib.import_module(m.name) for m in pkgutil.iter_modules(duckdb_engine.__path__, "mixmesh.engines.duckdb.")]
+    engine_functions = (v for module in modules for v in vars(module).values() if getattr(v, "__module__", "") == module.__name__)
+    for value in [*vars(SqlResult).values(), *engine_functions]:
         if isinstance(value, types.FunctionType):
             register(value.__code__)
