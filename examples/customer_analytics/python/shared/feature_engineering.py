@@ -93,6 +93,8 @@ def behavioral_features(transaction_details: pa.Array, lengths: np.ndarray) -> n
 def python_totals(transaction_details: pa.Array) -> np.ndarray:
     """Each customer's amounts added up in Python (NULL amounts skipped, as SQL's SUM does)."""
     lengths = pc.fill_null(pc.list_value_length(transaction_details), 0).to_numpy(zero_copy_only=False)
+    if not lengths.any():  # also a list of nothing typed, whose items have no fields
+        return np.zeros(len(lengths))
     groups = np.repeat(np.arange(len(lengths)), lengths)
     amounts = _as_floats(pc.list_flatten(transaction_details).field("amount"))
     return np.bincount(groups, weights=np.nan_to_num(amounts, nan=0.0), minlength=len(lengths))
