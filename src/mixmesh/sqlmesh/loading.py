@@ -44,6 +44,7 @@ def loader_hook(original: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         loaded = original(self, *args, **kwargs)
         if original.__name__ == "_load_models":
             check_sql_function_callers(loaded[0].values())
+            warn_about_array_grains(loaded[0].values())
         return loaded
 
     return hook
@@ -90,6 +91,30 @@ def check_sql_function_callers(models: t.Iterable[t.Any]) -> None:
                 f"{', '.join(called)}: the view would call them whenever it is read, from sessions "
                 "where they do not exist. Materialize the model (kind FULL, INCREMENTAL_BY_TIME_RANGE...)"
             )
+
+
+_warned_grains: t.Set[t.Tuple[str, str]] = set()
+
+
+def warn_about_array_grains(models: t.Iterable[t.Any]) -> None:
+    """``grain [a, b]`` (the spelling of some documents) is one grain to SQLMesh, the array
+    ``ARRAY(a, b)``: ``model.on`` fails and ``table_diff`` without ``--on`` crashes. Said once
+    per model and spelling, on stderr and in the log; the model loads as SQLMesh reads it."""
+    import logging
+
+    for model in models:
+        for grain in getattr(model, "grains", None) or ():
+            if not isinstance(grain, exp.Array) or (model.name, grain.sql()) in _warned_grains:
+                continue
+            _warned_grains.add((model.name, grain.sql()))
+            columns = ", ".join(item.sql() for item in grain.expressions)
+            message = (
+                f"model {model.name}: `grain [{columns}]` is one grain to SQLMesh, the array {grain.sql()}, "
+                f"so table_diff cannot match rows on it; write `grain ({columns})` for a grain of "
+                f"{len(grain.expressions)} column(s)"
+            )
+            logging.getLogger(__name__).warning(message)
+            print(f"mixmesh: {message}", file=sys.stderr)
 
 
 def fresh_modules_hook(load_scripts: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:

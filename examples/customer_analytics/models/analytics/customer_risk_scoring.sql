@@ -8,8 +8,10 @@ MODEL (
     kind INCREMENTAL_BY_TIME_RANGE (time_column score_date),
     owner 'data-science@company.com',
     cron '@daily',
-    grain [customer_id, score_date],
+    grain (customer_id, score_date),
     dialect bigquery,
+    -- What the seed's decision framework weighs (`mixmesh advise`): a trained classifier scores it.
+    session_properties (mixmesh_requirements = (machine_learning = true)),
     description 'Daily customer risk scores combining SQL-based transaction analysis with Python ML model predictions for comprehensive risk assessment.'
 );
 

@@ -34,7 +34,7 @@ MODEL (
     kind INCREMENTAL_BY_TIME_RANGE (time_column session_start, lookback 1),
     owner 'product-analytics@company.com',
     cron '@hourly',
-    grain [user_id, session_id],
+    grain (user_id, session_id),
     dialect bigquery,
     -- What the seed's decision framework weighs (`mixmesh advise`): ML scoring, business rules.
     session_properties (mixmesh_requirements = (machine_learning = true, complex_business_rules = true)),

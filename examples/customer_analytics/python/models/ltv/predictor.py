@@ -6,6 +6,10 @@ Corrections to the seed:
 - The trained models receive the features by name, the names they were trained with
   (python/training.py); the seed's models were trained elsewhere, on features it never named.
 - A predicted LTV is never negative (a regressor's output can be).
+- The seed caught every error of the prediction, even one of an interval without customers
+  (scikit-learn refuses 0 samples), logged "ML model loading failed" and used the rules. Only
+  a model that cannot be loaded gives the rules here (ModelUnavailable, the model's declared
+  fallback); an empty interval loads nothing; other errors fail the model, as errors should.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ SEGMENT_MAX_LTV = {"enterprise": 500000, "smb": 50000, "consumer": 5000}
 MODEL_VERSION = "2.1.0"
 LTV_MODEL = "artifacts/ltv_model.joblib"
 CONFIDENCE_MODEL = "artifacts/confidence_model.joblib"
+RULES_CONFIDENCE = 0.6  # the seed's confidence in its rule-based predictions
 
 
 class ModelUnavailable(RuntimeError):
@@ -53,16 +58,20 @@ def _trained(path: str):
     return model
 
 
-def generate_ltv_predictions(features_df: pd.DataFrame) -> pd.DataFrame:
-    """Generate LTV predictions using ML pipeline."""
-    X = features_df[ML_FEATURES].fillna(0)
-    try:
+def generate_ltv_predictions(features_df: pd.DataFrame, *, rules: bool = False) -> pd.DataFrame:
+    """LTV and confidence for each customer: the trained models', or the rules' with ``rules``.
+
+    A trained model that cannot be loaded raises ModelUnavailable, which the model declares
+    a fallback for (the rules, for the whole interval), as the seed's executor did. An
+    interval without customers needs no model.
+    """
+    if rules or features_df.empty:
+        ltv_predictions = generate_rule_based_ltv(features_df)
+        confidence_scores = np.full(len(features_df), RULES_CONFIDENCE)
+    else:
+        X = features_df[ML_FEATURES].fillna(0)
         ltv_predictions = load_ltv_model().predict(X)
         confidence_scores = load_confidence_model().predict_proba(X)[:, 1]
-    except Exception as e:
-        logger.warning(f"ML model loading failed: {e}. Using fallback.")
-        ltv_predictions = generate_rule_based_ltv(features_df)
-        confidence_scores = np.full(len(features_df), 0.6)
     result_df = features_df.copy()
     result_df["predicted_ltv"] = ltv_predictions
     result_df["prediction_confidence"] = confidence_scores
