@@ -173,3 +173,34 @@ def test_an_upstream_type_change_rebuilds_the_caller_and_an_unrelated_change_doe
 
     project.write("models/amounts.sql", UPSTREAM.format(amount="2.5::DECIMAL(10, 2)", extra=", 'x' AS note"))
     assert _rebuilt(project) == {"raw.amounts"}
+
+
+def test_a_second_project_in_the_process_reads_its_own_helper_modules(tmp_path) -> None:
+    """Two projects (a copy, say) whose functions import python.shared.helpers: loading the
+    second must not run the first one's cached helper."""
+    first, second = Project(tmp_path / "first"), Project(tmp_path / "second")
+    try:
+        for project, factor in ((first, "2.0"), (second, "3.0")):
+            project.write("macros/functions.py", FUNCTIONS)
+            project.write("python/shared/helpers.py", HELPERS.replace("2.0", factor))
+            project.write("models/doubles.sql", MODELS["models/doubles.sql"])
+        first.plan()
+        assert first.query("SELECT d FROM analytics.doubles") == [(3.0,)]
+        second.plan()
+        assert second.query("SELECT d FROM analytics.doubles") == [(4.5,)]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_grain_written_as_a_list_is_one_array_grain_and_is_said_once(project: Project, capfd) -> None:
+    project.write("models/scores.sql", "MODEL (name analytics.scores, kind FULL, grain [id, day]); SELECT 1 AS id, DATE '2024-01-01' AS day")
+    project.write("models/fine.sql", "MODEL (name analytics.fine, kind FULL, grain (id, day)); SELECT 1 AS id, DATE '2024-01-01' AS day")
+    context = project.context()
+    assert context.get_model("analytics.fine").on == ["id", "day"]
+    project.context()  # a second load says nothing more
+    said = [line for line in capfd.readouterr().err.splitlines() if "grain" in line]
+    assert said == [
+        "mixmesh: model analytics.scores: `grain [id, day]` is one grain to SQLMesh, the array ARRAY(id, day), "
+        "so table_diff cannot match rows on it; write `grain (id, day)` for a grain of 2 column(s)"
+    ]

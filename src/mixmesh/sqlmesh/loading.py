@@ -169,8 +169,17 @@ def forget_project_modules(root: Path) -> None:
     files = set(_project_module_files(root))
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and Path(file).absolute() in files:
+        if file and (Path(file).absolute() in files or _shadows_project_module(name, Path(file), root)):
             del sys.modules[name]
+
+
+def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
+    """A module another project (a copy, a second project in one process) imported under a
+    name this project's own files have: importing that name must read this project's file."""
+    top = name.partition(".")[0]
+    if top in installed_packages() or not ((root / top).is_dir() or (root / f"{top}.py").is_file()):
+        return False
+    return not file.absolute().is_relative_to(root.absolute())
 
 
 def register_project_functions(loader: t.Any, macros: t.MutableMapping[str, t.Any]) -> None:
