@@ -20,7 +20,9 @@ SQLMesh Context for the project around the test file, and makes it the project
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 import typing as t
 from pathlib import Path
 
@@ -101,6 +103,8 @@ class ModelTest:
     def _body(self, context: t.Any) -> t.Dict[str, t.Any]:
         tables = _input_tables(context, self.model_name, self.inputs)
         variables = dict(self.vars)
+        if "start" not in variables and "end" not in variables:
+            variables.update(_interval_of_the_inputs(self.inputs))
         if "end" in variables:
             # Without it SQLMesh's test clock is the epoch: the end of the interval is what a run would have.
             variables.setdefault("execution_time", variables["end"])
@@ -110,6 +114,24 @@ class ModelTest:
             "outputs": {"query": {"rows": []}},  # SQLMesh requires one; mixmesh compares itself
             "vars": variables,
         }
+
+
+_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T][\d:.]+)?$")
+
+
+def _interval_of_the_inputs(inputs: t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]]) -> t.Dict[str, str]:
+    """Without ``start``/``end``: the days from the earliest date in the fixture rows to the
+    latest (dates, timestamps, and strings written as ISO dates), as a run over the days the
+    data covers would have; nothing when the rows hold no date (SQLMesh's own default then)."""
+    days = set()
+    for rows in inputs.values():
+        for row in rows:
+            for value in row.values():
+                if isinstance(value, (dt.date, dt.datetime)):
+                    days.add(value.isoformat()[:10])
+                elif isinstance(value, str) and _ISO_DATE.match(value):
+                    days.add(value[:10])
+    return {"start": min(days), "end": max(days)} if days else {}
 
 
 def _rows_given(model_name: str, what: str, rows: t.Any) -> t.List[t.Mapping[str, t.Any]]:
