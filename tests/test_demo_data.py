@@ -8,6 +8,7 @@ import inspect
 import math
 import typing as t
 import unicodedata
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -531,3 +532,18 @@ def test_dirty_one_flaws_every_row() -> None:
         assert scalar(connection, f"SELECT count(*) FROM raw.{table} WHERE COLUMNS(*) IS NOT NULL") == 0
     empty = generate(connection, customers=3, transactions=0, events=0, dirty=0.5)
     assert empty == {"dim_customers": 3, "raw_transactions": 0, "raw_events": 0}
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan", "NaN", "inf", "five percent", ""])
+def test_the_command_refuses_a_dirty_that_is_no_fraction_and_names_the_option(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from mixmesh.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "project"), "--dirty", value])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--dirty'" in result.output and "fraction from 0 to 1" in result.output
+    assert list(tmp_path.iterdir()) == []  # refused before anything was copied or generated
