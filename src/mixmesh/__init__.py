@@ -14,6 +14,7 @@ from mixmesh.core.version import __version__
 
 _PUBLIC = {
     "udf": "mixmesh.functions",
+    "count": "mixmesh.counting",
     "python_model": "mixmesh.models",
     "ModelKind": "mixmesh.models",
     "ModelContext": "mixmesh.context",
@@ -39,6 +40,7 @@ if t.TYPE_CHECKING:
     )
     from mixmesh.pymodels.context import ModelContext
     from mixmesh.runtime.functions import udf
+    from mixmesh.runtime.counting import count
     from mixmesh.pymodels.models import ModelKind, python_model
     from mixmesh.core.resilience import CircuitBreaker, Retry
     from mixmesh.runtime.resources import load_artifact, resource

@@ -191,6 +191,13 @@ class Evaluation:
         return None
 
 
+def calling_function(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, t.Optional[str]]]:
+    """The project function ``frame`` runs in (walking out from it), and the model it is
+    that model's own code of, if any; None outside any project function."""
+    found = _innermost_user_frame(frame)
+    return None if found is None else (found[0], found[2])
+
+
 def _innermost_user_frame(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, t.Optional[str], types.FrameType]]:
     """Walking out from the innermost frame: a project function's frame, or None at an engine call."""
     while frame is not None:
