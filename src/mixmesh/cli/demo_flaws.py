@@ -61,6 +61,9 @@ MERCHANT_NAMES = (
 _ROW = "__mixmesh_row"
 _FLAWS_VIEW = "__mixmesh_demo_flaws"
 _STREAM = 3  # after the customers' (0), transactions' (1) and events' (2) streams
+# Each kind of flaw draws from its own stream: a kind added later moves no other.
+_DUPLICATES, _LATE, _AMOUNTS, _MERCHANTS = range(4)
+_NULLS = 100  # + the column's index
 
 
 def add_flaws(connection: "duckdb.DuckDBPyConnection", schema: str, fraction: float, seed: int) -> t.Dict[str, int]:
@@ -102,11 +105,11 @@ def _flaw_table(connection: "duckdb.DuckDBPyConnection", schema: str, table: str
     selected = []
     for index, column in enumerate(columns):
         flag = f"__null_{index}"
-        flaws[flag] = draws.mask(100 + index, rows)  # kinds from 100: one per column
+        flaws[flag] = draws.mask(_NULLS + index, rows)
         selected.append(f"CASE WHEN {flag} THEN NULL ELSE {values[column]} END AS {_quote(column)}")
     copies = np.ones(rows, dtype=np.int64)
     if table in DUPLICATED:
-        copies += draws.mask(0, rows)
+        copies += draws.mask(_DUPLICATES, rows)
     chosen = pa.table({name: _column(np.repeat(array, copies)) for name, array in flaws.items()})
     connection.register(_FLAWS_VIEW, chosen)
     try:
@@ -126,17 +129,17 @@ def _flaw_table(connection: "duckdb.DuckDBPyConnection", schema: str, table: str
 
 def _transaction_flaws(draws: _Draws, rows: int, flaws: t.Dict[str, t.Any]) -> t.Dict[str, str]:
     """Late arrivals, zero and negative amounts, Unicode merchant names: their columns and SQL."""
-    rng = draws.rng(1)
+    rng = draws.rng(_LATE)
     late = np.zeros(rows, dtype=np.int64)
     chosen = draws.positions(rng, rows)
     late[chosen] = rng.integers(LATE_DAYS[0], LATE_DAYS[1], size=len(chosen), endpoint=True)
 
-    rng = draws.rng(2)
+    rng = draws.rng(_AMOUNTS)
     amount = np.zeros(rows, dtype=np.int8)  # 0 as generated, 1 zero, 2 negated
     chosen = draws.positions(rng, rows)
     amount[chosen] = 1 + (rng.random(len(chosen)) < 0.5)
 
-    rng = draws.rng(3)
+    rng = draws.rng(_MERCHANTS)
     merchant = np.full(rows, None, dtype=object)
     chosen = draws.positions(rng, rows)
     merchant[chosen] = np.asarray(MERCHANT_NAMES, dtype=object)[rng.integers(0, len(MERCHANT_NAMES), len(chosen))]
