@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime
 import hashlib
 import inspect
+import math
 import typing as t
+import unicodedata
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from mixmesh.cli import demo_data
 from mixmesh.cli.demo_data import SIZES, TABLES, DemoDataError, DemoSizes, generate
+from mixmesh.cli.demo_flaws import MERCHANT_NAMES
 from mixmesh.core.errors import MixmeshError
 
 SMALL = dict(customers=300, transactions=20_000, events=5_000, days=10)
@@ -354,6 +358,12 @@ def test_one_day_and_no_customers_are_edge_cases_not_errors() -> None:
         {"end_date": "next tuesday"},
         {"schema": ""},
         {"progress": "bar"},
+        {"dirty": -0.1},
+        {"dirty": 1.5},
+        {"dirty": math.nan},
+        {"dirty": math.inf},
+        {"dirty": "0.05"},
+        {"dirty": True},
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_written(arguments: t.Dict[str, t.Any]) -> None:
@@ -361,6 +371,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(arguments: t.Dict[
     with pytest.raises(DemoDataError) as raised:
         generate(connection, **{**SMALL, **arguments})
     assert isinstance(raised.value, (MixmeshError, ValueError))
+    assert next(iter(arguments)) in str(raised.value)  # the error names the argument
     assert scalar(connection, "SELECT count(*) FROM duckdb_tables()") == 0
 
 
@@ -369,3 +380,170 @@ def test_sizes_are_the_defaults_of_generate() -> None:
     assert SIZES == DemoSizes(**{field: defaults[field] for field in ("customers", "transactions", "events", "days")})
     assert SIZES == DemoSizes(customers=2_000, transactions=200_000, events=100_000, days=30)
     assert defaults["end_date"] == END and defaults["seed"] == 42 and defaults["schema"] == "raw"
+
+
+# ---------------------------------------------------------------------------- dirty
+
+DIRTY = 0.05
+# The SMALL tables, all three hashed in order, as the generator made them before it could
+# add flaws: dirty=0 must keep them byte for byte. A deliberate change of the clean data
+# updates this digest (and the README's figures).
+CLEAN_DIGEST = "e0b512054327c5bebf648997b8d9055a16b220e6c7f3cef53c295f73b053ffc5"
+CATEGORIES = set(demo_data._CATEGORIES)
+
+
+@pytest.fixture(scope="module")
+def dirty() -> t.Iterator[duckdb.DuckDBPyConnection]:
+    """The SMALL tables with flaws in ``raw``, and the same tables clean in ``clean``."""
+    connection = duckdb.connect()
+    generate(connection, **SMALL, schema="clean")
+    counts = generate(connection, **SMALL, dirty=DIRTY)
+    # Duplicates add round(f * rows) rows to the transactions and the events, none to the customers.
+    assert counts == {"dim_customers": 300, "raw_transactions": 21_000, "raw_events": 5_250}
+    yield connection
+    connection.close()
+
+
+def assert_about(share: float, expected: float = DIRTY) -> None:
+    # Flaws are drawn for exactly round(f * rows) clean rows; duplicates and NULLs drawn on
+    # other streams move the share measured on the final table by a few percent of f.
+    assert abs(share - expected) <= 0.1 * DIRTY, (share, expected)
+
+
+def test_dirty_zero_is_the_clean_data_of_before(db: duckdb.DuckDBPyConnection) -> None:
+    tables = [repr(db.sql(f"SELECT * FROM raw.{table} ORDER BY ALL").fetchall()) for table in TABLES]
+    assert hashlib.sha256("".join(tables).encode()).hexdigest() == CLEAN_DIGEST
+    assert digests(generated(dirty=0.0)) == digests(db)
+    assert digests(generated(dirty=0)) == digests(db)
+
+
+def test_the_same_seed_gives_the_same_flaws_and_another_seed_others(dirty: duckdb.DuckDBPyConnection) -> None:
+    first = digests(dirty)
+    assert digests(generated(dirty=DIRTY)) == first
+    other = digests(generated(dirty=DIRTY, seed=7))
+    assert all(other[table] != first[table] for table in TABLES)
+    assert digests(generated(dirty=0.1)) != first
+
+
+def test_dirty_tables_keep_their_columns_and_types(dirty: duckdb.DuckDBPyConnection) -> None:
+    for table in TABLES:
+        described = "SELECT column_name, column_type FROM (DESCRIBE {}.{})"
+        assert dirty.sql(described.format("raw", table)).fetchall() == dirty.sql(described.format("clean", table)).fetchall()
+
+
+def test_every_column_of_every_table_is_null_in_about_the_fraction(dirty: duckdb.DuckDBPyConnection) -> None:
+    for table in TABLES:
+        columns = [row[0] for row in dirty.sql(f"DESCRIBE raw.{table}").fetchall()]
+        shares = "SELECT {} FROM {}.{}".format(", ".join(f"1 - count({column}) / count(*)" for column in columns), "{}", table)
+        # A column NULL in some clean rows (product_id, on page views and searches) is NULL
+        # in f of the rows and, in the others, where it was.
+        for share, clean in zip(dirty.sql(shares.format("raw")).fetchone(), dirty.sql(shares.format("clean")).fetchone()):
+            assert_about(share, DIRTY + (1 - DIRTY) * clean)
+        missing = dirty.sql(f"SELECT {', '.join(f'count(*) - count({column})' for column in columns)} FROM raw.{table}").fetchone()
+        if table == "dim_customers":  # no duplicates there: exactly round(0.05 * 300) per column
+            assert list(missing) == [15] * len(columns)
+    # Keys the example's models group and join by are among them.
+    assert scalar(dirty, "SELECT count(*) FROM raw.raw_transactions WHERE customer_id IS NULL") > 0
+    assert scalar(dirty, "SELECT count(*) FROM raw.raw_events WHERE session_id IS NULL") > 0
+
+
+def test_transactions_and_events_have_exact_duplicates(dirty: duckdb.DuckDBPyConnection) -> None:
+    keyed = {"raw_transactions": "transaction_id IS NOT NULL", "raw_events": "session_id IS NOT NULL AND event_timestamp IS NOT NULL"}
+    for table, clean_rows in (("raw_transactions", 20_000), ("raw_events", 5_000)):
+        rows = scalar(dirty, f"SELECT count(*) FROM raw.{table}")
+        distinct = scalar(dirty, f"SELECT count(*) FROM (SELECT DISTINCT * FROM raw.{table})")
+        assert rows == clean_rows * (1 + DIRTY)
+        assert_about((rows - distinct) / clean_rows)
+        # Each duplicated row is there twice, not more (rows whose key is NULL can coincide).
+        twice = f"SELECT max(n) FROM (SELECT *, count(*) AS n FROM raw.{table} WHERE {keyed[table]} GROUP BY ALL)"
+        assert scalar(dirty, twice) == 2
+    assert scalar(dirty, "SELECT count(*) FROM (SELECT DISTINCT * FROM raw.dim_customers)") == 300
+
+
+def test_late_transactions_happened_one_to_three_days_before_the_day_they_are_filed_under(
+    dirty: duckdb.DuckDBPyConnection,
+) -> None:
+    lateness = dirty.sql(
+        """
+        SELECT transaction_date - CAST(transaction_time AS DATE) AS days, count(*)
+        FROM raw.raw_transactions WHERE transaction_time IS NOT NULL AND transaction_date IS NOT NULL
+        GROUP BY ALL
+        """
+    ).fetchall()
+    counts = dict(lateness)
+    assert set(counts) == {0, 1, 2, 3}  # never filed before it happened
+    assert_about(sum(count for days, count in counts.items() if days) / sum(counts.values()))
+    # Late rows keep the day they arrived in: transaction_date and score_date agree.
+    assert scalar(dirty, "SELECT count(*) FROM raw.raw_transactions WHERE transaction_date <> score_date") == 0
+    # The earliest, in the period's first days, happened before the period.
+    assert scalar(dirty, f"SELECT min(transaction_time) < TIMESTAMP '{START}' FROM raw.raw_transactions")
+
+
+def test_some_amounts_are_zero_and_some_negative(dirty: duckdb.DuckDBPyConnection) -> None:
+    known, zero, negative, smallest = dirty.sql(
+        "SELECT count(amount), count(*) FILTER (amount = 0), count(*) FILTER (amount < 0), min(abs(amount)) "
+        "FILTER (amount <> 0) FROM raw.raw_transactions"
+    ).fetchone()
+    assert_about((zero + negative) / known)
+    assert 0.4 < zero / (zero + negative) < 0.6  # about half each
+    assert smallest >= 0.5  # a negative amount is a generated one, negated
+    assert scalar(dirty, "SELECT count(*) FROM clean.raw_transactions WHERE amount <= 0") == 0
+
+
+def test_some_merchants_are_named_in_unicode(dirty: duckdb.DuckDBPyConnection) -> None:
+    merchants = dict(
+        dirty.sql("SELECT merchant_category, count(*) FROM raw.raw_transactions WHERE merchant_category IS NOT NULL GROUP BY ALL").fetchall()
+    )
+    named = {name: count for name, count in merchants.items() if name not in CATEGORIES}
+    assert_about(sum(named.values()) / sum(merchants.values()))
+    assert set(named) == set(MERCHANT_NAMES)  # stored and read back byte for byte
+    names = "".join(named)
+    assert any(unicodedata.combining(char) for char in names)  # combining marks
+    assert "Café Crème" in named and unicodedata.normalize("NFD", "Café Crème") in named  # two spellings
+    assert any(unicodedata.east_asian_width(char) == "W" and "CJK" in unicodedata.name(char, "") for char in names)
+    assert any(unicodedata.bidirectional(char) in ("R", "AL") for char in names)  # right to left
+    assert any(unicodedata.category(char) == "So" and ord(char) > 0x1F000 for char in names)  # emoji
+    # Accents: Latin letters that are plain ASCII once their marks are taken off.
+    bare = {name: "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)) for name in named}
+    assert any(not name.isascii() and bare[name].isascii() for name in named)
+
+
+def test_the_flaws_are_the_only_changes(dirty: duckdb.DuckDBPyConnection) -> None:
+    # A dirty row without any flaw is one of the clean rows, unchanged.
+    untouched = """
+        SELECT count(*) FROM (
+            SELECT * FROM raw.raw_transactions
+            WHERE COLUMNS(*) IS NOT NULL AND amount > 0 AND merchant_category IN ({})
+              AND CAST(transaction_time AS DATE) = transaction_date
+            EXCEPT SELECT * FROM clean.raw_transactions
+        )
+    """.format(", ".join(f"'{name}'" for name in CATEGORIES))
+    assert scalar(dirty, untouched) == 0
+    for table in ("dim_customers", "raw_events"):
+        changed = f"SELECT count(*) FROM (SELECT * FROM raw.{table} WHERE COLUMNS(*) IS NOT NULL EXCEPT SELECT * FROM clean.{table})"
+        assert scalar(dirty, changed) == 0
+
+
+def test_dirty_one_flaws_every_row() -> None:
+    connection = duckdb.connect()
+    counts = generate(connection, customers=20, transactions=200, events=60, days=3, dirty=1)
+    assert counts == {"dim_customers": 20, "raw_transactions": 400, "raw_events": 120}
+    for table in TABLES:
+        assert scalar(connection, f"SELECT count(*) FROM raw.{table} WHERE COLUMNS(*) IS NOT NULL") == 0
+    empty = generate(connection, customers=3, transactions=0, events=0, dirty=0.5)
+    assert empty == {"dim_customers": 3, "raw_transactions": 0, "raw_events": 0}
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan", "NaN", "inf", "five percent", ""])
+def test_the_command_refuses_a_dirty_that_is_no_fraction_and_names_the_option(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from mixmesh.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "project"), "--dirty", value])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--dirty'" in result.output and "fraction from 0 to 1" in result.output
+    assert list(tmp_path.iterdir()) == []  # refused before anything was copied or generated

@@ -1,6 +1,8 @@
 """The demo job: the seed's example project built on embedded DuckDB from generated data.
 
-Four steps, each safe to repeat:
+``prepare_project`` copies the example project into a new or empty directory (``mixmesh
+demo DIR``) and leaves one that holds it already as it is. Then four steps, each safe to
+repeat:
 
 1. generate the raw tables (``mixmesh.cli.demo_data``) for the days from ``START`` on;
 2. train the project's ML models on them, unless trained models are already pinned;
@@ -27,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mixmesh.cli.demo_data import SEED, SIZES, DemoSizes, generate
+from mixmesh.cli.demo_project import copy_example, example_source, is_example
 from mixmesh.core.errors import MixmeshError
 
 START = datetime.date(2024, 1, 1)  # the example's model start (its config.yaml)
@@ -38,11 +41,36 @@ class DemoError(MixmeshError, RuntimeError):
     """The demo cannot run: no example project there, a dependency missing."""
 
 
+def prepare_project(directory: Path, console: t.Optional[Console] = None) -> Path:
+    """``directory`` holding the example project: copied there if new or empty, else as it was.
+
+    A directory that holds the example already (an earlier ``mixmesh demo DIR``) is built
+    again; one that holds anything else is refused, and nothing in it is ever overwritten.
+    """
+    directory = Path(directory)
+    if is_example(directory):
+        return directory
+    if directory.exists() and not directory.is_dir():
+        raise DemoError(f"{directory} exists and is not a directory")
+    if directory.exists() and any(directory.iterdir()):
+        raise DemoError(
+            f"{directory} is not empty and does not hold the example project (no config.yaml and "
+            "python/training.py there); nothing was written: give a new or empty directory"
+        )
+    source = example_source()
+    if source is None:
+        raise DemoError("this mixmesh has no copy of the example project: reinstall it (pip install 'mixmesh[demo]')")
+    copied = copy_example(source, directory)
+    (console or Console()).print(f"[bold]Example project[/]: copied into {directory} ({len(copied)} files)")
+    return directory
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoOptions:
     sizes: DemoSizes = SIZES
     seed: int = SEED
     retrain: bool = False
+    dirty: float = 0.0  # the share of rows with flaws (mixmesh.cli.demo_flaws)
 
     @property
     def end(self) -> datetime.date:
@@ -68,10 +96,10 @@ def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Opt
     """Generate, train, build and summarise the example project at ``project``."""
     console = console or Console()
     project = project.resolve()
-    if not (project / "config.yaml").is_file() or not (project / "python" / "training.py").is_file():
+    if not is_example(project):
         raise DemoError(
             f"{project} is not the example project (no config.yaml and python/training.py there); "
-            "run `make demo` from a mixmesh checkout, or pass --project examples/customer_analytics"
+            "`mixmesh demo DIR` copies the example project into DIR and builds it there"
         )
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -79,7 +107,7 @@ def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Opt
     console.print(
         f"[bold]Demo data[/]: {sizes.customers:,} customers, {sizes.transactions:,} transactions, "
         f"{sizes.events:,} web events over {sizes.days} day{'s' if sizes.days > 1 else ''} ({START} to {options.end}), "
-        f"seed {options.seed}"
+        f"seed {options.seed}" + (f", dirty {options.dirty:g}" if options.dirty else "")
     )
     # SQLMesh reads the relative DuckDB path from the working directory, as its CLI does, and
     # the project's code reads its artifacts relative to it.
@@ -117,6 +145,7 @@ def _generate(options: DemoOptions, console: Console) -> t.Dict[str, int]:
             end_date=options.end,
             seed=options.seed,
             progress=report,
+            dirty=options.dirty,
         )
 
 

@@ -17,6 +17,11 @@ schema (``raw`` unless told otherwise), replacing any that exist, and returns th
   sessions add a viewed product to the cart and some of those end on its purchase, so the
   funnel narrows from views to carts to purchases.
 
+With ``dirty=f`` (a fraction from 0 to 1; 0, the default, leaves the tables above as they
+are), ``mixmesh.cli.demo_flaws`` then adds what real sources send: NULLs in every column,
+duplicate rows, late-arriving transactions, zero and negative amounts, Unicode merchant
+names, each in about ``f`` of the rows.
+
 Everything is drawn with numpy from streams keyed by ``seed`` and written to DuckDB in
 chunks of rows, so the same arguments give the same tables, fast. Each table's stream is its
 own: more transactions do not change the customers, nor the events.
@@ -32,9 +37,12 @@ import dataclasses
 import datetime
 import typing as t
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
+from mixmesh.cli.demo_flaws import add_flaws
 from mixmesh.core.errors import MixmeshError
 
 if t.TYPE_CHECKING:
@@ -187,17 +195,21 @@ def generate(
     seed: int = SEED,
     schema: str = SCHEMA,
     progress: t.Optional[Progress] = None,
+    dirty: float = 0.0,
 ) -> t.Dict[str, int]:
     """Write ``dim_customers``, ``raw_transactions`` and ``raw_events`` into ``schema``; return row counts.
 
     The period is the ``days`` days ending on ``end_date`` (inclusive). ``progress``, if
     given, is called as ``progress(table, rows_written, rows_total)``: once with 0 when a
     table starts, then after each chunk written, the last call with ``rows_total``.
+    ``dirty``, a fraction from 0 to 1, adds flaws to about that share of the rows
+    (``mixmesh.cli.demo_flaws``); the counts returned then include the duplicate rows.
     """
     for name, value in (("customers", customers), ("transactions", transactions), ("events", events)):
         _check_count(name, value, minimum=0)
     _check_count("days", days, minimum=1)
     _check_count("seed", seed, minimum=0)
+    _check_fraction("dirty", dirty)
     if customers == 0 and (transactions or events):
         raise DemoDataError("demo data: transactions and events need customers (customers=0)")
     if progress is not None and not callable(progress):
@@ -213,6 +225,8 @@ def generate(
         connection, schema, people, period, transactions, seed, _reporter(progress, "raw_transactions", transactions)
     )
     _write_events(connection, schema, people, period, events, seed, _reporter(progress, "raw_events", events))
+    if dirty:
+        return add_flaws(connection, schema, float(dirty), seed)
     return {"dim_customers": customers, "raw_transactions": transactions, "raw_events": events}
 
 
@@ -220,6 +234,13 @@ def _check_count(name: str, value: t.Any, minimum: int) -> None:
     # bool is an int, and numpy integers are not: both would surprise a caller.
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise DemoDataError(f"demo data: {name} must be an integer >= {minimum}, not {value!r}")
+
+
+def _check_fraction(name: str, value: t.Any) -> None:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    # NaN compares false with everything, so it is refused by name, not by the range check.
+    if not number or math.isnan(value) or not 0 <= value <= 1:
+        raise DemoDataError(f"demo data: {name} must be a fraction from 0 to 1 (such as 0.05), not {value!r}")
 
 
 def _end_date(value: t.Union[datetime.date, str]) -> datetime.date:

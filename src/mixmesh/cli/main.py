@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import typing as t
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import click
 from mixmesh.core.version import __version__
 from mixmesh.cli.demo_data import SEED, SIZES
 
+EXAMPLE = Path("examples/customer_analytics")  # `make demo` builds it in place, from the checkout
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mixmesh")
@@ -17,13 +20,28 @@ def main() -> None:
     """mixmesh: Python functions in SQL models and Python models over safe SQL, on SQLMesh."""
 
 
+class _Fraction(click.ParamType):
+    """A number from 0 to 1; click's own FloatRange lets NaN through (it compares false)."""
+
+    name = "fraction"
+
+    def convert(self, value: t.Any, param: t.Optional[click.Parameter], ctx: t.Optional[click.Context]) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number; give a fraction from 0 to 1, such as 0.05", param, ctx)
+        if math.isnan(number) or not 0 <= number <= 1:
+            self.fail(f"{value!r} is not a fraction from 0 to 1 (such as 0.05)", param, ctx)
+        return number
+
+
 @main.command()
+@click.argument("directory", metavar="[DIR]", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option(
     "--project",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("examples/customer_analytics"),
-    show_default=True,
-    help="The example project to build (its DuckDB file, demo.duckdb, lives there).",
+    default=None,
+    help="Build the example project where it is (default, without DIR: examples/customer_analytics, in a checkout).",
 )
 @click.option("--customers", type=click.IntRange(min=1), default=SIZES.customers, show_default=True)
 @click.option("--transactions", type=click.IntRange(min=0), default=SIZES.transactions, show_default=True)
@@ -36,15 +54,42 @@ def main() -> None:
     help="Days from 2024-01-01. A rerun with more days builds only the new ones.",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=SEED, show_default=True, help="Same seed, same data.")
+@click.option(
+    "--dirty",
+    type=_Fraction(),
+    default=0.0,
+    show_default=True,
+    help="Flaw about this share of the raw rows: NULLs, duplicates, late transactions, "
+    "zero and negative amounts, Unicode merchant names.",
+)
 @click.option("--retrain", is_flag=True, help="Train the ML models again even if trained ones are pinned.")
-def demo(project: Path, customers: int, transactions: int, events: int, days: int, seed: int, retrain: bool) -> None:
-    """Build the seed's example project on embedded DuckDB from generated data, and summarise it."""
-    from mixmesh.cli.demo import DemoError, DemoOptions, run_demo
+def demo(
+    directory: t.Optional[Path],
+    project: t.Optional[Path],
+    customers: int,
+    transactions: int,
+    events: int,
+    days: int,
+    seed: int,
+    dirty: float,
+    retrain: bool,
+) -> None:
+    """Build the seed's example project on embedded DuckDB from generated data, and summarise it.
+
+    With DIR, the example project is copied into DIR (a new or empty directory; one that
+    holds the example already is built again, nothing in it overwritten) and built there,
+    into DIR/demo.duckdb. Without it, the project at --project is built in place.
+    """
+    from mixmesh.cli.demo import DemoError, DemoOptions, prepare_project, run_demo
     from mixmesh.cli.demo_data import DemoSizes
 
+    if directory is not None and project is not None:
+        raise click.UsageError("give DIR (copy the example there) or --project (build it in place), not both")
     sizes = DemoSizes(customers=customers, transactions=transactions, events=events, days=days)
     try:
-        run_demo(project, DemoOptions(sizes=sizes, seed=seed, retrain=retrain))
+        if directory is not None:
+            project = prepare_project(directory)
+        run_demo(project or EXAMPLE, DemoOptions(sizes=sizes, seed=seed, retrain=retrain, dirty=dirty))
     except DemoError as error:
         raise click.ClickException(str(error)) from None
 
