@@ -246,3 +246,8 @@ def test_the_new_project_plans_tests_and_passes_its_own_tests(installed: Path, t
         ("S004", "2024-01-02 14:00:00", 1, "casual", 0.154465, ["welcome_content"], False),
         ("S005", "2024-01-02 20:15:00", 2, "casual", 0.29111, ["welcome_content"], False),
     ]
+
+
+def test_the_readme_counts_the_template_s_files() -> None:
+    section = (SOURCE / "README.md").read_text().split("### A new project: `mixmesh init`")[1].split("\n## ")[0]
+    assert f"({len(template_files())} files;" in section
