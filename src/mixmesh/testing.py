@@ -193,6 +193,8 @@ def _rows(frame: "pd.DataFrame") -> t.List[t.Dict[str, t.Any]]:
 
 
 def _python(value: t.Any) -> t.Any:
+    if getattr(value, "ndim", 0) > 0:  # a LIST column's value arrives as a numpy array
+        return [_python(element) for element in value]
     item = getattr(value, "item", None)  # numpy scalars -> Python values
     return item() if callable(item) and not isinstance(value, (str, bytes)) else value
 

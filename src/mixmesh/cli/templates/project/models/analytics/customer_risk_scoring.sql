@@ -3,7 +3,12 @@ MODEL (
     name analytics.customer_risk_scoring,
     kind INCREMENTAL_BY_TIME_RANGE (time_column score_date),
     cron '@daily',
-    grain [customer_id, score_date],
+    -- `grains [a, b]`, not `grain [a, b]`: SQLMesh reads the latter as ONE grain, the array
+    -- expression, so `sqlmesh table_diff` cannot join on it.
+    grains [customer_id, score_date],
+    -- SQL checks of the built rows (audits/sql_logic.sql and one of SQLMesh's own): an audit
+    -- returning rows stops the plan.
+    audits (risk_tiers_rise_with_scores, unique_combination_of_columns(columns := (customer_id, score_date))),
     description 'Daily risk score of each customer with transactions that day.'
 );
 
@@ -34,9 +39,6 @@ SELECT
     transaction_count,
     total_amount,
     ml_risk_score,
-    CASE
-        WHEN ml_risk_score > 0.6 THEN 'HIGH'
-        WHEN ml_risk_score >= 0.4 THEN 'MEDIUM'
-        ELSE 'LOW'
-    END AS risk_tier
+    -- a SQL function of the project: sql/udfs/risk_scoring_functions.sql
+    risk_tier(ml_risk_score) AS risk_tier
 FROM scored

@@ -59,3 +59,20 @@ def test_the_sample_s_one_spending_spike(mixmesh_project) -> None:
     ).actual_rows()
     spikes = [row["transaction_id"] for row in rows if row["spend_pattern"] == "spike"]
     assert len(rows) == 14 and spikes == ["T007"]
+
+
+def test_sessions_of_the_sample_events(mixmesh_project) -> None:
+    assert ModelTest(
+        model_name="analytics.real_time_personalization",
+        inputs={"raw.events": sample("data/events.csv")},
+        expected_outputs=[
+            {"session_id": "S001", "total_events": 7, "session_type": "interested", "show_premium_offer": True},
+            {"session_id": "S002", "total_events": 4, "session_type": "converter", "show_premium_offer": False},
+            # crosses 11:00: one row, in the hour it starts
+            {"session_id": "S003", "session_start": "2024-01-01 10:58:00", "session_end": "2024-01-01 11:10:00",
+             "total_events": 5, "session_type": "browsing", "show_premium_offer": False},
+            {"session_id": "S004", "total_events": 1, "session_type": "casual", "recommended_content": ["welcome_content"]},
+            {"session_id": "S005", "total_events": 2, "session_type": "casual", "show_premium_offer": False},
+        ],
+        vars={"start": "2024-01-01", "end": "2024-01-03"},
+    ).run()

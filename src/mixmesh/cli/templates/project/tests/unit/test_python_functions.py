@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -13,6 +14,7 @@ from python.models.ltv.predictor import SEGMENT_MAX_LTV, predict_ltv
 from python.shared.data_validation import DataValidationError, require_between, require_columns, require_not_null
 from python.shared.feature_engineering import behavioral_features, python_anomaly_score, python_risk_score
 from python.shared.model_loading import RuleBasedRiskModel, load_risk_model
+from python.shared.personalization import python_content_recommendations, python_engagement_score
 
 
 def transaction(amount: float, category: str, hour: int) -> dict:
@@ -90,3 +92,19 @@ def test_validation_names_the_column_and_a_row() -> None:
         require_not_null(frame, ["customer_id"], where="test")
     with pytest.raises(DataValidationError, match=r"total_spend outside \[0, 100\].*-5.0"):
         require_between(frame, "total_spend", 0, 100, where="test")
+
+
+def test_engagement_score_rises_with_activity_and_counts_null_gaps_as_none() -> None:
+    def scores(*columns: list) -> list[float]:
+        return python_engagement_score(*(pa.array(column) for column in columns)).to_pylist()
+
+    quiet, busy = scores([1.0, 9.0], [1.0, 7.0], [0.0, 5.0], [0.0, 2.0], [None, 10.0], ["U5", "U5"])
+    assert 0.0 < quiet < busy < 1.0
+    assert quiet == pytest.approx(1 / (1 + np.exp(2.0 - 0.15 - 0.15)), abs=1e-6)  # U5: the second weights
+
+
+def test_content_recommendations_follow_session_type_and_engagement() -> None:
+    assert python_content_recommendations("U1", "casual", 0.1, 0) == ["welcome_content"]
+    assert python_content_recommendations("U1", "interested", 0.9, 3) == [
+        "cart_reminder", "limited_discount", "premium_offer", "similar_products"
+    ]
