@@ -202,5 +202,5 @@ def test_grain_written_as_a_list_is_one_array_grain_and_is_said_once(project: Pr
     said = [line for line in capfd.readouterr().err.splitlines() if "grain" in line]
     assert said == [
         "mixmesh: model analytics.scores: `grain [id, day]` is one grain to SQLMesh, the array ARRAY(id, day), "
-        "so table_diff cannot match rows on it; write `grain (id, day)` for a grain of 2 column(s)"
+        "so table_diff cannot match rows on it; write `grain (id, day)` (or `grains [id, day]`) for a grain of 2 column(s)"
     ]

@@ -110,8 +110,8 @@ def warn_about_array_grains(models: t.Iterable[t.Any]) -> None:
             columns = ", ".join(item.sql() for item in grain.expressions)
             message = (
                 f"model {model.name}: `grain [{columns}]` is one grain to SQLMesh, the array {grain.sql()}, "
-                f"so table_diff cannot match rows on it; write `grain ({columns})` for a grain of "
-                f"{len(grain.expressions)} column(s)"
+                f"so table_diff cannot match rows on it; write `grain ({columns})` (or `grains [{columns}]`) "
+                f"for a grain of {len(grain.expressions)} column(s)"
             )
             logging.getLogger(__name__).warning(message)
             print(f"mixmesh: {message}", file=sys.stderr)
