@@ -36,7 +36,9 @@ AMOUNT_TOLERANCE = 0.01  # the seed's: a Python total this far from SQL's is a m
 ONE_DAY_HOURS = 24.0  # the seed's default gap when there is a single transaction
 
 
-@udf(vectorized=True)  # the arrays' types are the call site's (the model's ARRAY_AGG(STRUCT(...)), SUM, COUNT)
+# The arrays' types are the call site's (the model's ARRAY_AGG(STRUCT(...)), SUM, COUNT).
+# NULLs are passed in: a customer-day whose amounts are all NULL (a NULL total) is scored too.
+@udf(vectorized=True, null_handling="call")
 def python_risk_score(transaction_details: pa.Array, total_amount: pa.Array, transaction_count: pa.Array) -> pa.Array:
     """Risk between 0.0 (low) and 1.0 (high) for each customer of the batch."""
     lengths = pc.fill_null(pc.list_value_length(transaction_details), 0).to_numpy(zero_copy_only=False)

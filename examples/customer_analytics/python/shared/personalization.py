@@ -45,8 +45,8 @@ def python_engagement_score(total_events, pages_visited, products_viewed, cart_a
     return pa.array(np.round(scores, 6), type=pa.float64())
 
 
-@udf
-def python_content_recommendations(user_id: str, session_type: str, ml_engagement_score: float, products_viewed: int) -> list[str]:
+@udf(null_handling="call")  # an anonymous session (NULL user_id) gets content too
+def python_content_recommendations(user_id: str | None, session_type: str, ml_engagement_score: float, products_viewed: int) -> list[str]:
     """Content to show next, by what the session did and how engaged it was."""
     content = {
         "converter": ["order_follow_up", "cross_sell"],

@@ -131,11 +131,18 @@ def test_engagement_does_not_divide_by_zero_when_all_customers_are_alike() -> No
 
 
 def test_error_handling_resilience_predictions_fall_back_to_rules(without_trained_models) -> None:
-    """The seed's test: without trained models, rule-based predictions, within the caps."""
+    """The seed's test: without trained models, rule-based predictions, within the caps.
+    Without them, generate_ltv_predictions raises ModelUnavailable: the model's declared
+    fallback then predicts with the rules (tests/integration/test_ltv_resilience.py)."""
     import pandas as pd
 
     from python.models.ltv.features import engineer_ltv_features
-    from python.models.ltv.predictor import SEGMENT_MAX_LTV, generate_ltv_predictions, validate_and_adjust_predictions
+    from python.models.ltv.predictor import (
+        SEGMENT_MAX_LTV,
+        ModelUnavailable,
+        generate_ltv_predictions,
+        validate_and_adjust_predictions,
+    )
 
     customers = pd.DataFrame({
         "customer_id": ["C1", "C2", "C3"],
@@ -149,7 +156,10 @@ def test_error_handling_resilience_predictions_fall_back_to_rules(without_traine
         "last_transaction_date": ["2024-01-30"] * 3,
         "first_transaction_date": ["2024-01-01"] * 3,
     })
-    predictions = validate_and_adjust_predictions(generate_ltv_predictions(engineer_ltv_features(customers, as_of="2024-01-31")))
+    features = engineer_ltv_features(customers, as_of="2024-01-31")
+    with pytest.raises(ModelUnavailable, match="ltv_model.joblib is not available"):
+        generate_ltv_predictions(features)
+    predictions = validate_and_adjust_predictions(generate_ltv_predictions(features, rules=True))
     assert len(predictions) == 3 and set(predictions["prediction_confidence"]) == {0.6}
     for _, row in predictions.iterrows():
         assert 0 <= row["predicted_ltv"] <= SEGMENT_MAX_LTV[row["customer_segment"]]

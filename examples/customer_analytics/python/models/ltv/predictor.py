@@ -6,6 +6,7 @@ Corrections to the seed:
 - The trained models receive the features by name, the names they were trained with
   (python/training.py); the seed's models were trained elsewhere, on features it never named.
 - A predicted LTV is never negative (a regressor's output can be).
+- A customer of no known segment (NULL in dirty data) had no cap at all; the smallest applies.
 - The seed caught every error of the prediction, even one of an interval without customers
   (scikit-learn refuses 0 samples), logged "ML model loading failed" and used the rules. Only
   a model that cannot be loaded gives the rules here (ModelUnavailable, the model's declared
@@ -90,9 +91,7 @@ def validate_and_adjust_predictions(predictions_df: pd.DataFrame) -> pd.DataFram
     """Apply business rules and validation to ML predictions."""
     df = predictions_df.copy()
     df["predicted_ltv"] = np.maximum(df["predicted_ltv"], 0.0)  # a regressor can go below zero; a value cannot
-    for segment, max_ltv in SEGMENT_MAX_LTV.items():
-        mask = df["customer_segment"] == segment
-        df.loc[mask, "predicted_ltv"] = np.minimum(df.loc[mask, "predicted_ltv"], max_ltv)
+    _cap_by_segment(df)
     recent_churn_mask = df["days_since_last_transaction"] > 180
     df.loc[recent_churn_mask, "predicted_ltv"] *= 0.5
     df.loc[recent_churn_mask, "prediction_confidence"] *= 0.7
@@ -102,10 +101,18 @@ def validate_and_adjust_predictions(predictions_df: pd.DataFrame) -> pd.DataFram
     df.loc[active_mask, "predicted_ltv"] = np.maximum(
         df.loc[active_mask, "predicted_ltv"], df.loc[active_mask, "total_spend"] * 0.1
     )
-    for segment, max_ltv in SEGMENT_MAX_LTV.items():  # the floor above must not lift past the cap
+    _cap_by_segment(df)  # the floor above must not lift past the cap
+    return validate_predictions(df, SEGMENT_MAX_LTV)
+
+
+def _cap_by_segment(df: pd.DataFrame) -> None:
+    """Each prediction at most its segment's cap; a customer of no known segment (NULL, or a
+    segment without a cap) at most the smallest cap."""
+    known = df["customer_segment"].isin(list(SEGMENT_MAX_LTV))
+    for segment, max_ltv in SEGMENT_MAX_LTV.items():
         mask = df["customer_segment"] == segment
         df.loc[mask, "predicted_ltv"] = np.minimum(df.loc[mask, "predicted_ltv"], max_ltv)
-    return validate_predictions(df, SEGMENT_MAX_LTV)
+    df.loc[~known, "predicted_ltv"] = np.minimum(df.loc[~known, "predicted_ltv"], min(SEGMENT_MAX_LTV.values()))
 
 
 def format_prediction_output(predictions_df: pd.DataFrame, prediction_date, prediction_timestamp) -> pd.DataFrame:
