@@ -21,6 +21,7 @@ test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider tests
+	for project in examples/use_cases/*/; do (cd $$project && $(CURDIR)/$(BIN)/pytest -p no:cacheprovider) || exit 1; done
 
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/udf_throughput.py

@@ -1,0 +1,1 @@
+"""The project folder on pytest's path: tests import python.seasonal, as SQLMesh does."""
