@@ -206,3 +206,31 @@ def test_an_input_column_the_table_does_not_have_is_named(modelled: Project) -> 
         test.run()
     message = " ".join(str(failure.value).split())
     assert "Detected unknown column(s) Expected column(s): customer_id, amount, day Unknown column(s): amout" in message
+
+
+@pytest.mark.slow
+def test_model_test_matches_none_with_a_null_double(tmp_path: Path) -> None:
+    from sqlmesh import Context
+
+    (tmp_path / "config.yaml").write_text(
+        "gateways: {local: {connection: {type: duckdb}}}\ndefault_gateway: local\n"
+        "model_defaults: {dialect: duckdb}\ndisable_anonymized_analytics: true\n"
+    )
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/nulls.sql").write_text(
+        "MODEL (name analytics.nulls, kind FULL);\nSELECT id, CAST(NULL AS DOUBLE) AS v FROM raw.ids\n"
+    )
+    (tmp_path / "external_models.yaml").write_text("- name: raw.ids\n  columns: {id: INTEGER}\n")
+    context = Context(paths=str(tmp_path))
+    try:
+        assert ModelTest(
+            model_name="analytics.nulls", inputs={"raw.ids": [{"id": 1}]},
+            expected_outputs=[{"id": 1, "v": None}], context=context,
+        ).run()
+        with pytest.raises(AssertionError, match="expected, not returned"):
+            ModelTest(
+                model_name="analytics.nulls", inputs={"raw.ids": [{"id": 1}]},
+                expected_outputs=[{"id": 1, "v": 0.0}], context=context,
+            ).run()
+    finally:
+        context.close()

@@ -223,6 +223,8 @@ def _matches(expected: t.Mapping[str, t.Any], actual: t.Mapping[str, t.Any]) -> 
 
 
 def _equal(expected: t.Any, actual: t.Any) -> bool:
+    if expected is None:
+        return _is_null(actual)
     if isinstance(expected, float) and isinstance(actual, float) and math.isnan(expected) and math.isnan(actual):
         return True
     if expected == actual:
@@ -238,6 +240,19 @@ def _equal(expected: t.Any, actual: t.Any) -> bool:
         except (ValueError, TypeError):
             return False
     return expected == str(actual)
+
+
+def _is_null(actual: t.Any) -> bool:
+    """A SQL NULL as the model's rows arrive through pandas: None, or NaN/NaT/NA in a column
+    of numbers or times (where pandas has no None; a NaN value reads the same)."""
+    if actual is None:
+        return True
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(actual))
+    except (TypeError, ValueError):  # a list's truth is ambiguous: a list is not NULL
+        return False
 
 
 def _show(row: t.Mapping[str, t.Any], columns: t.Sequence[str]) -> str:
