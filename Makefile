@@ -20,7 +20,7 @@ demo: $(INSTALLED)
 test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
-	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider tests
+	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
 	for project in examples/use_cases/*/; do (cd $$project && $(CURDIR)/$(BIN)/pytest -p no:cacheprovider) || exit 1; done
 
 benchmark: $(INSTALLED)
