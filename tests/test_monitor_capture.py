@@ -149,6 +149,23 @@ def test_sqlmesh_run_in_a_fresh_process_is_recorded(monitored: Project) -> None:
     assert str(daily.iloc[1].interval_start.date()) == "2024-01-03"
 
 
+def test_sqlmesh_evaluate_is_recorded(monitored: Project) -> None:
+    """`sqlmesh evaluate` goes through SnapshotEvaluator.evaluate_and_fetch, not evaluate: it was not recorded."""
+    preview = monitored.context().evaluate("analytics.labelled", start="2024-01-01", end="2024-01-02",
+                                           execution_time="2024-01-03")
+    assert len(preview) == 150
+    monitored.cli("evaluate", "analytics.labelled", "--start", "2024-01-05", "--end", "2024-01-06")
+    evaluated = MetricsStore(monitored.root / DEFAULT_PATH).model_runs()
+    assert list(zip(evaluated.model, evaluated.command)) == [("analytics.labelled", "evaluate")] * 2
+    assert [str(start.date()) for start in evaluated.interval_start] == ["2024-01-01", "2024-01-05"]
+    for run in evaluated.itertuples():
+        assert run.status == "ok" and run.engine == "duckdb"
+        assert run.python_s >= 0.3  # 150 rows x 3 ms in the row-mode function
+        assert pd.isna(run.rows_out)  # a preview writes no table
+    functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
+    assert list(functions.function) == ["slow_label", "slow_label"]
+
+
 def test_monitoring_can_be_switched_off(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MIXMESH_MONITOR", "off")
     monitored.plan()
