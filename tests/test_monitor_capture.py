@@ -59,6 +59,32 @@ def copied(context, **kwargs) -> pd.DataFrame:
 '''
 
 
+FLAKY_MODEL = '''
+import time
+
+import pandas as pd
+
+from mixmesh import Retry, python_model
+
+ATTEMPTS = []
+
+
+def busy(seconds):  # Python at work, as the sampler sees it
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@python_model(name="analytics.flaky", columns={"x": "BIGINT"}, retry=Retry(attempts=3, backoff=[0.4]))
+def flaky(context, **kwargs) -> pd.DataFrame:
+    busy(0.2)
+    ATTEMPTS.append(1)
+    if len(ATTEMPTS) % 3:
+        raise ConnectionError("the service is warming up")
+    return pd.DataFrame({"x": [1, 2, 3]})
+'''
+
+
 @pytest.fixture
 def monitored(project: Project) -> Project:
     project.write("macros/functions.py", FUNCTIONS)
@@ -99,6 +125,19 @@ def test_python_time_and_engine_time_are_told_apart(monitored: Project) -> None:
     assert slow.python_s / slow.total_s > 0.6
     summed = recorded["analytics.summed"]
     assert summed.python_s / summed.total_s < 0.2  # the engine's work
+
+
+def test_a_retry_backoff_is_waiting_and_the_attempts_are_python(project: Project) -> None:
+    """A Python model that fails twice, then succeeds: its two 0.4 s backoffs were counted as
+    engine time; they are waiting now, and the three attempts' Python work is Python time."""
+    project.write("models/flaky.py", FLAKY_MODEL)
+    project.plan()
+    flaky = runs(project)["analytics.flaky"]
+    assert flaky.status == "ok" and flaky.retries == 2 and flaky.rows_out == 3
+    assert flaky.wait_s == pytest.approx(0.8, abs=0.1)
+    assert flaky.python_s == pytest.approx(0.6, abs=0.15)  # 3 attempts x 0.2 s
+    assert flaky.sql_s < 0.3
+    assert flaky.python_s + flaky.sql_s + flaky.wait_s == pytest.approx(flaky.total_s)
 
 
 def test_function_figures_and_resilience_counts(monitored: Project) -> None:

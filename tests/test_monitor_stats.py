@@ -126,6 +126,14 @@ def test_model_figures(tmp_path: Path) -> None:
     assert summary.store == store.location
 
 
+def test_a_retry_backoff_has_its_own_share(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.append([model_run("a.m", at=START, total_s=2.0, python_s=0.5, sql_s=0.5, wait_s=1.0)])
+    store.append([model_run("a.m", at=START + dt.timedelta(days=1), total_s=2.0, python_s=0.5)])  # kept without wait_s
+    (model,) = summarize(store).models
+    assert (model.python_share, model.sql_share, model.wait_share) == (0.25, 0.5, 0.25)
+
+
 def test_function_figures(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for calls, p50, p95, length in ((100, 0.001, 0.010, 10.0), (300, 0.003, 0.020, 30.0)):

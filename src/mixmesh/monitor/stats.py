@@ -137,6 +137,7 @@ class ModelStats:
     p95_s: t.Optional[float]
     sql_share: t.Optional[float]  # of the total time
     python_share: t.Optional[float]
+    wait_share: t.Optional[float]  # a retry's backoff between attempts
     rows_per_s: t.Optional[float]  # rows written / seconds, over runs that report rows
     peak_memory_mb: t.Optional[float]  # the highest peak
     retries: int
@@ -234,6 +235,7 @@ def summarize_frames(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") 
 
 def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
     import numpy as np
+    import pandas as pd
 
     runs = runs.sort_values("started_at", kind="stable")
     ok = runs[runs["status"] == "ok"]
@@ -251,6 +253,9 @@ def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
         p95_s=float(np.percentile(times, 95)) if times else None,
         sql_share=float(ok["sql_s"].sum()) / total if total > 0 else None,
         python_share=float(ok["python_s"].sum()) / total if total > 0 else None,
+        # Frames of runs kept before wait_s was recorded may lack it, or hold only None.
+        wait_share=float(ok.get("wait_s", pd.Series(dtype=float)).astype(float).fillna(0).sum()) / total
+        if total > 0 else None,
         rows_per_s=(
             float(with_rows["rows_out"].sum()) / float(with_rows["total_s"].sum())
             if len(with_rows) and with_rows["total_s"].sum() > 0 else None
