@@ -140,6 +140,32 @@ def test_a_retry_backoff_is_waiting_and_the_attempts_are_python(project: Project
     assert flaky.python_s + flaky.sql_s + flaky.wait_s == pytest.approx(flaky.total_s)
 
 
+def test_a_functions_retry_backoff_is_waiting_not_python(project: Project) -> None:
+    """The backoff runs inside the function's wrapper (project code to the sampler): it was Python time."""
+    project.write("macros/functions.py", '''
+        from mixmesh import Retry, udf
+
+        CALLS = []
+
+
+        @udf(retry=Retry(attempts=3, backoff=[0.5]))
+        def flaky_double(x: float) -> float:
+            CALLS.append(1)
+            if len(CALLS) == 1:
+                raise ConnectionError("cold start")
+            return x * 2
+    ''')
+    project.write("models/doubled.sql", """
+        MODEL (name analytics.doubled, kind FULL);
+        SELECT x, @flaky_double(x) AS y FROM (SELECT range::DOUBLE AS x FROM range(1000))
+    """)
+    project.plan()
+    doubled = runs(project)["analytics.doubled"]
+    assert doubled.retries == 1 and doubled.rows_out == 1000
+    assert doubled.wait_s == pytest.approx(0.5, abs=0.1)
+    assert doubled.python_s < 0.2
+
+
 def test_function_figures_and_resilience_counts(monitored: Project) -> None:
     monitored.plan()
     functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()

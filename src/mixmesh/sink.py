@@ -196,7 +196,9 @@ class Evaluation:
         """A thread running Python for this model now: its function, mode and frame."""
         alone = len(_active) <= 1
         for ident, frame in sys._current_frames().items():
-            found = None if ident == sampler else _innermost_user_frame(frame)
+            # A thread sleeping between retries is waiting, even inside a function's wrapper.
+            waiting = frame is not None and frame.f_code in _wait_code
+            found = None if ident == sampler or waiting else _innermost_user_frame(frame)
             if found is None:
                 continue
             function, mode, model, frame = found
