@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mixmesh import python_model
-from mixmesh.advice import AdviceError, Measured, advise, measure
+from mixmesh.advice import AdviceError, DataSpan, Measured, advise, measure
 from mixmesh.advice.advisor import HYBRID, PYTHON_PRIMARY, SQL_PRIMARY
 from mixmesh.core.models import ModelDefinitionError
 from mixmesh.monitor.records import ModelRun, new_id
@@ -368,7 +368,8 @@ def test_measured_figures(tmp_path: Path) -> None:
 
 
 def test_measured_rows_feed_the_framework_and_declared_beat_them(functions: Project) -> None:
-    functions.write("models/one_call.sql", "MODEL (name analytics.one_call, kind FULL); SELECT id, @score(x) AS s FROM raw.events")
+    functions.write("models/one_call.sql", "MODEL (name analytics.one_call, kind INCREMENTAL_BY_TIME_RANGE (time_column d)); "
+                    "SELECT id, @score(x) AS s, @start_date AS d FROM raw.events")
     functions.write("models/declared_py.py", DECLARED_PYTHON.format(requirements={"machine_learning": True, "daily_row_count": 1_000}))
     store = MetricsStore(functions.root / DEFAULT_PATH)  # the project's own store, the default
     store.append([run("analytics.one_call", day, 300_000_000, 2.0, started=day) for day in range(3)])
@@ -389,14 +390,47 @@ def test_measured_rows_feed_the_framework_and_declared_beat_them(functions: Proj
     )
     assert "latency_sla_ms" not in measured.requirements
 
-    declared = advice["analytics.declared_py"]
+    declared = advice["analytics.declared_py"]  # a FULL model: no rows a day measured, the declared one stands
     assert declared.requirements == {"machine_learning": True, "daily_row_count": 1_000}
     assert declared.choice.pattern == HYBRID
-    assert (
-        "daily_row_count = 1,000: declared in the model's decorator; measured 200,000,000 rows a day: "
-        "rows written over 2 day(s) of 2 interval(s)" in declared.reasons
-    )
+    assert "daily_row_count = 1,000: declared in the model's decorator" in declared.reasons
     assert advice["raw.events"].reasons[2:] == ["no requirements declared", "no runs of this model in the metrics store"]
+
+
+def test_a_full_models_rows_a_day_come_from_its_data_not_from_its_start_date(functions: Project) -> None:
+    """Regression: a FULL model is evaluated over an interval from its start (2024-01-01 here) to
+    today, so its 50 rows read "0 rows a day over 1,000+ days"; they cover 10 days of d."""
+    functions.write("models/daily.sql", """
+        MODEL (name analytics.daily, kind FULL);
+        SELECT i AS id, DATE '2026-03-01' + (i % 10)::INT AS d FROM range(50) AS t(i)
+    """)
+    functions.write("models/two_dates.sql", """
+        MODEL (name analytics.two_dates, kind FULL);
+        SELECT i AS id, DATE '2026-03-01' AS opened, DATE '2026-03-09' AS closed FROM range(40) AS t(i)
+    """)
+    functions.write("models/by_day.sql", """
+        MODEL (name analytics.by_day, kind INCREMENTAL_BY_TIME_RANGE (time_column d), start '2026-03-01',
+               end '2026-03-04', cron '@daily');
+        SELECT i AS id, @start_date + (i % 4)::INT AS d FROM range(28) AS t(i)
+    """)
+    functions.plan()
+    advice = advice_by_model(functions)
+
+    daily = advice["analytics.daily"]
+    assert daily.measured.span == DataSpan("d", 50, dt.date(2026, 3, 1), dt.date(2026, 3, 10))
+    assert daily.requirements == {"daily_row_count": 5}
+    assert (
+        "daily_row_count = 5: measured: 5 rows a day: the 50 rows its table holds (one FULL build) over the 10 day(s) "
+        "of d, 2026-03-01 to 2026-03-10" in daily.reasons
+    )
+
+    two = advice["analytics.two_dates"]  # which of its dates counts is not known: no rows a day
+    assert "daily_row_count" not in two.requirements and two.measured.rows_per_build == 40
+    assert two.figures[0].name == "rows_per_build" and not two.figures[0].used
+    assert "several date or timestamp columns (opened, closed)" in two.figures[0].detail
+
+    by_day = advice["analytics.by_day"]  # incremental: the intervals it built (28 rows over 4 days)
+    assert (by_day.measured.daily_row_count, by_day.measured.interval_days) == (7, 4.0)
 
 
 def test_measured_latency_above_a_declared_sla_is_pointed_out(functions: Project) -> None:
@@ -452,7 +486,8 @@ def test_the_command_prints_each_model_with_its_reasons(functions: Project) -> N
         "               external_apis = true: declared in MODEL (session_properties)",
         "               latency_sla_ms = 5,000: declared in MODEL (session_properties)",
         "               dynamic_schemas = false: declared in MODEL (session_properties)",
-        "               daily_row_count = 1,000: measured: 1,000 rows a day: rows written over 1 day(s) of 1 interval(s)",
+        "               rows_per_build = 1,000: measured: its latest build wrote 1,000 rows; a FULL model rebuilds all "
+        "its rows each run, and it has no date or timestamp column to spread them over: no rows a day stated",
         "               p95_run_ms = 1,500.0: measured over 1 run(s); shown beside, the framework takes a declared "
         "latency_sla_ms only",
     ]
@@ -463,9 +498,8 @@ def test_the_command_prints_each_model_with_its_reasons(functions: Project) -> N
     assert item["follows"] == SQL_PRIMARY and item["recommended"] == HYBRID and item["matches"] is False
     assert item["requirements"] == {
         "machine_learning": True, "external_apis": True, "latency_sla_ms": 5000, "dynamic_schemas": False,
-        "daily_row_count": 1000,
     }
-    assert {f["name"]: f["source"] for f in item["figures"]}["daily_row_count"] == "measured"
+    assert {f["name"]: (f["source"], f["used"]) for f in item["figures"]}["rows_per_build"] == ("measured", False)
     assert item["measured"]["p95_total_ms"] == 1500.0
 
 

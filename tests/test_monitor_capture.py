@@ -59,6 +59,32 @@ def copied(context, **kwargs) -> pd.DataFrame:
 '''
 
 
+FLAKY_MODEL = '''
+import time
+
+import pandas as pd
+
+from mixmesh import Retry, python_model
+
+ATTEMPTS = []
+
+
+def busy(seconds):  # Python at work, as the sampler sees it
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@python_model(name="analytics.flaky", columns={"x": "BIGINT"}, retry=Retry(attempts=3, backoff=[0.4]))
+def flaky(context, **kwargs) -> pd.DataFrame:
+    busy(0.2)
+    ATTEMPTS.append(1)
+    if len(ATTEMPTS) % 3:
+        raise ConnectionError("the service is warming up")
+    return pd.DataFrame({"x": [1, 2, 3]})
+'''
+
+
 @pytest.fixture
 def monitored(project: Project) -> Project:
     project.write("macros/functions.py", FUNCTIONS)
@@ -99,6 +125,45 @@ def test_python_time_and_engine_time_are_told_apart(monitored: Project) -> None:
     assert slow.python_s / slow.total_s > 0.6
     summed = recorded["analytics.summed"]
     assert summed.python_s / summed.total_s < 0.2  # the engine's work
+
+
+def test_a_retry_backoff_is_waiting_and_the_attempts_are_python(project: Project) -> None:
+    """A Python model that fails twice, then succeeds: its two 0.4 s backoffs were counted as
+    engine time; they are waiting now, and the three attempts' Python work is Python time."""
+    project.write("models/flaky.py", FLAKY_MODEL)
+    project.plan()
+    flaky = runs(project)["analytics.flaky"]
+    assert flaky.status == "ok" and flaky.retries == 2 and flaky.rows_out == 3
+    # Sampled every 5 ms: a busy machine delays the sampler, hence the margins.
+    assert flaky.wait_s == pytest.approx(0.8, abs=0.2)
+    assert flaky.python_s >= 0.45  # 3 attempts x 0.2 s
+    assert flaky.python_s + flaky.sql_s + flaky.wait_s == pytest.approx(flaky.total_s)
+
+
+def test_a_functions_retry_backoff_is_waiting_not_python(project: Project) -> None:
+    """The backoff runs inside the function's wrapper (project code to the sampler): it was Python time."""
+    project.write("macros/functions.py", '''
+        from mixmesh import Retry, udf
+
+        CALLS = []
+
+
+        @udf(retry=Retry(attempts=3, backoff=[0.5]))
+        def flaky_double(x: float) -> float:
+            CALLS.append(1)
+            if len(CALLS) == 1:
+                raise ConnectionError("cold start")
+            return x * 2
+    ''')
+    project.write("models/doubled.sql", """
+        MODEL (name analytics.doubled, kind FULL);
+        SELECT x, @flaky_double(x) AS y FROM (SELECT range::DOUBLE AS x FROM range(1000))
+    """)
+    project.plan()
+    doubled = runs(project)["analytics.doubled"]
+    assert doubled.retries == 1 and doubled.rows_out == 1000
+    assert doubled.wait_s == pytest.approx(0.5, abs=0.15)
+    assert doubled.python_s < 0.25
 
 
 def test_function_figures_and_resilience_counts(monitored: Project) -> None:
@@ -147,6 +212,23 @@ def test_sqlmesh_run_in_a_fresh_process_is_recorded(monitored: Project) -> None:
     daily = MetricsStore(monitored.root / DEFAULT_PATH).model_runs(model="analytics.daily")
     assert list(daily.command) == ["plan", "run"]
     assert str(daily.iloc[1].interval_start.date()) == "2024-01-03"
+
+
+def test_sqlmesh_evaluate_is_recorded(monitored: Project) -> None:
+    """`sqlmesh evaluate` goes through SnapshotEvaluator.evaluate_and_fetch, not evaluate: it was not recorded."""
+    preview = monitored.context().evaluate("analytics.labelled", start="2024-01-01", end="2024-01-02",
+                                           execution_time="2024-01-03")
+    assert len(preview) == 150
+    monitored.cli("evaluate", "analytics.labelled", "--start", "2024-01-05", "--end", "2024-01-06")
+    evaluated = MetricsStore(monitored.root / DEFAULT_PATH).model_runs()
+    assert list(zip(evaluated.model, evaluated.command)) == [("analytics.labelled", "evaluate")] * 2
+    assert [str(start.date()) for start in evaluated.interval_start] == ["2024-01-01", "2024-01-05"]
+    for run in evaluated.itertuples():
+        assert run.status == "ok" and run.engine == "duckdb"
+        assert run.python_s >= 0.3  # 150 rows x 3 ms in the row-mode function
+        assert pd.isna(run.rows_out)  # a preview writes no table
+    functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
+    assert list(functions.function) == ["slow_label", "slow_label"]
 
 
 def test_monitoring_can_be_switched_off(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:

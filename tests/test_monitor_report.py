@@ -110,6 +110,20 @@ def test_one_run_charts_each_of_its_figures_once() -> None:
     assert "all 1 run" in page
 
 
+def test_a_retry_backoff_is_charted_as_waiting_beside_sql_and_python() -> None:
+    waited = model_run("analytics.flaky", 1, sql_s=0.2, python_s=0.6, wait_s=0.8, total_s=1.6)
+    plain = model_run("analytics.flaky", 2, sql_s=0.2, python_s=0.6, wait_s=0.0, total_s=0.8)
+    page = render_report(*frames([waited, plain]), [])
+    time_marks = [(m["data-run"], m["data-series"], float(m["data-value"])) for m in parse(page).marks
+                  if m["data-chart"] == "time"]
+    assert sorted(time_marks) == sorted([
+        (waited.run_id, "sql", 0.2), (waited.run_id, "python", 0.6), (waited.run_id, "wait", 0.8),
+        (plain.run_id, "sql", 0.2), (plain.run_id, "python", 0.6),  # no backoff: no mark
+    ])
+    # SQL 0.4 s, Python 1.2 s and waiting 0.8 s of 2.4 s.
+    assert "17% / 50% (33% waiting)</td>" in page
+
+
 def test_many_runs_chart_the_latest_ones_per_model() -> None:
     runs = [model_run("analytics.busy", i) for i in range(120)] + [model_run("analytics.quiet", i) for i in range(3)]
     marks = parse(render_report(*frames(runs), [])).marks

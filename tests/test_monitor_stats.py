@@ -126,6 +126,14 @@ def test_model_figures(tmp_path: Path) -> None:
     assert summary.store == store.location
 
 
+def test_a_retry_backoff_has_its_own_share(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.append([model_run("a.m", at=START, total_s=2.0, python_s=0.5, sql_s=0.5, wait_s=1.0)])
+    store.append([model_run("a.m", at=START + dt.timedelta(days=1), total_s=2.0, python_s=0.5)])  # kept without wait_s
+    (model,) = summarize(store).models
+    assert (model.python_share, model.sql_share, model.wait_share) == (0.25, 0.5, 0.25)
+
+
 def test_function_figures(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for calls, p50, p95, length in ((100, 0.001, 0.010, 10.0), (300, 0.003, 0.020, 30.0)):
@@ -189,15 +197,89 @@ def test_high_python_share_at_low_rows_per_second_suggests_vectorizing(
 ) -> None:
     run = model_run("a.py", total_s=10.0, python_s=10.0 * python_share, rows_out=int(rows_per_s * 10))
     functions = [function_run(run, "small", total_s=0.5), function_run(run, "big", total_s=4.0),
-                 function_run(run, "fast", mode="vectorized", total_s=4.5)]
+                 function_run(run, "fast", mode="vectorized", total_s=3.5)]
     advice = _recommendations(tmp_path, [(run, functions)])
     assert [a.rule for a in advice] == (["vectorize"] if fires else [])
     if fires:
         (found,) = advice
-        # The row-mode function with the most time is named.
+        # The function with the most Python time is named: a row-mode one.
         assert (found.model, found.function, found.figure) == ("a.py", "big", "python_share")
         assert found.value == pytest.approx(python_share) and found.threshold == 0.5
         assert "@udf(vectorized=True)" in found.message and f"{rows_per_s:,.0f} rows/s" in found.message
+
+
+def _python_bound(tmp_path: Path, *functions: t.Tuple[str, t.Dict[str, t.Any]]) -> t.List[t.Any]:
+    """A model whose Python time (90% at 900 rows/s) went to ``functions`` (name, function_run changes)."""
+    run = model_run("a.py", total_s=10.0, python_s=9.0, rows_out=9000)
+    return _recommendations(tmp_path, [(run, [function_run(run, name, **changes) for name, changes in functions])])
+
+
+def test_a_vectorized_function_is_not_told_to_vectorize(tmp_path: Path) -> None:
+    """Regression: with only vectorized functions, the advice read "vectorize: process whole
+    batches ... instead of row by row"."""
+    (found,) = _python_bound(tmp_path, ("zscore", dict(mode="vectorized", calls=4, rows=8000, total_s=8.0)),
+                             ("label", dict(mode="row", total_s=0.5)))
+    assert (found.rule, found.function) == ("vectorized_cost", "zscore")
+    assert "zscore is vectorized already (8.0 s, 4 batch(es) of 2,000 rows on average)" in found.message
+    assert "row by row" not in found.message and "@udf(vectorized=True)" not in found.message
+
+
+def test_functions_are_advised_in_the_mode_of_their_latest_run(tmp_path: Path) -> None:
+    """A function recorded in row mode, then declared vectorized: advised as vectorized; its old
+    row-mode runs, with their large lists, no longer call for aggregating in SQL."""
+    store = _store(tmp_path)
+    before = model_run("a.py", at=START, total_s=10.0, python_s=9.0, rows_out=9000)
+    store.append([before], [function_run(before, "score", mode="row", calls=None, rows=None, total_s=30.0,
+                                         mean_list_length=500.0)])
+    after = model_run("a.py", at=START + dt.timedelta(days=1), total_s=10.0, python_s=9.0, rows_out=9000)
+    store.append([after], [function_run(after, "score", mode="vectorized", calls=2, rows=9000, total_s=8.0)])
+    summary = summarize(store)
+    assert [(f.mode, f.current) for f in summary.functions] == [("row", False), ("vectorized", True)]
+    assert [(r.rule, r.function) for r in summary.recommendations] == [("vectorized_cost", "score")]
+
+
+@pytest.mark.parametrize("changes, says", [
+    (dict(mode="row", calls=None, rows=None), "declare label (row mode, called once per row, 8.0 s) with @udf(vectorized=True)"),
+    (dict(mode="row", calls=3, rows=9000), "declare label (row mode, the fast path hands it batches of 3,000 rows but "
+                                           "calls it once per row, 8.0 s) with @udf(vectorized=True)"),
+    (dict(mode="model", calls=None, rows=None), "the model's own Python code takes 8.0 s: work on whole columns"),
+])
+def test_the_vectorize_advice_fits_how_the_function_ran(tmp_path: Path, changes: t.Dict[str, t.Any], says: str) -> None:
+    (found,) = _python_bound(tmp_path, ("label", dict(total_s=8.0, **changes)))
+    assert found.rule == "vectorize" and says in found.message
+
+
+def test_a_slow_vectorized_function_in_a_real_project_gets_advice_that_fits_it(tmp_path: Path) -> None:
+    from tests.projects import Project, forget_project_modules
+
+    project = Project(tmp_path / "project")
+    project.write("macros/functions.py", """
+        import time
+
+        import pyarrow.compute as pc
+
+        from mixmesh import udf
+
+
+        @udf(vectorized=True)
+        def slow_twice(x: float) -> float:
+            time.sleep(0.5)  # a costly batch: the model's time is Python's
+            return pc.multiply(x, 2.0)
+    """)
+    project.write("models/twice.sql", """
+        MODEL (name analytics.twice, kind FULL);
+        SELECT x, @slow_twice(x) AS twice FROM (SELECT range::DOUBLE AS x FROM range(5000))
+    """)
+    try:
+        project.plan()
+    finally:
+        project.close()
+        forget_project_modules()
+    summary = summarize(MetricsStore.for_project(project.root, setting=""))
+    assert [(f.function, f.mode) for f in summary.functions] == [("slow_twice", "vectorized")]
+    (found,) = summary.recommendations
+    assert (found.rule, found.model, found.function) == ("vectorized_cost", "analytics.twice", "slow_twice")
+    assert "row by row" not in found.message and "@udf(vectorized=True)" not in found.message
 
 
 @pytest.mark.parametrize("length, mode, fires", [(100.0, "row", True), (99.9, "row", False), (5000.0, "vectorized", False)])

@@ -62,6 +62,34 @@ def test_rows_read_back_oldest_first_filtered_by_model_and_days(tmp_path: Path) 
     assert store.schema_version() == SCHEMA_VERSION
 
 
+def test_a_store_written_before_the_wait_column_stays_readable_and_gains_it(tmp_path: Path) -> None:
+    """wait_s (a retry's backoff) came after schema version 1: older files and batches lack it."""
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    old = model_run("a.x", at=days_ago(2))
+    store.append([old])
+    store.merge()
+    with duckdb.connect(str(tmp_path / "metrics.duckdb")) as connection:  # as version 1 wrote it
+        connection.execute("ALTER TABLE model_runs DROP COLUMN wait_s")
+    runs = store.model_runs()  # nothing spooled: read from the file as it is, read-only
+    assert list(runs.columns) == list(MODEL_RUN_COLUMNS)
+    assert list(runs.run_id) == [old.run_id] and runs.wait_s.isna().all()
+
+    spooled = model_run("a.x", at=days_ago(1))  # a batch an older mixmesh spooled, without wait_s
+    document = {"schema_version": SCHEMA_VERSION, "batch_id": "older", "written_at": "2026-01-01T00:00:00", "pid": 1,
+                "model_runs": [{k: v for k, v in _json_row(spooled).items() if k != "wait_s"}], "function_runs": []}
+    store.spool.mkdir(parents=True, exist_ok=True)
+    (store.spool / "00000000000000000001-1-older.json").write_text(json.dumps(document))
+    store.append([model_run("a.x", wait_s=1.5)])
+    assert store.merge() == 2  # both batches, into the file brought up to date
+    assert list(store.model_runs().wait_s.fillna(-1)) == [-1, -1, 1.5]
+
+
+def _json_row(run: t.Any) -> t.Dict[str, t.Any]:
+    from mixmesh.monitor.store import _row
+
+    return _row(run, MODEL_RUN_TYPES)
+
+
 def test_a_missing_store_reads_empty(tmp_path: Path) -> None:
     store = MetricsStore(tmp_path / "nothing" / "metrics.duckdb")
     assert store.model_runs().empty and list(store.model_runs().columns) == list(MODEL_RUN_COLUMNS)

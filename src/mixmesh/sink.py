@@ -2,10 +2,11 @@
 
 Code that calls functions (``mixmesh.runtime``) records here what it knows cheaply: a
 batch's rows and time (``record_batch``), which code objects are project functions and
-which wait for the engine (``register_user_code``, ``register_engine_code``), rows a Python
-model read. ``Evaluation`` holds one model interval's figures; a sampler thread looks at
+which wait for the engine (``register_user_code``, ``register_engine_code``), which wait on
+purpose (``register_wait_code``: a retry's backoff), rows a Python model read. ``Evaluation`` holds one model interval's figures; a sampler thread looks at
 every thread's stack every few milliseconds (``MIXMESH_MONITOR_SAMPLE_MS``, default 5) to
-split the time between Python and the engine where a clock read per row would cost too much.
+split the time between Python, the engine and waiting where a clock read per row would cost
+too much.
 
 A leaf: it imports nothing of mixmesh but names, so that the layers that call functions can
 write to it without knowing who reads it (``mixmesh.monitor.capture`` opens and saves the
@@ -32,6 +33,10 @@ _RSS_EVERY = 20  # samples between two readings of the resident memory (every 10
 # code -> (function name, mode, the model it runs for when the code is that model's own)
 _user_code: t.Dict[types.CodeType, t.Tuple[str, str, t.Optional[str]]] = {}
 _engine_code: t.Set[types.CodeType] = set()
+# Code that sleeps on purpose (a retry's backoff between attempts): neither Python's work nor
+# the engine's. Only a thread whose *innermost* frame is here is waiting: the same code also
+# calls the attempt, whose own frames are then inside it.
+_wait_code: t.Set[types.CodeType] = set()
 # The evaluations under way, by model: SQLMesh may evaluate several at once on its threads.
 _active: t.Dict[str, "Evaluation"] = {}
 _active_lock = threading.Lock()
@@ -43,6 +48,12 @@ def register_user_code(code: types.CodeType, function: str, mode: str, model: t.
 def register_engine_code(code: types.CodeType) -> None:
     """Mark ``code`` as running a query: time under it (and not in user code) is the engine's."""
     _engine_code.add(code)
+
+
+def register_wait_code(code: types.CodeType) -> None:
+    """Mark ``code`` as sleeping on purpose when it is a thread's innermost frame (a C-level
+    ``time.sleep`` adds no frame of its own): that time is waiting, not Python's or the engine's."""
+    _wait_code.add(code)
 
 
 # ------------------------------------------------------------------------- batch timing
@@ -123,6 +134,7 @@ class Evaluation:
         self.functions: t.Dict[str, FunctionFigures] = {}
         self.lock = threading.Lock()
         self.python_sampled = 0.0
+        self.wait_sampled = 0.0  # backoff between retries, on this evaluation's threads
         self.rows_written: t.Optional[int] = None
         self.rows_read: t.Optional[int] = None  # known for what Python models read
         self.peak_rss = _rss_bytes()
@@ -166,6 +178,9 @@ class Evaluation:
                 self.peak_rss = max(self.peak_rss, _rss_bytes())
             found = self._python_frame(me)
             if found is None:
+                if self._waiting(me):
+                    with self.lock:
+                        self.wait_sampled += elapsed
                 continue
             function, mode, frame = found
             with self.lock:
@@ -181,7 +196,9 @@ class Evaluation:
         """A thread running Python for this model now: its function, mode and frame."""
         alone = len(_active) <= 1
         for ident, frame in sys._current_frames().items():
-            found = None if ident == sampler else _innermost_user_frame(frame)
+            # A thread sleeping between retries is waiting, even inside a function's wrapper.
+            waiting = frame is not None and frame.f_code in _wait_code
+            found = None if ident == sampler or waiting else _innermost_user_frame(frame)
             if found is None:
                 continue
             function, mode, model, frame = found
@@ -189,6 +206,15 @@ class Evaluation:
             if model == self.model or (model is None and alone):
                 return function, mode, frame
         return None
+
+    def _waiting(self, sampler: int) -> bool:
+        """Whether a thread of this evaluation is sleeping between attempts (its own thread, or
+        any thread while it is the only evaluation)."""
+        alone = len(_active) <= 1
+        return any(
+            frame.f_code in _wait_code and (ident == self.thread or alone)
+            for ident, frame in sys._current_frames().items() if ident != sampler
+        )
 
 
 def calling_function(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, t.Optional[str]]]:

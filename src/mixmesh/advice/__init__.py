@@ -15,10 +15,11 @@
     and in ``@python_model(..., requirements={"machine_learning": True})``, which stores them
     the same way (a SQLMesh ``@model`` can pass ``session_properties={"mixmesh_requirements":
     {...}}`` itself);
-  - **measured**, from the metrics store: ``daily_row_count`` is the rows a model wrote per
-    day of the intervals it built (the latest run of each interval; unit tests and previews
-    left out). The p95 of its run time is shown beside, never used as ``latency_sla_ms``:
-    an SLA is a promise, not a measurement.
+  - **measured**, from the metrics store (``mixmesh.advice.measured``): ``daily_row_count``
+    is the rows an incremental model wrote per day of the intervals it built, and for a FULL
+    model the rows its table holds over the days its time column spans (none stated without
+    one). The p95 of its run time is shown beside, never used as ``latency_sla_ms``: an SLA
+    is a promise, not a measurement.
 
   A declared figure beats a measured one; each figure says where it came from.
 - A model matches when it follows the recommended pattern; a plain SQL model is compared with
@@ -35,6 +36,14 @@ from pathlib import Path
 from sqlglot import exp
 
 from mixmesh.advice import advisor
+from mixmesh.advice.measured import (  # noqa: F401 - re-exported
+    PREVIEW_COMMANDS,
+    DataSpan,
+    Measured,
+    describe,
+    measure,
+    measure_model,
+)
 from mixmesh.core.errors import MixmeshError
 from mixmesh.core.requirements import REQUIREMENTS_PROPERTY, requirements_expression  # noqa: F401 - re-exported
 from mixmesh.advice.structure import CLOSEST_PATTERN, Structure, is_advisable, model_structure, short_name
@@ -44,8 +53,6 @@ if t.TYPE_CHECKING:
 
     from mixmesh.monitor.store import MetricsStore
 
-PREVIEW_COMMANDS = ("test", "evaluate")  # runs that build no table: their rows say nothing of volume
-SECONDS_A_DAY = 86_400
 
 
 class AdviceError(MixmeshError, ValueError):
@@ -61,17 +68,6 @@ class Figure:
     source: str  # "declared" or "measured"
     detail: str
     used: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Measured:
-    """What the metrics store says about one model."""
-
-    runs: int = 0  # evaluations that built the model's table, succeeded
-    p95_total_ms: t.Optional[float] = None
-    daily_row_count: t.Optional[int] = None
-    intervals: int = 0  # distinct intervals the row count is measured over
-    interval_days: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,25 +134,23 @@ def advise(
                 raise AdviceError(f"no SQL or Python model {model} in {project}; its models: {', '.join(sorted(models)) or 'none'}")
             models = {wanted: models[wanted]}
         runs = _runs_by_model(store)
-        return [advise_model(models[name], runs.get(name)) for name in sorted(models)]
+        return [advise_model(models[name], runs.get(name), adapter=context.engine_adapter) for name in sorted(models)]
     finally:
         context.close()
 
 
-def advise_model(model: t.Any, runs: t.Optional["pd.DataFrame"] = None) -> Advice:
-    """Advice for one loaded SQLMesh model, given its rows of ``MetricsStore.model_runs()``."""
+def advise_model(model: t.Any, runs: t.Optional["pd.DataFrame"] = None, *, adapter: t.Any = None) -> Advice:
+    """Advice for one loaded SQLMesh model, given its rows of ``MetricsStore.model_runs()``;
+    ``adapter``, the engine adapter a FULL model's table is read through (the days its rows cover)."""
     name = short_name(model.fqn)
     structure = model_structure(model)
     declared = declared_requirements(model)
-    measured = measure(runs) if runs is not None else Measured()
+    measured = measure_model(model, runs, adapter)
     where = "declared in MODEL (session_properties)" if structure.language == "sql" else "declared in the model's decorator"
     figures = [Figure(key, value, "declared", where) for key, value in declared.items()]
     requirements = dict(declared)
     if measured.daily_row_count is not None:
-        measurement = (
-            f"{measured.daily_row_count:,} rows a day: rows written over {measured.interval_days:g} day(s) "
-            f"of {measured.intervals} interval(s)"
-        )
+        measurement = describe(measured)
         if "daily_row_count" in declared:
             figures[list(declared).index("daily_row_count")] = Figure(
                 "daily_row_count", declared["daily_row_count"], "declared", f"{where}; measured {measurement}"
@@ -164,6 +158,10 @@ def advise_model(model: t.Any, runs: t.Optional["pd.DataFrame"] = None) -> Advic
         else:
             requirements["daily_row_count"] = measured.daily_row_count
             figures.append(Figure("daily_row_count", measured.daily_row_count, "measured", f"measured: {measurement}"))
+    elif measured.rows_per_build is not None:
+        figures.append(Figure("rows_per_build", measured.rows_per_build, "measured", (
+            f"measured: its latest build wrote {measured.rows_per_build:,} rows; a FULL model rebuilds all its rows "
+            f"each run, and {measured.no_span}: no rows a day stated"), used=False))
     if measured.p95_total_ms is not None:
         detail = f"measured over {measured.runs} run(s); shown beside, the framework takes a declared latency_sla_ms only"
         sla = declared.get("latency_sla_ms")
@@ -198,21 +196,6 @@ def requirements_from_expression(expression: t.Any) -> t.Dict[str, t.Any]:
     else:
         raise AdviceError(f"write it as (name = value, ...), not {_sql(expression)}")
     return {_key(key): _value(key, value) for key, value in pairs}
-
-
-def measure(runs: "pd.DataFrame") -> Measured:
-    """Figures from a model's rows of ``MetricsStore.model_runs()``: successful runs that built its table."""
-    built = runs[(runs["status"] == "ok") & ~runs["command"].isin(PREVIEW_COMMANDS)]
-    if built.empty:
-        return Measured()
-    p95_ms = float(built["total_s"].quantile(0.95)) * 1000  # linear interpolation between runs
-    rated = built.dropna(subset=["interval_start", "interval_end", "rows_out"])
-    rated = rated[rated["interval_end"] > rated["interval_start"]]
-    # A restated or rerun interval counts once, as last built.
-    rated = rated.sort_values("started_at").drop_duplicates(["interval_start", "interval_end"], keep="last")
-    days = float((rated["interval_end"] - rated["interval_start"]).dt.total_seconds().sum()) / SECONDS_A_DAY
-    daily = round(float(rated["rows_out"].sum()) / days) if days > 0 else None
-    return Measured(len(built), p95_ms, daily, len(rated), round(days, 4))
 
 
 def format_text(advice: t.Sequence[Advice]) -> str:

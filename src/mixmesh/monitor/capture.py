@@ -4,8 +4,9 @@ Around each model interval SQLMesh evaluates (``mixmesh.sqlmesh.monitoring`` hoo
 evaluator), ``evaluating`` opens an evaluation in the sink (``mixmesh.sink``), where the
 functions' wrappers and the sampler record, and then saves what it holds: the wall time,
 the rows written (SQLMesh's own count), the process's peak memory, the resilience events of
-the model, and how the time splits between Python and the engine. Vectorized functions are
-timed exactly, batch by batch; row-mode ones by the sink's sampler (see there).
+the model, and how the time splits between Python, the engine and waiting (a retry's backoff
+between attempts). Vectorized functions are timed exactly, batch by batch; row-mode ones, a
+Python model's code and the backoff by the sink's sampler (see there).
 
 SQLMesh unit tests (``sqlmesh test``) are captured only when asked, with
 ``MIXMESH_MONITOR_TESTS=1`` (command "test"): fixture rows say little about production
@@ -26,7 +27,14 @@ from pathlib import Path
 
 from mixmesh.core.names import short_name
 from mixmesh.monitor.records import FunctionRun, ModelRun, new_id
-from mixmesh.sink import Evaluation, FunctionFigures, close_evaluation, open_evaluation, record_batch
+from mixmesh.sink import (
+    Evaluation,
+    FunctionFigures,
+    close_evaluation,
+    open_evaluation,
+    record_batch,
+    register_wait_code,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +44,17 @@ TESTS_VARIABLE = "MIXMESH_MONITOR_TESTS"
 # on threads of its own, where a context variable set by the command would not be seen.
 _command: t.Optional[t.Tuple[str, Path]] = None
 COMMANDS = ("plan", "run", "evaluate", "test")
+
+
+def _register_backoff() -> None:
+    """A retry's backoff is tenacity's ``Retrying.__call__`` sleeping between attempts
+    (``mixmesh.core.resilience.Retry``): while it is a thread's innermost frame, that thread waits."""
+    import tenacity
+
+    register_wait_code(tenacity.Retrying.__call__.__code__)
+
+
+_register_backoff()
 
 
 def enabled() -> bool:
@@ -108,9 +127,7 @@ def _save(
         _function_run(run_id, evaluation.model, name, figures, handled=changes.get((name, "fallbacks"), 0))
         for name, figures in evaluation.functions.items()
     ]
-    # Batch-timed functions (vectorized ones, and row ones on the fast path) are timed exactly.
-    timed = sum(f.total_s for f in functions if f.calls is not None)
-    python_s = min(total, max(evaluation.python_sampled, timed))
+    python_s, wait_s = time_split(evaluation, functions, total)
     rows_out = evaluation.rows_written if evaluation.rows_written is not None else rows_written()
     counts = _by_event(changes)
     run = ModelRun(
@@ -125,7 +142,7 @@ def _save(
         ended_at=started_at + dt.timedelta(seconds=total),
         total_s=total,
         python_s=python_s,
-        sql_s=max(total - python_s, 0.0),
+        sql_s=max(total - python_s - wait_s, 0.0),
         rows_in=evaluation.rows_read,
         rows_out=rows_out,
         rows_per_s=rows_out / total if rows_out is not None and total > 0 else None,
@@ -137,8 +154,19 @@ def _save(
         status="ok" if error is None else "failed",
         error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
         project=str(project),
+        wait_s=wait_s,
     )
     _store_for(project).append([run], functions)
+
+
+def time_split(evaluation: Evaluation, functions: t.Sequence[FunctionRun], total: float) -> t.Tuple[float, float]:
+    """Python's seconds and the backoff's out of ``total``; the engine has the rest.
+
+    Batch-timed functions (vectorized ones, and row ones on the fast path) are timed exactly,
+    but a batch's time includes the backoff of the retries inside it: that part is waiting."""
+    wait_s = min(evaluation.wait_sampled, total)
+    timed = sum(f.total_s for f in functions if f.calls is not None)
+    return min(total - wait_s, max(evaluation.python_sampled, timed - wait_s)), wait_s
 
 
 _stores: t.Dict[Path, t.Any] = {}

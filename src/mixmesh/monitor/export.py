@@ -60,6 +60,7 @@ def prometheus_text(summary: Summary) -> str:
             ("model_duration_seconds", "summary", "Run time of a model evaluation (successful runs)."),
             ("model_python_ratio", "gauge", "Share of the run time spent in Python (functions and Python model code)."),
             ("model_sql_ratio", "gauge", "Share of the run time spent in the engine (SQL)."),
+            ("model_wait_ratio", "gauge", "Share of the run time spent waiting between retries (backoff)."),
             ("model_rows_per_second", "gauge", "Rows written per second of run time."),
             ("model_peak_memory_bytes", "gauge", "Highest peak resident memory of the process during a run."),
             ("model_retries", "gauge", "Retries of Python functions in the window."),
@@ -90,6 +91,7 @@ def prometheus_text(summary: Summary) -> str:
             duration.add(ok, "_count", model=m)
         families["model_python_ratio"].add(model.python_share, model=m)
         families["model_sql_ratio"].add(model.sql_share, model=m)
+        families["model_wait_ratio"].add(model.wait_share, model=m)
         families["model_rows_per_second"].add(model.rows_per_s, model=m)
         memory = None if model.peak_memory_mb is None else model.peak_memory_mb * 1024 * 1024
         families["model_peak_memory_bytes"].add(memory, model=m)
@@ -159,6 +161,9 @@ class OtelRecorder:
         self.model_duration = histogram("mixmesh.model.duration", "s", "Run time of a model evaluation.")
         self.model_python_duration = histogram("mixmesh.model.python.duration", "s", "Time in Python during an evaluation.")
         self.model_sql_duration = histogram("mixmesh.model.sql.duration", "s", "Time in the engine (SQL) during an evaluation.")
+        self.model_wait_duration = histogram(
+            "mixmesh.model.wait.duration", "s", "Time waiting between retries (backoff) during an evaluation."
+        )
         self.model_runs = meter.create_counter("mixmesh.model.runs", unit="{run}", description="Model evaluations.")
         self.model_rows = meter.create_counter("mixmesh.model.rows", unit="{row}", description="Rows written by models.")
         self.model_memory = meter.create_gauge(
@@ -198,6 +203,8 @@ class OtelRecorder:
         self.model_duration.record(max(0.0, run.total_s), attributes)
         self.model_python_duration.record(max(0.0, run.python_s), attributes)
         self.model_sql_duration.record(max(0.0, run.sql_s), attributes)
+        if run.wait_s is not None and not math.isnan(run.wait_s):  # None in runs kept before it was
+            self.model_wait_duration.record(max(0.0, run.wait_s), attributes)
         self.model_runs.add(1, attributes)
         if run.rows_out:
             self.model_rows.add(run.rows_out, attributes)

@@ -43,6 +43,9 @@ class ModelRun:
     status: str = "ok"  # ok or failed
     error: t.Optional[str] = None
     project: t.Optional[str] = None
+    # A retry's backoff between attempts: waiting, neither Python nor the engine
+    # (total_s = python_s + sql_s + wait_s); None in runs recorded before it was kept.
+    wait_s: t.Optional[float] = None
 
 
 @dataclasses.dataclass

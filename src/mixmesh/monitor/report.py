@@ -31,6 +31,7 @@ MAX_RUNS_CHARTED = 50  # per model: the latest ones, so a long history stays rea
 
 SQL = charts.Series("sql", "SQL (engine)")
 PYTHON = charts.Series("python", "Python")
+WAIT = charts.Series("wait", "waiting (retry backoff)")
 ROWS_PER_S = charts.Series("rows-per-s", "rows/s")
 MEMORY = charts.Series("memory", "peak memory")
 P95 = charts.Series("p95", "p95 batch time")
@@ -159,7 +160,7 @@ def _overview_row(index: int, model: _Model, stats: "ModelStats") -> str:
         _cell("runs", stats.runs, f"{stats.runs:,}{failed}"),
         _cell("mean_total_s", stats.mean_s, _seconds),
         _cell("p95_total_s", stats.p95_s, _seconds),
-        _cell("python_share", share, _share_bar(share) if share is not None else "–"),
+        _cell("python_share", share, _share_bar(share, stats.sql_share or 0.0) if share is not None else "–"),
         _cell("rows_per_s", stats.rows_per_s, _rate),
         _cell("peak_rss_mb", stats.peak_memory_mb, _mib),
     ]
@@ -210,8 +211,8 @@ class _RunChart(t.NamedTuple):
 
 def _run_charts() -> t.Tuple[_RunChart, ...]:
     return (
-        _RunChart("time", "Time per run, SQL and Python stacked", "SQL and Python seconds", (SQL, PYTHON),
-                  ("sql_s", "python_s"), _seconds),
+        _RunChart("time", "Time per run, SQL, Python and waiting stacked", "SQL, Python and retry backoff seconds",
+                  (SQL, PYTHON, WAIT), ("sql_s", "python_s", "wait_s"), _seconds),
         _RunChart("rows_per_s", "Rows per second", "Rows written per second", (ROWS_PER_S,), ("rows_per_s",), _rate),
         _RunChart("memory", "Peak memory of the process", "Peak resident memory (MiB)", (MEMORY,),
                   ("peak_rss_mb",), _mib),
@@ -223,7 +224,9 @@ def _run_figure(
 ) -> str:
     description = f"{spec.measures} of {shown} of {model}, oldest first."
     chart = charts.Chart(f"{prefix}-{spec.kind}", spec.caption, description, spec.kind)
-    columns = [[_finite(value) for value in runs[column]] for column in spec.columns]
+    # A zero (no retry waited) draws no mark, like a missing value.
+    columns = [[_finite(value) or None for value in runs[column]] if column == "wait_s" else
+               [_finite(value) for value in runs[column]] for column in spec.columns]
     points = [charts.Point(tuple(values), p.label, p.data) for p, values in zip(labels, zip(*columns))]
     if len(spec.series) > 1:
         return _figure(charts.stacked_bars(chart, spec.series, points, spec.fmt), spec.caption, _legend(spec.series))
@@ -267,12 +270,13 @@ def _legend(series: t.Sequence[charts.Series]) -> str:
 
 
 def _runs_table(model: str, runs: "pd.DataFrame") -> str:
-    headers = ("Started (UTC)", "Command", "Status", "Total", "SQL", "Python", "Rows out", "Rows/s", "Peak memory")
+    headers = ("Started (UTC)", "Command", "Status", "Total", "SQL", "Python", "Wait", "Rows out", "Rows/s",
+               "Peak memory")
     rows = []
     for run in runs.iloc[::-1].itertuples(index=False):
         status = _e(run.status) + (f": {_e(run.error)}" if isinstance(run.error, str) and run.error else "")
         figures = (
-            (run.total_s, _seconds), (run.sql_s, _seconds), (run.python_s, _seconds),
+            (run.total_s, _seconds), (run.sql_s, _seconds), (run.python_s, _seconds), (run.wait_s, _seconds),
             (run.rows_out, _count), (run.rows_per_s, _rate), (run.peak_rss_mb, _mib),
         )
         rows.append(
@@ -327,11 +331,14 @@ def _cell(figure: str, value: t.Optional[float], shown: t.Union[str, t.Callable[
     return f'<td class=num data-figure="{figure}"{data}>{text}</td>'
 
 
-def _share_bar(python_share: float) -> str:
-    sql_pct, python_pct = round(100 * (1 - python_share)), round(100 * python_share)
+def _share_bar(python_share: float, sql_share: float) -> str:
+    """SQL and Python shares; the rest of the bar, if any, is a retry's backoff (waiting)."""
+    sql_pct, python_pct = round(100 * sql_share), round(100 * python_share)
+    waiting = 1 - python_share - sql_share
+    note = f" ({round(100 * waiting)}% waiting)" if waiting >= 0.005 else ""
     return (
-        f'<span class="share" aria-hidden="true"><span class="sql" style="width:{100 * (1 - python_share):.1f}%"></span>'
-        f'<span class="python" style="width:{100 * python_share:.1f}%"></span></span>{sql_pct}% / {python_pct}%'
+        f'<span class="share" aria-hidden="true"><span class="sql" style="width:{100 * sql_share:.1f}%"></span>'
+        f'<span class="python" style="width:{100 * python_share:.1f}%"></span></span>{sql_pct}% / {python_pct}%{note}'
     )
 
 
@@ -429,10 +436,10 @@ _PAGE = """<!DOCTYPE html>
 
 _CSS = """
 :root { --bg: #f7f7f5; --card: #ffffff; --ink: #1d1d1f; --muted: #5b5b60; --rule: #deded9; --grid: #ebebe7;
-  --sql: #0072b2; --python: #d55e00; --rows-per-s: #007a5a; --memory: #7b3f99; --p95: #1b6f8c; --bad: #b3261e; }
+  --sql: #0072b2; --python: #d55e00; --wait: #8a8a8f; --rows-per-s: #007a5a; --memory: #7b3f99; --p95: #1b6f8c; --bad: #b3261e; }
 @media (prefers-color-scheme: dark) {
   :root { --bg: #151517; --card: #1f1f22; --ink: #ececee; --muted: #a6a6ad; --rule: #38383d; --grid: #2c2c30;
-    --sql: #56b4e9; --python: #f08a4b; --rows-per-s: #3cc39a; --memory: #c58fe0; --p95: #5fb8d6; --bad: #ff8a80; }
+    --sql: #56b4e9; --python: #f08a4b; --wait: #9c9ca3; --rows-per-s: #3cc39a; --memory: #c58fe0; --p95: #5fb8d6; --bad: #ff8a80; }
 }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--ink);
@@ -456,6 +463,7 @@ figcaption { font-weight: 600; font-size: 0.95rem; margin-bottom: 4px; display: 
 .swatch { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
 .swatch.sql, .share .sql { background: var(--sql); }
 .swatch.python, .share .python { background: var(--python); }
+.swatch.wait { background: var(--wait); }
 svg.chart { width: 100%; height: auto; display: block; overflow: visible; }
 svg .grid { stroke: var(--grid); stroke-width: 1; }
 svg .axis { stroke: var(--muted); stroke-width: 1; }
@@ -463,6 +471,7 @@ svg text { fill: var(--muted); font-size: 11px; font-family: inherit; }
 svg text.label { fill: var(--ink); }
 svg .mark.sql { fill: var(--sql); }
 svg .mark.python { fill: var(--python); }
+svg .mark.wait { fill: var(--wait); }
 svg rect.mark { stroke: var(--card); stroke-width: 0.5; }
 svg .line { fill: none; stroke-width: 2; stroke-linejoin: round; }
 svg .line.rows-per-s, svg circle.rows-per-s { stroke: var(--rows-per-s); }

@@ -4,19 +4,7 @@
 SQL vs Python share, rows/s, peak memory, and trends of time and memory; per function:
 calls, rows, total time, p50/p95 batch time, errors; and the recommendations they trigger.
 
-**Trend rule** (``trend``): over a model's last ``TREND_WINDOW`` (100) successful runs in
-time order, with at least ``MIN_RUNS`` (6) values, a series is *degrading* (for time and
-memory: rising; for rows/s: falling) when
-
-- the Mann–Kendall test rejects "no monotonic trend": two-sided p < ``ALPHA`` (0.05),
-  normal approximation with tie correction and continuity correction; and
-- the change it amounts to matters: the Theil–Sen slope (median of pairwise slopes, per
-  run) times (n − 1), relative to the series' median, is at least ``MIN_CHANGE`` (10 %) in
-  absolute value;
-
-*improving* when both hold with a falling series, *stable* otherwise, and *unknown* with
-fewer than ``MIN_RUNS`` values. The second condition keeps a tiny but steady drift, which
-a long series makes "significant", from being called a degradation.
+**Trend rule**: ``mixmesh.monitor.trends`` (re-exported here).
 
 **Recommendations** (the seed's ``analyze_performance_trends`` and issue 6), each naming
 the model or function and the figure that triggered it:
@@ -25,9 +13,16 @@ the model or function and the figure that triggered it:
   processing or partitioning;
 - ``memory_leak``: peak memory trending up by the trend rule → look for leaks;
 - ``vectorize``: Python's share of the run time at least ``HIGH_PYTHON_SHARE`` (50 %) while
-  the model writes under ``LOW_ROWS_PER_S`` (50,000) rows/s → vectorized functions;
+  the model writes under ``LOW_ROWS_PER_S`` (50,000) rows/s, and the Python time is mostly a
+  row-mode function's (→ declare it vectorized) or a Python model's own code (→ whole
+  columns rather than row loops);
+- ``vectorized_cost``: the same figures, but the function with the most time is vectorized
+  already → make its per-batch work cheaper, or move it into SQL;
 - ``aggregate_in_sql``: a row-mode function whose list arguments hold at least
   ``LARGE_LIST`` (100) elements on average → aggregate in SQL first.
+
+Functions are advised in the mode monitoring recorded at their latest run in the window
+(``FunctionStats.current``): a function declared vectorized since is not told to vectorize.
 """
 
 from __future__ import annotations
@@ -37,90 +32,30 @@ import datetime as dt
 import math
 import typing as t
 
+from mixmesh.monitor.trends import (  # noqa: F401 - the trend rule, re-exported
+    ALPHA,
+    DEGRADING,
+    IMPROVING,
+    MIN_CHANGE,
+    MIN_RUNS,
+    STABLE,
+    TREND_WINDOW,
+    UNKNOWN,
+    Trend,
+    mann_kendall,
+    theil_sen_slope,
+    trend,
+)
+
 if t.TYPE_CHECKING:
     import pandas as pd
 
     from mixmesh.monitor.store import MetricsStore
 
-ALPHA = 0.05
-MIN_RUNS = 6
-TREND_WINDOW = 100
-MIN_CHANGE = 0.10
 LONG_RUN_S = 300.0
 HIGH_PYTHON_SHARE = 0.5
 LOW_ROWS_PER_S = 50_000.0
 LARGE_LIST = 100.0
-
-IMPROVING, STABLE, DEGRADING, UNKNOWN = "improving", "stable", "degrading", "unknown"
-
-
-# ------------------------------------------------------------------ trend
-
-
-@dataclasses.dataclass(frozen=True)
-class Trend:
-    """A series' direction by the trend rule, with the figures it was decided on."""
-
-    direction: str  # improving, stable, degrading or unknown
-    n: int
-    s: int = 0  # Mann–Kendall S
-    z: float = 0.0
-    p_value: t.Optional[float] = None
-    slope: t.Optional[float] = None  # Theil–Sen, units per run
-    change: t.Optional[float] = None  # slope × (n − 1) / |median|
-
-    @property
-    def rising(self) -> bool:
-        """Significantly up by the rule, whatever is better."""
-        return self.direction != UNKNOWN and self.direction != STABLE and (self.slope or 0) > 0
-
-    def to_dict(self) -> t.Dict[str, t.Any]:
-        return dataclasses.asdict(self)
-
-
-def mann_kendall(values: t.Sequence[float]) -> t.Tuple[int, float, float, float]:
-    """Mann–Kendall S, Var(S) with tie correction, Z with continuity correction, two-sided p."""
-    n = len(values)
-    s = sum(_sign(values[j] - values[i]) for i in range(n) for j in range(i + 1, n))
-    ties: t.Dict[float, int] = {}
-    for value in values:
-        ties[value] = ties.get(value, 0) + 1
-    variance = (n * (n - 1) * (2 * n + 5) - sum(k * (k - 1) * (2 * k + 5) for k in ties.values())) / 18
-    if variance <= 0 or s == 0:
-        return s, variance, 0.0, 1.0
-    z = (s - _sign(s)) / math.sqrt(variance)
-    return s, variance, z, math.erfc(abs(z) / math.sqrt(2))
-
-
-def theil_sen_slope(values: t.Sequence[float]) -> float:
-    """The median of the slopes between every pair of points, per step."""
-    n = len(values)
-    slopes = sorted((values[j] - values[i]) / (j - i) for i in range(n) for j in range(i + 1, n))
-    return _median(slopes) if slopes else 0.0
-
-
-def trend(
-    values: t.Sequence[float],
-    *,
-    higher_is_worse: bool = True,
-    alpha: float = ALPHA,
-    min_runs: int = MIN_RUNS,
-    min_change: float = MIN_CHANGE,
-) -> Trend:
-    """The direction of ``values`` (oldest first) by the trend rule of this module."""
-    values = [float(value) for value in values if value is not None and not math.isnan(value)]
-    n = len(values)
-    if n < min_runs:
-        return Trend(UNKNOWN, n)
-    s, _, z, p = mann_kendall(values)
-    slope = theil_sen_slope(values)
-    median = abs(_median(sorted(values)))
-    change = slope * (n - 1) / median if median else (0.0 if slope == 0 else math.copysign(math.inf, slope))
-    direction = STABLE
-    if p < alpha and abs(change) >= min_change and _sign(slope) == _sign(s):
-        direction = DEGRADING if (slope > 0) == higher_is_worse else IMPROVING
-    return Trend(direction, n, s, z, p, slope, change)
-
 
 # ------------------------------------------------------------------ figures
 
@@ -137,6 +72,7 @@ class ModelStats:
     p95_s: t.Optional[float]
     sql_share: t.Optional[float]  # of the total time
     python_share: t.Optional[float]
+    wait_share: t.Optional[float]  # a retry's backoff between attempts
     rows_per_s: t.Optional[float]  # rows written / seconds, over runs that report rows
     peak_memory_mb: t.Optional[float]  # the highest peak
     retries: int
@@ -167,6 +103,7 @@ class FunctionStats:
     p95_batch_s: t.Optional[float]  # calls-weighted 95th percentile of the runs' p95
     errors: int
     mean_list_length: t.Optional[float]  # rows-weighted, over runs that report it
+    current: bool = True  # the mode of its latest run in the window (False: a mode it ran in before)
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -176,7 +113,7 @@ class FunctionStats:
 class Recommendation:
     """Advice, the model (and function) it is about, and the figure that triggered it."""
 
-    rule: str  # incremental, memory_leak, vectorize, aggregate_in_sql
+    rule: str  # incremental, memory_leak, vectorize, vectorized_cost, aggregate_in_sql
     model: str
     function: t.Optional[str]
     figure: str
@@ -225,8 +162,10 @@ def summarize(store: "MetricsStore", *, model: t.Optional[str] = None, days: t.O
 def summarize_frames(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") -> Summary:
     """The same from the store's frames (``MetricsStore.model_runs`` / ``function_runs``)."""
     models = [_model_stats(name, runs) for name, runs in model_runs.groupby("model", sort=True)]
+    # The frame is oldest first: a function's last row holds the mode it runs in now.
+    latest = function_runs.groupby(["model", "function"])["mode"].last().to_dict()
     functions = [
-        _function_stats(key, runs)
+        _function_stats(key, runs, current=latest[key[:2]] == key[2])
         for key, runs in function_runs.groupby(["model", "function", "mode"], sort=True)
     ]
     return Summary(models, functions, recommend(models, functions))
@@ -234,6 +173,7 @@ def summarize_frames(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") 
 
 def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
     import numpy as np
+    import pandas as pd
 
     runs = runs.sort_values("started_at", kind="stable")
     ok = runs[runs["status"] == "ok"]
@@ -251,6 +191,9 @@ def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
         p95_s=float(np.percentile(times, 95)) if times else None,
         sql_share=float(ok["sql_s"].sum()) / total if total > 0 else None,
         python_share=float(ok["python_s"].sum()) / total if total > 0 else None,
+        # Frames of runs kept before wait_s was recorded may lack it, or hold only None.
+        wait_share=float(ok.get("wait_s", pd.Series(dtype=float)).astype(float).fillna(0).sum()) / total
+        if total > 0 else None,
         rows_per_s=(
             float(with_rows["rows_out"].sum()) / float(with_rows["total_s"].sum())
             if len(with_rows) and with_rows["total_s"].sum() > 0 else None
@@ -267,7 +210,7 @@ def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
     )
 
 
-def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame") -> FunctionStats:
+def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: bool = True) -> FunctionStats:
     model, function, mode = key
     calls = runs["calls"].fillna(0).astype(float)
     rows = runs["rows"].fillna(0).astype(float)
@@ -288,6 +231,7 @@ def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame") -> Functi
             float((lists["mean_list_length"] * list_weights).sum() / list_weights.sum()) if list_weights.sum() > 0
             else (float(lists["mean_list_length"].mean()) if len(lists) else None)
         ),
+        current=current,
     )
 
 
@@ -298,12 +242,12 @@ def recommend(models: t.Sequence[ModelStats], functions: t.Sequence[FunctionStat
     """The recommendations the figures trigger, by model, in the module's rule order."""
     advice: t.List[Recommendation] = []
     for stats in models:
-        own = [function for function in functions if function.model == stats.model]
+        own = [function for function in functions if function.model == stats.model and function.current]
         advice += [r for rule in (_incremental, _memory_leak, _vectorize) if (r := rule(stats, own)) is not None]
         advice += [r for function in own if (r := _aggregate_in_sql(function)) is not None]
     # Functions of models with no run in the window still get their advice.
     named = {stats.model for stats in models}
-    advice += [r for f in functions if f.model not in named and (r := _aggregate_in_sql(f)) is not None]
+    advice += [r for f in functions if f.model not in named and f.current and (r := _aggregate_in_sql(f)) is not None]
     return advice
 
 
@@ -334,18 +278,36 @@ def _vectorize(stats: ModelStats, functions: t.Sequence[FunctionStats]) -> t.Opt
     share, rate = stats.python_share, stats.rows_per_s
     if share is None or rate is None or share < HIGH_PYTHON_SHARE or rate >= LOW_ROWS_PER_S:
         return None
-    row_mode = sorted((f for f in functions if f.mode == "row"), key=lambda f: f.total_s, reverse=True)
-    target = row_mode[0] if row_mode else None
-    how = (
-        f"declare {target.function} (row mode, {target.total_s:,.1f} s) with @udf(vectorized=True) to take "
-        "whole Arrow batches"
-        if target else "process whole batches (Arrow, pandas or polars) instead of row by row"
-    )
+    target = max(functions, key=lambda f: f.total_s, default=None)  # where the Python time went
+    rule, how = _python_advice(target)
     return Recommendation(
-        "vectorize", stats.model, target.function if target else None, "python_share", share, HIGH_PYTHON_SHARE,
+        rule, stats.model, target.function if target else None, "python_share", share, HIGH_PYTHON_SHARE,
         f"{stats.model}: Python takes {share:.0%} of the run time at {rate:,.0f} rows/s "
-        f"(thresholds: a Python share of {HIGH_PYTHON_SHARE:.0%} or more under {LOW_ROWS_PER_S:,.0f} rows/s): "
-        f"vectorize: {how}",
+        f"(thresholds: a Python share of {HIGH_PYTHON_SHARE:.0%} or more under {LOW_ROWS_PER_S:,.0f} rows/s): {how}",
+    )
+
+
+def _python_advice(target: t.Optional[FunctionStats]) -> t.Tuple[str, str]:
+    """The rule and the advice that fit the mode the costliest function runs in."""
+    if target is None:
+        return "vectorize", "vectorize: process whole batches (Arrow, pandas or polars) instead of row by row"
+    name, seconds = target.function, f"{target.total_s:,.1f} s"
+    batch = f"{target.rows / target.calls:,.0f} rows" if target.calls else None
+    if target.mode == "vectorized":
+        return "vectorized_cost", (
+            f"{name} is vectorized already ({seconds}, {target.calls:,} batch(es) of {batch} on average): the time "
+            "is its own work on each batch: use Arrow compute or NumPy over whole arrays rather than Python loops "
+            "over the values, load what it needs once in a @resource, or move the computation into SQL"
+        )
+    if target.mode == "model":
+        return "vectorize", (
+            f"the model's own Python code takes {seconds}: work on whole columns (pandas, Arrow or polars "
+            "operations) rather than loops over rows, and let context.sql filter and aggregate first"
+        )
+    called = f"the fast path hands it batches of {batch} but calls it once per row" if batch else "called once per row"
+    return "vectorize", (
+        f"vectorize: declare {name} (row mode, {called}, {seconds}) with @udf(vectorized=True) to compute over "
+        "whole Arrow arrays"
     )
 
 
@@ -384,16 +346,6 @@ def analyze_performance_trends(store: "MetricsStore", model_name: str, days: int
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _sign(value: float) -> int:
-    return (value > 0) - (value < 0)
-
-
-def _median(ordered: t.Sequence[float]) -> float:
-    n = len(ordered)
-    middle = n // 2
-    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _weighted_quantile(values: "pd.Series", weights: "pd.Series", q: float) -> t.Optional[float]:

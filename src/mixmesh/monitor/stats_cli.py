@@ -56,10 +56,10 @@ def print_summary(
         return
     console.print(_table(
         f"Models{window} ({store.location})",
-        ["model", "runs", "failed", "mean s", "p95 s", "SQL", "Python", "rows/s", "peak MiB", "time trend", "memory trend"],
+        ["model", "runs", "failed", "mean s", "p95 s", "SQL", "Python", "wait", "rows/s", "peak MiB", "time trend", "memory trend"],
         [
             (m.model, m.runs, m.failed, _seconds(m.mean_s), _seconds(m.p95_s), _share(m.sql_share),
-             _share(m.python_share), _count(m.rows_per_s), _number(m.peak_memory_mb, 1), _trend(m.time_trend),
+             _share(m.python_share), _share(m.wait_share), _count(m.rows_per_s), _number(m.peak_memory_mb, 1), _trend(m.time_trend),
              _trend(m.memory_trend))
             for m in summary.models
         ],

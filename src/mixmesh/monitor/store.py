@@ -81,7 +81,7 @@ MODEL_RUN_TYPES: t.Dict[str, str] = {
     "total_s": "DOUBLE NOT NULL", "python_s": "DOUBLE NOT NULL", "sql_s": "DOUBLE NOT NULL",
     "rows_in": "BIGINT", "rows_out": "BIGINT", "rows_per_s": "DOUBLE", "peak_rss_mb": "DOUBLE",
     "retries": "INTEGER", "fallbacks": "INTEGER", "errors": "INTEGER", "breaker_transitions": "INTEGER",
-    "status": "VARCHAR NOT NULL", "error": "VARCHAR", "project": "VARCHAR",
+    "status": "VARCHAR NOT NULL", "error": "VARCHAR", "project": "VARCHAR", "wait_s": "DOUBLE",
 }
 FUNCTION_RUN_TYPES: t.Dict[str, str] = {
     "run_id": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL", "function": "VARCHAR NOT NULL",
@@ -89,6 +89,10 @@ FUNCTION_RUN_TYPES: t.Dict[str, str] = {
     "p50_batch_s": "DOUBLE", "p95_batch_s": "DOUBLE", "errors": "BIGINT", "mean_list_length": "DOUBLE",
 }
 _TABLES = {"model_runs": MODEL_RUN_TYPES, "function_runs": FUNCTION_RUN_TYPES}
+# Columns added after schema version 1 was written, all nullable: a store or batch without them
+# stays readable (read as NULL), and a write adds them to the file. Older mixmesh versions read
+# only the columns they know, so adding one needs no new schema version.
+ADDED_COLUMNS: t.Dict[str, t.Tuple[str, ...]] = {"model_runs": ("wait_s",), "function_runs": ()}
 
 
 class MetricsStoreError(MixmeshError, RuntimeError):
@@ -327,7 +331,7 @@ class MetricsStore:
                 connection.unregister("incoming")
                 base = self._table(name) if stored else f"pending_{name}"
                 union = f" UNION ALL SELECT * FROM pending_{name}" if stored else ""
-                cols = ", ".join(types)
+                cols = self._stored_columns(connection, name) if stored else ", ".join(types)
                 connection.execute(
                     f"CREATE OR REPLACE TEMP VIEW {name}_all AS SELECT {cols} FROM {base}{union}"
                 )
@@ -486,6 +490,16 @@ class MetricsStore:
         ).fetchall()
         return {row[0] for row in rows}
 
+    def _stored_columns(self, connection: t.Any, table: str) -> str:
+        """The select list of a stored table in the records' order: NULL for a column added
+        since the file was written (it was opened read-only, so not brought up to date)."""
+        present = {row[0] for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [self.schema, table],
+        ).fetchall()}
+        types = _TABLES[table]
+        return ", ".join(c if c in present else f"CAST(NULL AS {types[c].split()[0]}) AS {c}" for c in types)
+
     def _reader(self) -> t.ContextManager[t.Tuple[t.Any, bool]]:
         """A connection on the stored rows (read-only), or an empty in-memory one if none yet."""
         import contextlib
@@ -557,6 +571,8 @@ class MetricsStore:
         for name, types in _TABLES.items():
             columns = ", ".join(f"{column} {kind}" for column, kind in types.items())
             connection.execute(f"CREATE TABLE IF NOT EXISTS {self._table(name)} ({columns})")
+            for column in ADDED_COLUMNS[name]:  # a file written before the column existed
+                connection.execute(f"ALTER TABLE {self._table(name)} ADD COLUMN IF NOT EXISTS {column} {types[column]}")
         table = self._table("schema_version")
         connection.execute(
             f"INSERT INTO {table} SELECT ? WHERE NOT EXISTS (SELECT 1 FROM {table})", [SCHEMA_VERSION]

@@ -26,6 +26,23 @@ def evaluate_hook(evaluate: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return hook
 
 
+def evaluate_and_fetch_hook(evaluate_and_fetch: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Wrap ``SnapshotEvaluator.evaluate_and_fetch`` (``sqlmesh evaluate``, ``Context.evaluate``):
+    a preview runs the model's query and returns its first rows without writing a table, so
+    it is recorded as command "evaluate" with no rows written."""
+
+    @functools.wraps(evaluate_and_fetch)
+    def hook(self: t.Any, snapshot: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        if not capture.enabled() or not getattr(snapshot, "is_model", False):
+            return evaluate_and_fetch(self, snapshot, *args, **kwargs)
+        engine = getattr(getattr(self, "adapter", None), "dialect", None)
+        interval = (kwargs.get("start"), kwargs.get("end"))
+        with capture.evaluating(snapshot.name, engine, interval, lambda: None):
+            return evaluate_and_fetch(self, snapshot, *args, **kwargs)
+
+    return hook
+
+
 def test_hook(run_test: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     """Wrap a SQLMesh unit test's ``runTest``: recorded as command "test" when asked."""
 

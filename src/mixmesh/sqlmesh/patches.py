@@ -100,6 +100,9 @@ PATCHES: t.Tuple[Patch, ...] = (
         ("self", "sql", "track_rows_processed")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate", monitoring.evaluate_hook, (
         "monitoring records each model interval evaluated"), ("self", "snapshot")),
+    Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate_and_fetch", monitoring.evaluate_and_fetch_hook, (
+        "monitoring records `sqlmesh evaluate` previews (Context.evaluate), which do not go through evaluate"),
+        ("self", "snapshot")),
     Patch("sqlmesh.core.test.definition:SqlModelTest.runTest", monitoring.test_hook, (
         "monitoring records unit tests when asked (MIXMESH_MONITOR_TESTS=1)"), ("self",)),
     Patch("sqlmesh.core.test.definition:PythonModelTest.runTest", monitoring.test_hook, (
