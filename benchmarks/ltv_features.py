@@ -45,6 +45,7 @@ import sys
 import typing as t
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import reporting
@@ -74,7 +75,8 @@ def document_sample() -> pd.DataFrame:
 def large_dataset(rows: int) -> pd.DataFrame:
     """The document's ``large_dataset``, for any multiple of its 3 sample rows."""
     sample = document_sample()
-    frame = pd.concat([sample] * (rows // len(sample)), ignore_index=True)
+    # The document's pd.concat([sample] * 1000), done with np.tile: seconds faster at 300,000 rows
+    frame = sample.iloc[np.tile(np.arange(len(sample)), rows // len(sample))].reset_index(drop=True)
     frame["customer_id"] = frame.index.astype(str)
     return frame
 
