@@ -27,6 +27,7 @@ benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/udf_throughput.py
 	$(BIN)/python benchmarks/monitor_overhead.py
 	$(BIN)/python benchmarks/spark_udf.py
+	$(BIN)/python benchmarks/ltv_features.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

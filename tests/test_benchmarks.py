@@ -86,3 +86,22 @@ def test_spark_udf_runs_and_writes_its_table(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} >= {"mixmesh vectorized", "spark pandas_udf", "native SQL"}
     assert report["bar"]["mixmesh"] == "mixmesh vectorized" and report["bar"]["spark"] == "spark pandas_udf"
+
+
+def test_ltv_features_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "ltv_features.json"
+    command = [sys.executable, str(BENCHMARKS / "ltv_features.py"), "--quick", "--out", str(out)]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "requirement: under 10 s" in printed
+    report = json.loads(out.read_text())
+    assert report["sizes"] == [3000, 30000] and report["repeat"] == 1
+    assert {v["variant"] for v in report["variants"]} == {
+        f"{step} {rows}" for step in ("features", "pipeline") for rows in ("3,000", "30,000")
+    }
+    assert all(v["seconds_median"] > 0 and v["rows_per_second"] > 0 and v["memory_added_mb"] >= 0 for v in report["variants"])
+    assert [(g["step"], g["from_rows"], g["to_rows"], g["rows_ratio"]) for g in report["growth"]] == [
+        ("features", 3000, 30000, 10.0), ("pipeline", 3000, 30000, 10.0)
+    ]
+    assert all(g["time_ratio"] > 0 for g in report["growth"])
+    assert report["requirement"]["limit_seconds"] == 10.0 and report["requirement"]["seconds"] > 0
+    assert set(report["machine"]) >= {"cpu_count", "python", "pandas", "numpy"}
