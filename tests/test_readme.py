@@ -43,7 +43,7 @@ def test_the_count_example_runs_and_counts() -> None:
     reset_events()
     assert namespace["checked_total"]([1.0, None, 2.0], 3.0) == 3.0
     assert namespace["checked_total"]([1.0, 2.0], 4.0) == 3.0
-    assert [n for key, n in events().items() if key[2] == "amount_mismatches"] == [1]
+    assert [n for key, n in events().items() if key[2] == "finding:amount_mismatches"] == [1]
 
 
 def test_the_commands_the_readme_lists_are_the_cli_s() -> None:

@@ -217,11 +217,16 @@ class Evaluation:
         )
 
 
-def calling_function(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, t.Optional[str]]]:
-    """The project function ``frame`` runs in (walking out from it), and the model it is
-    that model's own code of, if any; None outside any project function."""
+def calling_function(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, t.Optional[str]]]:
+    """The project function ``frame`` runs in (walking out from it): its name, its mode, and
+    the model it is that model's own code of, if any; None outside any project function."""
     found = _innermost_user_frame(frame)
-    return None if found is None else (found[0], found[2])
+    return None if found is None else found[:3]
+
+
+def mode_of(function: str) -> str:
+    """The mode a project function was registered with (``row`` when it is not known)."""
+    return next((mode for name, mode, _model in list(_user_code.values()) if name == function), "row")
 
 
 def _innermost_user_frame(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, t.Optional[str], types.FrameType]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -27,10 +28,12 @@ from pathlib import Path
 
 from mixmesh.core.names import short_name
 from mixmesh.monitor.records import FunctionRun, ModelRun, new_id
+from mixmesh.runtime.counting import PREFIX as FINDING
 from mixmesh.sink import (
     Evaluation,
     FunctionFigures,
     close_evaluation,
+    mode_of,
     open_evaluation,
     record_batch,
     register_wait_code,
@@ -123,9 +126,13 @@ def _save(
     run_id = new_id()
     after = _resilience_counts(events(), evaluation.model)
     changes = {key: after[key] - before.get(key, 0) for key in after}
+    findings = _findings(changes)
+    counted_only = {name: FunctionFigures(mode_of(name)) for name in findings if name not in evaluation.functions}
     functions = [
-        _function_run(run_id, evaluation.model, name, figures, handled=changes.get((name, "fallbacks"), 0))
-        for name, figures in evaluation.functions.items()
+        _function_run(
+            run_id, evaluation.model, name, figures, handled=changes.get((name, "fallbacks"), 0), findings=findings.get(name)
+        )
+        for name, figures in {**evaluation.functions, **counted_only}.items()
     ]
     python_s, wait_s = time_split(evaluation, functions, total)
     rows_out = evaluation.rows_written if evaluation.rows_written is not None else rows_written()
@@ -214,7 +221,9 @@ def _running_command() -> t.Optional[t.Tuple[str, Path]]:
     return None
 
 
-def _function_run(run_id: str, model: str, name: str, figures: FunctionFigures, handled: int) -> FunctionRun:
+def _function_run(
+    run_id: str, model: str, name: str, figures: FunctionFigures, handled: int, findings: t.Optional[t.Dict[str, int]] = None
+) -> FunctionRun:
     batches = sorted(figures.batch_seconds)
     total = sum(batches) if batches else figures.sampled_seconds
     return FunctionRun(
@@ -229,6 +238,7 @@ def _function_run(run_id: str, model: str, name: str, figures: FunctionFigures, 
         p95_batch_s=_percentile(batches, 0.95),
         errors=figures.errors + handled,  # raised out of the function, or caught by its on_error
         mean_list_length=sum(figures.list_lengths) / len(figures.list_lengths) if figures.list_lengths else None,
+        findings=json.dumps(findings, sort_keys=True) if findings else None,
     )
 
 
@@ -255,6 +265,15 @@ def _resilience_counts(events: t.Mapping[t.Tuple[t.Optional[str], str, str], int
         if event_model is not None and short_name(event_model) == model:
             counts[function, event] = counts.get((function, event), 0) + count
     return counts
+
+
+def _findings(changes: t.Mapping[t.Tuple[str, str], int]) -> t.Dict[str, t.Dict[str, int]]:
+    """What each function counted with mixmesh.count during the evaluation, by finding."""
+    found: t.Dict[str, t.Dict[str, int]] = {}
+    for (function, event), count in changes.items():
+        if event.startswith(FINDING) and count > 0:
+            found.setdefault(function, {})[event[len(FINDING):]] = count
+    return found
 
 
 def _by_event(counts: t.Mapping[t.Tuple[str, str], int]) -> t.Dict[str, int]:

@@ -61,6 +61,9 @@ class FunctionRun:
     p95_batch_s: t.Optional[float]
     errors: int = 0
     mean_list_length: t.Optional[float] = None  # over list arguments, when it has any
+    # What the function counted with mixmesh.count, as a JSON object {"finding": n}; None when
+    # it counted nothing (or in runs recorded before findings were kept).
+    findings: t.Optional[str] = None
 
 
 MODEL_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(ModelRun))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import typing as t
 
@@ -104,6 +105,7 @@ class FunctionStats:
     errors: int
     mean_list_length: t.Optional[float]  # rows-weighted, over runs that report it
     current: bool = True  # the mode of its latest run in the window (False: a mode it ran in before)
+    findings: t.Dict[str, int] = dataclasses.field(default_factory=dict)  # mixmesh.count totals
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -232,7 +234,18 @@ def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: 
             else (float(lists["mean_list_length"].mean()) if len(lists) else None)
         ),
         current=current,
+        findings=_findings_total(runs["findings"] if "findings" in runs else ()),
     )
+
+
+def _findings_total(findings: t.Iterable[t.Any]) -> t.Dict[str, int]:
+    """The runs' mixmesh.count findings ({"finding": n} as JSON text each) added up."""
+    total: t.Dict[str, int] = {}
+    for text in findings:
+        if isinstance(text, str):
+            for finding, n in json.loads(text).items():
+                total[finding] = total.get(finding, 0) + int(n)
+    return dict(sorted(total.items()))
 
 
 # ------------------------------------------------------------------ recommendations

@@ -20,8 +20,9 @@ from mixmesh.core.names import keep_import_path
 from mixmesh.core.resilience import record
 from mixmesh.sink import active_model, calling_function
 
-# The names mixmesh counts itself; a finding may not pass for one of them.
-RESERVED = frozenset({"retries", "fallbacks", "timeouts", "breaker_transitions"})
+# Findings are counted with mixmesh's own events (retries, fallbacks...), under this prefix:
+# ``events()`` keys a finding as (model, function, "finding:<name>").
+PREFIX = "finding:"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -36,8 +37,8 @@ def count(finding: str, n: int = 1, *, detail: str = "") -> None:
     if found is None:
         function, model = _plain_caller(caller), active_model()
     else:
-        function, model = found[0], found[1] or active_model()
-    record(model, function, finding, detail or finding, times=int(n))
+        function, model = found[0], found[2] or active_model()
+    record(model, function, PREFIX + finding, detail or finding, times=int(n))
 
 
 def _check(finding: t.Any, n: t.Any) -> None:
@@ -45,11 +46,6 @@ def _check(finding: t.Any, n: t.Any) -> None:
         raise FunctionCallError(
             f"mixmesh.count: finding must be a name of letters, digits and underscores (at most 63), "
             f"got {finding!r}"
-        )
-    if finding in RESERVED:
-        raise FunctionCallError(
-            f"mixmesh.count: {finding!r} is a name mixmesh counts itself ({', '.join(sorted(RESERVED))}); "
-            "choose another name for the finding"
         )
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise FunctionCallError(f"mixmesh.count({finding!r}, n): n must be a whole number >= 0, got {n!r}")

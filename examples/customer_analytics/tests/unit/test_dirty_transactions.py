@@ -123,7 +123,7 @@ def test_totals_that_do_not_add_up_are_counted_not_logged_per_customer(caplog) -
     with caplog.at_level("WARNING"):
         for _ in range(3):
             _both_ways(rows[:3] + rows[3:])
-    counted = {key: n for key, n in events().items() if key[2] == "amount_mismatches"}
+    counted = {key: n for key, n in events().items() if key[2] == "finding:amount_mismatches"}
     # Two customers mismatch per batch, three batches; the seed's row-by-row path logs instead.
     assert list(counted.values()) == [6]
     counted_lines = [r for r in caplog.records if "amount_mismatches" in r.getMessage()]
