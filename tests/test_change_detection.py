@@ -204,3 +204,13 @@ def test_grain_written_as_a_list_is_one_array_grain_and_is_said_once(project: Pr
         "mixmesh: model analytics.scores: `grain [id, day]` is one grain to SQLMesh, the array ARRAY(id, day), "
         "so table_diff cannot match rows on it; write `grain (id, day)` (or `grains [id, day]`) for a grain of 2 column(s)"
     ]
+
+
+def test_loading_a_project_keeps_modules_it_has_no_file_for(project: Project) -> None:
+    """The test suite's own package is named like the project's tests/ folder; only modules the
+    project has a file for are dropped (type hints of this module's classes read its globals)."""
+    import sys
+
+    project.write("models/plain.sql", MODELS["models/plain.sql"])
+    project.context()
+    assert __name__ in sys.modules

@@ -175,11 +175,11 @@ def forget_project_modules(root: Path) -> None:
 
 def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
     """A module another project (a copy, a second project in one process) imported under a
-    name this project's own files have: importing that name must read this project's file."""
-    top = name.partition(".")[0]
-    if top in installed_packages() or not ((root / top).is_dir() or (root / f"{top}.py").is_file()):
+    name this project has a file for: importing that name must read this project's file."""
+    if name.partition(".")[0] in installed_packages() or file.absolute().is_relative_to(root.absolute()):
         return False
-    return not file.absolute().is_relative_to(root.absolute())
+    relative = Path(*name.split("."))
+    return (root / relative.with_suffix(".py")).is_file() or (root / relative / "__init__.py").is_file()
 
 
 def register_project_functions(loader: t.Any, macros: t.MutableMapping[str, t.Any]) -> None:
