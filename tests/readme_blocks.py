@@ -121,8 +121,3 @@ def commands(block: Block) -> t.List[t.List[str]]:
             found.append(words)
     return found
 
-
-def sql_dialect(code: str) -> str:
-    """The dialect a MODEL block declares, else the projects' default, duckdb."""
-    found = re.search(r"\bdialect\s+'?(\w+)", code)
-    return found.group(1) if found and code.lstrip().upper().startswith("MODEL") else "duckdb"

@@ -64,6 +64,14 @@ def test_every_code_block_is_run_or_a_fragment_with_a_reason(block: Block) -> No
     assert value, f"{block.where}: the {kind} marker gives no {'name' if kind == 'run' else 'reason'}"
 
 
+@pytest.mark.parametrize("block", _params(b for b in BLOCKS if b.language == "python" and b.run_name))
+def test_a_block_that_runs_leaves_nothing_out(block: Block) -> None:
+    """`...` stands for code left out: such a block is a fragment, not one that runs."""
+    nodes = ast.walk(ast.parse(block.code))
+    elided = [node.lineno for node in nodes if isinstance(node, ast.Constant) and node.value is Ellipsis]
+    assert elided == [], f"{block.where}: `...` on line(s) {elided} of a block marked to run"
+
+
 def test_every_run_marker_names_a_test() -> None:
     marked = {block.run_name for block in BLOCKS if block.run_name}
     assert marked - set(RUNS) == set(), "blocks marked to run that no test runs"
@@ -137,7 +145,9 @@ def _check_click(group: t.Any, words: t.List[str], program: str) -> None:
     if not rest:
         return
     command = group.commands.get(rest[0])
-    assert isinstance(command, click.Command), f"`{program} {rest[0]}`: no such command (it has {sorted(group.commands)})"
+    assert isinstance(command, click.Command), (
+        f"`{program} {rest[0]}`: no such command (it has {sorted(group.commands)})"
+    )
     for word in rest[1:]:
         _check_option(command, word, f"{program} {rest[0]}")
 
@@ -163,14 +173,16 @@ def _check_command(words: t.List[str], made: t.Set[str]) -> None:
 
         _check_click(cli, words, "sqlmesh")
     elif program == "make":
-        assert set(words[1:]) <= _makefile_targets(), f"`{' '.join(words)}`: the Makefile has {sorted(_makefile_targets())}"
+        targets = _makefile_targets()
+        assert set(words[1:]) <= targets, f"`{' '.join(words)}`: the Makefile has {sorted(targets)}"
     elif program == "cd":
         assert words[1] in made or (ROOT / words[1]).is_dir(), f"`cd {words[1]}`: no such folder"
     elif program == "pip" and words[1:2] == ["install"]:
         for requirement in words[2:]:
             extras = re.fullmatch(r"mixmesh\[([\w,]+)\]", requirement)
             if extras:
-                assert set(extras.group(1).split(",")) <= _extras(), f"`{requirement}`: mixmesh's extras are {sorted(_extras())}"
+                known = _extras()
+                assert set(extras.group(1).split(",")) <= known, f"`{requirement}`: mixmesh's extras are {sorted(known)}"
     elif program == "pytest":
         options = [word for word in words[1:] if word.startswith("-")]
         if options:
@@ -190,7 +202,8 @@ def test_shell_commands_and_options_exist(block: Block) -> None:
 def _mixmesh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """The installed `mixmesh` command in a fresh process, as a reader runs it."""
     command = [str(Path(sys.executable).with_name("mixmesh")), *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, "NO_COLOR": "1"})
+    environment = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True, env=environment)
 
 
 def test_the_cheap_commands_run(tmp_path: Path) -> None:
@@ -278,7 +291,8 @@ def documented(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Tuple[P
     project.write("models/customer_transactions.sql", CUSTOMER_TRANSACTIONS)
     project.write("models/scored.sql", sql)
     (call_site,) = named("document-call-site", ["sql"])
-    project.write("models/document_call_site.sql", "MODEL (name analytics.document_call_site, kind FULL);\n" + call_site)
+    header = "MODEL (name analytics.document_call_site, kind FULL);\n"
+    project.write("models/document_call_site.sql", header + call_site)
     (counting,) = named("count-findings", ["python"])
     project.write("macros/checks.py", counting)
     project.write("models/amounts.sql", AMOUNTS)
@@ -319,7 +333,8 @@ def test_the_document_s_call_site_hands_the_function_dicts_with_datetimes(docume
 
 def test_the_count_example_counts_in_a_model(documented) -> None:
     project, counted = documented
-    assert project.query("SELECT customer_id, python_total FROM analytics.checked ORDER BY 1") == [("C1", 3.0), ("C2", 3.0)]
+    totals = project.query("SELECT customer_id, python_total FROM analytics.checked ORDER BY 1")
+    assert totals == [("C1", 3.0), ("C2", 3.0)]
     mismatches = {key: n for key, n in counted.items() if key[2] == "amount_mismatches"}
     assert [(key[1], n) for key, n in mismatches.items()] == [("checked_total", 1)]
     assert all("checked" in str(key[0]) for key in mismatches)
@@ -335,7 +350,9 @@ def test_the_sql_functions_run_in_a_model(documented) -> None:
 
 def test_the_python_model_predicts_from_its_interval(documented) -> None:
     project, _ = documented
-    rows = project.query("SELECT customer_id, prediction_date::VARCHAR, predicted_ltv FROM analytics.customer_ltv_prediction ORDER BY 1")
+    rows = project.query(
+        "SELECT customer_id, prediction_date::VARCHAR, predicted_ltv FROM analytics.customer_ltv_prediction ORDER BY 1"
+    )
     # 2024-01-01 to 2024-01-02 in one batch; the 2024-01-05 transaction is outside it.
     assert rows == [(1, "2024-01-02", 105.0), (2, "2024-01-02", 17.5)]
 
@@ -449,7 +466,8 @@ SELECT * FROM (VALUES ('C1', 100.0::DOUBLE), ('C1', 50.0::DOUBLE), ('C2', 20.0::
 RISK = """
 MODEL (name analytics.risk, kind FULL);
 SELECT customer_id, @python_risk_score(transaction_details, total_amount, transaction_count) AS score
-FROM (VALUES ('C1', [{'amount': 300.0::DOUBLE}], 300.0::DOUBLE, 1), ('C2', [{'amount': -20.0::DOUBLE}], -20.0::DOUBLE, 1))
+FROM (VALUES ('C1', [{'amount': 300.0::DOUBLE}], 300.0::DOUBLE, 1),
+             ('C2', [{'amount': -20.0::DOUBLE}], -20.0::DOUBLE, 1))
     AS t(customer_id, transaction_details, total_amount, transaction_count)
 """
 
