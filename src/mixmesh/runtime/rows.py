@@ -67,6 +67,11 @@ class RowBatchFunction:
         self._returns = ReturnedValues(spec, model, dialect)
         # Engines bind such a function as never returning NULL for a row without NULLs.
         self._promises_value = spec.null_handling == "strict" and not spec.may_return_null
+        # Engines count a callable's parameters (DuckDB refuses `*columns` for two or more
+        # arguments): show one per SQL argument, as BatchFunction does.
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(arg.name, inspect.Parameter.POSITIONAL_ONLY) for arg in spec.args]
+        )
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         started = time.perf_counter()
