@@ -234,3 +234,36 @@ def test_model_test_matches_none_with_a_null_double(tmp_path: Path) -> None:
             ).run()
     finally:
         context.close()
+
+
+def test_a_planned_copy_builds_there_and_leaves_the_project_and_the_working_directory_alone(tmp_path: Path) -> None:
+    from mixmesh.testing import RUN_LEFTOVERS, copy_project, planned_copy
+
+    project = Project(tmp_path / "project")
+    project.write("models/numbers.sql", "MODEL (name analytics.numbers, kind FULL); SELECT 1 AS n")
+    project.write("config.yaml", (project.root / "config.yaml").read_text().replace(str(project.root / "db.duckdb"), "db.duckdb"))
+    for leftover in ("db.duckdb", "logs/sqlmesh.log", ".cache/x", "artifacts/model.joblib"):
+        project.write(leftover, "left by a run")
+    before = Path.cwd()
+    prepared = []
+    with planned_copy(project.root, tmp_path / "copy", leave_out=("artifacts",), prepare=prepared.append) as context:
+        assert Path.cwd() == tmp_path / "copy" and prepared == [tmp_path / "copy"]
+        assert context.fetchdf("SELECT n FROM analytics.numbers")["n"].tolist() == [1]
+    assert Path.cwd() == before
+    assert not (tmp_path / "copy" / "artifacts").exists() and not (tmp_path / "copy" / "logs").exists()
+    assert (project.root / "db.duckdb").read_text() == "left by a run"  # the project's own file untouched
+    assert "*.duckdb" in RUN_LEFTOVERS
+    with pytest.raises(FileExistsError):
+        copy_project(project.root, tmp_path / "copy")
+
+
+def test_a_planned_copy_that_fails_restores_the_working_directory(tmp_path: Path) -> None:
+    from mixmesh.testing import planned_copy
+
+    project = Project(tmp_path / "project")
+    project.write("models/broken.sql", "MODEL (name analytics.broken, kind FULL); SELECT * FROM raw.missing")
+    before = Path.cwd()
+    with pytest.raises(Exception):
+        with planned_copy(project.root, tmp_path / "copy"):
+            pass
+    assert Path.cwd() == before

@@ -20,8 +20,10 @@ SQLMesh Context for the project around the test file, and makes it the project
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
 import re
 import typing as t
 from pathlib import Path
@@ -266,6 +268,60 @@ def project_context(path: t.Union[str, Path, None] = None) -> t.Any:
     from sqlmesh import Context
 
     return Context(paths=str(find_project(Path(path or Path.cwd()))))
+
+
+# What runs leave in a project (databases, caches, logs, figures), which a copy starts without.
+RUN_LEFTOVERS = ("*.duckdb", "*.duckdb.wal", ".cache", "logs", ".mixmesh", "__pycache__", ".pytest_cache")
+
+
+def copy_project(source: t.Union[str, Path], target: t.Union[str, Path], *, leave_out: t.Sequence[str] = ()) -> Path:
+    """Copy the project at ``source`` to ``target`` (which must not exist), without what runs
+    leave in it (``RUN_LEFTOVERS``) and the ``leave_out`` patterns (e.g. ``"artifacts"``, for
+    a copy without trained models), so a test builds it without writing to the project."""
+    import shutil
+
+    target = Path(target)
+    shutil.copytree(find_project(Path(source)), target, ignore=shutil.ignore_patterns(*RUN_LEFTOVERS, *leave_out))
+    return target
+
+
+@contextlib.contextmanager
+def working_in(directory: t.Union[str, Path]) -> t.Iterator[Path]:
+    """The working directory is ``directory`` inside the block (a project's relative DuckDB
+    path and artifacts resolve against it, as where SQLMesh runs), and what it was after."""
+    before = Path.cwd()
+    os.chdir(directory)
+    try:
+        yield Path(directory)
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
+def planned_copy(
+    source: t.Union[str, Path],
+    target: t.Union[str, Path],
+    *,
+    leave_out: t.Sequence[str] = (),
+    prepare: t.Optional[t.Callable[[Path], t.Any]] = None,
+    **plan: t.Any,
+) -> t.Iterator[t.Any]:
+    """A copy of the project (``copy_project``), worked in (``working_in``), prepared
+    (``prepare(copy)``, e.g. writing its source data), planned and applied with SQLMesh
+    (``plan`` passed on: ``execution_time=``, ``select_models=``...): the loaded ``Context``,
+    closed after the block."""
+    from sqlmesh import Context
+
+    copy = copy_project(source, target, leave_out=leave_out)
+    with working_in(copy):
+        if prepare is not None:
+            prepare(copy)
+        context = Context(paths=str(copy))
+        try:
+            context.plan(auto_apply=True, no_prompts=True, **plan)
+            yield context
+        finally:
+            context.close()
 
 
 def find_project(start: Path) -> Path:

@@ -3,28 +3,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from mixmesh.testing import planned_copy
 
 PROJECT = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
-    """The project's SQLMesh Context after `plan` (which runs its YAML tests first) in a copy."""
-    from sqlmesh import Context
-
-    copy = tmp_path_factory.mktemp("project") / PROJECT.name
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__"))
-    previous = Path.cwd()
-    os.chdir(copy)  # the database path in config.yaml is relative to where SQLMesh runs
-    context = Context(paths=str(copy))
-    try:
-        context.plan(auto_apply=True, no_prompts=True)
+    """The project's SQLMesh Context after `plan` (which runs its YAML tests first), in a copy
+    worked in (its DuckDB path is relative), so tests never write here."""
+    with planned_copy(PROJECT, tmp_path_factory.mktemp("project") / PROJECT.name) as context:
         yield context
-    finally:
-        context.close()
-        os.chdir(previous)

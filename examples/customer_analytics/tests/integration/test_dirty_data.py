@@ -6,14 +6,13 @@ documented values. In a copy without trained models: the rules score, the same e
 from __future__ import annotations
 
 import datetime
-import os
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from mixmesh.cli.demo_data import generate
+from mixmesh.testing import planned_copy
 
 PROJECT = Path(__file__).resolve().parents[2]
 PERIOD = ("2024-01-01", "2024-01-04")
@@ -21,22 +20,15 @@ PERIOD = ("2024-01-01", "2024-01-04")
 
 @pytest.fixture(scope="module")
 def dirty(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
-    copy = tmp_path_factory.mktemp("dirty") / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", "artifacts", ".cache", "logs", "__pycache__", "tests"))
-    database = copy / "demo.duckdb"
-    with duckdb.connect(str(database)) as connection:
-        generate(connection, customers=120, transactions=4_000, events=1_500, days=4, end_date=datetime.date(2024, 1, 4), dirty=0.08)
-    from sqlmesh import Context
+    def dirty_data(copy: Path) -> None:
+        with duckdb.connect(str(copy / "demo.duckdb")) as connection:
+            generate(connection, customers=120, transactions=4_000, events=1_500, days=4,
+                     end_date=datetime.date(2024, 1, 4), dirty=0.08)
 
-    before = Path.cwd()
-    os.chdir(copy)  # SQLMesh reads the DuckDB path relative to the working directory
-    context = Context(paths=str(copy))
-    try:
-        context.plan(auto_apply=True, no_prompts=True, execution_time="2024-01-05")
-    finally:
-        context.close()
-        os.chdir(before)
-    connection = duckdb.connect(str(database), read_only=True)
+    copy = tmp_path_factory.mktemp("dirty") / "customer_analytics"
+    with planned_copy(PROJECT, copy, leave_out=("artifacts", "tests"), prepare=dirty_data, execution_time="2024-01-05"):
+        pass
+    connection = duckdb.connect(str(copy / "demo.duckdb"), read_only=True)
     yield connection
     connection.close()
 

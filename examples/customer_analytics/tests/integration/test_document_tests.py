@@ -11,14 +11,13 @@ comes from the rules, the same on every machine.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mixmesh.testing import ModelTest
+from mixmesh.testing import ModelTest, copy_project
 from python.models.ltv.features import engineer_ltv_features
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -27,7 +26,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def in_a_copy_without_trained_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy = tmp_path / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", "artifacts", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("artifacts", "tests"))
     monkeypatch.chdir(copy)  # ModelTest's project: the one around the current directory
     return copy
 

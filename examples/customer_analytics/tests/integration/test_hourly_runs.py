@@ -9,13 +9,13 @@ arrived would keep such sessions cut.
 from __future__ import annotations
 
 import datetime
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from mixmesh.cli.demo_data import generate
+from mixmesh.testing import copy_project
 
 PROJECT = Path(__file__).resolve().parents[2]
 DAY = datetime.datetime(2024, 1, 2)  # the second day of the data: the first is planned at once
@@ -24,7 +24,7 @@ DAY = datetime.datetime(2024, 1, 2)  # the second day of the data: the first is 
 @pytest.fixture
 def run_hourly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy = tmp_path / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", "artifacts", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("artifacts", "tests"))
     monkeypatch.chdir(copy)  # SQLMesh reads the DuckDB path relative to the working directory
     database = str(copy / "demo.duckdb")
     with duckdb.connect(database) as connection:

@@ -6,7 +6,6 @@ the source raises ConnectionError while a marker file exists, and removes it."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import duckdb
 import pytest
 
 from mixmesh.cli.demo_data import generate
+from mixmesh.testing import copy_project
 from mixmesh.resilience import events, reset_events
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def extract_customer_features(context, start_date, end_date) -> pd.DataFrame:
 @pytest.fixture
 def flaky_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy = tmp_path / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", "artifacts", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("artifacts", "tests"))
     features = copy / "python" / "models" / "ltv" / "features.py"
     source = features.read_text()
     head = 'def extract_customer_features(context, start_date, end_date) -> pd.DataFrame:\n    """Extract customer features using optimized SQL queries."""\n'

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from mixmesh.cli.demo_data import generate
+from mixmesh.testing import copy_project
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy = tmp_path / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("tests",))
     monkeypatch.chdir(copy)  # SQLMesh reads the DuckDB path relative to the working directory
     with duckdb.connect(str(copy / "demo.duckdb")) as connection:
         generate(connection, customers=150, transactions=6_000, events=500, days=5)

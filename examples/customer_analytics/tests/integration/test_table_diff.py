@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import duckdb
 import pytest
 
 from mixmesh.cli.demo_data import generate
+from mixmesh.testing import copy_project
 
 PROJECT = Path(__file__).resolve().parents[2]
 MODELS = {
@@ -26,7 +26,7 @@ def prod_and_dev(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built in prod; in dev, each model changed: the risk model drops single-transaction
     days, the LTV model's version, the personalization's "browsing" threshold."""
     copy = tmp_path_factory.mktemp("diff") / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("tests",))
     with duckdb.connect(str(copy / "demo.duckdb")) as connection:
         generate(connection, customers=80, transactions=2_000, events=300, days=3)
     _sqlmesh(copy, "plan", "--auto-apply", "--no-prompts")

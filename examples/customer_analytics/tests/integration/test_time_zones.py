@@ -9,7 +9,6 @@ process with TZ set, since DuckDB takes the zone when it starts.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import duckdb
 import pytest
 
 from mixmesh.cli.demo_data import generate
+from mixmesh.testing import copy_project
 
 PROJECT = Path(__file__).resolve().parents[2]
 SQLMESH = str(Path(sys.executable).with_name("sqlmesh"))
@@ -37,7 +37,7 @@ MODELS = {
 
 def build(destination: Path, zone: str) -> dict:
     copy = destination / "customer_analytics"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", "artifacts", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("artifacts", "tests"))
     with duckdb.connect(str(copy / "demo.duckdb")) as connection:
         generate(connection, customers=100, transactions=3_000, events=1_500, days=3, end_date="2024-01-03")
     result = subprocess.run(
