@@ -212,3 +212,18 @@ def test_a_vectorized_function_that_stops_the_process_fails_naming_the_batch(kin
         Paths(stops_batch).values(path)
     message = str(raised.value)
     assert f"'stops_batch_{kind}'" in message and "on a batch of 8 rows" in message and "x=0.0" in message
+
+
+def test_a_row_function_with_a_timeout_and_several_arguments_binds_on_the_plain_binding() -> None:
+    """Bound per batch (for the timeout), it declares one parameter per argument: DuckDB
+    counts a *columns signature as one and refused a call with two or three."""
+
+    @udf(timeout_s=5.0)
+    def weighted(x: float, weight: float, label: str) -> str:
+        return f"{label}:{x * weight:g}"
+
+    connection = duckdb.connect()
+    name = register(connection, weighted)
+    assert connection.sql(f"SELECT {name}(i::DOUBLE, 2.0, 'w') FROM range(3) t(i) ORDER BY i").fetchall() == [
+        ("w:0",), ("w:2",), ("w:4",)
+    ]
