@@ -324,6 +324,23 @@ def planned_copy(
             context.close()
 
 
+@contextlib.contextmanager
+def sqlmesh_output(width: int = 200) -> t.Iterator[t.Any]:
+    """What SQLMesh prints inside the block (its console, as `sqlmesh plan` shows it), kept
+    in the yielded buffer (``.getvalue()``) instead of the terminal; an audit's failure, say."""
+    import io
+
+    from rich.console import Console
+    from sqlmesh.core.console import TerminalConsole, get_console, set_console
+
+    output, previous = io.StringIO(), get_console()
+    set_console(TerminalConsole(console=Console(file=output, width=width)))
+    try:
+        yield output
+    finally:
+        set_console(previous)
+
+
 def find_project(start: Path) -> Path:
     """The nearest folder, from ``start`` up, holding a SQLMesh config."""
     start = start.absolute()

@@ -134,15 +134,27 @@ def track_project_modules(loader: t.Any) -> None:
     cached, stale Python code and fingerprint after the helper is edited.
     """
     latest = loader._macros_max_mtime
-    for path in _project_module_files(Path(loader.config_path)):
+    root = Path(loader.config_path).absolute()
+    for name, path in _project_modules(root):
+        _imported_for[name] = root
         loader._track_file(path)
         mtime = loader._path_mtimes[path]
         latest = mtime if latest is None else max(latest, mtime)
     loader._macros_max_mtime = latest
 
 
+# Module name -> the project whose load found it imported from its folder (a copy of a project,
+# or a second project, may import the same names from another folder).
+_imported_for: t.Dict[str, Path] = {}
+
+
 def _project_module_files(root: Path) -> t.Iterator[Path]:
-    """Files of the modules in Python's cache that belong to the project, not to a package.
+    for _name, path in _project_modules(root):
+        yield path
+
+
+def _project_modules(root: Path) -> t.Iterator[t.Tuple[str, Path]]:
+    """Modules in Python's cache that belong to the project, not to a package, with their files.
 
     A package installed in development mode may live inside the project's folder; its
     modules are the package's, never the project's.
@@ -156,7 +168,7 @@ def _project_module_files(root: Path) -> t.Iterator[Path]:
         path = Path(file).absolute()
         # is_file: "<stdin>" and other pseudo-files (a script fed to Python) have no mtime to track.
         if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed) and path.is_file():
-            yield path
+            yield name, path
 
 
 def forget_project_modules(root: Path) -> None:
@@ -174,9 +186,11 @@ def forget_project_modules(root: Path) -> None:
 
 
 def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
-    """A module another project (a copy, a second project in one process) imported under a
-    name this project has a file for: importing that name must read this project's file."""
-    if name.partition(".")[0] in installed_packages() or file.absolute().is_relative_to(root.absolute()):
+    """A module another project's load found (a copy's, a second project's in one process)
+    under a name this project has a file for: importing that name must read this project's
+    file. Modules no project load found (a test suite's own) are left alone."""
+    owner = _imported_for.get(name)
+    if owner is None or owner == root.absolute() or file.absolute().is_relative_to(root.absolute()):
         return False
     relative = Path(*name.split("."))
     return (root / relative.with_suffix(".py")).is_file() or (root / relative / "__init__.py").is_file()

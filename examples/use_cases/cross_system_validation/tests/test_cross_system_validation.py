@@ -4,11 +4,12 @@ the two CSVs, and the audit that stops the plan when the systems disagree too of
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from mixmesh.testing import planned_copy, sqlmesh_output
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -63,25 +64,15 @@ def test_the_rows_to_resolve(built) -> None:
     ]
 
 
-def test_the_audit_stops_the_plan_when_the_systems_disagree_too_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rich.console import Console
-    from sqlmesh import Context
-    from sqlmesh.core.console import TerminalConsole, get_console, set_console
+def test_the_audit_stops_the_plan_when_the_systems_disagree_too_often(tmp_path: Path) -> None:
     from sqlmesh.utils.errors import PlanError
 
-    copy = tmp_path / "project"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__", "tests"))
-    seed = copy / "seeds/warehouse_shipments.csv"
-    # Two more returns the billing system never heard of: 8 of 12 orders disagree, above 60%.
-    seed.write_text(seed.read_text().replace("WH-1001,50.00,SHP", "WH-1001,50.00,RTN").replace("WH-1002,129.99,SHP", "WH-1002,129.99,RTN"))
-    monkeypatch.chdir(copy)
-    output, previous = io.StringIO(), get_console()
-    set_console(TerminalConsole(console=Console(file=output, width=200)))  # what `sqlmesh plan` prints
-    context = Context(paths=str(copy))
-    try:
-        with pytest.raises(PlanError):
-            context.plan(auto_apply=True, no_prompts=True)
-    finally:
-        context.close()
-        set_console(previous)
+    def break_the_seed(copy: Path) -> None:
+        seed = copy / "seeds/warehouse_shipments.csv"
+        # Two more returns the billing system never heard of: 8 of 12 orders disagree, above 60%.
+        seed.write_text(seed.read_text().replace("WH-1001,50.00,SHP", "WH-1001,50.00,RTN").replace("WH-1002,129.99,SHP", "WH-1002,129.99,RTN"))
+
+    with sqlmesh_output() as output, pytest.raises(PlanError):
+        with planned_copy(PROJECT, tmp_path / "project", leave_out=("tests",), prepare=break_the_seed):
+            pass
     assert "'mismatch_share' audit error: 1 row failed" in output.getvalue()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from mixmesh.testing import copy_project
 from ruamel.yaml import YAML
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_editing_the_variable_changes_the_columns_on_the_next_plan(tmp_path: Pat
     from sqlmesh import Context
 
     copy = tmp_path / "project"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__"))
+    copy_project(PROJECT, copy)
     monkeypatch.chdir(copy)
     context = Context(paths=str(copy))
     context.plan(auto_apply=True, no_prompts=True)
@@ -84,7 +85,7 @@ def test_two_categories_with_one_column_name_are_refused_naming_the_variable(tmp
     from sqlmesh import Context
 
     copy = tmp_path / "project"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("tests",))
     config = copy / "config.yaml"
     config.write_text(config.read_text().replace("[Grocery, Travel, Dining, Home & Garden]", "[Home & Garden, home-garden]"))
     monkeypatch.chdir(copy)

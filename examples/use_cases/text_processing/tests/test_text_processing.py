@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from pathlib import Path
 
 import pytest
 
-from mixmesh.testing import ModelTest
+from mixmesh.testing import ModelTest, copy_project
 from python.text import classify_message, normalise_merchant
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -81,7 +80,7 @@ def test_a_number_passed_to_the_text_function_stops_the_plan(tmp_path: Path, mon
     from sqlmesh import Context
 
     copy = tmp_path / "project"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__", "tests"))
+    copy_project(PROJECT, copy, leave_out=("tests",))
     (copy / "models/analytics/by_id.sql").write_text(
         "MODEL (name analytics.by_id, kind FULL);\n"
         "SELECT @normalise_merchant(message_id) AS merchant FROM raw.support_messages\n"

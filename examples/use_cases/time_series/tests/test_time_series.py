@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from mixmesh.testing import copy_project
 
 PROJECT = Path(__file__).resolve().parents[1]
 INJECTED = {("web_visits", "2024-02-05"), ("orders", "2024-02-08")}
@@ -21,7 +22,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     from sqlmesh import Context
 
     copy = tmp_path_factory.mktemp("project") / PROJECT.name
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("*.duckdb*", ".cache", "logs", "__pycache__"))
+    copy_project(PROJECT, copy)
     previous = Path.cwd()
     os.chdir(copy)
     context = Context(paths=str(copy))
