@@ -267,3 +267,17 @@ def test_a_planned_copy_that_fails_restores_the_working_directory(tmp_path: Path
         with planned_copy(project.root, tmp_path / "copy"):
             pass
     assert Path.cwd() == before
+
+
+def test_sqlmesh_output_keeps_what_sqlmesh_prints(tmp_path: Path) -> None:
+    from sqlmesh.utils.errors import PlanError
+
+    from mixmesh.testing import planned_copy, sqlmesh_output
+
+    project = Project(tmp_path / "project")
+    project.write("audits/positive.sql", "AUDIT (name all_positive); SELECT * FROM @this_model WHERE n <= 0")
+    project.write("models/numbers.sql", "MODEL (name analytics.numbers, kind FULL, audits (all_positive)); SELECT -1 AS n")
+    with sqlmesh_output() as output, pytest.raises(PlanError):
+        with planned_copy(project.root, tmp_path / "copy"):
+            pass
+    assert "'all_positive' audit error: 1 row failed" in output.getvalue()
