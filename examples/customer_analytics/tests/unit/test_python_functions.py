@@ -188,3 +188,23 @@ def test_content_recommendations_follow_the_session() -> None:
 
     assert python_content_recommendations("U1", "interested", 0.9, 1) == ["cart_reminder", "limited_discount", "premium_offer"]
     assert python_content_recommendations("U2", "casual", 0.1, 0) == ["welcome_content"]
+
+
+def test_an_interval_without_customers_loads_no_model_and_logs_nothing(without_trained_models, caplog) -> None:
+    """The seed caught scikit-learn's refusal of 0 samples and logged "ML model loading
+    failed" though nothing had failed to load; an empty interval needs no model."""
+    import pandas as pd
+
+    from mixmesh.resources import artifact_events, reset_artifact_events
+    from python.models.ltv.features import engineer_ltv_features
+    from python.models.ltv.predictor import format_prediction_output, generate_ltv_predictions, validate_and_adjust_predictions
+
+    empty = pd.DataFrame({name: pd.Series(dtype="object") for name in ["customer_id", "customer_segment"]})
+    empty = empty.assign(total_transactions=pd.Series(dtype="int64"), total_spend=pd.Series(dtype="float64"))
+    reset_artifact_events()
+    with caplog.at_level("DEBUG"):
+        predictions = validate_and_adjust_predictions(generate_ltv_predictions(engineer_ltv_features(empty, as_of="2024-01-31")))
+        output = format_prediction_output(predictions, "2024-01-31", "2024-02-01")
+    assert len(output) == 0 and "predicted_ltv" in output.columns
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert sum(artifact_events().values()) == 0  # no model was even looked for
