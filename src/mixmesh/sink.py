@@ -103,6 +103,18 @@ def evaluation_on_this_thread() -> t.Optional["Evaluation"]:
     return next((evaluation for evaluation in list(_active.values()) if evaluation.thread == me), None)
 
 
+def record_path(functions: t.Iterable[str], path: str) -> None:
+    """How a statement of the evaluation on the calling thread ran the functions it calls: on
+    the fast path or the plain binding, and why (``mixmesh.fastpath``)."""
+    evaluation = evaluation_on_this_thread()
+    if evaluation is not None:
+        with evaluation.lock:
+            for function in functions:
+                figures = evaluation.functions.setdefault(function, FunctionFigures(mode_of(function)))
+                if path not in figures.paths:
+                    figures.paths.append(path)
+
+
 def record_rows_read(rows: int) -> None:
     """Rows a Python model read through ``context.sql``."""
     evaluation = evaluation_on_this_thread()
@@ -120,6 +132,7 @@ class FunctionFigures:
         self.batch_seconds: t.List[float] = []
         self.sampled_seconds = 0.0
         self.list_lengths: t.List[float] = []
+        self.paths: t.List[str] = []  # how its statements ran it (fast path or plain binding, why), in order
 
 
 # ------------------------------------------------------------------------- one evaluation

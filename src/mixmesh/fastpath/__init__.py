@@ -7,13 +7,16 @@ of the query below the calls streams out in large Arrow batches, each call's res
 appended per batch (on a pool of threads, as many as the engine's), and the rest of the
 statement reads the stream. Results are those of the plain binding, which runs whenever
 the split would not be exact (``hoisting`` says why), the engine cannot stream the
-statement (``engines.<engine>.execute_split`` says why), or ``MIXMESH_FAST_PATH=off``.
+statement (``engines.<engine>.execute_split`` says why), the cost rule says the plain binding
+is as fast (``choice``; ``MIXMESH_FAST_PATH=auto``, the default), or ``MIXMESH_FAST_PATH=off``.
+``MIXMESH_FAST_PATH=on`` takes the fast path whenever the split is possible.
 Functions declared ``@udf(parallel="processes")`` run in worker processes (``workers``).
 The first statement of a run also clears what killed runs left: staging tables of Python
 models and the workers' scratch folders.
 
 What was decided for the last statements is kept in ``decisions`` (and logged at DEBUG on
-``mixmesh.fastpath``), for tests and for anyone wondering why a model is slow.
+``mixmesh.fastpath``), for tests and for anyone wondering why a model is slow; the
+monitor records it per function run (``sink.record_path``: ``mixmesh stats``' path column).
 """
 
 from __future__ import annotations
@@ -29,15 +32,15 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh import engines
-from mixmesh.fastpath import hoisting
+from mixmesh import engines, sink
+from mixmesh.fastpath import choice, hoisting
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import MixmeshError
 from mixmesh.runtime import workers
 
 logger = logging.getLogger(__name__)
 
-VARIABLE = "MIXMESH_FAST_PATH"
+VARIABLE = "MIXMESH_FAST_PATH"  # auto (the default: the cost rule), on (whenever possible), off
 THREADS_VARIABLE = "MIXMESH_FAST_PATH_THREADS"  # computing threads; default: the engine's
 # Large enough that handing a batch over costs nothing next to computing it (x * 2 over 10M
 # rows: 0.046 s in 1M-row batches, 0.041 s in these), small enough that a few hundred
@@ -55,7 +58,15 @@ decisions: "collections.deque[Decision]" = collections.deque(maxlen=200)
 
 
 def enabled() -> bool:
-    return os.environ.get(VARIABLE, "on").lower() not in ("off", "0", "false", "no")
+    return _setting() != "off"
+
+
+def _setting() -> str:
+    """``MIXMESH_FAST_PATH``: off (and 0, false, no), on (and 1, true, yes) or auto (anything else)."""
+    given = os.environ.get(VARIABLE, "auto").strip().lower()
+    if given in ("off", "0", "false", "no"):
+        return "off"
+    return "on" if given in ("on", "1", "true", "yes") else "auto"
 
 
 def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], parameters: bool) -> bool:
@@ -74,6 +85,10 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     functions = tuple(sorted({binding.spec.name for binding in bound.values()}))
     if parameters or not enabled():
         return _decided(functions, False, "the statement has parameters" if enabled() else f"{VARIABLE} is off")
+    if _setting() == "auto":
+        chosen = choice.choose([_call_of(binding) for binding in bound.values() if binding.spec.deterministic])
+        if not chosen.staged:
+            return _decided(functions, False, chosen.reason)
     split = _plan(sql, adapter.dialect, bound)
     if isinstance(split, hoisting.Declined):
         return _decided(functions, False, split.reason)
@@ -89,6 +104,11 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
             _decided(functions, True, f"raised {type(error).__name__}")
             raise
     return _decided(functions, refused is None, refused or "")
+
+
+def _call_of(binding: engines.Binding) -> choice.Call:
+    spec = binding.spec
+    return choice.Call(spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args))
 
 
 _scratch_cleared = False
@@ -148,9 +168,17 @@ def _batch_function(sql_name: str, binding: engines.Binding) -> t.Callable[..., 
 def _decided(functions: t.Tuple[str, ...], staged: bool, reason: str) -> bool:
     reason = engines.plain_names(reason)
     decisions.append(Decision(functions, staged, reason))
+    sink.record_path(functions, _path(staged, reason))
     logger.debug("fast path %s for %s%s", "taken" if staged else "not taken", ", ".join(functions),
                  f": {reason}" if reason else "")
     return staged
+
+
+def _path(staged: bool, reason: str) -> str:
+    """How the monitor names the decision: "fast path", or "plain binding: <why>"."""
+    if staged:
+        return "fast path"
+    return reason if reason.startswith("plain binding") else f"plain binding: {reason}"
 
 
 class BatchComputer:

@@ -239,6 +239,7 @@ def _function_run(
         errors=figures.errors + handled,  # raised out of the function, or caught by its on_error
         mean_list_length=sum(figures.list_lengths) / len(figures.list_lengths) if figures.list_lengths else None,
         findings=json.dumps(findings, sort_keys=True) if findings else None,
+        path="; ".join(figures.paths) or None,
     )
 
 

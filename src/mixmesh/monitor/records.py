@@ -64,6 +64,10 @@ class FunctionRun:
     # What the function counted with mixmesh.count, as a JSON object {"finding": n}; None when
     # it counted nothing (or in runs recorded before findings were kept).
     findings: t.Optional[str] = None
+    # How the run's statements ran it on DuckDB: "fast path", or "plain binding: <why>"
+    # (several, "; "-separated, when its statements differed); None where no statement
+    # decided (Spark, Python models, runs recorded before it was kept).
+    path: t.Optional[str] = None
 
 
 MODEL_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(ModelRun))

@@ -106,6 +106,7 @@ class FunctionStats:
     mean_list_length: t.Optional[float]  # rows-weighted, over runs that report it
     current: bool = True  # the mode of its latest run in the window (False: a mode it ran in before)
     findings: t.Dict[str, int] = dataclasses.field(default_factory=dict)  # mixmesh.count totals
+    path: t.Optional[str] = None  # how its latest run that says ran it: fast path, or plain binding and why
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -235,7 +236,13 @@ def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: 
         ),
         current=current,
         findings=_findings_total(runs["findings"] if "findings" in runs else ()),
+        path=_latest_path(runs["path"] if "path" in runs else ()),
     )
+
+
+def _latest_path(paths: t.Iterable[t.Any]) -> t.Optional[str]:
+    """The path of the latest run that recorded one (the frame is oldest first)."""
+    return next((path for path in reversed(list(paths)) if isinstance(path, str)), None)
 
 
 def _findings_total(findings: t.Iterable[t.Any]) -> t.Dict[str, int]:

@@ -1,0 +1,239 @@
+"""The cost-based choice between the fast path and the plain binding (``mixmesh.fastpath.choice``).
+
+``MIXMESH_FAST_PATH=auto`` (the default) sends a statement whose every function is a
+vectorized one with a nested argument (the document's ``ARRAY_AGG(STRUCT ...)`` shape) to the
+plain binding, with the reason in ``fastpath.decisions`` and in the monitor; ``on`` stages
+whatever it can. Results are the same whichever way a statement goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import typing as t
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh import engines, fastpath, udf
+from mixmesh.core.names import binding_name
+from mixmesh.fastpath import choice
+from mixmesh.monitor import stats
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+from tests.projects import Project
+
+DETAILS = "STRUCT(amount DOUBLE, category VARCHAR)[]"
+NESTED_REASON = "plain binding: nested arguments to vectorized functions stage slower than DuckDB hands them over"
+
+
+def list_totals(details: pa.Array) -> pa.Array:
+    """Each list's amounts summed (NULL amounts as 0; a NULL or empty list: 0)."""
+    details = details.combine_chunks() if isinstance(details, pa.ChunkedArray) else details
+    amounts = pc.fill_null(pc.struct_field(pc.list_flatten(details), "amount"), 0.0).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(details), 0).to_numpy(zero_copy_only=False)
+    sums = np.zeros(len(details))
+    np.add.at(sums, np.repeat(np.arange(len(details)), lengths), amounts)
+    return pa.array(sums)
+
+
+def list_count(details: list) -> int:
+    return len(details) if details else 0
+
+
+def times_two(x: pa.Array) -> pa.Array:
+    return pc.multiply(x, 2.0)
+
+
+# --- the rule itself ---------------------------------------------------------------------
+
+
+def _spec(function: t.Any) -> choice.Call:
+    spec = function.spec
+    return choice.Call(spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args))
+
+
+VECTORIZED_NESTED = udf(name="vec_nested", vectorized=True, args={"details": DETAILS}, returns="DOUBLE")(list_totals)
+ROW_NESTED = udf(name="row_nested", args={"details": DETAILS}, returns="BIGINT")(list_count)
+VECTORIZED_SCALAR = udf(name="vec_scalar", vectorized=True, args={"x": "DOUBLE"}, returns="DOUBLE")(times_two)
+
+
+def test_a_vectorized_function_with_a_nested_argument_goes_plain_and_says_why() -> None:
+    chosen = choice.choose([_spec(VECTORIZED_NESTED)])
+    assert not chosen.staged
+    assert chosen.reason == f"{NESTED_REASON}: vec_nested (LIST<STRUCT>)"
+
+
+@pytest.mark.parametrize("functions", [
+    [VECTORIZED_SCALAR], [ROW_NESTED], [VECTORIZED_NESTED, VECTORIZED_SCALAR], [VECTORIZED_NESTED, ROW_NESTED], [],
+])
+def test_a_call_that_gains_from_large_batches_keeps_the_fast_path(functions: t.List[t.Any]) -> None:
+    assert choice.choose([_spec(function) for function in functions]) == choice.Choice(True, "")
+
+
+def test_nested_types_are_named_as_users_write_them() -> None:
+    from mixmesh.core.sql_types import parse_sql_type as parse_type
+
+    assert choice.describe(parse_type("MAP(VARCHAR, DOUBLE)")) == "MAP"
+    assert choice.describe(parse_type("DOUBLE[]")) == "LIST<DOUBLE>"
+    assert choice.describe(parse_type("STRUCT(a DOUBLE)")) == "STRUCT"
+
+
+# --- statements through SQLMesh's adapter ------------------------------------------------
+
+
+class Engine:
+    """An in-memory DuckDB with a SQLMesh adapter and the three functions bound."""
+
+    def __init__(self) -> None:
+        from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
+
+        sqlmesh_integration.install()
+        self.connection = duckdb.connect(":memory:")
+        self.adapter = DuckDBEngineAdapter(lambda: self.connection)
+        self.names = {f.spec.name: self._bind(f) for f in (VECTORIZED_NESTED, ROW_NESTED, VECTORIZED_SCALAR)}
+
+    @staticmethod
+    def _bind(function: t.Any) -> str:
+        name = binding_name(function.spec, "choice_test")
+        engines.register_call(function.spec, "choice_test", name)
+        return name
+
+    def grouped(self, function: str) -> str:
+        """The document's shape: a list of structs per customer, then the function."""
+        return (
+            "WITH grouped AS (SELECT customer_id, ARRAY_AGG({'amount': amount, 'category': category} "
+            "ORDER BY amount, category) AS details FROM tx GROUP BY customer_id) "
+            f"SELECT customer_id, round({self.names[function]}(details), 6) AS v FROM grouped ORDER BY customer_id"
+        )
+
+    def select(self, sql: str, mode: str) -> t.Tuple[t.List[tuple], fastpath.Decision]:
+        fastpath.decisions.clear()
+        with _fast_path(mode):
+            rows = self.adapter.fetchall(sql)
+        return rows, fastpath.decisions[-1]
+
+
+@contextlib.contextmanager
+def _fast_path(mode: t.Optional[str]) -> t.Iterator[None]:
+    saved = os.environ.pop(fastpath.VARIABLE, None)
+    if mode is not None:
+        os.environ[fastpath.VARIABLE] = mode
+    try:
+        yield
+    finally:
+        os.environ.pop(fastpath.VARIABLE, None)
+        if saved is not None:
+            os.environ[fastpath.VARIABLE] = saved
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+def _load(engine: Engine, transactions: t.Sequence[t.Tuple[int, t.Optional[float], t.Optional[str]]]) -> None:
+    engine.connection.execute("CREATE OR REPLACE TABLE tx (customer_id BIGINT, amount DOUBLE, category VARCHAR)")
+    if transactions:
+        engine.connection.executemany("INSERT INTO tx VALUES (?, ?, ?)", list(transactions))
+
+
+def test_the_documents_shape_runs_on_the_plain_binding_by_default(engine: Engine) -> None:
+    _load(engine, [(c % 7, float(c), "food" if c % 2 else None) for c in range(100)])
+    by_default, decision = engine.select(engine.grouped("vec_nested"), None)
+    assert not decision.staged and decision.functions == ("vec_nested",)
+    assert decision.reason == f"{NESTED_REASON}: vec_nested (LIST<STRUCT>)"
+    forced, forced_decision = engine.select(engine.grouped("vec_nested"), "on")
+    assert forced_decision.staged and forced == by_default
+    assert sum(v for _, v in by_default) == pytest.approx(sum(range(100)))
+
+
+@pytest.mark.parametrize("function", ["row_nested", "vec_scalar"])
+def test_other_shapes_keep_the_fast_path_by_default(engine: Engine, function: str) -> None:
+    _load(engine, [(c % 5, float(c), "x") for c in range(50)])
+    sql = engine.grouped(function) if function == "row_nested" else (
+        f"SELECT amount, {engine.names[function]}(amount) AS v FROM tx ORDER BY amount")
+    _, decision = engine.select(sql, "auto")
+    assert decision.staged, decision
+
+
+transactions = st.lists(
+    st.tuples(
+        st.integers(0, 6),
+        st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
+        st.one_of(st.none(), st.sampled_from(["food", "travel", "", "ünïcode"])),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=transactions, function=st.sampled_from(["vec_nested", "row_nested", "vec_scalar"]))
+def test_results_are_the_same_with_the_choice_on_and_off(engine: Engine, rows: t.List[tuple], function: str) -> None:
+    _load(engine, rows)
+    sql = engine.grouped(function) if function != "vec_scalar" else (
+        f"SELECT customer_id, amount, {engine.names[function]}(amount) AS v FROM tx "
+        "ORDER BY customer_id, amount NULLS FIRST")
+    results = {mode: engine.select(sql, mode)[0] for mode in ("auto", "on", "off")}
+    assert results["auto"] == results["on"] == results["off"]
+
+
+# --- what the monitor keeps ----------------------------------------------------------------
+
+FUNCTIONS = f'''
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixmesh import udf
+
+
+@udf(vectorized=True, args={{"details": "{DETAILS}"}}, returns="DOUBLE")
+def basket_total(details):
+    details = details.combine_chunks() if isinstance(details, pa.ChunkedArray) else details
+    amounts = pc.fill_null(pc.struct_field(pc.list_flatten(details), "amount"), 0.0).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(details), 0).to_numpy(zero_copy_only=False)
+    sums = np.zeros(len(details))
+    np.add.at(sums, np.repeat(np.arange(len(details)), lengths), amounts)
+    return pa.array(sums)
+
+
+@udf
+def doubled_row(x: float) -> float:
+    return x * 2
+'''
+
+BASKETS = """
+MODEL (name analytics.baskets, kind FULL);
+WITH grouped AS (
+    SELECT range % 10 AS customer_id,
+           ARRAY_AGG({'amount': range::DOUBLE, 'category': 'food'} ORDER BY range) AS details
+    FROM range(1000) GROUP BY 1
+)
+SELECT customer_id, @basket_total(details) AS total FROM grouped
+"""
+
+DOUBLED = """
+MODEL (name analytics.doubled, kind FULL);
+SELECT range::DOUBLE AS x, @doubled_row(range::DOUBLE) AS twice FROM range(1000)
+"""
+
+
+def test_the_monitor_records_which_way_each_function_ran_and_why(project: Project) -> None:
+    project.write("macros/functions.py", FUNCTIONS)
+    project.write("models/baskets.sql", BASKETS)
+    project.write("models/doubled.sql", DOUBLED)
+    project.plan()
+    store = MetricsStore(project.root / DEFAULT_PATH)
+    recorded = {row.function: row.path for row in store.function_runs().itertuples()}
+    assert recorded["basket_total"] == f"{NESTED_REASON}: basket_total (LIST<STRUCT>)"
+    assert recorded["doubled_row"] == "fast path"
+    summary = {f.function: f for f in stats.summarize(store).functions}
+    assert summary["basket_total"].path == recorded["basket_total"]
+    assert summary["doubled_row"].to_dict()["path"] == "fast path"  # what `mixmesh stats --json` prints
