@@ -209,6 +209,14 @@ def measured_at(report: Report) -> t.Optional[str]:
     return report.get("timestamp_utc") or report.get("measured_at")
 
 
+SIZE_KEYS = ("rows", "sizes", "customers", "transactions", "days", "batch_rows", "repeat")
+
+
+def run_size(report: Report) -> t.Dict[str, t.Any]:
+    """How big the run was (rows, repeats...): a quick run's ratios differ from a full one's."""
+    return {key: report[key] for key in SIZE_KEYS if key in report}
+
+
 def row(ratio: Ratio, results: t.Mapping[str, Report]) -> t.Dict[str, t.Any]:
     common = {"key": ratio.key, "name": ratio.name, "goal": ratio.goal, "goal_text": ratio.goal_text(),
               "better": ratio.better}
@@ -229,7 +237,7 @@ def build_report(results: t.Mapping[str, Report]) -> t.Dict[str, t.Any]:
         "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "ratios": [row(ratio, results) for ratio in RATIOS],
         "benchmarks": {
-            name: {"measured_at": measured_at(found), "machine": found.get("machine")}
+            name: {"measured_at": measured_at(found), "size": run_size(found), "machine": found.get("machine")}
             for name, found in sorted(results.items())
         },
     }
@@ -259,9 +267,10 @@ def markdown(report: Report) -> str:
         else:
             source = f"{found['benchmark']}: {found['variants']}"
             lines.append(f"| {found['name']} | {times(found['value'])} | {found['goal_text']} | {found['status']} | {source} |")
-    lines += ["", "| benchmark | measured at | machine and versions |", "|---|---|---|"]
+    lines += ["", "| benchmark | measured at | size | machine and versions |", "|---|---|---|---|"]
     for name, found in report["benchmarks"].items():
-        lines.append(f"| {name} | {found['measured_at'] or 'not recorded'} | {versions(found['machine'])} |")
+        size = ", ".join(f"{key} {value:,}" if isinstance(value, int) else f"{key} {value}" for key, value in found["size"].items())
+        lines.append(f"| {name} | {found['measured_at'] or 'not recorded'} | {size} | {versions(found['machine'])} |")
     return "\n".join(lines) + "\n"
 
 

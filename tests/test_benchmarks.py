@@ -173,6 +173,7 @@ def test_report_reads_every_ratio_from_a_full_set_of_results(tmp_path: Path) -> 
     assert rows["streaming_rss"]["better"] == "lower" and rows["streaming_rss"]["goal_text"] == "≤ 0.45x"
     assert all(row["machine"] == MACHINE and row["measured_at"].startswith("2026-01-02") for row in rows.values())
     assert set(report["benchmarks"]) == set(fixture_results())
+    assert all(found["size"] == {} for found in report["benchmarks"].values())
     assert "| vectorized function vs DuckDB's arrow UDF | 30.0x | ≥ 25x | met | udf_throughput:" in printed
     assert "not measured" not in printed
 
