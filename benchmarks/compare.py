@@ -94,6 +94,9 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: t.Optional[t.Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if not args.current.is_file():
+        print(f"{args.current} not found: run benchmarks/report.py first")
+        return 1 if args.strict else 0
     now = json.loads(args.current.read_text())
     before = json.loads(args.against.read_text()) if args.against else committed_report()
     if before is None:
