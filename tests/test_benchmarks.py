@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,131 @@ def test_ltv_features_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert all(g["time_ratio"] > 0 for g in report["growth"])
     assert report["requirement"]["limit_seconds"] == 10.0 and report["requirement"]["seconds"] > 0
     assert set(report["machine"]) >= {"cpu_count", "python", "pandas", "numpy"}
+
+
+# The report and the comparison: on fixture JSON written here, the shapes the benchmarks write.
+
+MACHINE = {"platform": "Linux-test", "machine": "x86_64", "cpu_count": 2, "python": "3.11.7", "duckdb": "1.5.6"}
+
+
+def fixture_results() -> t.Dict[str, t.Dict[str, t.Any]]:
+    """Every benchmark's JSON, reduced to what the report reads, with round figures."""
+    stamp = {"timestamp_utc": "2026-01-02T03:04:05+00:00", "machine": MACHINE}
+    return {
+        "udf_throughput": {**stamp, "variants": [
+            {"variant": "duckdb arrow UDF", "seconds_median": 3.0},
+            {"variant": "mixmesh vectorized", "seconds_median": 0.1},
+            {"variant": "mixmesh vectorized, plain", "seconds_median": 0.2},
+            {"variant": "duckdb row UDF", "seconds_median": 2.0},
+            {"variant": "mixmesh row", "seconds_median": 1.0},
+        ]},
+        "risk_scoring": {**stamp, "variants": [
+            {"variant": "mixmesh", "seconds": 1.0}, {"variant": "mixmesh-plain", "seconds": 0.8},
+        ]},
+        "timeout_overhead": {**stamp, "variants": [
+            {"variant": f"{policy}, {path}{timeout}", "seconds_median": 1.0 if path == "plain" else 0.5}
+            for policy in ("no policy", "on_error=null", "retry+on_error")
+            for path in ("fast path", "plain")
+            for timeout in ("", " + timeout")
+        ]},
+        "nested_conversion": {**stamp, "variants": [
+            {"variant": "duckdb native UDF", "seconds_median": 3.0}, {"variant": "mixmesh row", "seconds_median": 1.5},
+        ]},
+        "python_model_io": {**stamp, "variants": [
+            {"variant": "plain SQLMesh", "peak_rss_mb": 1000.0}, {"variant": "mixmesh streaming", "peak_rss_mb": 400.0},
+        ]},
+        "monitor_overhead": {"measured_at": "2026-01-02", "machine": MACHINE, "results": [
+            {"model": "analytics.vectorized", "monitoring off s": 1.0, "monitoring on s": 1.01},
+            {"model": "analytics.row", "monitoring off s": 1.0, "monitoring on s": 1.05},
+        ]},
+    }
+
+
+def run_report(results: t.Mapping[str, t.Any], folder: Path) -> t.Tuple[str, t.Dict[str, t.Any]]:
+    folder.mkdir()
+    for name, report in results.items():
+        (folder / f"{name}.json").write_text(json.dumps(report))
+    command = [sys.executable, str(BENCHMARKS / "report.py"), "--results", str(folder)]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert (folder / "report.md").read_text() in printed
+    return printed, json.loads((folder / "report.json").read_text())
+
+
+def test_report_reads_every_ratio_from_a_full_set_of_results(tmp_path: Path) -> None:
+    printed, report = run_report(fixture_results(), tmp_path / "results")
+    rows = {row["key"]: row for row in report["ratios"]}
+    assert {key: (round(row["value"], 6), row["met"]) for key, row in rows.items()} == {
+        "vectorized_vs_arrow_udf": (30.0, True),
+        "row_vs_native_udf": (2.0, True),
+        "document_shape": (0.8, False),
+        "fast_path_never_slower": (0.8, False),
+        "nested_row_vs_native_udf": (2.0, True),
+        "streaming_rss": (0.4, True),
+        "monitoring_overhead": (1.05, False),
+    }
+    assert rows["fast_path_never_slower"]["benchmark"] == "risk_scoring"
+    assert rows["monitoring_overhead"]["variants"].startswith("analytics.row")
+    assert rows["streaming_rss"]["better"] == "lower" and rows["streaming_rss"]["goal_text"] == "≤ 0.45x"
+    assert all(row["machine"] == MACHINE and row["measured_at"].startswith("2026-01-02") for row in rows.values())
+    assert set(report["benchmarks"]) == set(fixture_results())
+    assert all(found["size"] == {} for found in report["benchmarks"].values())
+    assert "| vectorized function vs DuckDB's arrow UDF | 30.0x | ≥ 25x | met | udf_throughput:" in printed
+    assert "not measured" not in printed
+
+
+def test_report_says_not_measured_and_why_when_results_are_missing(tmp_path: Path) -> None:
+    results = fixture_results()
+    del results["nested_conversion"], results["risk_scoring"]
+    results["python_model_io"]["variants"].pop()  # no "mixmesh streaming"
+    del results["monitor_overhead"]["results"][1]["monitoring on s"]
+    printed, report = run_report(results, tmp_path / "results")
+    rows = {row["key"]: row for row in report["ratios"]}
+    missing = {key: row["reason"] for key, row in rows.items() if row["status"] == "not measured"}
+    assert missing == {
+        "document_shape": "benchmarks/results/risk_scoring.json not found: run benchmarks/risk_scoring.py",
+        "nested_row_vs_native_udf": "benchmarks/results/nested_conversion.json not found: run benchmarks/nested_conversion.py",
+        "streaming_rss": "python_model_io.json has no variant 'mixmesh streaming'",
+        "monitoring_overhead": "monitor_overhead.json lacks a positive 'monitoring on s' for 'analytics.row'",
+    }
+    assert all(rows[key]["value"] is None and rows[key]["met"] is None for key in missing)
+    # The other pairs still measure the fast path: the worst of them is 2x.
+    assert rows["fast_path_never_slower"]["value"] == 2.0 and rows["fast_path_never_slower"]["benchmark"] == "udf_throughput"
+    assert printed.count("| not measured |") == 4
+
+
+def report_with(key: str, better: str, value: float) -> t.Dict[str, t.Any]:
+    return {"ratios": [{"key": key, "name": key, "better": better, "value": value}]}
+
+
+@pytest.mark.parametrize(
+    ("better", "before", "now", "flagged"),
+    [
+        ("higher", 10.0, 6.9, True),  # fell 31%
+        ("higher", 10.0, 7.1, False),  # fell 29%
+        ("higher", 10.0, 20.0, False),
+        ("lower", 0.5, 0.655, True),  # rose 31%
+        ("lower", 0.5, 0.645, False),  # rose 29%
+        ("lower", 0.5, 0.1, False),
+    ],
+)
+def test_compare_flags_a_ratio_worse_by_more_than_30_percent(
+    tmp_path: Path, better: str, before: float, now: float, flagged: bool
+) -> None:
+    earlier, current = tmp_path / "earlier.json", tmp_path / "current.json"
+    earlier.write_text(json.dumps(report_with("ratio_x", better, before)))
+    current.write_text(json.dumps(report_with("ratio_x", better, now)))
+    command = [sys.executable, str(BENCHMARKS / "compare.py"), "--current", str(current), "--against", str(earlier)]
+    lenient = subprocess.run(command, capture_output=True, text=True)
+    strict = subprocess.run([*command, "--strict"], capture_output=True, text=True)
+    assert lenient.returncode == 0
+    assert ("WORSE by" in lenient.stdout) is flagged
+    assert strict.returncode == (1 if flagged else 0)
+
+
+def test_compare_shows_but_never_flags_a_ratio_not_measured(tmp_path: Path) -> None:
+    earlier, current = tmp_path / "earlier.json", tmp_path / "current.json"
+    earlier.write_text(json.dumps(report_with("ratio_x", "higher", 10.0)))
+    current.write_text(json.dumps(report_with("ratio_x", "higher", None)))  # type: ignore[arg-type]
+    command = [sys.executable, str(BENCHMARKS / "compare.py"), "--current", str(current), "--against", str(earlier), "--strict"]
+    shown = subprocess.run(command, capture_output=True, text=True)
+    assert shown.returncode == 0 and "not measured now" in shown.stdout
