@@ -71,7 +71,7 @@ def _decimal_type(precision: int, scale: int) -> pa.DataType:
 
 
 LEAF_TYPES = st.one_of(
-    st.sampled_from([pa.bool_(), pa.int8(), pa.int32(), pa.int64(), pa.uint16(), pa.uint64(), pa.float32(), pa.float64()]),
+    st.sampled_from([pa.bool_(), pa.int8(), pa.int32(), pa.int64(), pa.uint16(), pa.uint64(), pa.float16(), pa.float32(), pa.float64()]),
     st.sampled_from([pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.date32(), pa.date64()]),
     st.sampled_from([pa.time32("s"), pa.time32("ms"), pa.time64("us"), pa.time64("ns"), pa.duration("ms")]),
     st.builds(pa.timestamp, st.sampled_from(["s", "ms", "us", "ns"]), st.sampled_from(ZONES)),
@@ -132,7 +132,7 @@ def _non_null(kind: pa.DataType) -> st.SearchStrategy[t.Any]:
         low, high = (0, 2**bits - 1) if pa.types.is_unsigned_integer(kind) else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         return st.integers(low, high)
     if pa.types.is_floating(kind):
-        return st.floats(width=32 if kind == pa.float32() else 64)
+        return st.floats(width={pa.float16(): 16, pa.float32(): 32}.get(kind, 64))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return TEXT
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
