@@ -28,6 +28,7 @@ benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/monitor_overhead.py
 	$(BIN)/python benchmarks/spark_udf.py
 	$(BIN)/python benchmarks/ltv_features.py
+	$(BIN)/python benchmarks/nested_conversion.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -76,11 +76,12 @@ VARIANTS = (
     Variant("mixmesh row", "order_score", "mixmesh_fast_path"),
 )
 
-# (variant, compared with, at least this many times faster)
-BARS = (
+# (variant, compared with, at least this many times faster; None: reported only, the plain
+# binding's arguments are converted by DuckDB, not by to_python)
+BARS: t.Tuple[t.Tuple[str, str, t.Optional[float]], ...] = (
     ("to_python", "to_pylist", 1.0),
     ("mixmesh row", "duckdb native UDF", 1.5),
-    ("mixmesh row, plain", "duckdb native UDF", 0.0),  # reported; the plain binding is DuckDB's own conversion
+    ("mixmesh row, plain", "duckdb native UDF", None),
 )
 
 
@@ -158,7 +159,10 @@ def summarize(runs: t.Mapping[str, t.Mapping[str, t.Any]], customers: int, order
     bars = []
     for ours, theirs, bar in BARS:
         speedup = medians[theirs] / medians[ours]  # > 1: ours is faster
-        bars.append({"variant": ours, "compared_with": theirs, "speedup": speedup, "bar": f"faster {bar:g}x", "met": speedup >= bar})
+        bars.append({
+            "variant": ours, "compared_with": theirs, "speedup": speedup,
+            "bar": "reported" if bar is None else f"faster {bar:g}x", "met": None if bar is None else speedup >= bar,
+        })
     return {"variants": variants, "bars": bars}
 
 
@@ -174,7 +178,7 @@ def print_table(summary: t.Mapping[str, t.Any], customers: int, orders: int, rep
         )
     print()
     for bar in summary["bars"]:
-        verdict = "MET" if bar["met"] else "NOT MET"
+        verdict = {True: "MET", False: "NOT MET", None: "reported"}[bar["met"]]
         ratio = f"{bar['speedup']:.2f}x as fast" if bar["speedup"] >= 1 else f"{1 / bar['speedup']:.2f}x as slow"
         print(f"{bar['variant']} vs {bar['compared_with']}: {ratio} (bar: {bar['bar']}) -> {verdict}")
 

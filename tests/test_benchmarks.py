@@ -105,3 +105,22 @@ def test_ltv_features_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert all(g["time_ratio"] > 0 for g in report["growth"])
     assert report["requirement"]["limit_seconds"] == 10.0 and report["requirement"]["seconds"] > 0
     assert set(report["machine"]) >= {"cpu_count", "python", "pandas", "numpy"}
+
+
+def test_nested_conversion_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "nested_conversion.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "nested_conversion.py"), "--customers", "2000", "--repeat", "1", "--warmup", "0",
+        "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "mixmesh row vs duckdb native UDF" in printed
+    report = json.loads(out.read_text())
+    assert [v["variant"] for v in report["variants"]] == [
+        "to_pylist", "to_python", "duckdb native UDF", "mixmesh row, plain", "mixmesh row"
+    ]
+    assert report["customers"] == 2000 and report["orders"] > 2000
+    assert all(v["seconds_median"] > 0 and v["structs_per_second"] > 0 for v in report["variants"])
+    assert {(bar["variant"], bar["compared_with"]) for bar in report["bars"]} == {
+        ("to_python", "to_pylist"), ("mixmesh row", "duckdb native UDF"), ("mixmesh row, plain", "duckdb native UDF")
+    }
