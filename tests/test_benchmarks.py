@@ -70,7 +70,9 @@ def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert "results agree" in printed and "seed seconds / mixmesh seconds" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} == {"mixmesh", "mixmesh-plain", "seed"}
-    assert [v["fast_path"] for v in report["variants"]] == [True, False, False]
+    # The default cost rule (MIXMESH_FAST_PATH=auto) sends the document's shape, nested lists to
+    # a vectorized function, to the plain binding (tests/test_fast_path_choice.py).
+    assert [v["fast_path"] for v in report["variants"]] == [False, False, False]
     assert report["equal_results"]["customer_days"] > 0 and report["equal_results"]["max_difference"] <= 1e-12
     assert all(v["rows_per_second"] > 0 and v["peak_rss_mb"] > 0 for v in report["variants"])
 
@@ -234,3 +236,22 @@ def test_compare_shows_but_never_flags_a_ratio_not_measured(tmp_path: Path) -> N
     command = [sys.executable, str(BENCHMARKS / "compare.py"), "--current", str(current), "--against", str(earlier), "--strict"]
     shown = subprocess.run(command, capture_output=True, text=True)
     assert shown.returncode == 0 and "not measured now" in shown.stdout
+
+
+def test_nested_conversion_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "nested_conversion.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "nested_conversion.py"), "--customers", "2000", "--repeat", "1", "--warmup", "0",
+        "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "mixmesh row vs duckdb native UDF" in printed
+    report = json.loads(out.read_text())
+    assert [v["variant"] for v in report["variants"]] == [
+        "to_pylist", "to_python", "duckdb native UDF", "mixmesh row, plain", "mixmesh row"
+    ]
+    assert report["customers"] == 2000 and report["orders"] > 2000
+    assert all(v["seconds_median"] > 0 and v["structs_per_second"] > 0 for v in report["variants"])
+    assert {(bar["variant"], bar["compared_with"]) for bar in report["bars"]} == {
+        ("to_python", "to_pylist"), ("mixmesh row", "duckdb native UDF"), ("mixmesh row, plain", "duckdb native UDF")
+    }

@@ -23,6 +23,7 @@ import typing as t
 import pyarrow as pa
 from sqlglot import exp
 
+from mixmesh.core.conversion import to_python
 from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.names import keep_import_path
 
@@ -840,7 +841,7 @@ def _exact_cast(array: pa.Array, sql_type: exp.DataType, target: pa.DataType) ->
 
 def _by_value(array: pa.Array, sql_type: exp.DataType, target: pa.DataType) -> pa.Array:
     convert = return_converter(sql_type)
-    values = array.to_pylist(maps_as_pydicts="strict") if holds_map(array.type) else array.to_pylist()
+    values = to_python(array, maps_as_pydicts="strict" if holds_map(array.type) else None)
     converted = []
     for position, value in enumerate(values):
         try:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from mixmesh import sink
 from mixmesh.core import resilience
 from mixmesh.core import sql_types as types
+from mixmesh.core.conversion import to_python
 from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
 from mixmesh.runtime import inlining
@@ -79,7 +80,7 @@ class RowBatchFunction:
         failed = True
         try:
             values = [
-                array.to_pylist(maps_as_pydicts="strict") if as_dicts else array.to_pylist()
+                to_python(array, maps_as_pydicts="strict" if as_dicts else None)
                 for array, as_dicts in zip(arrays, self._maps_as_dicts)
             ]
             if self._timeout is not None:  # the rows in one worker thread, the caller watching
