@@ -31,7 +31,6 @@ import datetime
 import os
 import statistics
 import typing as t
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -221,9 +220,7 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the scalar table (default 2,000,000)")
     parser.add_argument("--transactions", type=int, default=1_000_000, help="rows grouped into lists (default 1,000,000)")
     parser.add_argument("--customers", type=int, default=50_000, help="lists (groups) (default 50,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
-    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/fast_path_choice.json)")
+    reporting.add_measuring_arguments(parser, "fast_path_choice", repeat=3)
     return parser.parse_args(argv)
 
 

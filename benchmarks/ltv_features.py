@@ -211,10 +211,8 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
         "--scales", type=int, nargs="+", default=[1, 10, 100],
         help="sizes as multiples of the document's 3,000 rows, increasing (default 1 10 100)",
     )
-    parser.add_argument("--repeat", type=int, default=5, help="runs per variant; the median is reported (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: scales 1 and 10, once, no warmup")
-    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/ltv_features.json)")
+    reporting.add_measuring_arguments(parser, "ltv_features", repeat=5)
     args = parser.parse_args(argv)
     if args.quick:
         args.scales, args.repeat, args.warmup = [1, 10], 1, 0

@@ -31,7 +31,6 @@ import datetime
 import statistics
 import sys
 import typing as t
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -186,9 +185,7 @@ def print_table(summary: t.Mapping[str, t.Any], customers: int, orders: int, rep
 def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000, help="lists in the column (default 100,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
-    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/nested_conversion.json)")
+    reporting.add_measuring_arguments(parser, "nested_conversion", repeat=3)
     return parser.parse_args(argv)
 
 

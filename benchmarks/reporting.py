@@ -78,6 +78,13 @@ def timed_evaluations() -> t.List[t.Tuple[str, float]]:
     return timings
 
 
+def add_measuring_arguments(parser: t.Any, name: str, repeat: int) -> None:
+    """``--repeat``, ``--warmup`` and ``--out``, as every benchmark that measures variants takes them."""
+    parser.add_argument("--repeat", type=int, default=repeat, help=f"runs per variant; the median is reported (default {repeat})")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
+    parser.add_argument("--out", type=Path, help=f"where to write the JSON (default benchmarks/results/{name}.json)")
+
+
 def write_json(report: t.Mapping[str, t.Any], name: str, out: t.Optional[Path] = None) -> None:
     """Write the report to ``out``, or to ``benchmarks/results/<name>.json``."""
     path = out or RESULTS / f"{name}.json"

@@ -206,9 +206,7 @@ def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int) -> None:
 def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000, help="rows in the table (default 5,000,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the median is reported (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds before measuring (default 1)")
-    parser.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/spark_udf.json)")
+    reporting.add_measuring_arguments(parser, "spark_udf", repeat=3)
     return parser.parse_args(argv)
 
 

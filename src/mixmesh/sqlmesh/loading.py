@@ -148,11 +148,6 @@ def track_project_modules(loader: t.Any) -> None:
 _imported_for: t.Dict[str, Path] = {}
 
 
-def _project_module_files(root: Path) -> t.Iterator[Path]:
-    for _name, path in _project_modules(root):
-        yield path
-
-
 def _project_modules(root: Path) -> t.Iterator[t.Tuple[str, Path]]:
     """Modules in Python's cache that belong to the project, not to a package, with their files.
 
@@ -178,7 +173,7 @@ def forget_project_modules(root: Path) -> None:
     ``python/shared/``); without this, an edited helper would keep its old code in a
     long-lived process (notebook, UI) and the fingerprint would miss the edit.
     """
-    files = set(_project_module_files(root))
+    files = {path for _name, path in _project_modules(root)}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
         if file and (Path(file).absolute() in files or _shadows_project_module(name, Path(file), root)):
