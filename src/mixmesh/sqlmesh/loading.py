@@ -135,12 +135,31 @@ def track_project_modules(loader: t.Any) -> None:
     """
     latest = loader._macros_max_mtime
     root = Path(loader.config_path).absolute()
+    modules = []
     for name, path in _project_modules(root):
         _imported_for[name] = root
+        modules.append(path)
+    # A re-pinned artifact changes the digest stored with the models using it
+    # (mixmesh.sqlmesh.source.artifacts_hook): their cached copies must be loaded again.
+    for path in [*modules, *_artifact_files(modules, root)]:
         loader._track_file(path)
         mtime = loader._path_mtimes[path]
         latest = mtime if latest is None else max(latest, mtime)
     loader._macros_max_mtime = latest
+
+
+def _artifact_files(modules: t.Iterable[Path], root: Path) -> t.Tuple[Path, ...]:
+    """The pins files and unpinned artifacts the project's modules name."""
+    from mixmesh.core.introspection import string_constants
+    from mixmesh.runtime.artifact_digests import used_artifacts
+
+    strings: t.List[str] = []
+    for path in modules:
+        try:
+            strings.extend(string_constants(compile(path.read_bytes(), str(path), "exec")))
+        except (OSError, SyntaxError, ValueError):
+            continue  # the import that loaded it has said what is wrong with it
+    return used_artifacts(strings, root).files
 
 
 # Module name -> the project whose load found it imported from its folder (a copy of a project,

@@ -69,6 +69,9 @@ PATCHES: t.Tuple[Patch, ...] = (
     Patch(f"{_UTILS}:serialize_env", source.loggers_hook, (
         "module-level loggers of a function's module are stored as look-ups (SQLMesh refuses Logger objects)"),
         ("env", "path"), _MODEL),
+    Patch(f"{_UTILS}:serialize_env", source.artifacts_hook, (
+        "a model's stored environment holds the digests of the artifacts its code uses, so a re-pinned "
+        "artifact re-plans exactly those models"), ("env", "path"), _MODEL),
     Patch(f"{_UTILS}:func_globals", source.hint_globals_hook, (
         "names used only in a function's kept argument hints are stored too"), ("func",)),
     Patch("sqlmesh.core.model.common:make_python_env", loading.sql_functions_env_hook, (
