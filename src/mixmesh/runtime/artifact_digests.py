@@ -35,12 +35,14 @@ _MAX_PATH_CHARS = 4096  # longer strings (queries, docstrings) are not paths
 
 @dataclasses.dataclass(frozen=True)
 class UsedArtifacts:
-    """Artifact path (as the code spells it) -> digest; the paths no pins file lists; and the
-    files whose change changes a digest (the pins files used, the unpinned artifacts)."""
+    """Artifact path (as the code spells it) -> digest; the paths no pins file lists; the
+    files whose change changes a digest (the pins files used, the unpinned artifacts); and
+    the artifacts' resolved paths."""
 
     digests: t.Dict[str, str]
     unpinned: t.Tuple[str, ...]
     files: t.Tuple[Path, ...]
+    paths: t.Tuple[Path, ...] = ()
 
 
 def used_artifacts(strings: t.Iterable[str], root: Path) -> UsedArtifacts:
@@ -62,7 +64,7 @@ def used_artifacts(strings: t.Iterable[str], root: Path) -> UsedArtifacts:
             digests[text] = f"unpinned {file_sha256(path)}"
             unpinned.append(text)
             read.add(path)
-    return UsedArtifacts(digests, tuple(unpinned), tuple(sorted(read)))
+    return UsedArtifacts(digests, tuple(unpinned), tuple(sorted(read)), tuple(sorted(files[text] for text in digests)))
 
 
 def _may_be_path(text: str) -> bool:

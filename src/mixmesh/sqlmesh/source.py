@@ -9,9 +9,11 @@ later processes. Three wrappers make that work for mixmesh functions:
   Argument hints stay, spelled so that they re-create without the module (``portable_*``).
 - ``func_globals`` (``hint_globals_hook``): names used only in the kept hints are stored too.
 - ``serialize_env`` (``loggers_hook``): module-level loggers are stored as look-ups.
-- ``serialize_env`` (``artifacts_hook``): the digests of the artifacts the code uses are
-  stored as ``__mixmesh_artifacts__``, so a retrained, re-pinned model file changes the
-  fingerprint of exactly the models whose code names it.
+- ``serialize_env`` (``reproducibility_hook``): the digests of the artifacts the code uses
+  (``__mixmesh_artifacts__``) and the significant versions of the packages its code and
+  artifacts need (``__mixmesh_packages__``) are stored too, so a retrained, re-pinned model
+  file or a new major version of scikit-learn changes the fingerprint of exactly the models
+  that use them.
 """
 
 from __future__ import annotations
@@ -53,16 +55,18 @@ def loggers_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callab
 
 
 ARTIFACTS_ENTRY = "__mixmesh_artifacts__"
+PACKAGES_ENTRY = "__mixmesh_packages__"
 _warned_unpinned: t.Set[t.Tuple[str, str]] = set()
 
 
-def artifacts_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
-    """Store the digests of the artifacts a model's code uses with its environment.
+def reproducibility_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
+    """Store with a model's environment the digests of the artifacts its code uses and the
+    significant versions of the packages its code and those artifacts need.
 
-    The entry is one line of the environment, so SQLMesh's plan shows the old and the new
-    digest in the model's diff and offers its breaking/non-breaking choice. Only
-    environments holding mixmesh code (a function, a model, a resource, ``load_artifact``)
-    get one, and only when they name an artifact: other stored environments stay identical.
+    Each is one line of the environment, so SQLMesh's plan shows the old and the new value
+    in the model's diff and offers its breaking/non-breaking choice. Only environments
+    holding mixmesh code (a function, a model, a resource, ``load_artifact``) get them, and
+    only when not empty: other stored environments stay identical.
     """
 
     @functools.wraps(serialize_env)
@@ -73,10 +77,14 @@ def artifacts_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Call
         from sqlmesh.utils.metaprogramming import Executable
 
         from mixmesh.runtime.artifact_digests import used_artifacts
+        from mixmesh.runtime.package_versions import packages_used
 
         used = used_artifacts(_strings_in(serialized.values()), Path(path))
+        packages = packages_used((e.payload for e in serialized.values() if e.is_import or e.is_definition), used.paths)
         if used.digests:
             serialized[ARTIFACTS_ENTRY] = Executable.value(dict(sorted(used.digests.items())))
+        if packages:
+            serialized[PACKAGES_ENTRY] = Executable.value(packages)
         _warn_unpinned(used.unpinned, path)
         return serialized
 
