@@ -49,9 +49,10 @@ def test_a_bad_declaration_fails_when_the_function_is_defined(options: t.Dict[st
         assert fragment in message
 
 
-def test_an_async_function_is_refused_until_they_are_supported() -> None:
-    with pytest.raises(FunctionDefinitionError, match="@udf fetched: an async def function is not supported yet"):
-        udf(fetched)
+def test_an_async_function_is_a_row_function_never_a_vectorized_one() -> None:
+    assert udf(fetched).spec.is_async  # its rows run as coroutines (tests/test_concurrency.py)
+    with pytest.raises(FunctionDefinitionError, match="@udf fetched: async def is for row functions"):
+        udf(vectorized=True, returns="DOUBLE")(fetched)
 
 
 @pytest.mark.parametrize("options, fragment", [

@@ -126,7 +126,8 @@ def _by_batch(spec: "FunctionSpec") -> bool:
     batch: each row under its deadline in one worker thread, not a thread switch per row."""
     from mixmesh.core.resilience import timeout_of
 
-    return not spec.vectorized and timeout_of(spec.policies) is not None
+    # Rows in flight together (concurrency, async def) need the vector's rows at once too.
+    return not spec.vectorized and (timeout_of(spec.policies) is not None or spec.runs_rows_together)
 
 
 def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:
