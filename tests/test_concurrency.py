@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import typing as t
+from pathlib import Path
 
 import duckdb
 import httpx
@@ -32,9 +34,11 @@ from mixmesh.core.errors import FunctionDefinitionError, FunctionRuntimeError
 from mixmesh.core.names import binding_name
 from mixmesh.core.resilience import events, reset_events
 from mixmesh.engines.duckdb import register
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from mixmesh.runtime import concurrency
 from tests.call_site_projects import fast_path
 from tests.http_service import HANG, HttpService, fails, value_of
+from tests.readme_blocks import named
 
 MODEL = "tests.concurrency"
 PATHS = ["plain", "fast"]
@@ -409,3 +413,30 @@ def test_a_concurrent_function_in_a_sqlmesh_plan_and_run(project: t.Any, service
     rows = dict(project.query("SELECT i, value FROM analytics.looked_up"))
     assert rows == {i: value_of(f"s{i}") for i in range(300)}
     assert 1 < service.max_in_flight <= 12
+    # Monitoring keeps the most calls in flight with the function's figures, and stats shows it.
+    recorded = MetricsStore(project.root / DEFAULT_PATH).function_runs()
+    in_flight = [row.max_in_flight for row in recorded.itertuples() if row.function == "lookup"]
+    assert in_flight and 1 < max(in_flight) <= 12
+    shown = subprocess.run(
+        [str(Path(sys.executable).with_name("mixmesh")), "stats", "--json", "--project", str(project.root)],
+        capture_output=True, text=True, check=True,
+    )
+    figures = [f for f in json.loads(shown.stdout)["functions"] if f["function"] == "lookup"]
+    assert figures and figures[0]["max_in_flight"] == max(in_flight)
+
+
+def test_the_readme_s_enrichment_functions_run_in_a_model(project: t.Any, monkeypatch: t.Any) -> None:
+    """README, "Functions that call services": both functions, against a service with 2%
+    transient failures (503, retried) and 20 ms of latency."""
+    service = HttpService(latency=0.02, transient_rate=0.02).start()
+    try:
+        monkeypatch.setenv("ENRICH_URL", service.url)
+        functions, model = named("calls-in-flight", ["python", "sql"])
+        project.write("macros/enrich.py", functions)
+        project.write("models/enriched.sql", model)
+        project.plan()
+        rows = project.query("SELECT key, value, value_async FROM analytics.enriched ORDER BY key")
+        assert rows == sorted((f"k{i}", value_of(f"k{i}"), value_of(f"k{i}")) for i in range(500))
+        assert 1 < service.max_in_flight <= 32 + 64
+    finally:
+        service.stop()

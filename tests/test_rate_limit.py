@@ -23,6 +23,7 @@ from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.rate_limit import RateLimit, achieved_rate, limiter_of, parse_rate_limit
 from mixmesh.core.resilience import events, reset_events
 from mixmesh.engines.duckdb import register
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from tests.http_service import HttpService, value_of
 
 LIMIT = 100.0  # calls per second
@@ -187,5 +188,9 @@ def test_a_rate_limited_function_in_a_sqlmesh_plan(project: t.Any, monkeypatch: 
         # SQLMesh may call the function more than once per row while planning (never fewer).
         assert service.requests >= 100
         assert_honoured(rate_of(service.arrivals), 40.0)
+        # Monitoring keeps the rate the limit let calls through with the function's figures.
+        recorded = MetricsStore(project.root / DEFAULT_PATH).function_runs()
+        rates = [row.calls_per_s for row in recorded.itertuples() if row.function == "lookup" and row.calls_per_s == row.calls_per_s]
+        assert rates and all(rate <= 40.0 * 1.05 for rate in rates), rates
     finally:
         service.stop()

@@ -37,14 +37,41 @@ class InFlight:
         self.now = 0
         self.peak = 0
 
-    def enter(self) -> None:
+    def enter(self) -> int:
+        """One call more; how many are in flight now."""
         with self._lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
+            return self.now
 
     def leave(self) -> None:
         with self._lock:
             self.now -= 1
+
+
+class _BatchPeak:
+    """The most calls in flight in the process while one batch ran (its rows and others')."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def see(self, in_flight: int) -> None:
+        with self._lock:
+            self.value = max(self.value, in_flight)
+
+
+class _Runner:
+    """What both runners share: the counter of calls in flight, the last batch's peak."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.in_flight = InFlight()
+        self._last = threading.local()  # per calling thread: engines run batches on several
+
+    def last_peak(self) -> t.Optional[int]:
+        """The most calls in flight while this thread's last batch ran."""
+        return getattr(self._last, "peak", None)
 
 
 class _RowErrors:
@@ -65,12 +92,11 @@ class _RowErrors:
             raise self.found[1]
 
 
-class ThreadedRows:
+class ThreadedRows(_Runner):
     """A plain function's rows on daemon threads, at most ``concurrency`` calls in flight."""
 
     def __init__(self, function: str, concurrency: int) -> None:
-        self.concurrency = concurrency
-        self.in_flight = InFlight()
+        super().__init__(concurrency)
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = _DaemonThreads(name=f"mixmesh-{function}", size=concurrency)
 
@@ -80,7 +106,7 @@ class ThreadedRows:
         results: t.List[t.Any] = [None] * rows
         positions = iter(range(rows))
         taking = threading.Lock()  # rows are taken in order, by one worker at a time
-        errors = _RowErrors()
+        errors, peak = _RowErrors(), _BatchPeak()
 
         def work() -> None:
             while errors.found is None:
@@ -89,7 +115,7 @@ class ThreadedRows:
                 if position is None:
                     return
                 with self._slots:
-                    self.in_flight.enter()
+                    peak.see(self.in_flight.enter())
                     try:
                         results[position] = call(*(column[position] for column in columns))
                     except BaseException as error:  # noqa: BLE001 - raised by the caller, in row order
@@ -100,6 +126,7 @@ class ThreadedRows:
         workers = [self._pool.submit(work) for _ in range(min(self.concurrency, rows))]
         for worker in workers:
             worker.result()
+        self._last.peak = peak.value
         errors.raise_first()
         return results
 
@@ -136,19 +163,23 @@ class _DaemonThreads:
                     future.set_exception(error)
 
 
-class AsyncRows:
+class AsyncRows(_Runner):
     """An ``async def`` function's rows as coroutines on the process's event loop, at most
     ``concurrency`` awaiting at once."""
 
     def __init__(self, function: str, concurrency: int) -> None:
-        self.concurrency = concurrency
-        self.in_flight = InFlight()
+        super().__init__(concurrency)
         self._slots: t.Optional[asyncio.Semaphore] = None  # made on the loop, which owns it
 
     def run(self, call: t.Callable[..., t.Awaitable[t.Any]], columns: t.Sequence[t.Sequence[t.Any]]) -> t.List[t.Any]:
-        return asyncio.run_coroutine_threadsafe(self._run(call, columns), event_loop()).result()
+        peak = _BatchPeak()
+        results = asyncio.run_coroutine_threadsafe(self._run(call, columns, peak), event_loop()).result()
+        self._last.peak = peak.value
+        return results
 
-    async def _run(self, call: t.Callable[..., t.Awaitable[t.Any]], columns: t.Sequence[t.Sequence[t.Any]]) -> t.List[t.Any]:
+    async def _run(
+        self, call: t.Callable[..., t.Awaitable[t.Any]], columns: t.Sequence[t.Sequence[t.Any]], peak: _BatchPeak
+    ) -> t.List[t.Any]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         slots = self._slots
@@ -162,7 +193,7 @@ class AsyncRows:
                 if errors.found is not None:
                     return
                 async with slots:
-                    self.in_flight.enter()
+                    peak.see(self.in_flight.enter())
                     try:
                         results[position] = await call(*(column[position] for column in columns))
                     except BaseException as error:  # noqa: BLE001 - raised by the caller, in row order
