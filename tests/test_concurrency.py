@@ -30,7 +30,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
 import mixmesh.sqlmesh as sqlmesh_integration
 from mixmesh import CircuitBreaker, Retry, engines, udf
-from mixmesh.core.errors import FunctionDefinitionError, FunctionRuntimeError
+from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.names import binding_name
 from mixmesh.core.resilience import events, reset_events
 from mixmesh.engines.duckdb import register

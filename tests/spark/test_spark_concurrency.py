@@ -16,6 +16,7 @@ import pytest
 
 from mixmesh import Retry, udf
 from mixmesh.engines import spark as spark_engine
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from tests.call_site_projects import plan
 from tests.http_service import HANG, HttpService, fails, value_of
 from tests.spark.projects import SparkProject
@@ -159,12 +160,18 @@ def test_a_concurrent_function_in_a_sqlmesh_plan_on_spark(spark_project: SparkPr
                 return json.load(response)["value"]
         ''',
     )
+    numbers = ", ".join(f"({i})" for i in range(200))
     spark_project.write(
         "models/looked_up.sql",
-        "MODEL (name analytics.looked_up, kind FULL); SELECT i, @lookup(CAST('s' || CAST(i AS VARCHAR) AS VARCHAR)) AS value FROM range(200) AS t(i)",
+        "MODEL (name analytics.looked_up, kind FULL); "
+        f"SELECT i, @lookup('s' || CAST(i AS VARCHAR)) AS value FROM (VALUES {numbers}) AS t(i)",
     )
     outcome = plan(spark_project)
     assert not outcome.failed, outcome.output
     rows = spark_project.fetch("SELECT i, value FROM analytics.looked_up ORDER BY i")
     assert rows == [[i, value_of(f"s{i}")] for i in range(200)]
     assert 1 < service.max_in_flight <= 8 * WORKERS
+    # The executors' most calls in flight came back to the driver with their batches' figures.
+    recorded = MetricsStore(spark_project.root / DEFAULT_PATH).function_runs()
+    in_flight = [row.max_in_flight for row in recorded.itertuples() if row.function == "lookup"]
+    assert in_flight and 1 < max(in_flight) <= 8

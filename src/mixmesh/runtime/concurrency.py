@@ -29,6 +29,7 @@ from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
 from mixmesh.runtime.values import STOPS, _fallback, describe_row, raised
 
+
 class InFlight:
     """How many calls of a function are in flight in this process now, and the most ever."""
 
@@ -263,18 +264,19 @@ def async_row_function(
     fallback = _fallback(spec)
     context = where(spec.name, model)
 
+    def failure(error: BaseException, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
+        return FunctionRuntimeError(f"{context} {raised(error)}; the row's arguments were {describe_row(spec, row)}")
+
     async def call(*row: t.Any) -> t.Any:
         if skip_nulls and any(value is None for value in row):
             return None
         try:
             return await protected(*row)
         except STOPS as error:
-            raise FunctionRuntimeError(f"{context} {raised(error)}; the row's arguments were {describe_row(spec, row)}") from error
+            raise failure(error, row) from error
         except Exception as error:
             if spec.on_error == "raise":
-                raise FunctionRuntimeError(
-                    f"{context} {raised(error)}; the row's arguments were {describe_row(spec, row)}"
-                ) from error
+                raise failure(error, row) from error
             record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
             result = fallback(*row)
             return await result if inspect.isawaitable(result) else result
