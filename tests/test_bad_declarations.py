@@ -93,7 +93,7 @@ MORE_BAD = {
     "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('threads', 'processes'), got 'gpu'"),
     "processes with on_error": (scored, {"parallel": "processes", "on_error": "null"},
                                 "@udf scored: parallel='processes' runs the function in worker processes, which share "
-                                "nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
+                                "nothing with the model's process; retry, circuit_breaker, timeout_s, rate_limit and on_error keep "
                                 "their state and counts there. Use one or the other"),
     "processes with timeout_s": (scored, {"parallel": "processes", "timeout_s": 1}, "parallel='processes'", "Use one or the other"),
     "retry not a Retry": (scored, {"retry": 3}, "@udf scored: retry= takes a mixmesh Retry(...), got 3"),

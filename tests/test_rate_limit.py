@@ -75,6 +75,14 @@ def test_a_rate_limit_that_does_not_read_is_refused_naming_the_function(bad: t.A
             return x
 
 
+def test_a_rate_limit_in_worker_processes_is_refused() -> None:
+    with pytest.raises(FunctionDefinitionError, match=r"@udf paced: parallel='processes' .* rate_limit"):
+
+        @udf(rate_limit="10/s", parallel="processes")
+        def paced(x: int) -> int:
+            return x
+
+
 # --- the rate achieved ----------------------------------------------------------------------
 
 

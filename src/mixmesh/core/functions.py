@@ -273,8 +273,8 @@ def _check_parallel(spec: "FunctionSpec") -> None:
     if spec.parallel == "processes" and spec.is_protected:
         raise FunctionDefinitionError(
             f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which "
-            "share nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
-            "their state and counts there. Use one or the other"
+            "share nothing with the model's process; retry, circuit_breaker, timeout_s, rate_limit and on_error "
+            "keep their state and counts there. Use one or the other"
         )
 
 
