@@ -71,14 +71,23 @@ def test_results_with_concurrency_equal_results_without_it_on_spark(spark: t.Any
         time.sleep((a % 3) / 1000)  # rows finish out of order
         return None if a % 7 == 0 else f"{b}:{a * 3}"
 
-    one, many = udf(name="mixed_one")(mixed), udf(name="mixed_many", concurrency=8)(mixed)
-    names = spark_engine.register(spark, one), spark_engine.register(spark, many)
+    async def mixed_async(a: int, b: str) -> t.Optional[str]:
+        import asyncio
+
+        await asyncio.sleep((a % 3) / 1000)
+        return None if a % 7 == 0 else f"{b}:{a * 3}"
+
+    functions = [
+        udf(name="mixed_one")(mixed), udf(name="mixed_many", concurrency=8)(mixed),
+        udf(name="mixed_async", concurrency=8)(mixed_async),
+    ]
+    calls = ", ".join(f"{spark_engine.register(spark, function)}(a, b)" for function in functions)
     rows = [(i, None if i % 11 == 0 else i * 7 - 300, None if i % 13 == 0 else f"r{i}") for i in range(500)]
     spark.createDataFrame(rows, "i BIGINT, a BIGINT, b STRING").repartition(3).createOrReplaceTempView("mixed_rows")
-    found = sorted(tuple(row) for row in spark.sql(f"SELECT i, {names[0]}(a, b), {names[1]}(a, b) FROM mixed_rows").collect())
+    found = sorted(tuple(row) for row in spark.sql(f"SELECT i, {calls} FROM mixed_rows").collect())
     expected = [None if a is None or b is None else mixed(a, b) for _, a, b in rows]
-    assert [row[1] for row in found] == expected
-    assert [row[2] for row in found] == expected
+    for column in (1, 2, 3):
+        assert [row[column] for row in found] == expected
 
 
 def test_each_worker_process_keeps_up_to_n_calls_in_flight(spark: t.Any, service: HttpService) -> None:

@@ -61,7 +61,7 @@ class RowBatchFunction:
         # included, per row: each row is its own task (see mixmesh.runtime.concurrency).
         self._together = concurrency.runner_of(spec) if spec.runs_rows_together else None
         self._limiter = limiter_of(spec.name, spec.rate_limit) if spec.rate_limit is not None else None
-        self._timeout = None if self._together else resilience.timeout_of(spec.policies)
+        self._timeout = None if self._together is not None else resilience.timeout_of(spec.policies)
         # A timeout alone is kept by the batch's waiter, not by each row (see _run_rows).
         timed_alone = self._timeout is not None and resilience.policies_in(spec.policies) == (self._timeout,)
         called = dataclasses.replace(spec, policies=None) if timed_alone else spec
