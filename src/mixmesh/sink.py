@@ -87,6 +87,16 @@ def record_batch(
         evaluation.batch(function, rows, seconds, failed, list_length, mode)
 
 
+def record_cache(model: t.Optional[str], function: str, hits: int, misses: int) -> None:
+    """A cached function's batch: rows read from the result cache, calls made for the others."""
+    evaluation = _evaluation_of(model)
+    if evaluation is not None:
+        with evaluation.lock:
+            figures = evaluation.functions.setdefault(function, FunctionFigures(mode_of(function)))
+            figures.cache_hits += hits
+            figures.cache_misses += misses
+
+
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
     """The evaluation of ``model``, or the only one under way when the model is not known."""
     if model is not None:
@@ -133,6 +143,8 @@ class FunctionFigures:
         self.sampled_seconds = 0.0
         self.list_lengths: t.List[float] = []
         self.paths: t.List[str] = []  # how its statements ran it (fast path or plain binding, why), in order
+        self.cache_hits = 0  # rows of a cached function read from the result cache
+        self.cache_misses = 0  # calls it made for arguments not in the cache
 
 
 # ------------------------------------------------------------------------- one evaluation

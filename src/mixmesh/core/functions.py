@@ -22,6 +22,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from mixmesh.core import accepts as accepts_
+from mixmesh.core import caching
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.names import keep_import_path
@@ -85,6 +86,7 @@ class FunctionSpec:
     policies: t.Any = None  # a resilience.Policy (retries, circuit breaker) or None
     parallel: str = "threads"  # on the fast path: batches on threads, or in worker processes
     deterministic: bool = True  # the same arguments always give the same result
+    cache: t.Any = None  # a caching.CachePolicy: results kept in the warehouse; None: not cached
 
     @property
     def is_protected(self) -> bool:
@@ -164,6 +166,7 @@ def build_spec(
     policies: t.Any = None,
     parallel: str = "threads",
     deterministic: bool = True,
+    cache: t.Any = None,
 ) -> FunctionSpec:
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
@@ -221,6 +224,7 @@ def build_spec(
         policies=policies,
         parallel=parallel,
         deterministic=bool(deterministic),
+        cache=caching.policy_of(sql_name, cache, deterministic=bool(deterministic), vectorized=bool(vectorized)),
     )
     _check_on_error(spec)
     _check_parallel(spec)
@@ -237,6 +241,11 @@ def _check_parallel(spec: "FunctionSpec") -> None:
             f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which "
             "share nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
             "their state and counts there. Use one or the other"
+        )
+    if spec.parallel == "processes" and spec.cache is not None:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which cannot "
+            "read or write the warehouse's result cache; use cache= with parallel='threads'"
         )
 
 

@@ -139,6 +139,10 @@ def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
 
     if binding.spec.vectorized:
         return BatchFunction(binding.spec, binding.model)
+    if binding.spec.cache is not None:
+        from mixmesh.runtime.cache import CachedRows
+
+        return CachedRows(binding.spec, binding.model, source=binding.source)
     return RowBatchFunction(binding.spec, binding.model, source=binding.source)
 
 

@@ -98,6 +98,7 @@ def udf(
     timeout_s: t.Optional[float] = None,
     parallel: str = "threads",
     deterministic: bool = True,
+    cache: t.Any = None,
 ) -> t.Callable[[F], F]: ...
 
 
@@ -115,6 +116,7 @@ def udf(
     timeout_s: t.Optional[float] = None,
     parallel: str = "threads",
     deterministic: bool = True,
+    cache: t.Any = None,
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -145,6 +147,12 @@ def udf(
             (random numbers, the clock, a remote service): engines then call it for every
             occurrence and every row, never once for two equal calls, and the fast path
             leaves it to the plain binding.
+        cache: keep the results in the project's warehouse (schema ``mixmesh_cache``), keyed
+            by the function's code and the argument values, so that any later run, process or
+            environment calling it with the same arguments reads the result instead of calling:
+            True (kept until the code changes or ``mixmesh cache --clear``), or a time to live
+            ("7d", "12h", "30min", "45s", a ``datetime.timedelta``). Row functions of
+            deterministic=True only; rows given an on_error value are not kept.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
@@ -159,6 +167,7 @@ def udf(
             policies=_policies(function, retry, circuit_breaker, timeout_s),
             parallel=parallel,
             deterministic=deterministic,
+            cache=cache,
         )
         # Marks the plain function, which is what SQLMesh serializes (see mixmesh.sqlmesh.source).
         function.__mixmesh_spec__ = spec  # type: ignore[attr-defined]

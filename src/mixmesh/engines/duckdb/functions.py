@@ -83,7 +83,7 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
         bound = _bindings.setdefault(connection, {})
         if sql_name in bound and (not replace or bound[sql_name][0] is binding.spec):
             return
-        function = _callable(binding)
+        function = _callable(binding, connection)
         try:
             _create(connection, sql_name, binding.spec, function)
         except duckdb.NotImplementedException:
@@ -93,13 +93,17 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
         bound[sql_name] = (binding.spec, function)
 
 
-def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
+def _callable(binding: "Binding", connection: t.Any) -> t.Callable[..., t.Any]:
     from mixmesh.runtime.batches import BatchFunction
     from mixmesh.runtime.rows import RowBatchFunction, row_function
 
     spec = binding.spec
     if spec.vectorized:
         return BatchFunction(spec, binding.model)
+    if spec.cache is not None:  # its results kept in this connection's database
+        from mixmesh.runtime.cache import CachedRows, use_warehouse
+
+        return CachedRows(spec, binding.model, source=binding.source, warehouse=use_warehouse(connection))
     if _by_batch(spec):
         return RowBatchFunction(spec, binding.model, source=binding.source)
     # DuckDB stores a NaN returned by a native UDF as NULL, and casts the text 'NaN' to NaN.
@@ -123,10 +127,11 @@ def _null_handling(spec: "FunctionSpec") -> str:
 
 def _by_batch(spec: "FunctionSpec") -> bool:
     """A row function with a timeout is bound as an Arrow function running its rows per
-    batch: each row under its deadline in one worker thread, not a thread switch per row."""
+    batch: each row under its deadline in one worker thread, not a thread switch per row.
+    So is a cached one: one cache lookup per batch, not per row."""
     from mixmesh.core.resilience import timeout_of
 
-    return not spec.vectorized and timeout_of(spec.policies) is not None
+    return not spec.vectorized and (timeout_of(spec.policies) is not None or spec.cache is not None)
 
 
 def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:
