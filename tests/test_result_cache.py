@@ -15,6 +15,7 @@ import typing as t
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -139,3 +140,159 @@ def test_an_expired_entry_is_a_miss_and_is_overwritten(project: Project, calls_f
     )[0]
     assert total == distinct == rewritten == DISTINCT_CALLS - 1  # overwritten, not added; XXX failed: not kept
     assert ttl == dt.timedelta(seconds=2)
+
+
+# ------------------------------------------------------------------ declarations
+
+
+def test_a_non_deterministic_function_cannot_be_cached() -> None:
+    with pytest.raises(FunctionDefinitionError, match=r"@udf roll: cache= .* deterministic=False"):
+
+        @udf(cache=True, deterministic=False)
+        def roll(sides: int) -> int:
+            return sides
+
+
+def test_a_vectorized_function_cannot_be_cached_and_is_told_why() -> None:
+    with pytest.raises(FunctionDefinitionError, match=r"@udf scaled: cache= is for row functions; a vectorized"):
+
+        @udf(cache=True, vectorized=True)
+        def scaled(x: pa.Array) -> pa.Array:
+            return x
+
+
+@pytest.mark.parametrize("ttl", ["7x", "0s", "-1d", 3, dt.timedelta(0)])
+def test_a_time_to_live_must_be_a_positive_duration(ttl: t.Any) -> None:
+    with pytest.raises(FunctionDefinitionError, match=r"@udf rate: cache= takes True, a time to live"):
+
+        @udf(cache=ttl)
+        def rate(currency: str) -> float:
+            return 1.0
+
+
+@pytest.mark.parametrize(
+    ("given", "ttl"),
+    [(True, None), ("7d", dt.timedelta(days=7)), ("12h", dt.timedelta(hours=12)), ("30min", dt.timedelta(minutes=30)),
+     ("2.5s", dt.timedelta(seconds=2.5)), (dt.timedelta(hours=1), dt.timedelta(hours=1))],
+)
+def test_the_time_to_live_spellings(given: t.Any, ttl: t.Optional[dt.timedelta]) -> None:
+    @udf(cache=given)
+    def rate(currency: str) -> float:
+        return 1.0
+
+    assert rate.spec.cache == caching.CachePolicy(ttl)
+
+
+def test_worker_processes_cannot_reach_the_cache() -> None:
+    with pytest.raises(FunctionDefinitionError, match=r"@udf rate: parallel='processes' .* cache="):
+
+        @udf(cache=True, parallel="processes")
+        def rate(currency: str) -> float:
+            return 1.0
+
+
+# ------------------------------------------------------------------ keys
+
+
+def _same(a: t.Any, b: t.Any) -> bool:
+    """Whether two argument values are the same to a function: same kinds, same values."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (dt.datetime, dt.time)):
+        return a == b and str(a.tzinfo) == str(b.tzinfo) and a.isoformat() == b.isoformat()
+    return a == b and str(a) == str(b)
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.decimals(allow_nan=False, places=2),
+    st.decimals(allow_nan=False, places=3), st.text(max_size=5), st.binary(max_size=4), st.dates(),
+    st.datetimes(timezones=st.one_of(st.none(), st.timezones())),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+@given(st.lists(_VALUES, min_size=1, max_size=3), st.lists(_VALUES, min_size=1, max_size=3))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_two_different_argument_tuples_never_share_a_key(a: t.List[t.Any], b: t.List[t.Any]) -> None:
+    same = len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    assert (caching.row_key("f", a) == caching.row_key("f", b)) == same
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(None, float("nan")), (0.0, -0.0), (1, 1.0), (1, True), ("1", 1), ([[1], 2], [1, [2]]), ([1, 2], (1, 2)),
+     ({"a": 1, "b": 2}, {"b": 2, "a": 1}), ("a,b", ["a", "b"]), (dt.date(2024, 1, 1), dt.datetime(2024, 1, 1)),
+     (dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 1, 12)),
+     (__import__("decimal").Decimal("1.10"), __import__("decimal").Decimal("1.1")), ("", None), ([], None)],
+)
+def test_values_that_look_alike_key_apart(a: t.Any, b: t.Any) -> None:
+    assert caching.row_key("f", [a]) != caching.row_key("f", [b])
+
+
+def test_the_key_depends_on_the_fingerprint() -> None:
+    assert caching.row_key("f", [1]) != caching.row_key("g", [1])
+
+
+# ------------------------------------------------------------------ results equal, in DuckDB
+
+
+SHOWN_CALLS: t.List[t.Any] = []
+
+
+def shown(x: t.Any) -> str:
+    """Distinct text for distinct values: a result served under the wrong key shows."""
+    SHOWN_CALLS.append(x)
+    return repr(x)
+
+
+SHOWN_CACHED = udf(name="shown_cached", cache=True, null_handling="call")(shown)
+SHOWN_PLAIN = udf(name="shown_plain", null_handling="call")(shown)
+
+_TYPED_VALUES = {
+    "DOUBLE": (pa.float64(), st.floats(allow_nan=True, allow_infinity=True)),
+    "DECIMAL(10, 2)": (pa.decimal128(10, 2), st.decimals(min_value=-10**7, max_value=10**7, places=2, allow_nan=False)),
+    "TIMESTAMPTZ": (pa.timestamp("us", tz="UTC"), st.datetimes(
+        min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1), timezones=st.just(dt.timezone.utc))),
+    "STRUCT(a DOUBLE, b VARCHAR)[]": (
+        pa.list_(pa.struct([("a", pa.float64()), ("b", pa.string())])),
+        st.lists(st.fixed_dictionaries({"a": st.none() | st.floats(), "b": st.none() | st.text(max_size=3)}), max_size=3),
+    ),
+    "MAP(VARCHAR, INTEGER)": (
+        pa.map_(pa.string(), pa.int32()),
+        st.dictionaries(st.text(max_size=2), st.none() | st.integers(-(2**31), 2**31 - 1), max_size=3).map(
+            lambda d: list(d.items())),
+    ),
+}
+
+
+@pytest.mark.parametrize("sql_type", list(_TYPED_VALUES))
+def test_results_with_the_cache_equal_results_without_it(sql_type: str) -> None:
+    from mixmesh.engines.duckdb.functions import register
+
+    arrow_type, values = _TYPED_VALUES[sql_type]
+
+    @given(st.lists(st.none() | values, min_size=1, max_size=40))
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def check(rows: t.List[t.Any]) -> None:
+        with duckdb.connect() as connection:
+            register(connection, SHOWN_CACHED, args={"x": sql_type})
+            register(connection, SHOWN_PLAIN, args={"x": sql_type})
+            connection.register("input", pa.table({"i": range(len(rows)), "x": pa.array(rows, arrow_type)}))
+            query = "SELECT i, shown_cached(x), shown_plain(x) FROM input ORDER BY i"
+            first = connection.sql(query).fetchall()
+            SHOWN_CALLS.clear()
+            second = connection.sql(query).fetchall()
+            assert [row[1] for row in first] == [row[2] for row in first] == [row[1] for row in second]
+            assert len(SHOWN_CALLS) == len(rows)  # the plain function's calls: the cached one made none
+
+    check()

@@ -80,7 +80,7 @@ class Warehouse:
                 f"SELECT k.position, c.value FROM {view} AS k JOIN {_qualified(table)} AS c ON c.key = k.key "
                 "WHERE c.expires_at IS NULL OR c.expires_at > now() "
                 "QUALIFY row_number() OVER (PARTITION BY k.position ORDER BY c.cached_at DESC) = 1"
-            ).fetch_arrow_table()
+            ).to_arrow_table()
         except duckdb.CatalogException:  # nothing was ever kept for this function
             return [], pa.array([], value_type)
         finally:
@@ -141,7 +141,7 @@ class Warehouse:
         """Per function: entries, live entries, code versions and bytes (of the entries as Arrow data)."""
         sizes: t.Dict[str, t.Dict[str, t.Any]] = {}
         for table in self.tables():
-            entries = self._cursor().execute(f"SELECT * FROM {_qualified(table)}").fetch_arrow_table()
+            entries = self._cursor().execute(f"SELECT * FROM {_qualified(table)}").to_arrow_table()
             live = self._cursor().execute(
                 f"SELECT count(*) FILTER (WHERE expires_at IS NULL OR expires_at > now()), count(DISTINCT fingerprint) "
                 f"FROM {_qualified(table)}"
