@@ -240,6 +240,8 @@ def _function_run(
         mean_list_length=sum(figures.list_lengths) / len(figures.list_lengths) if figures.list_lengths else None,
         findings=json.dumps(findings, sort_keys=True) if findings else None,
         path="; ".join(figures.paths) or None,
+        cache_hits=figures.cache_hits if figures.cache_hits or figures.cache_misses else None,
+        cache_misses=figures.cache_misses if figures.cache_hits or figures.cache_misses else None,
     )
 
 

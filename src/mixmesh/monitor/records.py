@@ -68,6 +68,10 @@ class FunctionRun:
     # (several, "; "-separated, when its statements differed); None where no statement
     # decided (Spark, Python models, runs recorded before it was kept).
     path: t.Optional[str] = None
+    # A cached function (@udf(cache=...)): rows read from the result cache, and calls made for
+    # the arguments it did not hold; None for other functions (and runs recorded before).
+    cache_hits: t.Optional[int] = None
+    cache_misses: t.Optional[int] = None
 
 
 MODEL_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(ModelRun))

@@ -107,6 +107,8 @@ class FunctionStats:
     current: bool = True  # the mode of its latest run in the window (False: a mode it ran in before)
     findings: t.Dict[str, int] = dataclasses.field(default_factory=dict)  # mixmesh.count totals
     path: t.Optional[str] = None  # how its latest run that says ran it: fast path, or plain binding and why
+    cache_hits: t.Optional[int] = None  # a cached function's rows read from the result cache (None: not cached)
+    cache_misses: t.Optional[int] = None  # and the calls it made for the others
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -237,7 +239,16 @@ def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: 
         current=current,
         findings=_findings_total(runs["findings"] if "findings" in runs else ()),
         path=_latest_path(runs["path"] if "path" in runs else ()),
+        cache_hits=_cache_sum(runs, "cache_hits"),
+        cache_misses=_cache_sum(runs, "cache_misses"),
     )
+
+
+def _cache_sum(runs: "pd.DataFrame", column: str) -> t.Optional[int]:
+    """A cache figure's total over the runs that recorded it; None where none did."""
+    if column not in runs or not runs[column].notna().any():
+        return None
+    return int(runs[column].fillna(0).sum())
 
 
 def _latest_path(paths: t.Iterable[t.Any]) -> t.Optional[str]:
