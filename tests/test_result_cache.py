@@ -296,3 +296,23 @@ def test_results_with_the_cache_equal_results_without_it(sql_type: str) -> None:
             assert len(SHOWN_CALLS) == len(rows)  # the plain function's calls: the cached one made none
 
     check()
+
+
+# ------------------------------------------------------------------ Spark
+
+
+@pytest.mark.slow
+def test_on_spark_a_cached_function_is_called_for_every_row_and_says_so(
+    spark: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mixmesh.engines import spark as spark_engine
+
+    @udf(cache=True)
+    def spark_label(x: int) -> str:
+        return f"#{x}"
+
+    with caplog.at_level("WARNING", logger="mixmesh.runtime.cache"):
+        name = spark_engine.register(spark, spark_label)
+    assert "spark_label" in caplog.text and "Spark's executors do not reach the warehouse" in caplog.text
+    result = [tuple(row) for row in spark.sql(f"SELECT id, {name}(id) FROM range(3) ORDER BY id").collect()]
+    assert result == [(0, "#0"), (1, "#1"), (2, "#2")]

@@ -199,7 +199,8 @@ def current_warehouse() -> t.Optional[Warehouse]:
 _told_uncached: t.Set[str] = set()
 
 
-def _say_uncached(spec: FunctionSpec, why: str) -> None:
+def say_uncached(spec: FunctionSpec, why: str) -> None:
+    """Say once per function that its cache= is not applied here, and why."""
     if spec.name not in _told_uncached:
         _told_uncached.add(spec.name)
         logger.warning("%s is declared cache=, but %s: it is called for every row", spec.qualified, why)
@@ -246,7 +247,7 @@ class CachedRows:
         arrays = _broadcast([_as_array(column) for column in columns])
         rows = len(arrays[0]) if arrays else 0
         if warehouse is None:
-            _say_uncached(self.spec, "no warehouse is known to this process (Spark's executors, a plain call)")
+            say_uncached(self.spec, "no warehouse is known to this process (Spark's executors, a plain call)")
             return self._rows(*arrays)
         if rows == 0:
             return self._rows(*arrays)
