@@ -4,7 +4,7 @@ A cached function's results are kept in the project's warehouse (``mixmesh.runti
 under a key made of the function's *fingerprint* (a digest of its code, the project helpers
 it calls, its argument and return types) and of one row's argument values. The values are
 encoded canonically (``encode_row``): every value carries a tag for its kind, text is
-JSON-quoted and containers are delimited, so two different argument tuples never encode
+quoted and escaped (``repr``) and containers are delimited, so two different argument tuples never encode
 alike: ``1`` and ``1.0`` and ``True`` and ``"1"``, NULL and NaN, ``[[1], 2]`` and ``[1, [2]]``
 all differ. Floats are written exactly (``float.hex``), decimals keep their scale, and
 times keep their time zone.
@@ -16,8 +16,6 @@ import dataclasses
 import datetime as dt
 import decimal
 import hashlib
-import json
-import math
 import re
 import typing as t
 import uuid
@@ -91,29 +89,37 @@ def fingerprint(spec: "FunctionSpec") -> str:
     return digest.hexdigest()
 
 
-def row_key(function_fingerprint: str, row: t.Sequence[t.Any]) -> str:
-    """The key of one call: the fingerprint and the row's values, hashed (SHA-256, hex)."""
-    return hashlib.sha256(f"{function_fingerprint}\x1f{encode_row(row)}".encode()).hexdigest()
+def row_key(function_fingerprint: str, row: t.Sequence[t.Any]) -> bytes:
+    """The key of one call: the fingerprint and the row's values, hashed (SHA-256)."""
+    return key_of_encoded(function_fingerprint, encode_row(row))
+
+
+def key_of_encoded(function_fingerprint: str, encoded_row: str) -> bytes:
+    return hashlib.sha256(f"{function_fingerprint}\x1f{encoded_row}".encode()).digest()
 
 
 def encode_row(row: t.Sequence[t.Any]) -> str:
-    return "(" + ",".join(encode(value) for value in row) + ")"
+    """A row's arguments as canonical text (see ``encode``)."""
+    return "(" + ",".join([encode(value) for value in row]) + ")"
 
 
 def encode(value: t.Any) -> str:
     """A value's canonical text: a tag for its kind, then the value written exactly."""
+    exact = _EXACT.get(type(value))  # the common kinds in one look-up
+    if exact is not None:
+        return exact(value)
     if value is None:
         return "N"
     if isinstance(value, bool):  # before int: True is an int too
         return "B1" if value else "B0"
     if isinstance(value, int):
-        return f"I{value}"
+        return f"I{int(value)}"
     if isinstance(value, float):
-        return "Fnan" if math.isnan(value) else f"F{value.hex()}"
+        return _float(float(value))
     if isinstance(value, decimal.Decimal):
         return f"M{value}"  # keeps its scale: 1.10 and 1.1 are different arguments
     if isinstance(value, str):
-        return "S" + json.dumps(value)
+        return "S" + repr(str(value))  # repr: quoted and escaped, so "a,b" is one value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "X" + bytes(value).hex()
     if isinstance(value, dt.datetime):  # before date: a datetime is a date too
@@ -127,9 +133,23 @@ def encode(value: t.Any) -> str:
     if isinstance(value, uuid.UUID):
         return f"U{value}"
     if isinstance(value, dict):  # a STRUCT (fields in their declared order) or a MAP
-        return "{" + ",".join(f"{encode(key)}:{encode(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, (list, tuple)):  # a LIST, or a MAP as (key, value) pairs
-        return ("[" if isinstance(value, list) else "<") + ",".join(encode(item) for item in value) + (
-            "]" if isinstance(value, list) else ">"
-        )
+        return "{" + ",".join([f"{encode(key)}:{encode(item)}" for key, item in value.items()]) + "}"
+    if isinstance(value, list):  # a LIST
+        return "[" + ",".join([encode(item) for item in value]) + "]"
+    if isinstance(value, tuple):  # a MAP as (key, value) pairs
+        return "<" + ",".join([encode(item) for item in value]) + ">"
     raise TypeError(f"a value of type {type(value).__name__} cannot key a cached result: {value!r}")
+
+
+def _float(value: float) -> str:
+    return "Fnan" if value != value else f"F{value.hex()}"  # every NaN is one argument: NaN
+
+
+_EXACT: t.Dict[type, t.Callable[[t.Any], str]] = {
+    type(None): lambda value: "N",
+    bool: lambda value: "B1" if value else "B0",
+    int: lambda value: f"I{value}",
+    float: _float,
+    str: lambda value: "S" + repr(value),
+    dt.date: lambda value: f"D{value.isoformat()}",
+}

@@ -61,6 +61,7 @@ class Warehouse:
         self._cursors = threading.local()
         self._created: t.Set[str] = set()
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
 
     def _cursor(self) -> t.Any:
         cursor = getattr(self._cursors, "cursor", None)
@@ -68,27 +69,27 @@ class Warehouse:
             cursor = self._cursors.cursor = self.connection.cursor()
         return cursor
 
-    def lookup(self, table: str, keys: t.Sequence[str], value_type: pa.DataType) -> t.Tuple[t.List[int], pa.Array]:
+    def lookup(self, table: str, keys: t.Sequence[bytes], value_type: pa.DataType) -> t.Tuple[t.List[int], pa.Array]:
         """The positions in ``keys`` with a live entry, and their values (in that order)."""
         import duckdb
 
         cursor = self._cursor()
         view = f"__mixmesh_cache_keys_{uuid.uuid4().hex[:8]}"
-        cursor.register(view, pa.table({"position": pa.array(range(len(keys)), pa.int64()), "key": keys}))
+        cursor.register(view, pa.table({"position": pa.array(range(len(keys)), pa.int64()), "key": pa.array(keys, pa.binary())}))
         try:
             found = cursor.execute(
                 f"SELECT k.position, c.value FROM {view} AS k JOIN {_qualified(table)} AS c ON c.key = k.key "
-                "WHERE c.expires_at IS NULL OR c.expires_at > now() "
-                "QUALIFY row_number() OVER (PARTITION BY k.position ORDER BY c.cached_at DESC) = 1"
+                "WHERE c.expires_at IS NULL OR c.expires_at > now()"
             ).to_arrow_table()
         except duckdb.CatalogException:  # nothing was ever kept for this function
             return [], pa.array([], value_type)
         finally:
             cursor.unregister(view)
+        # Writes replace a key's entry (Warehouse.write), so each position is found once.
         return found.column("position").to_pylist(), _cast(found.column("value"), value_type)
 
     def write(
-        self, table: str, sql_type: str, fingerprint: str, keys: t.Sequence[str], values: pa.Array,
+        self, table: str, sql_type: str, fingerprint: str, keys: t.Sequence[bytes], values: pa.Array,
         cached_at: dt.datetime, expires_at: t.Optional[dt.datetime],
     ) -> None:
         """Keep ``values`` under ``keys``, replacing any entry (an expired one) under the same key."""
@@ -97,7 +98,7 @@ class Warehouse:
         now = cached_at
         rows = len(keys)
         entries = pa.table({
-            "key": pa.array(keys, pa.string()),
+            "key": pa.array(keys, pa.binary()),
             "fingerprint": pa.array([fingerprint] * rows, pa.string()),
             "value": values,
             "cached_at": pa.array([now] * rows, pa.timestamp("us", tz="UTC")),
@@ -105,14 +106,18 @@ class Warehouse:
         })
         view = f"__mixmesh_cache_new_{uuid.uuid4().hex[:8]}"
         cursor.register(view, entries)
+        # One write at a time: two batches missing the same key (DuckDB's threads run batches
+        # at once) then replace each other's entry instead of adding a second one.
         try:
-            cursor.execute("BEGIN TRANSACTION")
-            cursor.execute(f"DELETE FROM {_qualified(table)} WHERE key IN (SELECT key FROM {view})")
-            cursor.execute(f"INSERT INTO {_qualified(table)} BY NAME SELECT * FROM {view}")
-            cursor.execute("COMMIT")
-        except Exception:
-            cursor.execute("ROLLBACK")
-            raise
+            with self._writing:
+                cursor.execute("BEGIN TRANSACTION")
+                try:
+                    cursor.execute(f"DELETE FROM {_qualified(table)} WHERE key IN (SELECT key FROM {view})")
+                    cursor.execute(f"INSERT INTO {_qualified(table)} BY NAME SELECT * FROM {view}")
+                    cursor.execute("COMMIT")
+                except Exception:
+                    cursor.execute("ROLLBACK")
+                    raise
         finally:
             cursor.unregister(view)
 
@@ -122,7 +127,7 @@ class Warehouse:
         with self._lock:
             cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
             cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {_qualified(table)} (key VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, "
+                f"CREATE TABLE IF NOT EXISTS {_qualified(table)} (key BLOB NOT NULL, fingerprint VARCHAR NOT NULL, "
                 f"value {sql_type}, cached_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ)"
             )
             self._created.add(table)
@@ -255,57 +260,60 @@ class CachedRows:
             to_python(array, maps_as_pydicts="strict" if as_dicts else None)
             for array, as_dicts in zip(arrays, self._maps_as_dicts)
         ]
-        keyed = self._keyed_rows(values, rows)
-        keys = [caching.row_key(self._fingerprint, tuple(column[row] for column in values)) for row in keyed]
+        # Each distinct argument tuple once: rows often repeat them (a currency and a day).
+        encoded = self._encoded_rows(values, rows)
+        distinct: t.Dict[str, int] = {}
+        for row_encoded in encoded:
+            if row_encoded is not None:
+                distinct.setdefault(row_encoded, len(distinct))
+        keys = [caching.key_of_encoded(self._fingerprint, row_encoded) for row_encoded in distinct]
         found, cached = warehouse.lookup(self._table, keys, self.return_type)
-        # Each row's source: ("cached", position) or ("called", position in the called batch).
-        source: t.List[t.Tuple[bool, int]] = [(False, 0)] * rows
-        for index, position in enumerate(found):  # the index-th cached value is keys[position]'s
-            source[keyed[position]] = (True, index)
-        called: t.List[int] = []  # rows the function is called for: one per distinct missed key
-        first_of: t.Dict[str, int] = {}
-        key_of_row = dict(zip(keyed, keys))
-        for row in range(rows):
-            if source[row][0]:
-                continue
-            key = key_of_row.get(row)
-            if key is not None and key in first_of:
-                source[row] = (False, first_of[key])
-                continue
-            if key is not None:
-                first_of[key] = len(called)
-            source[row] = (False, len(called))
-            called.append(row)
-        misses = len(first_of)
-        sink.record_cache(self.model, self.spec.name, hits=len(keyed) - misses, misses=misses)
+        cached_at = dict(zip(found, range(len(found))))  # distinct position -> its cached value
+        # Each row's value: ("cached", index in cached) or ("called", index in the called batch).
+        source: t.List[t.Tuple[bool, int]] = []
+        called: t.List[int] = []  # rows the function is called for: one per distinct missed tuple
+        called_at: t.Dict[int, int] = {}  # distinct position -> index in the called batch
+        for row, row_encoded in enumerate(encoded):
+            position = None if row_encoded is None else distinct[row_encoded]
+            if position is not None and position in cached_at:
+                source.append((True, cached_at[position]))
+            elif position is not None and position in called_at:
+                source.append((False, called_at[position]))
+            else:
+                if position is not None:
+                    called_at[position] = len(called)
+                source.append((False, len(called)))
+                called.append(row)
+        keyed = rows - encoded.count(None)
+        sink.record_cache(self.model, self.spec.name, hits=keyed - len(called_at), misses=len(called_at))
         if not called:
             return _merged(source, cached, None)
         computed = _cast(self._rows(*[array.take(pa.array(called, pa.int64())) for array in arrays]), self.return_type)
-        # A key found is found at every row holding it, so every key in first_of is new.
-        self._keep(warehouse, [(position, key) for key, position in first_of.items()], called, computed, values)
+        new = [(index, keys[position], encoded[called[index]]) for position, index in called_at.items()]
+        self._keep(warehouse, new, computed)
         return _merged(source, cached, computed)
 
-    def _keyed_rows(self, values: t.List[t.List[t.Any]], rows: int) -> t.List[int]:
-        """The rows a result is kept for: strict NULL handling gives NULL without a call."""
-        if self.spec.null_handling != "strict":
-            return list(range(rows))
-        return [row for row in range(rows) if all(column[row] is not None for column in values)]
+    def _encoded_rows(self, values: t.List[t.List[t.Any]], rows: int) -> t.List[t.Optional[str]]:
+        """Each row's canonical encoding; None for a row no result is kept for (strict NULL
+        handling gives NULL without a call)."""
+        strict = self.spec.null_handling == "strict"
+        encode = caching.encode_row
+        return [
+            None if strict and None in row else encode(row)
+            for row in (zip(*values) if values else ())
+        ]
 
-    def _keep(
-        self, warehouse: Warehouse, new: t.List[t.Tuple[int, str]], called: t.List[int], computed: pa.Array,
-        values: t.List[t.List[t.Any]],
-    ) -> None:
-        """Write the results of the called rows (``new``: position in the called batch, key),
-        but those given an on_error value."""
+    def _keep(self, warehouse: Warehouse, new: t.List[t.Tuple[int, bytes, str]], computed: pa.Array) -> None:
+        """Write the results of the called rows (``new``: index in the called batch, key,
+        encoded arguments), but those given an on_error value."""
         kept_positions, kept_keys = [], []
-        for position, key in new:
+        for index, key, row_encoded in new:
             if self._fell_back:
-                encoded = caching.encode_row(tuple(column[called[position]] for column in values))
                 with self._lock:
-                    if encoded in self._fell_back:
-                        self._fell_back.discard(encoded)
+                    if row_encoded in self._fell_back:
+                        self._fell_back.discard(row_encoded)
                         continue
-            kept_positions.append(position)
+            kept_positions.append(index)
             kept_keys.append(key)
         if not kept_keys:
             return
