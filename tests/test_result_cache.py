@@ -316,3 +316,32 @@ def test_on_spark_a_cached_function_is_called_for_every_row_and_says_so(
     assert "spark_label" in caplog.text and "Spark's executors do not reach the warehouse" in caplog.text
     result = [tuple(row) for row in spark.sql(f"SELECT id, {name}(id) FROM range(3) ORDER BY id").collect()]
     assert result == [(0, "#0"), (1, "#1"), (2, "#2")]
+
+
+# ------------------------------------------------------------------ one process, one connection
+
+
+def test_cleared_entries_are_called_and_kept_again_in_the_same_process() -> None:
+    from mixmesh.engines.duckdb.functions import register
+    from mixmesh.runtime.cache import Warehouse
+
+    called: t.List[int] = []
+
+    @udf(cache=True)
+    def squared(x: int) -> int:
+        called.append(x)
+        return x * x
+
+    with duckdb.connect() as connection:
+        connection.execute("SET threads = 1")  # vectors one after another: the 2nd reads what the 1st kept
+        register(connection, squared)
+        query = "SELECT sum(squared(range % 7)) FROM range(5000)"
+        runs = []
+        for clear in (False, False, True, False):
+            if clear:
+                assert Warehouse(connection).clear("squared") == 7
+            before = len(called)
+            runs.append((connection.sql(query).fetchone()[0], len(called) - before))
+    total = sum((i % 7) ** 2 for i in range(5000))
+    assert runs == [(total, 7), (total, 0), (total, 7), (total, 0)]
+    assert squared(3) == 9  # called from Python, it is the plain function

@@ -59,8 +59,6 @@ class Warehouse:
     def __init__(self, connection: t.Any) -> None:
         self.connection = connection
         self._cursors = threading.local()
-        self._created: t.Set[str] = set()
-        self._lock = threading.Lock()
         self._writing = threading.Lock()
 
     def _cursor(self) -> t.Any:
@@ -94,7 +92,6 @@ class Warehouse:
     ) -> None:
         """Keep ``values`` under ``keys``, replacing any entry (an expired one) under the same key."""
         cursor = self._cursor()
-        self._create(cursor, table, sql_type)
         now = cached_at
         rows = len(keys)
         entries = pa.table({
@@ -110,6 +107,8 @@ class Warehouse:
         # at once) then replace each other's entry instead of adding a second one.
         try:
             with self._writing:
+                # Created each time: `mixmesh cache --clear` may have dropped it since.
+                self._create(cursor, table, sql_type)
                 cursor.execute("BEGIN TRANSACTION")
                 try:
                     cursor.execute(f"DELETE FROM {_qualified(table)} WHERE key IN (SELECT key FROM {view})")
@@ -121,16 +120,13 @@ class Warehouse:
         finally:
             cursor.unregister(view)
 
-    def _create(self, cursor: t.Any, table: str, sql_type: str) -> None:
-        if table in self._created:
-            return
-        with self._lock:
-            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {_qualified(table)} (key BLOB NOT NULL, fingerprint VARCHAR NOT NULL, "
-                f"value {sql_type}, cached_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ)"
-            )
-            self._created.add(table)
+    @staticmethod
+    def _create(cursor: t.Any, table: str, sql_type: str) -> None:
+        cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {_qualified(table)} (key BLOB NOT NULL, fingerprint VARCHAR NOT NULL, "
+            f"value {sql_type}, cached_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ)"
+        )
 
     # ------------------------------------------------------------------ what `mixmesh cache` shows
 
@@ -169,7 +165,6 @@ class Warehouse:
                 continue
             dropped += self._cursor().execute(f"SELECT count(*) FROM {_qualified(table)}").fetchone()[0]
             self._cursor().execute(f"DROP TABLE {_qualified(table)}")
-            self._created.discard(table)
         return dropped
 
 
