@@ -20,6 +20,7 @@ is called for every row, and says so once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -34,6 +35,7 @@ from mixmesh.core import caching
 from mixmesh.core import sql_types as types
 from mixmesh.core.conversion import to_python
 from mixmesh.core.functions import FunctionSpec
+from mixmesh.runtime.rows import RowBatchFunction
 from mixmesh.runtime.values import _as_array, _broadcast, _fallback
 
 logger = logging.getLogger(__name__)
@@ -218,16 +220,12 @@ class CachedRows:
         self, spec: FunctionSpec, model: t.Optional[str] = None, source: t.Optional[str] = None,
         dialect: str = "duckdb", warehouse: t.Optional[Warehouse] = None,
     ) -> None:
-        import dataclasses
-
-        from mixmesh.runtime.rows import RowBatchFunction
-        from mixmesh.core import sql_types
-
         self.spec, self.model, self._warehouse = spec, model, warehouse
         self._fingerprint = caching.fingerprint(spec)
         self._table = table_name(spec)
         self._sql_type = types.sql(spec.returns)
-        self._maps_as_dicts = [sql_types.holds_map(sql_types.to_arrow(arg.sql_type)) for arg in spec.args]
+        # The values RowBatchFunction hands the function (and its fallback): maps as dicts.
+        self._maps_as_dicts = [types.holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
         # Rows given an on_error value are not kept: the fallback notes them on the way.
         self._fell_back: t.Set[str] = set()
         self._lock = threading.Lock()
