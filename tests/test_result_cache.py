@@ -152,12 +152,33 @@ def test_a_non_deterministic_function_cannot_be_cached() -> None:
             return sides
 
 
-def test_a_vectorized_function_cannot_be_cached_and_is_told_why() -> None:
-    with pytest.raises(FunctionDefinitionError, match=r"@udf scaled: cache= is for row functions; a vectorized"):
+def test_a_vectorized_function_is_called_with_its_misses_only_and_its_failing_rows_are_not_kept() -> None:
+    import pyarrow.compute as pc
 
-        @udf(cache=True, vectorized=True)
-        def scaled(x: pa.Array) -> pa.Array:
-            return x
+    from mixmesh.engines.duckdb.functions import register
+
+    batches: t.List[t.List[int]] = []
+
+    @udf(cache=True, vectorized=True, on_error="null")
+    def tripled(x: t.Annotated[pa.Array, int]) -> t.Annotated[pa.Array, int]:
+        batches.append(x.to_pylist())
+        if 13 in x.to_pylist():  # a bad row: the batch is split until it stands alone
+            raise ValueError("13 is unlucky")
+        return pc.multiply(x, 3)
+
+    expected = [None if x == 13 else 3 * x for x in range(20)]
+    with duckdb.connect() as connection:
+        register(connection, tripled)
+        query = "SELECT tripled(x) FROM (SELECT range % 20 AS x FROM range(60)) ORDER BY x"
+
+        def run() -> t.List[t.Any]:
+            return [row[0] for row in connection.sql(query).fetchall()][::3]
+
+        assert run() == expected
+        assert sorted(x for batch in batches[:1] for x in batch) == list(range(20))  # each distinct value once
+        batches.clear()
+        assert run() == expected
+        assert batches == [[13]]  # the failing row, not kept, is called again: alone
 
 
 @pytest.mark.parametrize("ttl", ["7x", "0s", "-1d", 3, dt.timedelta(0)])
@@ -257,6 +278,14 @@ def shown(x: t.Any) -> str:
 SHOWN_CACHED = udf(name="shown_cached", cache=True, null_handling="call")(shown)
 SHOWN_PLAIN = udf(name="shown_plain", null_handling="call")(shown)
 
+
+def shown_batch(x: pa.Array) -> t.Annotated[pa.Array, str]:
+    return pa.array([repr(value) for value in x.to_pylist()], pa.string())
+
+
+SHOWN_BATCH_CACHED = udf(name="shown_batch_cached", cache=True, vectorized=True, null_handling="call")(shown_batch)
+SHOWN_BATCH_PLAIN = udf(name="shown_batch_plain", vectorized=True, null_handling="call")(shown_batch)
+
 _TYPED_VALUES = {
     "DOUBLE": (pa.float64(), st.floats(allow_nan=True, allow_infinity=True)),
     "DECIMAL(10, 2)": (pa.decimal128(10, 2), st.decimals(min_value=-10**7, max_value=10**7, places=2, allow_nan=False)),
@@ -286,12 +315,15 @@ def test_results_with_the_cache_equal_results_without_it(sql_type: str) -> None:
         with duckdb.connect() as connection:
             register(connection, SHOWN_CACHED, args={"x": sql_type})
             register(connection, SHOWN_PLAIN, args={"x": sql_type})
+            register(connection, SHOWN_BATCH_CACHED, args={"x": sql_type})
+            register(connection, SHOWN_BATCH_PLAIN, args={"x": sql_type})
             connection.register("input", pa.table({"i": range(len(rows)), "x": pa.array(rows, arrow_type)}))
-            query = "SELECT i, shown_cached(x), shown_plain(x) FROM input ORDER BY i"
+            query = "SELECT i, shown_cached(x), shown_plain(x), shown_batch_cached(x), shown_batch_plain(x) FROM input ORDER BY i"
             first = connection.sql(query).fetchall()
             SHOWN_CALLS.clear()
             second = connection.sql(query).fetchall()
             assert [row[1] for row in first] == [row[2] for row in first] == [row[1] for row in second]
+            assert [row[3] for row in first] == [row[4] for row in first] == [row[3] for row in second]
             assert len(SHOWN_CALLS) == len(rows)  # the plain function's calls: the cached one made none
 
     check()

@@ -40,7 +40,7 @@ class CachePolicy:
         return None if self.ttl is None else now + self.ttl
 
 
-def policy_of(name: str, cache: t.Any, *, deterministic: bool, vectorized: bool) -> t.Optional[CachePolicy]:
+def policy_of(name: str, cache: t.Any, *, deterministic: bool) -> t.Optional[CachePolicy]:
     """``cache=`` as the decorator got it (False/None, True, "7d", "12h", "30min", a timedelta)
     as a CachePolicy, or None; refused where caching would change results."""
     if cache is None or cache is False:
@@ -49,11 +49,6 @@ def policy_of(name: str, cache: t.Any, *, deterministic: bool, vectorized: bool)
         raise FunctionDefinitionError(
             f"@udf {name}: cache= keeps the results of a deterministic function, but it is declared "
             "deterministic=False (its result may differ for the same arguments); remove one of the two"
-        )
-    if vectorized:
-        raise FunctionDefinitionError(
-            f"@udf {name}: cache= is for row functions; a vectorized function receives whole batches. "
-            "Declare it without vectorized= to cache its results row by row"
         )
     if cache is True:
         return CachePolicy()

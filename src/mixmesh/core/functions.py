@@ -224,7 +224,7 @@ def build_spec(
         policies=policies,
         parallel=parallel,
         deterministic=bool(deterministic),
-        cache=caching.policy_of(sql_name, cache, deterministic=bool(deterministic), vectorized=bool(vectorized)),
+        cache=caching.policy_of(sql_name, cache, deterministic=bool(deterministic)),
     )
     _check_on_error(spec)
     _check_parallel(spec)

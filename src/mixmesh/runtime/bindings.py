@@ -137,12 +137,12 @@ def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
     from mixmesh.runtime.batches import BatchFunction
     from mixmesh.runtime.rows import RowBatchFunction
 
-    if binding.spec.vectorized:
-        return BatchFunction(binding.spec, binding.model)
     if binding.spec.cache is not None:
         from mixmesh.runtime.cache import CachedRows
 
         return CachedRows(binding.spec, binding.model, source=binding.source)
+    if binding.spec.vectorized:
+        return BatchFunction(binding.spec, binding.model)
     return RowBatchFunction(binding.spec, binding.model, source=binding.source)
 
 

@@ -35,6 +35,7 @@ from mixmesh.core import caching
 from mixmesh.core import sql_types as types
 from mixmesh.core.conversion import to_python
 from mixmesh.core.functions import FunctionSpec
+from mixmesh.runtime.batches import BatchFunction
 from mixmesh.runtime.rows import RowBatchFunction
 from mixmesh.runtime.values import _as_array, _broadcast, _fallback
 
@@ -212,8 +213,9 @@ def say_uncached(spec: FunctionSpec, why: str) -> None:
 
 
 class CachedRows:
-    """A cached row function over an Arrow batch: cached rows read, the misses called as a
-    smaller batch (``RowBatchFunction``), their results written. ``warehouse``: where the
+    """A cached function over an Arrow batch: cached rows read, the misses called as a
+    smaller batch (a row function's ``RowBatchFunction``, a vectorized one's
+    ``BatchFunction``), their results written. ``warehouse``: where the
     results are kept (the process's, ``use_warehouse``, when None)."""
 
     def __init__(
@@ -230,8 +232,12 @@ class CachedRows:
         self._fell_back: t.Set[str] = set()
         self._lock = threading.Lock()
         self._fallback = _fallback(spec)
-        noting = spec if spec.on_error == "raise" else dataclasses.replace(spec, on_error=self._note_fallback)
-        self._rows = RowBatchFunction(noting, model, source=source, dialect=dialect)
+        self._rows: t.Callable[..., pa.Array]
+        if spec.vectorized:
+            self._rows = _NotingBatches(spec, model, self._note_fallback_batch)
+        else:
+            noting = spec if spec.on_error == "raise" else dataclasses.replace(spec, on_error=self._note_fallback)
+            self._rows = RowBatchFunction(noting, model, source=source, dialect=dialect)
         self.return_type = self._rows.return_type
         self.__signature__ = self._rows.__signature__
 
@@ -239,6 +245,18 @@ class CachedRows:
         with self._lock:
             self._fell_back.add(caching.encode_row(row))
         return self._fallback(*row)
+
+    def _note_fallback_batch(self, arrays: t.List[pa.Array]) -> None:
+        """A vectorized function's rows given the on_error value (its failing rows, isolated)."""
+        encoded = self._encoded_rows(self._python_values(arrays), len(arrays[0]) if arrays else 0)
+        with self._lock:
+            self._fell_back.update(row for row in encoded if row is not None)
+
+    def _python_values(self, arrays: t.List[pa.Array]) -> t.List[t.List[t.Any]]:
+        return [
+            to_python(array, maps_as_pydicts="strict" if as_dicts else None)
+            for array, as_dicts in zip(arrays, self._maps_as_dicts)
+        ]
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         warehouse = self._warehouse or current_warehouse()
@@ -249,10 +267,7 @@ class CachedRows:
             return self._rows(*arrays)
         if rows == 0:
             return self._rows(*arrays)
-        values = [
-            to_python(array, maps_as_pydicts="strict" if as_dicts else None)
-            for array, as_dicts in zip(arrays, self._maps_as_dicts)
-        ]
+        values = self._python_values(arrays)
         # Each distinct argument tuple once: rows often repeat them (a currency and a day).
         encoded = self._encoded_rows(values, rows)
         distinct: t.Dict[str, int] = {}
@@ -318,6 +333,18 @@ class CachedRows:
             )
         except Exception as error:  # noqa: BLE001 - a result not kept is called again next time
             logger.warning("%s: results not kept in the cache (%s: %s)", self.spec.qualified, type(error).__name__, error)
+
+
+class _NotingBatches(BatchFunction):
+    """A vectorized function whose rows given the on_error value are noted (not kept)."""
+
+    def __init__(self, spec: FunctionSpec, model: t.Optional[str], note: t.Callable[[t.List[pa.Array]], None]) -> None:
+        super().__init__(spec, model)
+        self._note = note
+
+    def _fallback_batch(self, arrays: t.List[pa.Array], error: Exception, rows: int) -> pa.Array:
+        self._note(arrays)
+        return super()._fallback_batch(arrays, error, rows)
 
 
 def _merged(source: t.List[t.Tuple[bool, int]], cached: pa.Array, computed: t.Optional[pa.Array]) -> pa.Array:

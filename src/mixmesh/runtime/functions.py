@@ -151,8 +151,8 @@ def udf(
             by the function's code and the argument values, so that any later run, process or
             environment calling it with the same arguments reads the result instead of calling:
             True (kept until the code changes or ``mixmesh cache --clear``), or a time to live
-            ("7d", "12h", "30min", "45s", a ``datetime.timedelta``). Row functions of
-            deterministic=True only; rows given an on_error value are not kept.
+            ("7d", "12h", "30min", "45s", a ``datetime.timedelta``). For deterministic=True
+            functions only; rows given an on_error value are not kept.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:

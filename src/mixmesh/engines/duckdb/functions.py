@@ -98,12 +98,12 @@ def _callable(binding: "Binding", connection: t.Any) -> t.Callable[..., t.Any]:
     from mixmesh.runtime.rows import RowBatchFunction, row_function
 
     spec = binding.spec
-    if spec.vectorized:
-        return BatchFunction(spec, binding.model)
     if spec.cache is not None:  # its results kept in this connection's database
         from mixmesh.runtime.cache import CachedRows, use_warehouse
 
         return CachedRows(spec, binding.model, source=binding.source, warehouse=use_warehouse(connection))
+    if spec.vectorized:
+        return BatchFunction(spec, binding.model)
     if _by_batch(spec):
         return RowBatchFunction(spec, binding.model, source=binding.source)
     # DuckDB stores a NaN returned by a native UDF as NULL, and casts the text 'NaN' to NaN.
