@@ -376,3 +376,44 @@ def test_cleared_entries_are_called_and_kept_again_in_the_same_process() -> None
     total = sum((i % 7) ** 2 for i in range(5000))
     assert runs == [(total, 7), (total, 0), (total, 7), (total, 0)]
     assert squared(3) == 9  # called from Python, it is the plain function
+
+
+class Quote(t.TypedDict):
+    rate: float
+    source: str
+
+
+@pytest.mark.parametrize(
+    ("returns", "result"),
+    [
+        ("STRUCT(rate DOUBLE, source VARCHAR)", lambda x: {"rate": x / 2, "source": f"s{x}"}),
+        ("DOUBLE[]", lambda x: [float(x), float("nan")]),
+        ("DECIMAL(12, 3)", lambda x: __import__("decimal").Decimal(x) / 8),
+        ("TIMESTAMPTZ", lambda x: dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=x)),
+        ("MAP(VARCHAR, INTEGER)", lambda x: {"a": x, "b": None}),
+    ],
+)
+def test_every_kind_of_result_is_kept_typed_and_read_back_the_same(returns: str, result: t.Callable[[int], t.Any]) -> None:
+    from mixmesh.engines.duckdb.functions import register
+
+    called: t.List[int] = []
+
+    def compute(x: int) -> t.Any:
+        called.append(x)
+        return result(x)
+
+    cached = udf(name="kept_result", returns=returns, cache=True)(compute)
+    plain = udf(name="fresh_result", returns=returns)(compute)
+    with duckdb.connect() as connection:
+        register(connection, cached)
+        register(connection, plain)
+        query = "SELECT kept_result(range % 5)::VARCHAR, fresh_result(range % 5)::VARCHAR FROM range(12) ORDER BY range"
+        first = connection.sql(query).fetchall()
+        called.clear()
+        second = connection.sql(query).fetchall()
+        assert len(called) == 12  # the plain function's calls only
+        assert [row[0] for row in first] == [row[1] for row in first] == [row[0] for row in second]
+        (column_type,) = connection.sql(
+            "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'mixmesh_cache' AND column_name = 'value'"
+        ).fetchone()
+        assert column_type == connection.sql(f"SELECT typeof(NULL::{returns})").fetchone()[0]
