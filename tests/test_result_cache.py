@@ -378,11 +378,6 @@ def test_cleared_entries_are_called_and_kept_again_in_the_same_process() -> None
     assert squared(3) == 9  # called from Python, it is the plain function
 
 
-class Quote(t.TypedDict):
-    rate: float
-    source: str
-
-
 @pytest.mark.parametrize(
     ("returns", "result"),
     [
