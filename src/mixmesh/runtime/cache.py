@@ -6,8 +6,9 @@ function's fingerprint and the argument values), the fingerprint, the result typ
 function returns it (no pickle), when it was written and when it expires (NULL: never).
 
 A cached function runs over batches (``CachedRows``): the batch's keys are looked up in one
-query, the function is called for the misses only (as a smaller batch, with its retries,
-timeout and on_error per row), and the new results are written in one statement. Rows that
+query, the function is called for the misses only (once per distinct argument tuple, as a
+smaller batch, under its retries, timeout and on_error), and the new results are written in
+one statement. Rows that
 got an on_error value are not kept: the next run calls them again. An entry past its time
 to live is a miss and is overwritten.
 
@@ -42,7 +43,6 @@ from mixmesh.runtime.values import _as_array, _broadcast, _fallback
 logger = logging.getLogger(__name__)
 
 SCHEMA = "mixmesh_cache"
-_TABLE_COLUMNS = ("key", "fingerprint", "value", "cached_at", "expires_at")
 
 
 def table_name(spec: FunctionSpec) -> str:
