@@ -100,6 +100,16 @@ def record_pace(
             figures.paced(in_flight, tokens, started, last_token)
 
 
+def record_cache(model: t.Optional[str], function: str, hits: int, misses: int) -> None:
+    """A cached function's batch: rows read from the result cache, calls made for the others."""
+    evaluation = _evaluation_of(model)
+    if evaluation is not None:
+        with evaluation.lock:
+            figures = evaluation.functions.setdefault(function, FunctionFigures(mode_of(function)))
+            figures.cache_hits += hits
+            figures.cache_misses += misses
+
+
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
     """The evaluation of ``model``, or the only one under way when the model is not known."""
     if model is not None:
@@ -150,6 +160,8 @@ class FunctionFigures:
         self.tokens = 0  # rate_limit: tokens taken, between the first batch's start and the last token
         self.tokens_from: t.Optional[float] = None
         self.tokens_until: t.Optional[float] = None
+        self.cache_hits = 0  # rows of a cached function read from the result cache
+        self.cache_misses = 0  # calls it made for arguments not in the cache
 
     def paced(self, in_flight: t.Optional[int], tokens: int, started: float, last_token: t.Optional[float]) -> None:
         if in_flight is not None:

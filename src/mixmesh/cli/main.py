@@ -205,3 +205,21 @@ def report(out: Path, model: str | None, days: float | None, project: Path) -> N
     if store.path is None or (not store.path.exists() and not store.pending()):
         click.echo(f"No runs recorded yet in {store.location}: the report says so.", err=True)
     click.echo(f"Wrote {written}: open it in any browser (it loads nothing from the network).")
+
+
+@main.command()
+@click.argument("function", required=False)
+@click.option("--clear", is_flag=True, help="Drop the kept results of FUNCTION (of every function without it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+@click.option(
+    "--project",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    callback=_project_around,
+    help="The SQLMesh project whose warehouse holds the cache (default: the one around the current directory).",
+)
+def cache(function: str | None, clear: bool, as_json: bool, project: Path) -> None:
+    """The result cache of @udf(cache=...) functions: entries and bytes per function, hits and misses; --clear."""
+    from mixmesh.cli.cache import cache_command
+
+    cache_command(project, function, clear, as_json)

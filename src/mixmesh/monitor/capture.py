@@ -243,6 +243,8 @@ def _function_run(
         path="; ".join(figures.paths) or None,
         max_in_flight=figures.max_in_flight,
         calls_per_s=figures.calls_per_s,
+        cache_hits=figures.cache_hits if figures.cache_hits or figures.cache_misses else None,
+        cache_misses=figures.cache_misses if figures.cache_hits or figures.cache_misses else None,
     )
 
 
