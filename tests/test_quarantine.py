@@ -1,0 +1,235 @@
+"""Quarantined rows: every row whose call failed after its retries and got its on_error value
+is written to ``mixmesh_quarantine.rows`` with its arguments, through real SQLMesh plans on
+DuckDB; the ``quarantined_rows`` audit fails an interval over its limit; restating an
+interval resolves its entries; a failed evaluation leaves none."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixmesh.runtime import quarantine
+from tests.projects import Project
+
+DAYS = 4
+ROWS_PER_DAY = 250
+
+# Transactions over DAYS days; ids whose value % 100 == 37 fail for good (1%), those % 50 == 11
+# fail once and then succeed (2%): a retry repairs them.
+EVENTS = f"""
+MODEL (name raw.events, kind FULL);
+SELECT i AS id, (DATE '2024-01-01' + (i // {ROWS_PER_DAY})::INT) AS day, (i % 7)::DOUBLE AS amount,
+       'C' || (i % 3)::VARCHAR AS currency
+FROM range({DAYS * ROWS_PER_DAY}) AS t(i)
+"""
+
+FUNCTIONS = '''
+import datetime
+
+from mixmesh import Retry, udf
+
+SEEN = set()
+
+
+class ServiceDown(ConnectionError):
+    pass
+
+
+@udf(retry=Retry(attempts=3, backoff=[0]), on_error=None)
+def rate(id: int, currency: str, day: datetime.date) -> float:
+    if id % 100 == 37:
+        raise ServiceDown(f"no rate for {currency} on {day}")
+    if id % 50 == 11 and id not in SEEN:
+        SEEN.add(id)
+        raise ServiceDown("try again")
+    return 1.0 + (id % 3) / 10
+'''
+
+CONVERTED = """
+MODEL (
+  name analytics.converted,
+  kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1),
+  start '2024-01-01',
+  end '2024-01-{end:02d}',
+  cron '@daily',
+  audits (quarantined_rows(max_rows := {max_rows}))
+);
+SELECT id, day, amount * @rate(id, currency, day) AS converted
+FROM raw.events
+WHERE day BETWEEN @start_ds AND @end_ds
+"""
+
+
+def write_project(project: Project, max_rows: int = 10) -> None:
+    project.write("models/events.sql", EVENTS)
+    project.write("macros/functions.py", FUNCTIONS)
+    project.write("models/converted.sql", CONVERTED.format(end=DAYS, max_rows=max_rows))
+
+
+def quarantined(project: Project, where: str = "TRUE") -> list:
+    return project.query(
+        "SELECT model, function, arguments, error_type, error_message, attempts, row_count, "
+        "interval_start, interval_end, run_id, resolved_at, resolved_by_run "
+        f"FROM mixmesh_quarantine.rows WHERE {where} ORDER BY interval_start, arguments"
+    )
+
+
+@pytest.mark.slow
+def test_exactly_the_rows_that_failed_for_good_are_quarantined_with_their_arguments(project: Project) -> None:
+    write_project(project)
+    project.plan()
+
+    rows = quarantined(project)
+    failed_ids = [i for i in range(DAYS * ROWS_PER_DAY) if i % 100 == 37]
+    assert sorted(json.loads(row[2])["id"] for row in rows) == failed_ids  # the retried ones are not there
+    first = next(row for row in rows if json.loads(row[2])["id"] == 37)
+    assert first[:2] == ("analytics.converted", "rate")
+    assert json.loads(first[2]) == {"id": 37, "currency": "C1", "day": "2024-01-01"}
+    assert first[3:7] == ("ServiceDown", "no rate for C1 on 2024-01-01", 3, 1)  # three attempts, one row
+    assert (first[7], first[8]) == (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2))
+    assert all(row[10] is None for row in rows)
+    # The rows got their on_error value (NULL), and no other row did.
+    nulls = project.query("SELECT id FROM analytics.converted WHERE converted IS NULL ORDER BY id")
+    assert [row[0] for row in nulls] == failed_ids
+    # The run id is the run monitoring filed the evaluation under.
+    runs = {row[0] for row in project.query("SELECT DISTINCT run_id FROM mixmesh_quarantine.rows")}
+    assert len(runs) == DAYS
+
+
+@pytest.mark.slow
+def test_restating_an_interval_resolves_its_entries_and_records_the_new_failures(project: Project) -> None:
+    write_project(project)
+    project.plan()
+    before = quarantined(project, "interval_start = TIMESTAMP '2024-01-02'")
+
+    project.plan(restate_models=["analytics.converted"], start="2024-01-02", end="2024-01-02")
+
+    after = quarantined(project, "interval_start = TIMESTAMP '2024-01-02'")
+    old = [row for row in after if row[9] == before[0][9]]
+    new = [row for row in after if row[9] != before[0][9]]
+    assert len(old) == len(new) == len(before)  # the failures happened again: recorded again
+    assert all(row[10] is not None and row[11] == new[0][9] for row in old)  # resolved by the restatement
+    assert all(row[10] is None for row in new)
+    others = quarantined(project, "interval_start <> TIMESTAMP '2024-01-02'")
+    assert others and all(row[10] is None for row in others)  # other intervals untouched
+
+
+@pytest.mark.slow
+def test_the_audit_fails_an_interval_over_its_limit_and_passes_under_it(project: Project) -> None:
+    from sqlmesh.utils.errors import PlanError
+
+    write_project(project, max_rows=3)  # 2 or 3 failing rows a day: under the limit
+    project.plan()
+
+    write_project(project, max_rows=1)  # a new version of the model: its intervals are evaluated again
+    with pytest.raises(PlanError):
+        project.plan()
+    audit = project.query(
+        "SELECT COUNT(*) FROM mixmesh_quarantine.rows WHERE resolved_at IS NULL"
+    )
+    assert audit[0][0] > 0
+
+
+@pytest.mark.slow
+def test_the_audit_message_names_the_model_the_function_and_the_count(project: Project) -> None:
+    write_project(project, max_rows=1)
+    result = project.cli("plan", "--auto-apply", "--no-prompts", check=False)
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "quarantined_rows" in output
+    assert "analytics.converted" in output
+
+
+@pytest.mark.slow
+def test_a_failed_evaluation_leaves_no_quarantined_rows(project: Project) -> None:
+    project.write("models/events.sql", EVENTS)
+    project.write("macros/functions.py", FUNCTIONS)
+    # The statement fails after the function ran on its rows (a NULL result cannot cast): its
+    # data is never written, and neither are its quarantined rows.
+    project.write("models/converted.sql", FAILING.format(end=DAYS))
+    from mixmesh.core.resilience import events, reset_events
+
+    reset_events()
+    with pytest.raises(Exception, match="Plan application failed"):
+        project.plan()
+    assert events().get(("analytics.converted", "rate", "fallbacks"), 0) > 0  # rows did fail and get NULL
+    assert quarantined(project) == []
+
+
+FAILING = """
+MODEL (
+  name analytics.converted,
+  kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1),
+  start '2024-01-01',
+  end '2024-01-{end:02d}',
+  cron '@daily'
+);
+SELECT id, day, converted, CAST(CASE WHEN converted IS NULL THEN 'x' ELSE '1' END AS INT) AS broken
+FROM (SELECT id, day, amount * @rate(id, currency, day) AS converted FROM raw.events
+      WHERE day BETWEEN @start_ds AND @end_ds)
+"""
+
+
+# ------------------------------------------------------------------------------ in-process
+
+
+def test_a_run_where_everything_fails_records_the_cap_and_one_summary_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(quarantine.MAX_ROWS_VARIABLE, "5")
+    with quarantine.collecting("analytics.scored") as collector:
+        for i in range(12):
+            quarantine.quarantine("analytics.scored", "score", ["x"], [i], ValueError(f"bad {i}"))
+    rows = collector.rows()
+    assert [json.loads(row.arguments)["x"] for row in rows[:5]] == [0, 1, 2, 3, 4]
+    assert rows[5].error_type == quarantine.OVER_THE_CAP and rows[5].rows == 7 and rows[5].arguments is None
+    assert "7 more failed rows of function 'score'" in rows[5].error_message
+    assert len(rows) == 6
+
+
+def test_a_row_outside_any_evaluation_is_not_kept() -> None:
+    quarantine.quarantine("analytics.scored", "score", ["x"], [1], ValueError("bad"))
+    with quarantine.collecting("analytics.other") as collector:
+        pass
+    assert collector.rows() == []
+
+
+SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary()
+    | st.decimals() | st.dates() | st.datetimes() | st.times() | st.timedeltas()
+    | st.datetimes(timezones=st.timezones()) | st.uuids()
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text() | st.integers() | st.dates(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(VALUES, min_size=1, max_size=4))
+def test_any_argument_value_encodes_as_json_by_name(values: list) -> None:
+    names = [f"arg{i}" for i in range(len(values))]
+    decoded = json.loads(quarantine.encode_arguments(names, values), parse_constant=_refuse)
+    assert list(decoded) == names
+
+
+def test_arguments_keep_their_meaning() -> None:
+    encoded = quarantine.encode_arguments(
+        ["day", "amount", "items", "nan", "other"],
+        [dt.date(2024, 1, 2), decimal.Decimal("10.10"), [{"sku": "a", "n": 2}], math.nan, object()],
+    )
+    decoded = json.loads(encoded)
+    assert decoded["day"] == "2024-01-02" and decoded["amount"] == "10.10"  # no precision lost
+    assert decoded["items"] == [{"sku": "a", "n": 2}] and decoded["nan"] == "NaN"
+    assert decoded["other"].startswith("<object object")
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"not JSON: {constant}")
