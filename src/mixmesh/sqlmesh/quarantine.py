@@ -228,3 +228,49 @@ def _timestamp(value: dt.datetime) -> exp.Expression:
 
 def _now_text() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(sep=" ")
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def table_exists(adapter: t.Any) -> bool:
+    return bool(adapter.table_exists(TABLE))
+
+
+def listed(
+    adapter: t.Any, *, model: t.Optional[str] = None, function: t.Optional[str] = None,
+    limit: t.Optional[int] = 50, include_resolved: bool = False,
+) -> t.Any:
+    """The entries, newest first, as a pandas DataFrame."""
+    query = exp.select(*COLUMNS).from_(TABLE).where(_filters(model, function, include_resolved))
+    query = query.order_by("quarantined_at DESC", "interval_start DESC", "function", "arguments")
+    return adapter.fetchdf(query.limit(limit) if limit else query)
+
+
+def summarised(
+    adapter: t.Any, *, model: t.Optional[str] = None, function: t.Optional[str] = None, include_resolved: bool = False
+) -> t.Any:
+    """Failed rows by model, function and error type, most first, as a pandas DataFrame."""
+    query = (
+        exp.select(
+            "model", "function", "error_type", "CAST(SUM(row_count) AS BIGINT) AS failed_rows", "COUNT(DISTINCT run_id) AS runs",
+            "MIN(interval_start) AS first_interval", "MAX(interval_end) AS last_interval",
+            "MAX(quarantined_at) AS last_quarantined_at",
+        )
+        .from_(TABLE)
+        .where(_filters(model, function, include_resolved))
+        .group_by("model", "function", "error_type")
+        .order_by("failed_rows DESC", "model", "function", "error_type")
+    )
+    return adapter.fetchdf(query)
+
+
+def _filters(model: t.Optional[str], function: t.Optional[str], include_resolved: bool) -> exp.Expression:
+    conditions: t.List[exp.Expression] = [exp.true()]
+    if not include_resolved:
+        conditions.append(exp.column("resolved_at").is_(exp.null()))
+    if model:
+        conditions.append(exp.column("model").eq(exp.Literal.string(model)))
+    if function:
+        conditions.append(exp.column("function").eq(exp.Literal.string(function)))
+    return exp.and_(*conditions)
