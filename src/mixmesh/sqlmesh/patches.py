@@ -103,6 +103,8 @@ PATCHES: t.Tuple[Patch, ...] = (
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator._render_and_insert_snapshot", quarantine.insert_hook, (
         "the rows quarantined while a model's interval is written go to the warehouse once it is written"),
         ("self", "start", "end", "execution_time", "snapshot")),
+    Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.audit", quarantine.audit_hook, (
+        "a failed quarantined_rows audit names the functions and their counts"), ("self", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate", monitoring.evaluate_hook, (
         "monitoring records each model interval evaluated"), ("self", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate_and_fetch", monitoring.evaluate_and_fetch_hook, (

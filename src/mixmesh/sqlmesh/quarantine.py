@@ -34,8 +34,8 @@ COLUMNS: t.Dict[str, exp.DataType] = {
         ("run_id", "TEXT"),
         ("model", "TEXT"),
         ("table_name", "TEXT"),  # the physical table of the model's version (SQLMesh's snapshot table)
-        ("interval_start", "TIMESTAMP"),  # UTC
-        ("interval_end", "TIMESTAMP"),  # UTC, exclusive
+        ("interval_start", "TIMESTAMPTZ"),
+        ("interval_end", "TIMESTAMPTZ"),  # exclusive
         ("function", "TEXT"),
         ("arguments", "TEXT"),  # JSON, by argument name
         ("error_type", "TEXT"),
@@ -111,6 +111,31 @@ def audits_hook(load_audits: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         return audits
 
     return hook
+
+
+def audit_hook(audit: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Wrap ``SnapshotEvaluator.audit``: a failed ``quarantined_rows`` audit says which functions
+    quarantined how many rows. SQLMesh shows a failed audit's arguments and query, not its
+    rows: the rows' messages are added as the argument ``found``."""
+
+    @functools.wraps(audit)
+    def hook(self: t.Any, snapshot: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        results = audit(self, snapshot, *args, **kwargs)
+        return [_with_findings(self, snapshot, result) for result in results]
+
+    return hook
+
+
+def _with_findings(evaluator: t.Any, snapshot: t.Any, result: t.Any) -> t.Any:
+    if result.audit.name != AUDIT_NAME or not result.count or result.query is None:
+        return result
+    adapter = evaluator.get_adapter(snapshot.model.gateway)
+    try:
+        messages = [row[0] for row in adapter.fetchall(exp.select("message").from_(result.query.subquery("failed")))]
+    except Exception:  # noqa: BLE001 - the audit failed either way; only its explanation is missing
+        return result
+    found = exp.Literal.string("; ".join(messages))
+    return result.model_copy(update={"audit_args": {**result.audit_args, "found": found}})
 
 
 def quarantined_rows_audit(dialect: t.Optional[str], project: t.Any) -> t.Any:
@@ -219,11 +244,11 @@ def run_id() -> str:
 def _utc(value: t.Any) -> dt.datetime:
     from sqlmesh.utils.date import to_datetime
 
-    return to_datetime(value).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return to_datetime(value).astimezone(dt.timezone.utc)
 
 
 def _timestamp(value: dt.datetime) -> exp.Expression:
-    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.build("TIMESTAMP"))
+    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.build("TIMESTAMPTZ"))
 
 
 def _now_text() -> str:
