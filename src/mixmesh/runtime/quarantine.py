@@ -99,18 +99,29 @@ _active_lock = threading.Lock()
 _shipping: t.Optional[Collector] = None  # on a Spark executor: rows waiting for the batch's report
 
 
+_model_locks: t.Dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+
+
 @contextlib.contextmanager
 def collecting(model: str) -> t.Iterator[Collector]:
-    """Collect the rows quarantined while ``model`` is evaluated."""
-    collector = Collector(short_name(model))
+    """Collect the rows quarantined while ``model`` is evaluated.
+
+    A failed row knows its model, not which of the model's intervals it belongs to (a Spark
+    executor's report names the model only; DuckDB calls functions on threads of its own),
+    so the intervals of one model are evaluated one at a time in a process: another of its
+    intervals waits here (other models run on meanwhile)."""
+    name = short_name(model)
     with _active_lock:
-        _active[collector.model] = collector  # type: ignore[index]
-    try:
-        yield collector
-    finally:
+        lock = _model_locks[name]
+    with lock:
+        collector = Collector(name)
         with _active_lock:
-            if _active.get(collector.model) is collector:  # type: ignore[arg-type]
-                del _active[collector.model]  # type: ignore[arg-type]
+            _active[name] = collector
+        try:
+            yield collector
+        finally:
+            with _active_lock:
+                del _active[name]
 
 
 def _collector_of(model: t.Optional[str]) -> t.Optional[Collector]:

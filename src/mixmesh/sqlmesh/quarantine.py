@@ -91,9 +91,9 @@ def insert_hook(insert: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             from mixmesh import engines
 
             engines.collect_remote_quarantined()
-        target = kwargs.get("target_table_name") or snapshot.table_name()
-        interval = (_utc(start), _utc(end))
-        record(adapter, collector.rows(), model_table(target), interval, run_id())
+            target = kwargs.get("target_table_name") or snapshot.table_name()
+            interval = (_utc(start), _utc(end))
+            record(adapter, collector.rows(), model_table(target), interval, run_id())
         return result
 
     return hook
@@ -171,7 +171,21 @@ def ensure_table(adapter: t.Any) -> None:
 def record(
     adapter: t.Any, rows: t.Sequence[t.Any], table_name: str, interval: t.Tuple[dt.datetime, dt.datetime], run: str
 ) -> None:
-    """Append the evaluation's rows, then resolve what earlier evaluations of the interval left."""
+    """Append the evaluation's rows, then resolve what earlier evaluations of the interval left
+    (one evaluation at a time where resolving rewrites the table, so no append is lost)."""
+    if updates_in_place(adapter):
+        _append_and_resolve(adapter, rows, table_name, interval, run)
+    else:
+        with _rewrite_lock:
+            _append_and_resolve(adapter, rows, table_name, interval, run)
+
+
+_rewrite_lock = threading.Lock()
+
+
+def _append_and_resolve(
+    adapter: t.Any, rows: t.Sequence[t.Any], table_name: str, interval: t.Tuple[dt.datetime, dt.datetime], run: str
+) -> None:
     import pandas as pd
 
     if rows:
