@@ -9,8 +9,13 @@ import datetime as dt
 import decimal
 import json
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -235,3 +240,46 @@ def test_arguments_keep_their_meaning() -> None:
 
 def _refuse(constant: str) -> None:
     raise AssertionError(f"not JSON: {constant}")
+
+
+# --------------------------------------------------------------------- the example project
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_example_passes_its_quarantine_audit_on_clean_data_and_fails_it_when_a_call_fails(tmp_path: Path) -> None:
+    example = tmp_path / "example"
+    built = _run(["mixmesh", "demo", str(example), "--customers", "60", "--transactions", "1500",
+                  "--events", "600", "--days", "2"], cwd=tmp_path)
+    assert built.returncode == 0, built.stdout + built.stderr
+    with duckdb.connect(str(example / "demo.duckdb"), read_only=True) as connection:
+        assert connection.sql("SELECT COUNT(*) FROM mixmesh_quarantine.rows").fetchall() == [(0,)]
+
+    # The recommendation service goes down for sessions that viewed 3 products or more.
+    functions = example / "python" / "shared" / "personalization.py"
+    functions.write_text(functions.read_text().replace(
+        '    """Content to show next, by what the session did and how engaged it was."""\n',
+        '    """Content to show next, by what the session did and how engaged it was."""\n'
+        '    if products_viewed >= 3:\n'
+        '        raise ConnectionError("the recommendation service is down")\n',
+    ))
+    failed = _run(["sqlmesh", "plan", "--auto-apply", "--no-prompts", "--skip-tests",
+                   "--execution-time", "2024-01-03 00:00:00"], cwd=example)
+
+    assert failed.returncode != 0
+    output = " ".join((failed.stdout + failed.stderr).split())
+    assert re.search(r"model analytics.real_time_personalization: function python_content_recommendations "
+                     r"quarantined \d+ rows of this interval", output), output[-3000:]
+    with duckdb.connect(str(example / "demo.duckdb"), read_only=True) as connection:
+        rows = connection.sql("SELECT DISTINCT function, error_type, error_message FROM mixmesh_quarantine.rows").fetchall()
+        viewed = connection.sql("SELECT MIN(CAST(arguments::JSON->>'products_viewed' AS INT)) "
+                                "FROM mixmesh_quarantine.rows").fetchall()
+    assert rows == [("python_content_recommendations", "ConnectionError", "the recommendation service is down")]
+    assert viewed[0][0] >= 3
+
+
+def _run(command: list, cwd: Path) -> subprocess.CompletedProcess:
+    executable = str(Path(sys.executable).with_name(command[0]))
+    return subprocess.run([executable, *command[1:]], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
