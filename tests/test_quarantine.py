@@ -283,3 +283,4 @@ def _run(command: list, cwd: Path) -> subprocess.CompletedProcess:
     executable = str(Path(sys.executable).with_name(command[0]))
     return subprocess.run([executable, *command[1:]], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+

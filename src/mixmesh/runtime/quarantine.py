@@ -6,7 +6,8 @@ The functions' wrappers (``rows``, ``batches``) call ``quarantine`` where they a
 (``collecting``) holds that model's rows; ``mixmesh.sqlmesh.quarantine`` writes them to the
 warehouse once the model's data is written. On a Spark executor no collector is open: the
 rows wait here (``keep_for_shipping``) until the batch's report carries them to the driver
-(``ship``), which files them under their models (``receive``).
+(``ship``), which files them under their models (``receive``). (Worker processes,
+``parallel="processes"``, need nothing of this: they refuse ``on_error``.)
 
 A run where every row fails must not flood the warehouse: each collector keeps the first
 ``max_rows()`` rows in full (``MIXMESH_QUARANTINE_MAX_ROWS``, 10,000 by default) and counts
@@ -126,7 +127,7 @@ def collecting(model: str) -> t.Iterator[Collector]:
 
 def _collector_of(model: t.Optional[str]) -> t.Optional[Collector]:
     """The open collector of ``model``, or the only one open when the model is not known;
-    in a process that ships its rows (an executor, a worker), the rows waiting to go."""
+    in a process that ships its rows (a Spark executor), the rows waiting to go."""
     if _shipping is not None:
         return _shipping
     with _active_lock:

@@ -39,7 +39,6 @@ import uuid
 import pyarrow as pa
 
 from mixmesh import sink
-from mixmesh.runtime import quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +127,10 @@ def _watch_parent(parent: int, lifeline: int, interval: float = WATCHDOG_INTERVA
             os._exit(1)
 
 
-def _run(key: str, arguments: str) -> t.Tuple[str, t.Tuple[t.Any, ...]]:
-    """In a worker: one batch, read from a file and answered in another, with the rows it
-    quarantined (they are written by the model's process)."""
-    quarantine.keep_for_shipping()
+def _run(key: str, arguments: str) -> str:
+    """In a worker: one batch, read from a file and answered in another."""
     columns = _read(arguments)
-    path = _write(pa.record_batch([_functions[key](*columns.columns)], names=["result"]), arguments + ".out")
-    return path, quarantine.ship()
+    return _write(pa.record_batch([_functions[key](*columns.columns)], names=["result"]), arguments + ".out")
 
 
 # Batches cross between processes as Arrow IPC files in memory-backed storage (/dev/shm
@@ -249,9 +245,7 @@ class InWorkers:
         try:
             names = [f"a{i}" for i in range(len(arrays))]
             path = _write(pa.record_batch(arrays, names=names), os.path.join(self._workers.directory, uuid.uuid4().hex))
-            answer, quarantined = self._workers.executor.submit(_run, self._key, path).result()
-            quarantine.receive(quarantined)
-            result = _read(answer)
+            result = _read(self._workers.executor.submit(_run, self._key, path).result())
             failed = False
             return result.column(0)
         finally:
