@@ -110,6 +110,19 @@ def test_exactly_the_rows_that_failed_for_good_are_quarantined_with_their_argume
 
 
 @pytest.mark.slow
+def test_sqlmesh_run_in_a_fresh_process_quarantines_the_new_intervals_rows(project: Project) -> None:
+    write_project(project)
+    project.write("models/converted.sql", CONVERTED.format(end=DAYS, max_rows=10).replace(f"  end '2024-01-0{DAYS}',\n", ""))
+    project.plan(execution_time="2024-01-03")  # the first two days
+    assert len(quarantined(project)) == 5
+
+    project.cli("run", "--end", "2024-01-04", "--ignore-cron")  # mixmesh is imported with the project's code
+
+    by_day = project.query("SELECT CAST(interval_start AS DATE), COUNT(*) FROM mixmesh_quarantine.rows GROUP BY 1 ORDER BY 1")
+    assert by_day == [(dt.date(2024, 1, day), n) for day, n in ((1, 3), (2, 2), (3, 3), (4, 2))]
+
+
+@pytest.mark.slow
 def test_restating_an_interval_resolves_its_entries_and_records_the_new_failures(project: Project) -> None:
     write_project(project)
     project.plan()
@@ -283,4 +296,3 @@ def _run(command: list, cwd: Path) -> subprocess.CompletedProcess:
     executable = str(Path(sys.executable).with_name(command[0]))
     return subprocess.run([executable, *command[1:]], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
-

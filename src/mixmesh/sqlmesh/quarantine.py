@@ -21,6 +21,7 @@ import functools
 import threading
 import typing as t
 import uuid
+import weakref
 
 from sqlglot import exp
 
@@ -151,21 +152,20 @@ def quarantined_rows_audit(dialect: t.Optional[str], project: t.Any) -> t.Any:
 # ----------------------------------------------------------------------- the warehouse
 
 
-_ensured: "set[t.Tuple[int, str]]" = set()
+_ensured: "weakref.WeakSet[t.Any]" = weakref.WeakSet()  # adapters (a new Context, a new one)
 _ensure_lock = threading.Lock()
 
 
 def ensure_table(adapter: t.Any) -> None:
-    """Create the schema and the table once per process and gateway (outside any model's
-    statement, under a lock: concurrent CREATEs of one table conflict on DuckDB)."""
-    key = (id(adapter), str(getattr(adapter, "dialect", "")))
-    if key in _ensured:
+    """Create the schema and the table once per engine adapter (under a lock: concurrent
+    CREATEs of one table conflict on DuckDB)."""
+    if adapter in _ensured:
         return
     with _ensure_lock:
-        if key not in _ensured:
+        if adapter not in _ensured:
             adapter.create_schema(SCHEMA)
             adapter.create_table(TABLE, COLUMNS, exists=True)
-            _ensured.add(key)
+            _ensured.add(adapter)
 
 
 def record(
