@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -296,3 +298,60 @@ def _run(command: list, cwd: Path) -> subprocess.CompletedProcess:
     executable = str(Path(sys.executable).with_name(command[0]))
     return subprocess.run([executable, *command[1:]], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+
+
+# ------------------------------------------------------------------ what each path records
+
+
+def test_a_row_refused_by_an_open_circuit_is_quarantined_with_no_attempt() -> None:
+    from mixmesh import CircuitBreaker, udf
+    from mixmesh.runtime.rows import row_function
+
+    @udf(on_error="null", circuit_breaker=CircuitBreaker(fail_max=2, reset_timeout=3600))
+    def lookup(key: int) -> float:
+        raise ConnectionError(f"down for {key}")
+
+    call = row_function(lookup.spec, "analytics.m")
+    with quarantine.collecting("analytics.m") as collector:
+        assert [call(key) for key in range(4)] == [None] * 4
+    rows = collector.rows()
+    assert [(json.loads(r.arguments)["key"], r.error_type, r.attempts) for r in rows] == [
+        (0, "ConnectionError", 1), (1, "ConnectionError", 1), (2, "CircuitOpenError", 0), (3, "CircuitOpenError", 0)
+    ]
+
+
+def test_only_the_failing_rows_of_a_vectorized_batch_are_quarantined() -> None:
+    from mixmesh import udf
+    from mixmesh.runtime.batches import BatchFunction
+
+    @udf(vectorized=True, on_error=-1.0)
+    def halve(x: pa.Array) -> pa.Array:
+        if pc.any(pc.equal(x, 13)).as_py():
+            raise ValueError("13 is refused")
+        return pc.divide(x, 2.0)
+
+    batch = BatchFunction(halve.spec, "analytics.m")
+    with quarantine.collecting("analytics.m") as collector:
+        result = batch(pa.array([10.0, 13.0, 20.0, 13.0, 4.0]))
+    assert result.to_pylist() == [5.0, -1.0, 10.0, -1.0, 2.0]
+    assert [(json.loads(r.arguments), r.error_message) for r in collector.rows()] == [
+        ({"x": 13.0}, "13 is refused"), ({"x": 13.0}, "13 is refused")
+    ]
+
+
+def test_a_row_given_up_by_its_timeout_is_quarantined() -> None:
+    import time
+
+    from mixmesh import udf
+    from mixmesh.runtime.rows import RowBatchFunction
+
+    @udf(on_error="null", timeout_s=0.2)
+    def slow(x: int) -> int:
+        if x == 2:
+            time.sleep(1)
+        return x
+
+    with quarantine.collecting("analytics.m") as collector:
+        result = RowBatchFunction(slow.spec, "analytics.m")(pa.array([1, 2, 3]))
+    assert result.to_pylist() == [1, None, 3]
+    assert [(json.loads(r.arguments), r.error_type) for r in collector.rows()] == [({"x": 2}, "TimeoutError")]
