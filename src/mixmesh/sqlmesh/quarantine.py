@@ -83,15 +83,14 @@ def insert_hook(insert: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
              **kwargs: t.Any) -> t.Any:
         if not snapshot.is_model or snapshot.is_seed:
             return insert(self, start, end, execution_time, snapshot, *args, **kwargs)
+        from mixmesh import engines
         from mixmesh.runtime import quarantine
 
         adapter = self.get_adapter(snapshot.model.gateway)
         ensure_table(adapter)
         with quarantine.collecting(snapshot.name) as collector:
             result = insert(self, start, end, execution_time, snapshot, *args, **kwargs)
-            from mixmesh import engines
-
-            engines.collect_remote_quarantined()
+            engines.collect_remote_quarantined()  # what Spark's executors sent back with their tasks
             target = kwargs.get("target_table_name") or snapshot.table_name()
             interval = (_utc(start), _utc(end))
             record(adapter, collector.rows(), model_table(target), interval, run_id())
