@@ -106,9 +106,12 @@ def test_exactly_the_rows_that_failed_for_good_are_quarantined_with_their_argume
     # The rows got their on_error value (NULL), and no other row did.
     nulls = project.query("SELECT id FROM analytics.converted WHERE converted IS NULL ORDER BY id")
     assert [row[0] for row in nulls] == failed_ids
-    # The run id is the run monitoring filed the evaluation under.
+    # The run id is the run monitoring filed the evaluation under (mixmesh stats).
+    from mixmesh.monitor.store import MetricsStore
+
     runs = {row[0] for row in project.query("SELECT DISTINCT run_id FROM mixmesh_quarantine.rows")}
-    assert len(runs) == DAYS
+    monitored = MetricsStore.for_project(project.root).model_runs(model="analytics.converted")
+    assert len(runs) == DAYS and runs == set(monitored["run_id"])
 
 
 @pytest.mark.slow
