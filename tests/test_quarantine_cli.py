@@ -25,6 +25,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> Project:
     project = Project(tmp_path_factory.mktemp("quarantine_cli") / "project")
     write_project(project)
     project.plan()
+    project.plan(restate_models=["analytics.converted"], start="2024-01-02", end="2024-01-02")  # resolves 2 rows
     project.close()
     return project
 
@@ -38,7 +39,7 @@ def test_lists_the_rows_newest_first_with_their_arguments(planned: Project) -> N
     assert result.stdout.count("ServiceDown") == failed
     assert '{"id":37,"currency":"C1","day":"2024-01-01"}' in result.stdout and "analytics.converted" in result.stdout
     lines = [line for line in result.stdout.splitlines() if "ServiceDown" in line]
-    assert "2024-01-04" in lines[0] and "2024-01-01" in lines[-1]  # the last interval was evaluated last
+    assert "2024-01-02" in lines[0] and "2024-01-01" in lines[-1]  # the restated day was evaluated last
 
 
 @pytest.mark.slow
@@ -67,3 +68,14 @@ def test_outside_a_project_it_fails_saying_so(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "no SQLMesh project" in result.stderr and "--project" in result.stderr
+
+
+@pytest.mark.slow
+def test_resolved_rows_are_listed_only_when_asked_for(planned: Project) -> None:
+    failed = DAYS * ROWS_PER_DAY // 100
+    unresolved = mixmesh("quarantine", "--limit", "100", cwd=planned.root)
+    everything = mixmesh("quarantine", "--limit", "100", "--include-resolved", cwd=planned.root)
+
+    assert unresolved.stdout.count("ServiceDown") == failed  # the restated day's failures, once
+    assert everything.stdout.count("ServiceDown") == failed + 2
+    assert "resolved_by_run" in everything.stdout and "resolved_by_run" not in unresolved.stdout
