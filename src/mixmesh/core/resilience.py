@@ -128,6 +128,7 @@ class Retry(Policy):
             before_sleep=before_sleep,
             reraise=True,
         )
+
         def call(*args: t.Any) -> t.Any:
             try:
                 return retrying(func, *args)
