@@ -21,6 +21,7 @@ import threading
 import time
 import types
 import typing as t
+import uuid
 
 from mixmesh.core.names import short_name
 
@@ -187,6 +188,7 @@ class Evaluation:
 
     def __init__(self, model: str, sample_seconds: float) -> None:
         self.model = model
+        self.run_id = uuid.uuid4().hex  # the figures' run, and the run its quarantined rows are filed under
         self.thread = threading.get_ident()
         self.functions: t.Dict[str, FunctionFigures] = {}
         self.lock = threading.Lock()

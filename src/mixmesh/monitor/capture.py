@@ -124,7 +124,7 @@ def _save(
     from mixmesh.core.resilience import events
 
     name, project = _command or _running_command() or ("evaluate", Path.cwd())
-    run_id = new_id()
+    run_id = evaluation.run_id or new_id()
     after = _resilience_counts(events(), evaluation.model)
     changes = {key: after[key] - before.get(key, 0) for key in after}
     findings = _findings(changes)
