@@ -89,7 +89,7 @@ MORE_BAD = {
                               "); use 'raise', 'null', a value or a function"),
     "on_error a list": (scored, {"on_error": [1, 2]}, "@udf scored: on_error=[1, 2] is not a value of the declared DOUBLE"),
     "on_error a number for text": (labelled, {"on_error": 1}, "@udf labelled: on_error=1 is not a value of the declared TEXT"),
-    "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('threads', 'processes'), got 'gpu'"),
+    "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('auto', 'threads', 'processes'), got 'gpu'"),
     "processes with on_error": (scored, {"parallel": "processes", "on_error": "null"},
                                 "@udf scored: parallel='processes' runs the function in worker processes, which share "
                                 "nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
