@@ -422,3 +422,43 @@ def test_the_debug_log_says_where_each_function_ran(engine: Engine, caplog: pyte
     logged = [record.getMessage() for record in caplog.records if record.name == "mixmesh.fastpath"]
     assert any(re.search(r"fast path taken for fragile, null_aware; fragile on threads \(auto: on_error .*\); "
                          r"null_aware on processes \(auto\)", message) for message in logged), logged
+
+
+HELPERS = """
+from mixmesh import resource
+
+@resource
+def model():
+    return lambda x: x * 2
+
+def scaled(x):
+    return model()(x)
+
+def plain(x):
+    return x + 1
+"""
+
+
+def test_the_projects_helpers_in_other_modules_are_read_too(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "project_helpers.py").write_text(HELPERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import project_helpers
+    from project_helpers import plain, scaled
+
+    @udf
+    def imported(x: float) -> float:
+        return scaled(x)
+
+    @udf
+    def through_module(x: float) -> float:
+        return project_helpers.scaled(x)
+
+    @udf
+    def harmless(x: float) -> float:
+        return plain(x) + project_helpers.plain(x)
+
+    assert parallel.place(imported.spec, can_fork=True).reason == "threads (auto: the @resource 'model' (in scaled))"
+    assert parallel.place(through_module.spec, can_fork=True).reason == (
+        "threads (auto: the @resource 'model' (in scaled))"
+    )
+    assert parallel.place(harmless.spec, can_fork=True).reason == "processes (auto)"

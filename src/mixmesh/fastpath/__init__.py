@@ -110,11 +110,12 @@ def _where_ran(
     calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Any]], placements: t.Mapping[str, parallel.Placement]
 ) -> t.Dict[str, parallel.Placement]:
     """The placements, but threads for an automatic one whose batches all stayed in the model's
-    process (none was large enough to pay for a worker)."""
+    process: none was large enough to pay for a worker, or the workers were still starting."""
     ran = dict(placements)
     for _, function in calls:
         if isinstance(function, workers.InWorkers) and not function.always and not function.batches_sent:
-            ran[function.spec.name] = parallel.Placement(False, f"threads (auto: no batch of {parallel.MIN_ROWS:,} rows)")
+            why = "the workers were starting" if function.large_batches else f"no batch of {parallel.MIN_ROWS:,} rows"
+            ran[function.spec.name] = parallel.Placement(False, f"threads (auto: {why})")
     return ran
 
 

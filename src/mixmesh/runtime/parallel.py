@@ -9,7 +9,8 @@ every other (``place`` says which, and why):
 - deterministic (a non-deterministic one stays with the plain binding anyway);
 - no retry, circuit_breaker, timeout_s or on_error, and no concurrency, rate_limit or
   cache: their state and counts live in the model's process;
-- no process state in its code or in the helpers of its module it calls: no ``@resource``
+- no process state in its code or in the project's helpers it calls (functions of its own
+  module, or of any file outside the installed libraries): no ``@resource``
   (built once per process), no ``mixmesh.count`` (counted in the model's process), no
   ``global`` assignment, no change to a module-level list, dict, set or object;
 - more than one core, and processes can be forked.
@@ -24,8 +25,11 @@ from __future__ import annotations
 
 import dis
 import enum
+import functools
 import os
 import re
+import site
+import sysconfig
 import types
 import typing as t
 
@@ -155,13 +159,17 @@ def _state_in_code(
         except ValueError:  # an empty cell: nothing to hold
             continue
     helpers = []
+    for name, value in list(referenced.items()):
+        if _is_project_module(value):  # helpers.score(x): what the code reads of the module
+            referenced.update({f"{name}.{attribute}": getattr(value, attribute) for attribute in code.co_names
+                               if hasattr(value, attribute)})
     for name, value in referenced.items():
         if isinstance(value, resources.Resource):
             return f"the @resource {name!r}", []
-        if value is counting.count or (value is _mixmesh_module() and "count" in code.co_names):
+        if value is counting.count or (_is_mixmesh_module(value) and "count" in code.co_names):
             return "mixmesh.count", []
-        helper = getattr(value, "__wrapped__", value)  # another @udf of the module: its function
-        if isinstance(helper, types.FunctionType) and helper.__globals__ is home:
+        helper = getattr(value, "__wrapped__", value)  # another @udf: its function
+        if isinstance(helper, types.FunctionType) and (helper.__globals__ is home or _project_code(helper.__code__)):
             helpers.append((helper.__code__, helper.__globals__, helper.__closure__ or ()))
         elif mutates and not _immutable(value):  # maybe changed in place: the change would stay in a worker
             return f"a change in place to {name!r}", []
@@ -174,7 +182,26 @@ def _immutable(value: t.Any) -> bool:
     return isinstance(value, _IMMUTABLE) or (callable(value) and not hasattr(value, "__dict__"))
 
 
-def _mixmesh_module() -> t.Any:
-    import sys
+def _is_mixmesh_module(value: t.Any) -> bool:
+    return isinstance(value, types.ModuleType) and value.__name__ in ("mixmesh", "mixmesh.counting", "mixmesh.runtime.counting")
 
-    return sys.modules.get("mixmesh")
+
+def _is_project_module(value: t.Any) -> bool:
+    filename = getattr(value, "__file__", None) if isinstance(value, types.ModuleType) else None
+    return filename is not None and not _is_mixmesh_module(value) and not filename.startswith(_library_paths())
+
+
+def _project_code(code: types.CodeType) -> bool:
+    """Code of the project (read for state), not of an installed library or the standard
+    library (whose caches and registries are not the function's state)."""
+    filename = code.co_filename
+    return not filename.startswith("<frozen") and not filename.startswith(_library_paths())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_paths() -> t.Tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    found = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
+    found.update(site.getsitepackages() + [site.getusersitepackages()])
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # mixmesh itself
+    return tuple(os.path.join(path, "") for path in sorted(found))

@@ -349,7 +349,8 @@ class InWorkers:
         self._function = function
         self.always = always
         self._min_rows = min_rows
-        self.batches_sent = 0  # to the workers, for the fast path's decision
+        # For the fast path's decision: batches large enough for the workers, and those sent.
+        self.large_batches = self.batches_sent = 0
         self.spec = function.spec
         self._model = function.model
         self._mode = "vectorized" if function.spec.vectorized else "row"
@@ -357,7 +358,9 @@ class InWorkers:
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         rows = len(columns[0]) if columns else 0
-        pool = ready([self._key], wait=self.always) if self.always or rows >= self._min_rows else None
+        large = self.always or rows >= self._min_rows
+        self.large_batches += large
+        pool = ready([self._key], wait=self.always) if large else None
         if pool is None:
             return self._function(*columns)  # which records its own figures
         started = time.perf_counter()
