@@ -139,7 +139,7 @@ def udf(
             "auto" (the default) runs them in worker processes, one per core, when that is
             safe and pays (a deterministic row function holding no state of the model's
             process: no retry, circuit_breaker, timeout_s, on_error, @resource or
-            mixmesh.count; batches of 10,000 rows or more), otherwise on threads;
+            mixmesh.count; batches of 65,536 rows or more), otherwise on threads;
             "threads" keeps every batch in the model's process (vectorized functions use as
             many threads as the engine, which pays off where they release the GIL, as numpy
             and pyarrow do); "processes" always uses worker processes, and is refused with
