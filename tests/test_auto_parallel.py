@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import re
+import sys
 import typing as t
 
 import duckdb
@@ -31,7 +32,7 @@ from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 import mixmesh
 import mixmesh.sqlmesh as sqlmesh_integration
 from mixmesh import engines, fastpath, resource, udf
-from mixmesh.core.names import binding_name
+from mixmesh.core.names import binding_name, short_name
 from mixmesh.runtime import parallel, workers
 
 MODEL = "analytics.scored"
@@ -462,3 +463,31 @@ def test_the_projects_helpers_in_other_modules_are_read_too(tmp_path: t.Any, mon
         "threads (auto: the @resource 'model' (in scaled))"
     )
     assert parallel.place(harmless.spec, can_fork=True).reason == "processes (auto)"
+
+
+def test_a_thread_waiting_for_a_worker_counts_as_the_functions_python_time(engine: Engine) -> None:
+    import threading
+    import time
+
+    from mixmesh import sink
+
+    @udf
+    def slow_step(x: float) -> float:
+        time.sleep(0.0002)
+        return x
+
+    name = binding_name(slow_step.spec, MODEL)
+    engines.register_call(slow_step.spec, MODEL, name)
+    engine.connection.execute("CREATE OR REPLACE TABLE steps AS SELECT range::DOUBLE AS x FROM range(4000)")
+    seen: t.Set[t.Any] = set()
+    with small_batches(400), setting(MIXMESH_FAST_PATH="on", MIXMESH_PARALLEL=None):
+        engine.adapter.fetchall(f"SELECT sum({name}(x)) FROM steps")  # starts the workers
+        workers.ready([name], wait=True)
+        query = threading.Thread(target=engine.adapter.fetchall, args=(f"SELECT sum({name}(x)) FROM steps",))
+        query.start()
+        while query.is_alive():  # what the monitor's sampler sees of the threads
+            seen.update(sink.calling_function(frame) for frame in sys._current_frames().values())
+            time.sleep(0.001)
+        query.join()
+    assert dict(fastpath.decisions[-1].parallel) == {"slow_step": "processes (auto)"}
+    assert ("slow_step", "row", short_name(MODEL)) in seen, seen

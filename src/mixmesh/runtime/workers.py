@@ -355,6 +355,7 @@ class InWorkers:
         self._model = function.model
         self._mode = "vectorized" if function.spec.vectorized else "row"
         self.return_type = function.return_type
+        self._wait = _waiting_for(key, function.spec.name, self._mode, function.model)
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         rows = len(columns[0]) if columns else 0
@@ -380,7 +381,7 @@ class InWorkers:
         names = [f"a{i}" for i in range(len(arrays))]
         path = _write(pa.record_batch(arrays, names=names), os.path.join(pool.directory, uuid.uuid4().hex))
         try:
-            answer = self._submit(pool, path).result()
+            answer = self._wait(self._submit(pool, path))
         except concurrent.futures.BrokenExecutor as error:
             forget(pool)
             raise FunctionRuntimeError(
@@ -399,3 +400,21 @@ class InWorkers:
             newer = ready([self._key], wait=True)
             assert newer is not None
             return newer.executor.submit(_run, self._key, path)
+
+
+_waits: t.Dict[str, t.Callable[["concurrent.futures.Future[str]"], str]] = {}
+
+
+def _waiting_for(key: str, function: str, mode: str, model: t.Optional[str]) -> t.Callable[..., str]:
+    """How a thread waits for a worker's answer, as code of the function's own: the monitor's
+    sampler then counts the wait as the function's Python time, as it counts the same batch
+    computed on a thread (``sink.register_user_code``). One code object per function (its
+    key is the docstring: code objects equal in everything else compare equal)."""
+    wait = _waits.get(key)
+    if wait is None:
+        namespace: t.Dict[str, t.Any] = {}
+        source = f"def wait(future):\n    {key!r}\n    return future.result()\n"
+        exec(compile(source, f"<mixmesh worker batch of {function}>", "exec"), namespace)
+        wait = _waits.setdefault(key, namespace["wait"])
+        sink.register_user_code(wait.__code__, function, mode, model)
+    return wait
