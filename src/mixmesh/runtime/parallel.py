@@ -10,9 +10,10 @@ every other (``place`` says which, and why):
 - no retry, circuit_breaker, timeout_s or on_error, and no concurrency, rate_limit or
   cache: their state and counts live in the model's process;
 - no process state in its code or in the project's helpers it calls (functions of its own
-  module, or of any file outside the installed libraries): no ``@resource``
-  (built once per process), no ``mixmesh.count`` (counted in the model's process), no
-  ``global`` assignment, no change to a module-level list, dict, set or object;
+  module, or of any file outside the installed libraries): no ``@resource`` (built once per
+  process), no ``mixmesh.count`` (counted in the model's process), no ``global`` or
+  ``nonlocal`` assignment, and, in code that changes anything in place, no module-level or
+  enclosing value that could be changed (a list, a dict, a set, an object);
 - more than one core, and processes can be forked.
 
 ``MIXMESH_PARALLEL=threads`` turns "auto" into threads everywhere (``auto``, the default,
