@@ -326,11 +326,11 @@ def test_a_small_statement_runs_in_the_models_process_and_starts_no_worker(engin
     name = binding_name(small_where.spec, MODEL)
     engines.register_call(small_where.spec, MODEL, name)
     engine.connection.execute("CREATE OR REPLACE TABLE few AS SELECT range::DOUBLE AS x FROM range(1000)")
+    pool = workers._current
     with setting(MIXMESH_FAST_PATH="on", MIXMESH_PARALLEL=None):
         assert engine.adapter.fetchall(f"SELECT DISTINCT {name}(x) FROM few") == [(os.getpid(),)]
-    assert fastpath.decisions[-1].staged
-    pool = workers._current
-    assert pool is None or name not in pool.keys, "a pool was forked for a statement below MIN_ROWS"
+    assert dict(fastpath.decisions[-1].parallel) == {"small_where": "threads (auto: no batch of 65,536 rows)"}
+    assert workers._current is pool and workers._starting is None, "workers were started for a small statement"
 
 
 def test_an_error_in_a_worker_names_the_function_the_model_and_the_row(engine: Engine) -> None:
