@@ -491,3 +491,25 @@ def test_a_thread_waiting_for_a_worker_counts_as_the_functions_python_time(engin
         query.join()
     assert dict(fastpath.decisions[-1].parallel) == {"slow_step": "processes (auto)"}
     assert ("slow_step", "row", short_name(MODEL)) in seen, seen
+
+
+class Tally:
+    seen = 0
+
+
+def test_a_function_changing_a_class_of_the_project_stays_on_threads() -> None:
+    import datetime
+
+    @udf
+    def tallies(x: float) -> float:
+        Tally.seen += 1
+        return x
+
+    @udf
+    def dated(x: int) -> str:
+        parts = {}
+        parts["day"] = datetime.date(2024, 1, 1 + x % 28).isoformat()  # a library's class: not state
+        return parts["day"]
+
+    assert parallel.place(tallies.spec, can_fork=True).reason == "threads (auto: a change in place to 'Tally')"
+    assert parallel.place(dated.spec, can_fork=True).reason == "processes (auto)"

@@ -13,7 +13,8 @@ every other (``place`` says which, and why):
   module, or of any file outside the installed libraries): no ``@resource`` (built once per
   process), no ``mixmesh.count`` (counted in the model's process), no ``global`` or
   ``nonlocal`` assignment, and, in code that changes anything in place, no module-level or
-  enclosing value that could be changed (a list, a dict, a set, an object);
+  enclosing value that could be changed (a list, a dict, a set, an object, a class of
+  the project);
 - more than one core, and processes can be forked.
 
 ``MIXMESH_PARALLEL=threads`` turns "auto" into threads everywhere (``auto``, the default,
@@ -30,6 +31,7 @@ import functools
 import os
 import re
 import site
+import sys
 import sysconfig
 import types
 import typing as t
@@ -180,6 +182,8 @@ def _state_in_code(
 def _immutable(value: t.Any) -> bool:
     if isinstance(value, tuple):
         return all(_immutable(item) for item in value)
+    if isinstance(value, type):  # a project's class may hold state in its attributes; a library's is not ours
+        return not _is_project_module(sys.modules.get(value.__module__))
     return isinstance(value, _IMMUTABLE) or (callable(value) and not hasattr(value, "__dict__"))
 
 
