@@ -75,7 +75,6 @@ def ready(keys: t.Iterable[str], *, wait: bool) -> t.Optional[Workers]:
     before); otherwise a pool that can starts, and this waits for it if ``wait``, else
     returns None (the caller computes in its own process meanwhile)."""
     needed = frozenset(keys)
-    global _starting
     with _pool_lock:
         current = _current
         if current is not None and current.owner == os.getpid() and needed <= current.keys:
@@ -117,11 +116,12 @@ def _fork_pool(keys: t.FrozenSet[str]) -> Workers:
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)
         with _pool_lock:
-            _starting = None
+            _starting = None if _starting_keys == keys else _starting  # a later start stays
         raise
     workers = Workers(executor, _process_scratch(), keys, os.getpid())
     with _pool_lock:
-        previous, _current, _starting = _current, workers, None
+        previous, _current = _current, workers
+        _starting = None if _starting_keys == keys else _starting  # a later start (more keys) stays
     if previous is not None and previous.owner == os.getpid():
         previous.executor.shutdown(wait=False)  # its queued batches still run
     logger.debug("started %d worker processes for %s", processes, ", ".join(sorted(keys)))
