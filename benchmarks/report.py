@@ -6,7 +6,7 @@ from ``benchmarks/results/<benchmark>.json``:
   vectorized_vs_arrow_udf   udf_throughput: "duckdb arrow UDF" seconds / "mixmesh vectorized"
                             seconds (higher is better; goal: hold at least 25x)
   row_vs_native_udf         udf_throughput: "duckdb row UDF" (DuckDB's native UDF on the same
-                            function) / "mixmesh row" (threads, the default); goal at least 1.6x
+                            function) / "mixmesh row" (parallel="auto", the default); goal at least 1.6x
   document_shape            risk_scoring: the document's ARRAY_AGG(STRUCT ...) shape, then a
                             vectorized function: "mixmesh-plain" (fast path off) seconds /
                             "mixmesh" seconds; goal at least 1.3x

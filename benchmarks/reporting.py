@@ -126,9 +126,23 @@ def _rss_bytes() -> int:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its ended children (the worker processes)."""
+    """CPU time of this process and of its children, ended or alive (the worker processes,
+    which a process keeps from one statement to the next)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _live_children_cpu()
+
+
+def _live_children_cpu() -> float:
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted with the ended ones once reaped
+            continue
+        total += times.user + times.system
+    return total
 
 
 def run_once(run: t.Callable[[], t.Any]) -> t.Tuple[float, float, float, t.Any]:

@@ -11,7 +11,9 @@ query below the call streams out in 1M-row Arrow batches, the function runs per 
   mixmesh vectorized         ``@udf(vectorized=True)`` on ``times_two``
   mixmesh vectorized, plain  the same with the fast path off (DuckDB's Arrow UDF underneath)
   duckdb row UDF             DuckDB's own Python UDF on ``row_fn``, a scalar function with branches
-  mixmesh row                ``@udf`` on ``row_fn``, batches on threads
+  mixmesh row                ``@udf`` on ``row_fn``: parallel="auto", the default, which runs
+                             its batches in worker processes (it holds no process state)
+  mixmesh row, threads       ``@udf(parallel="threads")`` on ``row_fn``: batches on threads
   mixmesh row, processes     ``@udf(parallel="processes")`` on ``row_fn``: one worker per core
   heavy, 1 thread / N threads  a vectorized numpy function that releases the GIL, with the
                              fast path computing on 1 thread, then on as many as DuckDB runs
@@ -96,6 +98,7 @@ VARIANTS = (
     Variant("mixmesh vectorized, plain", "mixmesh_vec(x)", "times_two", True, (("MIXMESH_FAST_PATH", "off"),)),
     Variant("duckdb row UDF", "duckdb_row(x)", "row_fn"),
     Variant("mixmesh row", "mixmesh_row(x)", "row_fn", True),
+    Variant("mixmesh row, threads", "mixmesh_row_threads(x)", "row_fn", True),
     Variant("mixmesh row, processes", "mixmesh_row_processes(x)", "row_fn", True),
     Variant("heavy, 1 thread", "mixmesh_heavy(x)", "heavy", True, (("MIXMESH_FAST_PATH_THREADS", "1"),)),
     Variant("heavy, N threads", "mixmesh_heavy(x)", "heavy", True),
@@ -106,7 +109,7 @@ BARS = (
     ("mixmesh vectorized", "duckdb arrow UDF", "faster", 8.0),
     ("mixmesh vectorized", "duckdb native UDF", "faster", 3.0),
     ("mixmesh vectorized", "native SQL", "slower", 25.0),
-    ("mixmesh row", "duckdb row UDF", "faster", 1.5),
+    ("mixmesh row", "duckdb row UDF", "faster", 1.6),  # the default, parallel="auto"
     ("mixmesh row, processes", "duckdb row UDF", "faster", 1.5),
     ("heavy, N threads", "heavy, 1 thread", "faster", 1.0),
 )
@@ -129,11 +132,13 @@ class Bench:
         self.connection.create_function("duckdb_times_two_row", times_two_row, ["DOUBLE"], "DOUBLE")
         self.connection.create_function("duckdb_arrow", times_two, ["DOUBLE"], "DOUBLE", type="arrow")
         self.adapter = DuckDBEngineAdapter(lambda: self.connection)
+        self.placements: t.Dict[str, str] = {}  # variant -> where the fast path ran its batches
         self.names = {
             name: self._bind(function)
             for name, function in {
                 "mixmesh_vec": udf(name="mixmesh_vec", vectorized=True)(times_two),
                 "mixmesh_row": udf(name="mixmesh_row")(row_fn),
+                "mixmesh_row_threads": udf(name="mixmesh_row_threads", parallel="threads")(row_fn),
                 "mixmesh_row_processes": udf(name="mixmesh_row_processes", parallel="processes")(row_fn),
                 "mixmesh_heavy": udf(name="mixmesh_heavy", vectorized=True)(heavy),
             }.items()
@@ -159,6 +164,7 @@ class Bench:
             decision = fastpath.decisions[-1]
             if not decision.staged:
                 sys.exit(f"{variant.name}: the fast path was not taken: {decision.reason}")
+            self.placements[variant.name] = "; ".join(where for _, where in decision.parallel)
         return total
 
 
@@ -227,6 +233,12 @@ def print_table(summary: t.Mapping[str, t.Any], rows: int, repeat: int, rss_mb: 
     print(f"\npeak RSS: {rss_mb:,.0f} MB")
 
 
+def print_placements(placements: t.Mapping[str, str]) -> None:
+    print("\nwhere the fast path ran the batches (the last run of each variant):")
+    for variant, where in placements.items():
+        print(f"  {variant:<26} {where}")
+
+
 def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the table (default 10,000,000)")
@@ -244,6 +256,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     summary = summarize(runs, args.rows)
     rss_mb = reporting.peak_rss_mb()
     print_table(summary, args.rows, args.repeat, rss_mb)
+    print_placements(bench.placements)
     reporting.write_json(
         {
             "question": "throughput of mixmesh @udf on DuckDB vs DuckDB's own Python UDFs and native SQL",
@@ -255,6 +268,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
             "fast_path_batch_rows": fastpath.BATCH_ROWS,
             "machine": machine_info(bench.connection),
             "peak_rss_mb": round(rss_mb, 1),
+            "parallel": bench.placements,
             **summary,
         },
         "udf_throughput",

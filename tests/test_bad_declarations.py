@@ -92,7 +92,7 @@ MORE_BAD = {
     "on_error an exception class": (scored, {"on_error": ValueError},
                                     "@udf scored: on_error=ValueError is an exception class; on_error says what"),
     "on_error a number for text": (labelled, {"on_error": 1}, "@udf labelled: on_error=1 is not a value of the declared TEXT"),
-    "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('threads', 'processes'), got 'gpu'"),
+    "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('auto', 'threads', 'processes'), got 'gpu'"),
     "processes with on_error": (scored, {"parallel": "processes", "on_error": "null"},
                                 "@udf scored: parallel='processes' runs the function in worker processes, which share "
                                 "nothing with the model's process; retry, circuit_breaker, timeout_s, rate_limit and on_error keep "

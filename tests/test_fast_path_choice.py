@@ -233,7 +233,7 @@ def test_the_monitor_records_which_way_each_function_ran_and_why(project: Projec
     store = MetricsStore(project.root / DEFAULT_PATH)
     recorded = {row.function: row.path for row in store.function_runs().itertuples()}
     assert recorded["basket_total"] == f"{NESTED_REASON}: basket_total (LIST<STRUCT>)"
-    assert recorded["doubled_row"] == "fast path"
+    assert recorded["doubled_row"] == "fast path, threads (auto: no batch of 65,536 rows)"
     summary = {f.function: f for f in stats.summarize(store).functions}
     assert summary["basket_total"].path == recorded["basket_total"]
-    assert summary["doubled_row"].to_dict()["path"] == "fast path"  # what `mixmesh stats --json` prints
+    assert summary["doubled_row"].to_dict()["path"] == "fast path, threads (auto: no batch of 65,536 rows)"  # what `mixmesh stats --json` prints

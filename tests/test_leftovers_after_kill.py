@@ -139,10 +139,10 @@ from mixmesh.runtime import workers
 
 if sys.argv[1] == "watchdog-only":
     workers._ask_kernel_for_death_signal = lambda: False
-with workers.pool({}) as pool:
-    pids = {pool.executor.submit(__import__("os").getpid).result() for _ in range(20)}
-    print(" ".join(map(str, pids)), flush=True)
-    time.sleep(600)
+pool = workers.ready([], wait=True)
+pids = {pool.executor.submit(__import__("os").getpid).result() for _ in range(20)}
+print(" ".join(map(str, pids)), flush=True)
+time.sleep(600)
 """
 
 
@@ -180,10 +180,12 @@ def test_scratch_folders_of_dead_processes_are_removed_and_others_kept(
     other = tmp_path / f"mixmesh-{ended.pid}-abc"  # not a name mixmesh gives: not touched
     for folder in (dead, live, unknown, other):
         (folder / "batch").mkdir(parents=True)
-    with workers.pool({}) as pool:  # the next statement with workers removes the dead one's
-        assert not dead.exists()
-        assert Path(pool.directory).name.startswith(f"mixmesh-workers-{os.getpid()}-")
-        assert workers.remove_dead_scratch() == [] and Path(pool.directory).is_dir()  # its own is in use
+    monkeypatch.setattr(workers, "_process_scratch_of", {})  # as in a process that has no workers yet
+    directory = Path(workers._process_scratch())  # the first pool of a process removes the dead one's
+    assert not dead.exists()
+    assert directory.name.startswith(f"mixmesh-workers-{os.getpid()}-")
+    assert workers.remove_dead_scratch() == [] and directory.is_dir()  # its own is in use
+    workers._remove_scratch(str(directory))  # as when the process exits
     assert sorted(folder.name for folder in tmp_path.iterdir()) == sorted([live.name, unknown.name, other.name])
 
 

@@ -67,6 +67,13 @@ def active_model() -> t.Optional[str]:
         return next(iter(_active)) if len(_active) == 1 else None
 
 
+def forget_evaluations() -> None:
+    """In a forked worker process: record nothing. The evaluations it was copied with are
+    its parent's (which records the worker's batches), and their locks may have been held by
+    a thread the fork did not copy."""
+    _active.clear()
+
+
 def evaluating() -> bool:
     """Whether some model evaluation is being recorded (figures worth computing)."""
     return bool(_active)

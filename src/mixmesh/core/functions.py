@@ -32,7 +32,7 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 # What a vectorized function receives for each argument.
 ARROW, PANDAS = "arrow", "pandas"
 NULL_HANDLING = ("strict", "call")
-PARALLEL = ("threads", "processes")
+PARALLEL = ("auto", "threads", "processes")
 NOT_NULL = "NOT NULL"
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -84,7 +84,7 @@ class FunctionSpec:
     pandas_batches: bool = False  # vectorized="pandas": every argument arrives as a Series
     on_error: t.Any = "raise"  # "raise", "null", a constant, or a fallback function
     policies: t.Any = None  # a resilience.Policy (retries, circuit breaker) or None
-    parallel: str = "threads"  # on the fast path: batches on threads, or in worker processes
+    parallel: str = "auto"  # on the fast path: worker processes where safe (auto), threads, or processes
     deterministic: bool = True  # the same arguments always give the same result
     concurrency: int = 1  # row calls in flight at once, per process (a pool or an event loop)
     rate_limit: t.Any = None  # a rate_limit.RateLimit: calls per second, per process
@@ -177,7 +177,7 @@ def build_spec(
     null_handling: str,
     on_error: t.Any = "raise",
     policies: t.Any = None,
-    parallel: str = "threads",
+    parallel: str = "auto",
     deterministic: bool = True,
     concurrency: int = 1,
     rate_limit: t.Any = None,

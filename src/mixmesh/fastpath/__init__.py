@@ -10,7 +10,8 @@ the split would not be exact (``hoisting`` says why), the engine cannot stream t
 statement (``engines.<engine>.execute_split`` says why), the cost rule says the plain binding
 is as fast (``choice``; ``MIXMESH_FAST_PATH=auto``, the default), or ``MIXMESH_FAST_PATH=off``.
 ``MIXMESH_FAST_PATH=on`` takes the fast path whenever the split is possible.
-Functions declared ``@udf(parallel="processes")`` run in worker processes (``workers``).
+Row functions run in worker processes where that is safe (``parallel="auto"``, the default;
+``mixmesh.runtime.parallel`` decides) or declared (``parallel="processes"``), see ``workers``.
 The first statement of a run also clears what killed runs left: staging tables of Python
 models and the workers' scratch folders.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import logging
 import os
 import threading
@@ -36,7 +36,7 @@ from mixmesh import engines, sink
 from mixmesh.fastpath import choice, hoisting
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import MixmeshError
-from mixmesh.runtime import workers
+from mixmesh.runtime import parallel, workers
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class Decision(t.NamedTuple):
     functions: t.Tuple[str, ...]  # the plain names of the functions the statement calls
     staged: bool
     reason: str  # why not, when not
+    # Where each function's batches ran, when staged: (name, "processes (auto)" or
+    # "threads (auto: <why not processes>)", ...) (``mixmesh.runtime.parallel``).
+    parallel: t.Tuple[t.Tuple[str, str], ...] = ()
 
 
 decisions: "collections.deque[Decision]" = collections.deque(maxlen=200)
@@ -93,17 +96,47 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     if isinstance(split, hoisting.Declined):
         return _decided(functions, False, split.reason)
     calls = [(call, _batch_function(call.name.lower(), bound[call.name.lower()])) for call in split.calls]
-    in_processes = {call.name.lower(): function for call, function in calls if function.spec.parallel == "processes"}
-    with _workers(in_processes) as pool:
-        if pool is not None:
-            calls = [(call, workers.InWorkers(pool, call.name.lower(), function) if function.spec.parallel
-                      == "processes" else function) for call, function in calls]
-        try:
-            refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
-        except Exception as error:
-            _decided(functions, True, f"raised {type(error).__name__}")
-            raise
-    return _decided(functions, refused is None, refused or "")
+    placements = {function.spec.name: parallel.place(function.spec, can_fork=workers.can_fork()) for _, function in calls}
+    calls = _placed(calls, placements)
+    try:
+        refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
+    except Exception as error:
+        _decided(functions, True, f"raised {type(error).__name__}", _where_ran(calls, placements))
+        raise
+    return _decided(functions, refused is None, refused or "", _where_ran(calls, placements))
+
+
+def _where_ran(
+    calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Any]], placements: t.Mapping[str, parallel.Placement]
+) -> t.Dict[str, parallel.Placement]:
+    """The placements, but threads for an automatic one whose batches all stayed in the model's
+    process: none was large enough to pay for a worker, or the workers were still starting."""
+    ran = dict(placements)
+    for _, function in calls:
+        if isinstance(function, workers.InWorkers) and not function.always and not function.batches_sent:
+            why = "the workers were starting" if function.large_batches else f"no batch of {parallel.MIN_ROWS:,} rows"
+            ran[function.spec.name] = parallel.Placement(False, f"threads (auto: {why})")
+    return ran
+
+
+def _placed(
+    calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Any]], placements: t.Mapping[str, parallel.Placement]
+) -> t.List[t.Tuple[hoisting.HoistedCall, t.Any]]:
+    """The calls, those placed in worker processes wrapped to run there (``workers``); the
+    workers of functions declared parallel="processes" are started now, before the engine's
+    threads get busy, the others' when a batch is large enough to pay for them."""
+    in_processes = {call.name.lower(): function for call, function in calls if placements[function.spec.name].processes}
+    if not in_processes:
+        return list(calls)
+    workers.offer(in_processes)
+    declared = [key for key, function in in_processes.items() if function.spec.parallel == "processes"]
+    if declared:
+        workers.ready(declared, wait=True)
+    return [
+        (call, workers.InWorkers(call.name.lower(), function, always=function.spec.parallel == "processes",
+                                 min_rows=parallel.MIN_ROWS) if call.name.lower() in in_processes else function)
+        for call, function in calls
+    ]
 
 
 def _call_of(binding: engines.Binding) -> choice.Call:
@@ -126,16 +159,6 @@ def _clear_what_killed_runs_left(adapter: t.Any, engine: t.Any) -> None:
             workers.remove_dead_scratch()
     except Exception as error:  # noqa: BLE001 - tidying never fails a statement; a later run tidies
         logger.debug("leftovers of killed runs not cleared: %s", error)
-
-
-@contextlib.contextmanager
-def _workers(functions: t.Mapping[str, t.Any]) -> t.Iterator[t.Any]:
-    """Worker processes for the functions declared parallel="processes", if any."""
-    if not functions or not workers.can_fork():
-        yield None
-        return
-    with workers.pool(functions) as pool:
-        yield pool
 
 
 def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.Union[hoisting.Split, hoisting.Declined]:
@@ -165,19 +188,25 @@ def _batch_function(sql_name: str, binding: engines.Binding) -> t.Callable[..., 
     return function
 
 
-def _decided(functions: t.Tuple[str, ...], staged: bool, reason: str) -> bool:
+def _decided(
+    functions: t.Tuple[str, ...], staged: bool, reason: str,
+    placements: t.Optional[t.Mapping[str, parallel.Placement]] = None,
+) -> bool:
     reason = engines.plain_names(reason)
-    decisions.append(Decision(functions, staged, reason))
-    sink.record_path(functions, _path(staged, reason))
-    logger.debug("fast path %s for %s%s", "taken" if staged else "not taken", ", ".join(functions),
-                 f": {reason}" if reason else "")
+    where = tuple((name, placement.reason) for name, placement in sorted((placements or {}).items())) if staged else ()
+    decisions.append(Decision(functions, staged, reason, where))
+    for function in functions:
+        sink.record_path((function,), _path(staged, reason, dict(where).get(function)))
+    logger.debug("fast path %s for %s%s%s", "taken" if staged else "not taken", ", ".join(functions),
+                 f": {reason}" if reason else "", "".join(f"; {name} on {placed}" for name, placed in where))
     return staged
 
 
-def _path(staged: bool, reason: str) -> str:
-    """How the monitor names the decision: "fast path", or "plain binding: <why>"."""
+def _path(staged: bool, reason: str, placed: t.Optional[str] = None) -> str:
+    """How the monitor names the decision: "fast path, <where its batches ran>", or
+    "plain binding: <why>"."""
     if staged:
-        return "fast path"
+        return f"fast path, {placed}" if placed else "fast path"
     return reason if reason.startswith("plain binding") else f"plain binding: {reason}"
 
 

@@ -96,7 +96,7 @@ def udf(
     retry: t.Optional[t.Any] = None,
     circuit_breaker: t.Optional[t.Any] = None,
     timeout_s: t.Optional[float] = None,
-    parallel: str = "threads",
+    parallel: str = "auto",
     deterministic: bool = True,
     concurrency: int = 1,
     rate_limit: t.Optional[str] = None,
@@ -116,7 +116,7 @@ def udf(
     retry: t.Optional[t.Any] = None,
     circuit_breaker: t.Optional[t.Any] = None,
     timeout_s: t.Optional[float] = None,
-    parallel: str = "threads",
+    parallel: str = "auto",
     deterministic: bool = True,
     concurrency: int = 1,
     rate_limit: t.Optional[str] = None,
@@ -141,12 +141,16 @@ def udf(
         timeout_s: give up on a call (a row, or a batch) after this many seconds: it counts
             as a TimeoutError (retried by ``retry``, then on_error); the hung call is left to
             finish in the background, the query goes on.
-        parallel: how batches run on the fast path (see docs/fast-path.md): "threads" (the
-            default; vectorized functions use as many threads as the engine, which pays off
-            where they release the GIL, as numpy and pyarrow do) or "processes": worker
-            processes, one per core, for pure-Python functions that hold the GIL. Worker
-            processes share nothing with the model's process, so this is for functions
-            without retry, circuit_breaker, timeout_s or on_error, whose state lives there.
+        parallel: where a row function's batches run on the fast path (see docs/fast-path.md):
+            "auto" (the default) runs them in worker processes, one per core, when that is
+            safe and pays (a deterministic row function holding no state of the model's
+            process: no retry, circuit_breaker, timeout_s, on_error, @resource or
+            mixmesh.count; batches of 65,536 rows or more), otherwise on threads;
+            "threads" keeps every batch in the model's process (vectorized functions use as
+            many threads as the engine, which pays off where they release the GIL, as numpy
+            and pyarrow do); "processes" always uses worker processes, and is refused with
+            retry, circuit_breaker, timeout_s or on_error, whose state lives in the model's
+            process. ``MIXMESH_PARALLEL=threads`` turns "auto" into "threads" everywhere.
         deterministic: False for a function whose result may differ for the same arguments
             (random numbers, the clock, a remote service): engines then call it for every
             occurrence and every row, never once for two equal calls, and the fast path

@@ -1,29 +1,34 @@
-"""Worker processes for functions declared ``@udf(parallel="processes")`` (fast path only).
+"""Worker processes for row functions on the fast path (``parallel="auto"`` or ``"processes"``).
 
 A pure-Python function holds the GIL: threads take turns, so only processes use more than
-one core for it. For one statement, mixmesh forks one worker per core, before the engine
-starts the query (so no engine thread is mid-work when the process is copied); each
-worker inherits the functions to run and gets the argument columns of a batch as Arrow
-arrays, answering with the result array. The workers end with the statement.
+one core for it. A process keeps one pool of workers (one per core), started the first time
+a batch needs it and kept for the statements after: a small model never forks, and a large
+one pays for it once. Each worker inherits the functions to run (``_functions``, filled
+before the fork) and gets the argument columns of a batch as Arrow arrays, answering with
+the result array. A statement calling a function the pool was not forked with starts a new
+pool; the old one finishes the batches it was given, then ends.
 
-Workers also end with the model's process when it is killed (kill -9 runs no clean-up):
-each asks Linux to kill it when its parent goes (``prctl(PR_SET_PDEATHSIG)``,
+Workers are forked from a thread of their own that lives as long as the process
+(``_Forker``): Linux ties a worker's death signal to the thread that forked it. Workers
+also end with the model's process when it is killed (kill -9 runs no clean-up): each asks
+Linux to kill it when its parent goes (``prctl(PR_SET_PDEATHSIG)``,
 https://man7.org/linux/man-pages/man2/prctl.2.html), and a watchdog thread in it ends it
 when a pipe from the parent closes or its parent process changes, where prctl is absent.
-The folders batches cross in are named after the process that made them; the next
-statement with workers (or the next run, ``remove_dead_scratch``) removes those of dead
-processes.
+The folder batches cross in is named after the process that made it and removed when the
+process exits; the next pool (or the next run, ``remove_dead_scratch``) removes those of
+dead processes.
 
 Where processes cannot be forked (no ``fork`` start method), batches run on threads.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
-import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import re
 import select
 import shutil
@@ -39,12 +44,13 @@ import uuid
 import pyarrow as pa
 
 from mixmesh import sink
+from mixmesh.core.errors import FunctionRuntimeError, where
 
 logger = logging.getLogger(__name__)
 
-# The functions workers run, by key (engine-side name); filled before the fork, so that each
-# worker finds them in the memory it was copied from. Never emptied: statements on other
-# threads may be forking their own workers meanwhile, and the functions are kept anyway.
+# The functions workers run, by key (engine-side name); filled before a fork, so that each
+# worker finds them in the memory it was copied from. Never emptied: a pool forked later
+# takes every function known by then, and the functions are kept anyway.
 _functions: t.Dict[str, t.Callable[..., pa.Array]] = {}
 
 
@@ -55,33 +61,127 @@ def can_fork() -> bool:
 class Workers(t.NamedTuple):
     executor: concurrent.futures.ProcessPoolExecutor
     directory: str  # where batches cross
+    keys: t.FrozenSet[str]  # the functions the workers were forked with
+    owner: int  # the process that forked them
 
 
-@contextlib.contextmanager
-def pool(functions: t.Mapping[str, t.Callable[..., pa.Array]]) -> t.Iterator[Workers]:
-    """Workers (one per core) able to run ``functions`` on batches, for one statement."""
+def offer(functions: t.Mapping[str, t.Callable[..., pa.Array]]) -> None:
+    """Functions that may run in workers: pools forked from now on can run them."""
     _functions.update(functions)
-    remove_dead_scratch()
+
+
+def ready(keys: t.Iterable[str], *, wait: bool) -> t.Optional[Workers]:
+    """The process's workers, if they can run every function of ``keys`` (``offer``ed
+    before); otherwise a pool that can starts, and this waits for it if ``wait``, else
+    returns None (the caller computes in its own process meanwhile)."""
+    needed = frozenset(keys)
+    with _pool_lock:
+        current = _current
+        if current is not None and current.owner == os.getpid() and needed <= current.keys:
+            return current
+        if _starting is None or not needed <= _starting_keys:
+            _start_pool(frozenset(_functions))
+        starting = _starting
+    if not wait:
+        return None
+    return starting.result()
+
+
+_pool_lock = threading.Lock()
+_current: t.Optional[Workers] = None
+_starting: t.Optional["concurrent.futures.Future[Workers]"] = None
+_starting_keys: t.FrozenSet[str] = frozenset()
+
+
+def _start_pool(keys: t.FrozenSet[str]) -> None:
+    """(Under ``_pool_lock``) fork a pool for ``keys`` on the forker thread."""
+    global _starting, _starting_keys
+    _starting, _starting_keys = _forker().submit(_fork_pool, keys), keys
+
+
+def _fork_pool(keys: t.FrozenSet[str]) -> Workers:
+    """On the forker thread: a new pool, every worker forked now; the previous pool ends
+    once it has finished what it was given."""
+    global _current, _starting
     processes = os.cpu_count() or 1
-    # The workers hold the read end; this process, the write end: it closes when we die.
-    lifeline, held = os.pipe()
+    lifeline, held = _lifeline()
     executor = concurrent.futures.ProcessPoolExecutor(
         processes, mp_context=multiprocessing.get_context("fork"),
         initializer=_die_with_parent, initargs=(os.getpid(), lifeline, held),
     )
-    directory = _scratch_directory()
     try:
-        # Fork every worker now (a fork context starts them all at the first task), from
-        # this thread, before the engine's threads get busy. This thread outlives the
-        # workers: PR_SET_PDEATHSIG fires when the thread that forked ends.
+        # A fork context starts every worker at the first task, from this thread.
         for future in [executor.submit(os.getpid) for _ in range(processes)]:
             future.result()
-        yield Workers(executor, directory)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        os.close(lifeline)
-        os.close(held)
-        _remove_scratch(directory)
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        with _pool_lock:
+            _starting = None if _starting_keys == keys else _starting  # a later start stays
+        raise
+    workers = Workers(executor, _process_scratch(), keys, os.getpid())
+    with _pool_lock:
+        previous, _current = _current, workers
+        _starting = None if _starting_keys == keys else _starting  # a later start (more keys) stays
+    if previous is not None and previous.owner == os.getpid():
+        previous.executor.shutdown(wait=False)  # its queued batches still run
+    logger.debug("started %d worker processes for %s", processes, ", ".join(sorted(keys)))
+    return workers
+
+
+def forget(workers: Workers) -> None:
+    """Stop using ``workers`` (broken: a worker died); the next batch starts a new pool."""
+    global _current
+    with _pool_lock:
+        if _current is workers:
+            _current = None
+    workers.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Forker:
+    """One daemon thread running the forks, alive as long as the process (see the module's
+    docstring: PR_SET_PDEATHSIG fires when the forking thread ends)."""
+
+    def __init__(self) -> None:
+        self._tasks: "queue.SimpleQueue[t.Tuple[t.Callable[[], t.Any], concurrent.futures.Future[t.Any]]]" = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._serve, name="mixmesh-workers-forker", daemon=True).start()
+
+    def submit(self, function: t.Callable[..., t.Any], *args: t.Any) -> "concurrent.futures.Future[t.Any]":
+        future: "concurrent.futures.Future[t.Any]" = concurrent.futures.Future()
+        self._tasks.put((lambda: function(*args), future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            task, future = self._tasks.get()
+            try:
+                future.set_result(task())
+            except BaseException as error:  # noqa: BLE001 - handed to whoever waits
+                future.set_exception(error)
+
+
+_forker_of: t.Dict[int, _Forker] = {}  # by process: a forked child needs a thread of its own
+
+
+def _forker() -> _Forker:
+    """(Under ``_pool_lock``.)"""
+    forker = _forker_of.get(os.getpid())
+    if forker is None:
+        forker = _forker_of[os.getpid()] = _Forker()
+    return forker
+
+
+_lifelines: t.Dict[int, t.Tuple[int, int]] = {}  # by process
+
+
+def _lifeline() -> t.Tuple[int, int]:
+    """A pipe whose write end only this process holds (it closes when the process dies), and
+    whose read end every worker watches; one for the process's life, shared by its pools."""
+    pipe = _lifelines.get(os.getpid())
+    if pipe is None:
+        pipe = _lifelines[os.getpid()] = os.pipe()
+    return pipe
 
 
 # --- dying with the parent ---------------------------------------------------------------
@@ -93,6 +193,7 @@ WATCHDOG_INTERVAL_S = 1.0  # how often a worker checks its parent when no pipe t
 def _die_with_parent(parent: int, lifeline: int, held: int) -> None:
     """In a worker, first thing: end this process when ``parent`` ends."""
     os.close(held)  # only the parent's copy may keep the pipe open
+    sink.forget_evaluations()
     _ask_kernel_for_death_signal()
     if os.getppid() != parent:  # the parent died before the request was in place
         os._exit(1)
@@ -162,11 +263,21 @@ _scratch: t.Set[str] = set()  # this process's folders in use
 _scratch_lock = threading.Lock()  # a folder is in use from the moment it exists
 
 
-def _scratch_directory() -> str:
+def _process_scratch() -> str:
+    """This process's folder for batches: made at its first pool, removed when it exits."""
     with _scratch_lock:
-        directory = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=_scratch_base())
-        _scratch.add(directory)
+        directory = _process_scratch_of.get(os.getpid())
+        if directory is None or not os.path.isdir(directory):
+            directory = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=_scratch_base())
+            _process_scratch_of[os.getpid()] = directory
+            _scratch.add(directory)
+            atexit.register(_remove_scratch, directory)
+    if len(_process_scratch_of) == 1:  # the first in this process: what killed runs left goes now
+        remove_dead_scratch()
     return directory
+
+
+_process_scratch_of: t.Dict[int, str] = {}
 
 
 def _remove_scratch(directory: str) -> None:
@@ -224,32 +335,86 @@ def _alive(pid: int) -> bool:
 
 
 class InWorkers:
-    """A batch function whose batches run in the statement's worker processes.
+    """A batch function whose batches run in the process's worker processes.
 
-    Monitoring is recorded here, in the model's process (a worker's figures would stay in
-    the worker): the batch's rows and its time, transfer included.
+    ``always`` (``parallel="processes"``): every batch, waiting for the workers to start.
+    Otherwise (``parallel="auto"``) only batches of ``min_rows`` rows or more, and only once
+    the workers are up; the others run here, in the model's process, with the same results.
+    Monitoring is recorded in the model's process (a worker's figures would stay in the
+    worker): the batch's rows and its time, transfer included.
     """
 
-    def __init__(self, workers: Workers, key: str, function: t.Any) -> None:
-        self._workers = workers
+    def __init__(self, key: str, function: t.Any, *, always: bool, min_rows: int) -> None:
         self._key = key
+        self._function = function
+        self.always = always
+        self._min_rows = min_rows
+        # For the fast path's decision: batches large enough for the workers, and those sent.
+        self.large_batches = self.batches_sent = 0
+        self.spec = function.spec
         self._model = function.model
-        self._name = function.spec.name
         self._mode = "vectorized" if function.spec.vectorized else "row"
         self.return_type = function.return_type
+        self._wait = _waiting_for(key, function.spec.name, self._mode, function.model)
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
+        rows = len(columns[0]) if columns else 0
+        large = self.always or rows >= self._min_rows
+        self.large_batches += large
+        pool = ready([self._key], wait=self.always) if large else None
+        if pool is None:
+            return self._function(*columns)  # which records its own figures
         started = time.perf_counter()
         arrays = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in columns]
         failed = True
         try:
-            names = [f"a{i}" for i in range(len(arrays))]
-            path = _write(pa.record_batch(arrays, names=names), os.path.join(self._workers.directory, uuid.uuid4().hex))
-            result = _read(self._workers.executor.submit(_run, self._key, path).result())
+            self.batches_sent += 1
+            result = self._in(pool, arrays)
             failed = False
-            return result.column(0)
+            return result
         finally:
             if sink.evaluating():
-                rows = len(arrays[0]) if arrays else 0
                 seconds = time.perf_counter() - started
-                sink.record_batch(self._model, self._name, rows, seconds, failed, None, mode=self._mode)
+                sink.record_batch(self._model, self.spec.name, rows, seconds, failed, None, mode=self._mode)
+
+    def _in(self, pool: Workers, arrays: t.List[pa.Array]) -> pa.Array:
+        names = [f"a{i}" for i in range(len(arrays))]
+        path = _write(pa.record_batch(arrays, names=names), os.path.join(pool.directory, uuid.uuid4().hex))
+        try:
+            answer = self._wait(self._submit(pool, path))
+        except concurrent.futures.BrokenExecutor as error:
+            forget(pool)
+            raise FunctionRuntimeError(
+                f"{where(self.spec.name, self._model)}: a worker process running it ended abruptly ({error}); "
+                "the batch was not computed"
+            ) from error
+        finally:
+            if os.path.exists(path):  # not read: the worker failed before
+                os.unlink(path)
+        return _read(answer).column(0)
+
+    def _submit(self, pool: Workers, path: str) -> "concurrent.futures.Future[str]":
+        try:
+            return pool.executor.submit(_run, self._key, path)
+        except RuntimeError:  # replaced by a newer pool since ready(): that one takes it
+            newer = ready([self._key], wait=True)
+            assert newer is not None
+            return newer.executor.submit(_run, self._key, path)
+
+
+_waits: t.Dict[str, t.Callable[["concurrent.futures.Future[str]"], str]] = {}
+
+
+def _waiting_for(key: str, function: str, mode: str, model: t.Optional[str]) -> t.Callable[..., str]:
+    """How a thread waits for a worker's answer, as code of the function's own: the monitor's
+    sampler then counts the wait as the function's Python time, as it counts the same batch
+    computed on a thread (``sink.register_user_code``). One code object per function (its
+    key is the docstring: code objects equal in everything else compare equal)."""
+    wait = _waits.get(key)
+    if wait is None:
+        namespace: t.Dict[str, t.Any] = {}
+        source = f"def wait(future):\n    {key!r}\n    return future.result()\n"
+        exec(compile(source, f"<mixmesh worker batch of {function}>", "exec"), namespace)
+        wait = _waits.setdefault(key, namespace["wait"])
+        sink.register_user_code(wait.__code__, function, mode, model)
+    return wait
