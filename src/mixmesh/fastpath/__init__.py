@@ -57,16 +57,28 @@ class Decision(t.NamedTuple):
 decisions: "collections.deque[Decision]" = collections.deque(maxlen=200)
 
 
+# What each accepted spelling of MIXMESH_FAST_PATH means (unset or empty: auto).
+_SETTINGS = {
+    "auto": "auto", "": "auto",
+    "on": "on", "1": "on", "true": "on", "yes": "on",
+    "off": "off", "0": "off", "false": "off", "no": "off",
+}
+
+
 def enabled() -> bool:
     return _setting() != "off"
 
 
 def _setting() -> str:
-    """``MIXMESH_FAST_PATH``: off (and 0, false, no), on (and 1, true, yes) or auto (anything else)."""
-    given = os.environ.get(VARIABLE, "auto").strip().lower()
-    if given in ("off", "0", "false", "no"):
-        return "off"
-    return "on" if given in ("on", "1", "true", "yes") else "auto"
+    """``MIXMESH_FAST_PATH``: auto, on or off (or 1/true/yes, 0/false/no); anything else fails
+    the statement, naming the variable: a typo must not silently leave the choice to the rule."""
+    given = os.environ.get(VARIABLE, "auto")
+    setting = _SETTINGS.get(given.strip().lower())
+    if setting is None:
+        raise FastPathSettingError(
+            f"{VARIABLE} must be auto (the default), on or off (also 1, true, yes / 0, false, no); got {given!r}"
+        )
+    return setting
 
 
 def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], parameters: bool) -> bool:
@@ -83,9 +95,10 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     if not bound:
         return False
     functions = tuple(sorted({binding.spec.name for binding in bound.values()}))
-    if parameters or not enabled():
-        return _decided(functions, False, "the statement has parameters" if enabled() else f"{VARIABLE} is off")
-    if _setting() == "auto":
+    setting = _setting()
+    if parameters or setting == "off":
+        return _decided(functions, False, "the statement has parameters" if setting != "off" else f"{VARIABLE} is off")
+    if setting == "auto":
         chosen = choice.choose([_call_of(binding) for binding in bound.values() if binding.spec.deterministic])
         if not chosen.staged:
             return _decided(functions, False, chosen.reason)
