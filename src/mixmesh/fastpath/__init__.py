@@ -51,7 +51,7 @@ BATCH_ROWS = 262_144
 class Decision(t.NamedTuple):
     functions: t.Tuple[str, ...]  # the plain names of the functions the statement calls
     staged: bool
-    reason: str  # why not, when not
+    reason: str  # why the fast path or the plain binding ("fast path: ...", "plain binding: ..." or a refusal)
 
 
 decisions: "collections.deque[Decision]" = collections.deque(maxlen=200)
@@ -98,10 +98,9 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     setting = _setting()
     if parameters or setting == "off":
         return _decided(functions, False, "the statement has parameters" if setting != "off" else f"{VARIABLE} is off")
-    if setting == "auto":
-        chosen = choice.choose([_call_of(binding) for binding in bound.values() if binding.spec.deterministic])
-        if not chosen.staged:
-            return _decided(functions, False, chosen.reason)
+    chosen = choice.choose([_call_of(binding) for binding in bound.values() if binding.spec.deterministic])
+    if setting == "auto" and not chosen.staged:
+        return _decided(functions, False, chosen.reason)
     split = _plan(sql, adapter.dialect, bound)
     if isinstance(split, hoisting.Declined):
         return _decided(functions, False, split.reason)
@@ -112,16 +111,19 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
             calls = [(call, workers.InWorkers(pool, call.name.lower(), function) if function.spec.parallel
                       == "processes" else function) for call, function in calls]
         try:
-            refused = engine.execute_split(adapter, split, BatchComputer(calls), run)
+            refused = engine.execute_split(adapter, split, BatchComputer(calls, chosen.batch_rows), run)
         except Exception as error:
             _decided(functions, True, f"raised {type(error).__name__}")
             raise
-    return _decided(functions, refused is None, refused or "")
+    taken = chosen.reason if setting == "auto" else f"fast path: {VARIABLE} is on"
+    return _decided(functions, refused is None, refused or taken)
 
 
 def _call_of(binding: engines.Binding) -> choice.Call:
     spec = binding.spec
-    return choice.Call(spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args))
+    return choice.Call(
+        spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args), spec.is_protected, spec.parallel
+    )
 
 
 _scratch_cleared = False
@@ -188,9 +190,9 @@ def _decided(functions: t.Tuple[str, ...], staged: bool, reason: str) -> bool:
 
 
 def _path(staged: bool, reason: str) -> str:
-    """How the monitor names the decision: "fast path", or "plain binding: <why>"."""
+    """How the monitor names the decision: "fast path: <why>", or "plain binding: <why>"."""
     if staged:
-        return "fast path"
+        return reason if reason.startswith("fast path") else "fast path"
     return reason if reason.startswith("plain binding") else f"plain binding: {reason}"
 
 
@@ -199,14 +201,18 @@ class BatchComputer:
 
     batch_rows = BATCH_ROWS  # the rows the engine streams per batch
 
-    def __init__(self, calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Any]]) -> None:
+    def __init__(
+        self, calls: t.Sequence[t.Tuple[hoisting.HoistedCall, t.Any]], batch_rows: t.Optional[int] = None
+    ) -> None:
+        """``batch_rows``: at most this many rows per batch (``choice``: fewer for nested arguments)."""
         self.calls = list(calls)
         # Threads wait on worker processes; one per core keeps every worker busy.
         in_workers = any(isinstance(function, workers.InWorkers) for _, function in calls)
         self.least_threads = (os.cpu_count() or 1) if in_workers else 1
         # Smaller batches for worker processes: they start sooner and finish together
         # (a row function over 10M rows: 1M-row batches 0.76 s, 500k 0.71 s, 250k 0.71 s).
-        self.rows_per_batch = max(1, self.batch_rows // 2) if in_workers else self.batch_rows
+        rows = min(self.batch_rows, batch_rows or self.batch_rows)
+        self.rows_per_batch = max(1, rows // 2) if in_workers else rows
 
     def result_fields(self) -> t.List[pa.Field]:
         return [pa.field(call.result, function.return_type) for call, function in self.calls]
