@@ -252,6 +252,7 @@ def test_a_thread_count_that_is_not_one_fails_naming_the_variable(
 
     name = bound(adapter, halved)
     adapter.execute("CREATE TABLE kept AS SELECT 1.0 AS y")
+    monkeypatch.setenv(fastpath.VARIABLE, "on")  # a row function over scalars: plain by default
     monkeypatch.setenv(fastpath.THREADS_VARIABLE, threads)
     with pytest.raises(fastpath.FastPathSettingError) as raised:
         adapter.execute(f"INSERT INTO kept SELECT {name}(x) FROM t")

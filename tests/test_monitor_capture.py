@@ -180,7 +180,9 @@ def test_a_functions_retry_backoff_is_waiting_not_python(project: Project) -> No
     assert doubled.python_s < 0.25
 
 
-def test_function_figures_and_resilience_counts(monitored: Project) -> None:
+def test_function_figures_and_resilience_counts(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On its own, a row function over scalars gets the plain binding (mixmesh.fastpath.choice).
+    monkeypatch.setenv("MIXMESH_FAST_PATH", "on")
     monitored.plan()
     functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
     doubled = functions[(functions.function == "doubled") & (functions.model == "analytics.scored")].iloc[0]
