@@ -246,6 +246,22 @@ def test_results_are_the_same_with_the_choice_on_and_off(engine: Engine, rows: t
     assert results["auto"] == results["on"] == results["off"]
 
 
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=transactions, function=st.sampled_from(["vec_nested", "row_nested"]), batch_rows=st.integers(1, 8))
+def test_nested_arguments_in_small_batches_give_the_same_results(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, rows: t.List[tuple], function: str, batch_rows: int
+) -> None:
+    """The batch size the rule sets for nested arguments, small enough here that the customers'
+    lists fall in several batches."""
+    monkeypatch.setattr(choice, "NESTED_BATCH_ROWS", batch_rows)
+    _load(engine, rows)
+    sql = engine.grouped(function)
+    staged, decision = engine.select(sql, "on")
+    assert decision.staged
+    assert staged == engine.select(sql, "off")[0]
+
+
 # --- what the monitor keeps ----------------------------------------------------------------
 
 FUNCTIONS = f'''
