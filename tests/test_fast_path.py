@@ -298,3 +298,24 @@ def test_the_accepted_fast_path_settings_in_any_case(
     monkeypatch.setenv(fastpath.VARIABLE, setting)
     assert adapter.fetchall(f"SELECT sum({name}(x)) FROM t") == [(sum(range(100000)) / 4,)]
     assert fastpath.decisions[-1].staged is staged
+
+
+def test_row_functions_compute_on_one_thread_and_vectorized_ones_on_the_engines(adapter: "t.Any") -> None:
+    """A row function holds the GIL: a second computing thread would only contend for it."""
+
+    @udf
+    def plus_one(x: float) -> float:
+        return x + 1
+
+    @udf(vectorized=True)
+    def minus_one(x: pa.Array) -> pa.Array:
+        return pc.subtract(x, 1.0)
+
+    def computer(*functions: "t.Any") -> fastpath.BatchComputer:
+        calls = [(hoisting.HoistedCall(f.spec.name, ("a",), f"r{i}"), engines.batch_function(engines.Binding(f.spec, None)))
+                 for i, f in enumerate(functions)]
+        return fastpath.BatchComputer(calls)
+
+    assert computer(plus_one).stream(iter(()), engine_threads=2)._threads == 1
+    assert computer(minus_one).stream(iter(()), engine_threads=2)._threads == 2
+    assert computer(plus_one, minus_one).stream(iter(()), engine_threads=2)._threads == 2
