@@ -425,7 +425,7 @@ def test_the_debug_log_says_where_each_function_ran(engine: Engine, caplog: pyte
     with caplog.at_level("DEBUG", logger="mixmesh.fastpath"), small_batches(10):
         run(engine, f"SELECT sum({engine.call('null_aware', 'id')}) + sum({engine.call('fragile', 'id')}) FROM ids", None)
     logged = [record.getMessage() for record in caplog.records if record.name == "mixmesh.fastpath"]
-    assert any(re.search(r"fast path taken for fragile, null_aware; fragile on threads \(auto: on_error .*\); "
+    assert any(re.search(r"fast path taken for fragile, null_aware: .*; fragile on threads \(auto: on_error .*\); "
                          r"null_aware on processes \(auto\)", message) for message in logged), logged
 
 

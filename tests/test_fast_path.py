@@ -9,6 +9,8 @@ import os
 import typing as t
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -250,6 +252,7 @@ def test_a_thread_count_that_is_not_one_fails_naming_the_variable(
 
     name = bound(adapter, halved)
     adapter.execute("CREATE TABLE kept AS SELECT 1.0 AS y")
+    monkeypatch.setenv(fastpath.VARIABLE, "on")  # a row function over scalars: plain by default
     monkeypatch.setenv(fastpath.THREADS_VARIABLE, threads)
     with pytest.raises(fastpath.FastPathSettingError) as raised:
         adapter.execute(f"INSERT INTO kept SELECT {name}(x) FROM t")
@@ -262,3 +265,57 @@ def test_a_thread_count_that_is_not_one_fails_naming_the_variable(
     adapter.execute(f"INSERT INTO kept SELECT {name}(x) FROM t WHERE x < 2")
     assert adapter.fetchall("SELECT y FROM kept ORDER BY y") == [(0.0,), (0.5,), (1.0,)]
     assert fastpath.decisions[-1].staged
+
+
+@pytest.mark.parametrize("setting", ["fast", "auot", "2", "enabled"])
+def test_an_unknown_fast_path_setting_fails_naming_the_variable_and_the_accepted_values(
+    adapter: "t.Any", monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    @udf
+    def thirded(x: float) -> float:
+        return x / 3
+
+    name = bound(adapter, thirded)
+    adapter.execute("CREATE TABLE kept_too AS SELECT 1.0 AS y")
+    monkeypatch.setenv(fastpath.VARIABLE, setting)
+    with pytest.raises(fastpath.FastPathSettingError) as raised:
+        adapter.execute(f"INSERT INTO kept_too SELECT {name}(x) FROM t")
+    assert str(raised.value) == (
+        f"MIXMESH_FAST_PATH must be auto (the default), on or off (also 1, true, yes / 0, false, no); got {setting!r}"
+    )
+    assert adapter.fetchall("SELECT y FROM kept_too") == [(1.0,)]  # nothing was inserted
+
+
+@pytest.mark.parametrize("setting, staged", [(" ON ", True), ("Off", False), ("", True), ("auto", True)])
+def test_the_accepted_fast_path_settings_in_any_case(
+    adapter: "t.Any", monkeypatch: pytest.MonkeyPatch, setting: str, staged: bool
+) -> None:
+    @udf(vectorized=True)
+    def quartered(x: pa.Array) -> pa.Array:
+        return pc.divide(x, 4.0)
+
+    name = bound(adapter, quartered)
+    monkeypatch.setenv(fastpath.VARIABLE, setting)
+    assert adapter.fetchall(f"SELECT sum({name}(x)) FROM t") == [(sum(range(100000)) / 4,)]
+    assert fastpath.decisions[-1].staged is staged
+
+
+def test_row_functions_compute_on_one_thread_and_vectorized_ones_on_the_engines(adapter: "t.Any") -> None:
+    """A row function holds the GIL: a second computing thread would only contend for it."""
+
+    @udf
+    def plus_one(x: float) -> float:
+        return x + 1
+
+    @udf(vectorized=True)
+    def minus_one(x: pa.Array) -> pa.Array:
+        return pc.subtract(x, 1.0)
+
+    def computer(*functions: "t.Any") -> fastpath.BatchComputer:
+        calls = [(hoisting.HoistedCall(f.spec.name, ("a",), f"r{i}"), engines.batch_function(engines.Binding(f.spec, None)))
+                 for i, f in enumerate(functions)]
+        return fastpath.BatchComputer(calls)
+
+    assert computer(plus_one).stream(iter(()), engine_threads=2)._threads == 1
+    assert computer(minus_one).stream(iter(()), engine_threads=2)._threads == 2
+    assert computer(plus_one, minus_one).stream(iter(()), engine_threads=2)._threads == 2

@@ -117,6 +117,20 @@ def test_each_model_evaluation_is_recorded_in_the_project(monitored: Project) ->
     assert recorded["analytics.scored"].rows_per_s == pytest.approx(5000 / recorded["analytics.scored"].total_s)
 
 
+def test_one_sampler_thread_serves_every_evaluation(monitored: Project) -> None:
+    """A thread started and joined per evaluation cost a short model several percent of its time."""
+    import threading
+
+    monitored.plan()
+    monitored.plan(restate_models=["analytics.labelled", "analytics.summed"])
+    assert len(runs_all(monitored)) == 6
+    assert [thread.name for thread in threading.enumerate()].count("mixmesh-monitor") == 1
+
+
+def runs_all(project: Project) -> pd.DataFrame:
+    return MetricsStore(project.root / DEFAULT_PATH).model_runs()
+
+
 def test_python_time_and_engine_time_are_told_apart(monitored: Project) -> None:
     monitored.plan()
     recorded = runs(monitored)
@@ -166,7 +180,9 @@ def test_a_functions_retry_backoff_is_waiting_not_python(project: Project) -> No
     assert doubled.python_s < 0.25
 
 
-def test_function_figures_and_resilience_counts(monitored: Project) -> None:
+def test_function_figures_and_resilience_counts(monitored: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On its own, a row function over scalars gets the plain binding (mixmesh.fastpath.choice).
+    monkeypatch.setenv("MIXMESH_FAST_PATH", "on")
     monitored.plan()
     functions = MetricsStore(monitored.root / DEFAULT_PATH).function_runs()
     doubled = functions[(functions.function == "doubled") & (functions.model == "analytics.scored")].iloc[0]

@@ -204,9 +204,9 @@ class Evaluation:
         self.rows_written: t.Optional[int] = None
         self.rows_read: t.Optional[int] = None  # known for what Python models read
         self.peak_rss = _rss_bytes()
-        self._interval = sample_seconds
-        self._stop = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, name="mixmesh-monitor", daemon=True)
+        self.interval = sample_seconds
+        self._last = time.perf_counter()
+        self._ticks = 0
 
     def batch(
         self, function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float], mode: str
@@ -225,38 +225,36 @@ class Evaluation:
             self.rows_written = (self.rows_written or 0) + rows
 
     def start(self) -> None:
-        self._sampler.start()
+        self._last = time.perf_counter()
+        _sampler().add(self)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._sampler.join()
+        _sampler().remove(self)  # returns once no sample of this evaluation is under way
         self.peak_rss = max(self.peak_rss, _rss_bytes())
 
-    def _sample(self) -> None:
-        me = threading.get_ident()
-        last = time.perf_counter()
-        ticks = 0
-        while not self._stop.wait(self._interval):
-            now = time.perf_counter()
-            elapsed, last = now - last, now
-            ticks += 1
-            if ticks % _RSS_EVERY == 0:  # a peak needs no reading every few milliseconds
-                self.peak_rss = max(self.peak_rss, _rss_bytes())
-            found = self._python_frame(me)
-            if found is None:
-                if self._waiting(me):
-                    with self.lock:
-                        self.wait_sampled += elapsed
-                continue
-            function, mode, frame = found
-            with self.lock:
-                self.python_sampled += elapsed
-                figures = self.functions.setdefault(function, FunctionFigures(mode))
-                figures.sampled_seconds += elapsed
-                if mode == "row":
-                    length = _list_argument_length(frame)
-                    if length is not None:
-                        figures.list_lengths.append(length)
+    def sample(self, sampler: int) -> None:
+        """One look at the threads' stacks (from the sampler thread, ``sampler``): the time
+        since the last look goes to the function running Python, or to waiting, or to the engine."""
+        now = time.perf_counter()
+        elapsed, self._last = now - self._last, now
+        self._ticks += 1
+        if self._ticks % _RSS_EVERY == 0:  # a peak needs no reading every few milliseconds
+            self.peak_rss = max(self.peak_rss, _rss_bytes())
+        found = self._python_frame(sampler)
+        if found is None:
+            if self._waiting(sampler):
+                with self.lock:
+                    self.wait_sampled += elapsed
+            return
+        function, mode, frame = found
+        with self.lock:
+            self.python_sampled += elapsed
+            figures = self.functions.setdefault(function, FunctionFigures(mode))
+            figures.sampled_seconds += elapsed
+            if mode == "row":
+                length = _list_argument_length(frame)
+                if length is not None:
+                    figures.list_lengths.append(length)
 
     def _python_frame(self, sampler: int) -> t.Optional[t.Tuple[str, str, types.FrameType]]:
         """A thread running Python for this model now: its function, mode and frame."""
@@ -325,6 +323,70 @@ def _rss_bytes() -> int:
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _Sampler:
+    """One thread for the process that samples every evaluation under way.
+
+    A thread started and joined per evaluation cost a model of a few tens of milliseconds
+    several percent of its time (the start waits for the new thread to run, the join for it
+    to wake and end); this one is started once and sleeps, without a timeout, while nothing
+    is evaluated.
+    """
+
+    def __init__(self) -> None:
+        self._evaluations: t.List[Evaluation] = []
+        self._changed = threading.Condition()
+        self._sampling = threading.Lock()  # held during a round of samples
+        self._thread: t.Optional[threading.Thread] = None
+
+    def add(self, evaluation: Evaluation) -> None:
+        with self._changed:
+            self._evaluations.append(evaluation)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mixmesh-monitor", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, evaluation: Evaluation) -> None:
+        with self._sampling, self._changed:
+            if evaluation in self._evaluations:
+                self._evaluations.remove(evaluation)
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while True:
+            with self._changed:
+                while not self._evaluations:
+                    self._changed.wait()
+                interval = min(evaluation.interval for evaluation in self._evaluations)
+            time.sleep(interval)
+            with self._sampling:
+                for evaluation in list(self._evaluations):
+                    evaluation.sample(me)
+
+
+_the_sampler: t.Optional[_Sampler] = None
+_sampler_lock = threading.Lock()
+
+
+def _sampler() -> _Sampler:
+    global _the_sampler
+    with _sampler_lock:
+        if _the_sampler is None:
+            _the_sampler = _Sampler()
+        return _the_sampler
+
+
+def _forget_sampler() -> None:
+    """A forked child has no sampler thread (only the forking thread is copied), and its locks
+    may be held by that thread: it starts its own when it opens an evaluation."""
+    global _the_sampler, _sampler_lock
+    _the_sampler, _sampler_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sampler)
 
 
 def open_evaluation(model: str) -> "Evaluation":
