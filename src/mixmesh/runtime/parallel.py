@@ -38,6 +38,7 @@ import typing as t
 
 from mixmesh.core.errors import MixmeshError
 from mixmesh.core.functions import FunctionSpec
+from mixmesh.core.cpus import usable_cpus
 
 VARIABLE = "MIXMESH_PARALLEL"
 SETTINGS = ("auto", "threads")
@@ -103,7 +104,7 @@ def _why_not_processes(spec: FunctionSpec, can_fork: bool) -> t.Optional[str]:
     kept = _state_kept_in_process(spec)
     if kept:
         return f"{kept} keeps state in the model's process"
-    if (os.cpu_count() or 1) < 2:
+    if usable_cpus() < 2:
         return "one core"
     if not can_fork:
         return "processes cannot be forked here"

@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from mixmesh import sink
 from mixmesh.core.errors import FunctionRuntimeError, where
+from mixmesh.core.cpus import usable_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _fork_pool(keys: t.FrozenSet[str]) -> Workers:
     """On the forker thread: a new pool, every worker forked now; the previous pool ends
     once it has finished what it was given."""
     global _current, _starting
-    processes = os.cpu_count() or 1
+    processes = usable_cpus()
     lifeline, held = _lifeline()
     executor = concurrent.futures.ProcessPoolExecutor(
         processes, mp_context=multiprocessing.get_context("fork"),

@@ -15,7 +15,6 @@ flight. Two things keep it exact:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 import typing as t
@@ -24,6 +23,7 @@ from sqlglot import exp
 
 if t.TYPE_CHECKING:
     pass
+from mixmesh.core.cpus import usable_cpus
 from mixmesh.engines.duckdb.dialect import NAME
 from mixmesh.engines.duckdb.sql_functions import (
     _sql_functions_called,
@@ -227,4 +227,4 @@ def _threads(cursor: t.Any) -> int:
     try:
         return int(cursor.execute("SELECT current_setting('threads')").fetchone()[0])
     except Exception:  # noqa: BLE001 - a setting we cannot read: the cores
-        return os.cpu_count() or 1
+        return usable_cpus()
