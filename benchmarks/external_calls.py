@@ -155,9 +155,9 @@ def measure(
 
 def clear_cache(bench: Bench, variant: Variant) -> None:
     """Empty the function's cache, so that its first run calls the service for every key."""
-    from mixmesh.cache import clear
+    from mixmesh.runtime.cache import use_warehouse
 
-    clear(bench.adapter, variant.function)
+    use_warehouse(bench.connection).clear(variant.function)
 
 
 def check_agreement(runs: t.Mapping[str, t.Mapping[str, t.Any]], chosen: t.Sequence[Variant]) -> None:
