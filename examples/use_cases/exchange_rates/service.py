@@ -10,7 +10,7 @@ share of the keys fail:
 
 Which keys fail is a hash of the key too, so tests know in advance (``fails_permanently``,
 ``fails_transiently``). The service counts requests (by status) and the most requests it
-ever had in flight at once.
+ever had in flight at once, and when each request arrived.
 
 In Python, it runs in a child process on a free port (``/stats`` and ``/reset`` read and
 reset its counts)::
@@ -36,6 +36,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import typing as t
 import urllib.request
 from pathlib import Path
@@ -81,9 +82,11 @@ class RateServer:
         self.statuses: t.Counter[int] = collections.Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.arrivals: t.List[float] = []
 
     async def rate(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.arrivals.append(time.monotonic())
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -108,10 +111,13 @@ class RateServer:
         return 200, {"currency": currency, "day": day, "rate": rate_of(currency, day)}
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({
+        counted = {
             "requests": self.requests, "statuses": {str(code): n for code, n in self.statuses.items()},
             "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
-        })
+        }
+        if request.query.get("arrivals"):
+            counted["arrivals"] = self.arrivals
+        return web.json_response(counted)
 
     async def reset(self, request: web.Request) -> web.Response:
         self.reset_counts()
@@ -170,9 +176,10 @@ class ExchangeRateService:
 
     # What it counted since it started, or since reset_counts().
 
-    def stats(self) -> t.Dict[str, t.Any]:
-        """``requests``, ``statuses`` (by code, as text), ``in_flight`` and ``max_in_flight``."""
-        with urllib.request.urlopen(f"{self.url}/stats", timeout=10) as answer:
+    def stats(self, arrivals: bool = False) -> t.Dict[str, t.Any]:
+        """``requests``, ``statuses`` (by code, as text), ``in_flight`` and ``max_in_flight``;
+        with ``arrivals``, also when each request arrived (seconds, the service's monotonic clock)."""
+        with urllib.request.urlopen(f"{self.url}/stats{'?arrivals=1' if arrivals else ''}", timeout=10) as answer:
             return json.load(answer)
 
     @property
