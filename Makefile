@@ -44,8 +44,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall whenever the declared dependencies change.
-$(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+# The example's lock file pins the packages its results depend on (mixmesh warns when the
+# installed ones differ): the tests and the demo run with exactly those.
+$(INSTALLED): pyproject.toml examples/customer_analytics/sqlmesh-requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]" -c examples/customer_analytics/sqlmesh-requirements.lock
 	touch $@
 
 # Headless Chromium for the report's browser test. A chromium on PATH is used as it is;

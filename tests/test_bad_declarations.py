@@ -88,6 +88,8 @@ MORE_BAD = {
                               "@udf scored: on_error='n/a' is not a value of the declared DOUBLE (",
                               "); use 'raise', 'null', a value or a function"),
     "on_error a list": (scored, {"on_error": [1, 2]}, "@udf scored: on_error=[1, 2] is not a value of the declared DOUBLE"),
+    "on_error an exception class": (scored, {"on_error": ValueError},
+                                    "@udf scored: on_error=ValueError is an exception class; on_error says what"),
     "on_error a number for text": (labelled, {"on_error": 1}, "@udf labelled: on_error=1 is not a value of the declared TEXT"),
     "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('threads', 'processes'), got 'gpu'"),
     "processes with on_error": (scored, {"parallel": "processes", "on_error": "null"},

@@ -65,3 +65,16 @@ def test_stats_of_a_model_never_recorded_say_so(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     said = f"No model evaluations recorded for analytics.nope in {tmp_path}/.mixmesh/metrics.duckdb."
     assert "".join(result.output.split()) == "".join(said.split())  # the console wraps long lines anywhere
+
+
+@pytest.mark.parametrize("table", ["mixmesh.cli.demo", "mixmesh.monitor.stats_cli"])
+def test_table_cells_are_text_not_markup(table: str) -> None:
+    import importlib
+    import io
+
+    from rich.console import Console
+
+    output = io.StringIO()
+    cells = ["list[float]", "[bold]x[/]", 1234]
+    Console(file=output, width=120).print(importlib.import_module(table)._table("t", ["a", "b", "c"], [cells]))
+    assert "list[float]" in output.getvalue() and "[bold]x[/]" in output.getvalue() and "1,234" in output.getvalue()

@@ -446,6 +446,8 @@ def test_bad_arguments_are_errors_not_fallbacks(tmp_path: Path) -> None:
         load_artifact(path, sha256="abc", fallback="x", allowed_dirs=[tmp_path])
     with pytest.raises(ArtifactError, match=r": loader must be one of auto, pickle, joblib, not 'yaml'$"):
         load_artifact(path, loader="yaml", allowed_dirs=[tmp_path], allow_unpinned=True)
+    with pytest.raises(ArtifactError, match=r"^load_artifact: path must be a file path \(str or pathlib.Path\), not NoneType None$"):
+        load_artifact(None, fallback="x", allowed_dirs=[tmp_path])  # type: ignore[arg-type]
     assert artifact_events() == _events()
 
 

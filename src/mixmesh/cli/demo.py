@@ -25,8 +25,10 @@ import typing as t
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from mixmesh.cli.demo_data import SEED, SIZES, DemoSizes, generate
 from mixmesh.cli.demo_project import copy_example, example_source, is_example
@@ -170,7 +172,7 @@ def _train(options: DemoOptions, console: Console) -> t.List[t.Any]:
         try:
             trained = training.train_all(connection, START, options.end, step=step)
         except training.TrainingError as error:
-            console.print(f"[yellow]Not trained[/]: {error}; the project's rule-based fallbacks take their place")
+            console.print(f"[yellow]Not trained[/]: {escape(str(error))}; the project's rule-based fallbacks take their place")
             trained = []
         progress.update(task, completed=2)
     for model in trained:
@@ -283,7 +285,8 @@ def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.An
     for index, name in enumerate(header):
         table.add_column(name, justify="left" if index == 0 else "right")
     for row in rows:
-        table.add_row(*(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value) for value in row))
+        # Text, not markup: a model name or an error may hold brackets ("list[float]").
+        table.add_row(*(Text(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)) for value in row))
     return table
 
 

@@ -39,7 +39,10 @@ def init_project(directory: Path, *, force: bool = False) -> t.List[Path]:
             "to it anyway, use --force (force=True): existing files are never overwritten"
         )
     targets = {source: directory / _relative_target(source) for source in template_files()}
-    existing = [str(target.relative_to(directory)) for target in targets.values() if _taken(target, directory)]
+    from mixmesh.runtime.package_versions import LOCK_FILE
+
+    written = [*targets.values(), directory / LOCK_FILE]
+    existing = [str(target.relative_to(directory)) for target in written if _taken(target, directory)]
     if existing:
         raise ProjectExistsError(
             f"{directory} already holds {_names(existing)}; nothing was written: "
@@ -48,7 +51,16 @@ def init_project(directory: Path, *, force: bool = False) -> t.List[Path]:
     for source, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-    return list(targets.values())
+    return [*targets.values(), _lock(directory)]
+
+
+def _lock(directory: Path) -> Path:
+    """The lock file of the packages the template's code imports, at the installed versions:
+    ``sqlmesh plan`` then warns when another environment runs the project with others."""
+    from mixmesh.runtime.package_versions import distributions_of, imported_modules, write_lock
+
+    sources = [path.read_text(encoding="utf-8") for path in template_files() if path.suffix == ".py"]
+    return write_lock(directory, distributions_of(m for source in sources for m in imported_modules(source)))
 
 
 def template_files() -> t.List[Path]:

@@ -26,6 +26,10 @@ class FunctionRuntimeError(MixmeshError, RuntimeError):
     """A function failed while the engine ran it, or returned something it did not declare."""
 
 
+class SettingError(MixmeshError, ValueError):
+    """A ``MIXMESH_*`` environment variable holds a value it cannot mean."""
+
+
 def where(function: str, model: t.Optional[str]) -> str:
     """The prefix of every message: which function, called from which model."""
     return f"function {function!r}" + (f" in model {model}" if model else "")

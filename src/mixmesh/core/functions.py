@@ -264,6 +264,12 @@ def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any
 def _check_on_error(spec: "FunctionSpec") -> None:
     """A constant fallback must be a value of the declared type (checked now, not mid-run)."""
     fallback = spec.on_error
+    if isinstance(fallback, type) and issubclass(fallback, BaseException):
+        # A class is callable, so it would pass as a fallback and put an exception object in the row.
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: on_error={fallback.__name__} is an exception class; on_error says what "
+            f"a failing row gets ('raise', 'null', a value or a function), not which errors to catch"
+        )
     if fallback in ("raise", "null", None) or callable(fallback):
         return
     import pyarrow as pa

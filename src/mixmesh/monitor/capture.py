@@ -20,12 +20,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import sys
 import time
 import typing as t
 from pathlib import Path
 
+from mixmesh.core import settings
 from mixmesh.core.names import short_name
 from mixmesh.monitor.records import FunctionRun, ModelRun, new_id
 from mixmesh.runtime.counting import PREFIX as FINDING
@@ -61,11 +61,11 @@ _register_backoff()
 
 
 def enabled() -> bool:
-    return os.environ.get(MONITOR_VARIABLE, "on").lower() not in ("off", "0", "false", "no")
+    return settings.switch(MONITOR_VARIABLE, default=True)
 
 
 def tests_captured() -> bool:
-    return enabled() and os.environ.get(TESTS_VARIABLE, "").lower() in ("1", "true", "yes", "on")
+    return enabled() and settings.switch(TESTS_VARIABLE, default=False)
 
 
 @contextlib.contextmanager

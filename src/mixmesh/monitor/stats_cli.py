@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mixmesh.monitor.stats import UNKNOWN, Summary, Trend, summarize
 from mixmesh.monitor.store import MetricsStore, MetricsStoreError, recovering
@@ -89,7 +90,8 @@ def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.An
     for index, name in enumerate(header):
         table.add_column(name, justify="left" if index == 0 or name in ("function", "mode") else "right")
     for row in rows:
-        table.add_row(*(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value) for value in row))
+        # Text, not markup: a model name or an error may hold brackets ("list[float]").
+        table.add_row(*(Text(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)) for value in row))
     return table
 
 

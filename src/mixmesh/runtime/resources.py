@@ -332,6 +332,13 @@ def load_artifact(
     relative to its directory, as ``write_pins`` writes it) holding the digest instead: a file it does not list is refused
     (``unpinned``), so dropping a new artifact in place is not enough to get it unpickled.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArtifactError(
+            f"load_artifact: path must be a file path (str or pathlib.Path), not {type(path).__name__} "
+            f"{path!r}",
+            path,
+            "bad_argument",
+        )
     if loader not in _LOADERS:
         raise ArtifactError(
             f"artifact {path}: loader must be one of {', '.join(_LOADERS)}, not {loader!r}",

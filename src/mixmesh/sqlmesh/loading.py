@@ -12,6 +12,8 @@ installs mixmesh in a fresh ``sqlmesh run``, was re-created).
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 import typing as t
 from pathlib import Path
@@ -45,6 +47,7 @@ def loader_hook(original: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         if original.__name__ == "_load_models":
             check_sql_function_callers(loaded[0].values())
             warn_about_array_grains(loaded[0].values())
+            warn_about_lock_differences(Path(self.config_path))
         return loaded
 
     return hook
@@ -100,8 +103,6 @@ def warn_about_array_grains(models: t.Iterable[t.Any]) -> None:
     """``grain [a, b]`` (the spelling of some documents) is one grain to SQLMesh, the array
     ``ARRAY(a, b)``: ``model.on`` fails and ``table_diff`` without ``--on`` crashes. Said once
     per model and spelling, on stderr and in the log; the model loads as SQLMesh reads it."""
-    import logging
-
     for model in models:
         for grain in getattr(model, "grains", None) or ():
             if not isinstance(grain, exp.Array) or (model.name, grain.sql()) in _warned_grains:
@@ -135,12 +136,31 @@ def track_project_modules(loader: t.Any) -> None:
     """
     latest = loader._macros_max_mtime
     root = Path(loader.config_path).absolute()
+    modules = []
     for name, path in _project_modules(root):
         _imported_for[name] = root
+        modules.append(path)
+    # A re-pinned artifact changes the digest stored with the models using it
+    # (mixmesh.sqlmesh.source.artifacts_hook): their cached copies must be loaded again.
+    for path in [*modules, *_artifact_files(modules, root)]:
         loader._track_file(path)
         mtime = loader._path_mtimes[path]
         latest = mtime if latest is None else max(latest, mtime)
     loader._macros_max_mtime = latest
+
+
+def _artifact_files(modules: t.Iterable[Path], root: Path) -> t.Tuple[Path, ...]:
+    """The pins files and unpinned artifacts the project's modules name."""
+    from mixmesh.core.introspection import string_constants
+    from mixmesh.runtime.artifact_digests import used_artifacts
+
+    strings: t.List[str] = []
+    for path in modules:
+        try:
+            strings.extend(string_constants(compile(path.read_bytes(), str(path), "exec")))
+        except (OSError, SyntaxError, ValueError):
+            continue  # the import that loaded it has said what is wrong with it
+    return used_artifacts(strings, root).files
 
 
 # Module name -> the project whose load found it imported from its folder (a copy of a project,
@@ -268,3 +288,54 @@ def sql_function_calls_hook(transform: t.Callable[..., t.Any]) -> t.Callable[...
 def _listed(expressions: t.Any) -> t.List[t.Any]:
     """What ``make_python_env`` receives: expressions, or ``(expression, is_metadata)`` pairs."""
     return expressions if isinstance(expressions, list) else [expressions]
+
+
+_warned_lock: t.Set[t.Tuple[Path, str, t.Optional[str]]] = set()
+
+
+def warn_about_lock_differences(project: Path) -> None:
+    """Say, once per process, which installed packages differ from the project's lock file:
+    the scores of this run may differ from those the lock describes."""
+    from mixmesh.runtime.package_versions import LOCK_FILE, lock_differences
+
+    for package, locked, installed in lock_differences(project):
+        if (project, package, installed) in _warned_lock:
+            continue
+        _warned_lock.add((project, package, installed))
+        what = f"{package} {installed} is installed" if installed else f"{package} is not installed"
+        message = (
+            f"{what}, where {LOCK_FILE} locks {package}=={locked}: results may differ from those of the "
+            f"locked environment; install the locked versions (pip install -r {LOCK_FILE}) or update the lock"
+        )
+        logging.getLogger(__name__).warning(message)
+        print(f"mixmesh: {message}", file=sys.stderr)
+
+
+def model_cache_key_hook(entry_id: t.Callable[..., str]) -> t.Callable[..., str]:
+    """SQLMesh's cache of loaded models, keyed also on the installed packages and mixmesh.
+
+    A model's stored environment holds the versions of the packages its code needs
+    (``mixmesh.sqlmesh.source.reproducibility_hook``), and mixmesh's own code decides what
+    it stores: a cached model loaded after an upgrade would keep the old ones, and the plan
+    would miss the change.
+    """
+
+    @functools.wraps(entry_id)
+    def hook(self: t.Any, model_path: t.Any) -> str:
+        from mixmesh.runtime.package_versions import PRECISION_VARIABLE
+
+        precision = os.environ.get(PRECISION_VARIABLE, "").replace(" ", "")
+        return f"{entry_id(self, model_path)}__{_installed_digest()}__{precision}"
+
+    return hook
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_digest() -> str:
+    """A digest of every installed distribution's name and version (one per process: an
+    upgrade happens between commands)."""
+    import hashlib
+    from importlib import metadata
+
+    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"])
+    return hashlib.sha256("\n".join(installed).encode()).hexdigest()[:16]

@@ -69,6 +69,10 @@ PATCHES: t.Tuple[Patch, ...] = (
     Patch(f"{_UTILS}:serialize_env", source.loggers_hook, (
         "module-level loggers of a function's module are stored as look-ups (SQLMesh refuses Logger objects)"),
         ("env", "path"), _MODEL),
+    Patch(f"{_UTILS}:serialize_env", source.reproducibility_hook, (
+        "a model's stored environment holds the digests of the artifacts its code uses and the versions "
+        "of the packages they need, so a re-pinned artifact or a new major version re-plans exactly "
+        "those models"), ("env", "path"), _MODEL),
     Patch(f"{_UTILS}:func_globals", source.hint_globals_hook, (
         "names used only in a function's kept argument hints are stored too"), ("func",)),
     Patch("sqlmesh.core.model.common:make_python_env", loading.sql_functions_env_hook, (
@@ -84,6 +88,9 @@ PATCHES: t.Tuple[Patch, ...] = (
         ("self", "macros")),
     Patch(f"{_LOADER}._load_environment_statements", loading.loader_hook, (
         "the project's functions are registered before environment statements load"), ("self", "macros")),
+    Patch(f"{_LOADER}._Cache._model_cache_entry_id", loading.model_cache_key_hook, (
+        "cached models are loaded again after packages (or mixmesh) are installed or upgraded, so the "
+        "versions stored with them are the installed ones"), ("self", "model_path")),
     Patch(f"{_LOADER}._load_scripts", loading.fresh_modules_hook, (
         "project modules whose files changed are read again, not taken from Python's cache"), ("self",)),
     Patch(_EXECUTE, execution.fast_path_hook, (

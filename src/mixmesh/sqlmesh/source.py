@@ -9,6 +9,11 @@ later processes. Three wrappers make that work for mixmesh functions:
   Argument hints stay, spelled so that they re-create without the module (``portable_*``).
 - ``func_globals`` (``hint_globals_hook``): names used only in the kept hints are stored too.
 - ``serialize_env`` (``loggers_hook``): module-level loggers are stored as look-ups.
+- ``serialize_env`` (``reproducibility_hook``): the digests of the artifacts the code uses
+  (``__mixmesh_artifacts__``) and the significant versions of the packages its code and
+  artifacts need (``__mixmesh_packages__``) are stored too, so a retrained, re-pinned model
+  file or a new major version of scikit-learn changes the fingerprint of exactly the models
+  that use them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import re
 import sys
 import typing as t
+from pathlib import Path
 
 from mixmesh.core.introspection import string_constants
 
@@ -46,6 +52,75 @@ def loggers_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callab
         return serialized
 
     return hook
+
+
+ARTIFACTS_ENTRY = "__mixmesh_artifacts__"
+PACKAGES_ENTRY = "__mixmesh_packages__"
+_warned_unpinned: t.Set[t.Tuple[str, str]] = set()
+
+
+def reproducibility_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
+    """Store with a model's environment the digests of the artifacts its code uses and the
+    significant versions of the packages its code and those artifacts need.
+
+    Each is one line of the environment, so SQLMesh's plan shows the old and the new value
+    in the model's diff and offers its breaking/non-breaking choice. Only environments
+    holding mixmesh code (a function, a model, a resource, ``load_artifact``) get them, and
+    only when not empty: other stored environments stay identical.
+    """
+
+    @functools.wraps(serialize_env)
+    def hook(env: t.Dict[str, t.Tuple[t.Any, t.Optional[bool]]], path: t.Any) -> t.Dict[str, t.Any]:
+        serialized = serialize_env(env, path)
+        if path is None or not any(_is_mixmesh_code(value) for value, _ in env.values()):
+            return serialized
+        from sqlmesh.utils.metaprogramming import Executable
+
+        from mixmesh.runtime.artifact_digests import used_artifacts
+        from mixmesh.runtime.package_versions import packages_used
+
+        used = used_artifacts(_strings_in(serialized.values()), Path(path))
+        packages = packages_used((e.payload for e in serialized.values() if e.is_import or e.is_definition), used.paths)
+        if used.digests:
+            serialized[ARTIFACTS_ENTRY] = Executable.value(dict(sorted(used.digests.items())))
+        if packages:
+            serialized[PACKAGES_ENTRY] = Executable.value(packages)
+        _warn_unpinned(used.unpinned, path)
+        return serialized
+
+    return hook
+
+
+def _is_mixmesh_code(obj: t.Any) -> bool:
+    from mixmesh.runtime.resources import Resource, load_artifact
+
+    return _spec_of(obj) is not None or isinstance(obj, Resource) or obj is load_artifact
+
+
+def _strings_in(executables: t.Iterable[t.Any]) -> t.Iterator[str]:
+    """The string constants of stored code and values: where code names its files."""
+    for executable in executables:
+        try:
+            tree = ast.parse(executable.payload)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                yield node.value
+
+
+def _warn_unpinned(unpinned: t.Iterable[str], project: t.Any) -> None:
+    for artifact in unpinned:
+        if (str(project), artifact) in _warned_unpinned:
+            continue
+        _warned_unpinned.add((str(project), artifact))
+        message = (
+            f"artifact {artifact} is loaded by the project's code but listed in no pins file it names; "
+            f"pin it (mixmesh.write_pins) so that load_artifact checks its bytes and the plan tracks it by "
+            f"its pinned digest"
+        )
+        logging.getLogger(__name__).warning(message)
+        print(f"mixmesh: {message}", file=sys.stderr)
 
 
 def _spec_of(obj: t.Any) -> t.Any:
