@@ -27,6 +27,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/external_calls.py               # 10,000 keys at 20 ms
     .venv/bin/python benchmarks/external_calls.py --rows 500    # a quick look
+    .venv/bin/python benchmarks/external_calls.py --only one many   # two of the variants
 """
 
 from __future__ import annotations
@@ -66,22 +67,29 @@ RATE_TOLERANCE = 0.05  # the achieved rate within 5% of the limit
 @dataclasses.dataclass(frozen=True)
 class Variant:
     name: str
+    group: str  # what --only picks it by
     function: t.Optional[str]  # the mixmesh function's SQL name; None: DuckDB's own UDF
     declared: t.Tuple[t.Tuple[str, t.Any], ...] = ()  # @udf arguments
     limited: bool = False  # over the first --limited-rows keys only
     in_flight_limit: int = 1
 
 
-def variants(rate_limit: str) -> t.Tuple[Variant, ...]:
+GROUPS = ("peer", "one", "many", "cache", "limit")
+
+
+def variants(rate_limit: str, only: t.Sequence[str] = GROUPS) -> t.Tuple[Variant, ...]:
     many = (("concurrency", CONCURRENCY),)
-    return (
-        Variant("duckdb python UDF", None),
-        Variant("mixmesh concurrency=1", "rate_one_at_a_time", (("concurrency", 1),)),
-        Variant(f"mixmesh concurrency={CONCURRENCY}", "rate_in_flight", many, in_flight_limit=CONCURRENCY),
-        Variant("mixmesh cache, first run", "rate_cached", (*many, ("cache", True)), in_flight_limit=CONCURRENCY),
-        Variant("mixmesh cache, second run", "rate_cached", (*many, ("cache", True)), in_flight_limit=CONCURRENCY),
-        Variant(f"mixmesh rate limit {rate_limit}", "rate_limited", (*many, ("rate_limit", rate_limit)), True, CONCURRENCY),
+    cached = (*many, ("cache", True))
+    every = (
+        Variant("duckdb python UDF", "peer", None),
+        Variant("mixmesh concurrency=1", "one", "rate_one_at_a_time", (("concurrency", 1),)),
+        Variant(f"mixmesh concurrency={CONCURRENCY}", "many", "rate_in_flight", many, in_flight_limit=CONCURRENCY),
+        Variant("mixmesh cache, first run", "cache", "rate_cached", cached, in_flight_limit=CONCURRENCY),
+        Variant("mixmesh cache, second run", "cache", "rate_cached", cached, in_flight_limit=CONCURRENCY),
+        Variant(f"mixmesh rate limit {rate_limit}", "limit", "rate_limited", (*many, ("rate_limit", rate_limit)), True,
+                CONCURRENCY),
     )
+    return tuple(variant for variant in every if variant.group in only)
 
 
 def keys(rows: int) -> t.List[t.Tuple[str, datetime.date]]:
@@ -233,7 +241,7 @@ def bars(table: t.Sequence[t.Mapping[str, t.Any]], rate_limit: str) -> t.List[t.
         requests = by_name["mixmesh cache, second run"]["requests"]
         found.append({"variant": "mixmesh cache, second run", "requests": requests, "bar": "0 requests", "met": requests == 0})
     over = [v["variant"] for v in table if v["max_in_flight"] > v["in_flight_limit"]]
-    found.append({"variant": "every variant", "most_in_flight": max(v["max_in_flight"] for v in table),
+    found.append({"variant": "every variant", "most_in_flight": max((v["max_in_flight"] for v in table), default=0),
                   "bar": "never above the variant's concurrency", "over": over, "met": not over})
     limited = f"mixmesh rate limit {rate_limit}"
     if limited in by_name and by_name[limited]["pace"]:
@@ -291,6 +299,9 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the service's latency (default 20 ms)")
     parser.add_argument("--rate-limit", default="200/s", help="the rate-limited variant's limit (default 200/s)")
     parser.add_argument("--limited-rows", type=int, default=1_000, help="keys the rate-limited variant looks up (default 1,000)")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="the variants to run (default all): peer, one (concurrency=1), many "
+                             f"(concurrency={CONCURRENCY}), cache (its two runs), limit")
     reporting.add_measuring_arguments(parser, "external_calls", repeat=1)
     parser.set_defaults(warmup=0)
     return parser.parse_args(argv)
@@ -300,7 +311,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
     import tempfile
 
     args = parse_args(argv)
-    chosen = variants(args.rate_limit)
+    chosen = variants(args.rate_limit, args.only)
     limited_rows = min(args.limited_rows, args.rows)
     with tempfile.TemporaryDirectory() as folder, ExchangeRateService(latency_ms=args.latency_ms) as service:
         os.environ[rates.URL_VARIABLE] = service.url
