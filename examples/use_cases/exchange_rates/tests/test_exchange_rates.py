@@ -96,7 +96,9 @@ def test_a_restatement_asks_the_service_only_for_the_missing_rates(built, servic
     before = context.fetchdf(f"SELECT * FROM {MODEL} ORDER BY transaction_id")
     earlier = quarantined(context)
     service.reset_counts()
-    context.plan(restate_models=[MODEL], auto_apply=True, no_prompts=True, execution_time="2024-02-01")
+    # The YAML test runs on an in-memory database of its own, with nothing cached: skipped,
+    # what is counted is the restatement's own requests.
+    context.plan(restate_models=[MODEL], auto_apply=True, no_prompts=True, skip_tests=True, execution_time="2024-02-01")
     counted = service.stats()
     # Every rate found before comes from the cache: the only requests are for the rates the
     # service does not have (404s), which are not cached.
