@@ -49,9 +49,10 @@ def test_a_bad_declaration_fails_when_the_function_is_defined(options: t.Dict[st
         assert fragment in message
 
 
-def test_an_async_function_is_refused_until_they_are_supported() -> None:
-    with pytest.raises(FunctionDefinitionError, match="@udf fetched: an async def function is not supported yet"):
-        udf(fetched)
+def test_an_async_function_is_a_row_function_never_a_vectorized_one() -> None:
+    assert udf(fetched).spec.is_async  # its rows run as coroutines (tests/test_concurrency.py)
+    with pytest.raises(FunctionDefinitionError, match="@udf fetched: async def is for row functions"):
+        udf(vectorized=True, returns="DOUBLE")(fetched)
 
 
 @pytest.mark.parametrize("options, fragment", [
@@ -94,7 +95,7 @@ MORE_BAD = {
     "parallel unknown": (scored, {"parallel": "gpu"}, "@udf scored: parallel must be one of ('threads', 'processes'), got 'gpu'"),
     "processes with on_error": (scored, {"parallel": "processes", "on_error": "null"},
                                 "@udf scored: parallel='processes' runs the function in worker processes, which share "
-                                "nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
+                                "nothing with the model's process; retry, circuit_breaker, timeout_s, rate_limit and on_error keep "
                                 "their state and counts there. Use one or the other"),
     "processes with timeout_s": (scored, {"parallel": "processes", "timeout_s": 1}, "parallel='processes'", "Use one or the other"),
     "retry not a Retry": (scored, {"retry": 3}, "@udf scored: retry= takes a mixmesh Retry(...), got 3"),

@@ -43,6 +43,7 @@ RUNS = (
     "yaml-test",
     "metrics-store",
     "otel-export",
+    "calls-in-flight",  # run by tests/test_concurrency.py
 )
 
 

@@ -87,6 +87,19 @@ def record_batch(
         evaluation.batch(function, rows, seconds, failed, list_length, mode)
 
 
+def record_pace(
+    model: t.Optional[str], function: str, in_flight: t.Optional[int], tokens: int, started: float, last_token: t.Optional[float]
+) -> None:
+    """A batch of a function with calls in flight together or a rate limit: the most calls in
+    flight while it ran, and the rate limit's tokens it took (from ``started`` to ``last_token``,
+    ``time.perf_counter`` readings of this process)."""
+    evaluation = _evaluation_of(model)
+    if evaluation is not None:
+        with evaluation.lock:
+            figures = evaluation.functions.setdefault(function, FunctionFigures(mode_of(function)))
+            figures.paced(in_flight, tokens, started, last_token)
+
+
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
     """The evaluation of ``model``, or the only one under way when the model is not known."""
     if model is not None:
@@ -133,6 +146,25 @@ class FunctionFigures:
         self.sampled_seconds = 0.0
         self.list_lengths: t.List[float] = []
         self.paths: t.List[str] = []  # how its statements ran it (fast path or plain binding, why), in order
+        self.max_in_flight: t.Optional[int] = None  # concurrency: the most calls in flight at once
+        self.tokens = 0  # rate_limit: tokens taken, between the first batch's start and the last token
+        self.tokens_from: t.Optional[float] = None
+        self.tokens_until: t.Optional[float] = None
+
+    def paced(self, in_flight: t.Optional[int], tokens: int, started: float, last_token: t.Optional[float]) -> None:
+        if in_flight is not None:
+            self.max_in_flight = max(self.max_in_flight or 0, in_flight)
+        if tokens and last_token is not None:
+            self.tokens += tokens
+            self.tokens_from = started if self.tokens_from is None else min(self.tokens_from, started)
+            self.tokens_until = last_token if self.tokens_until is None else max(self.tokens_until, last_token)
+
+    @property
+    def calls_per_s(self) -> t.Optional[float]:
+        """The rate the rate limit let calls through (attempts per second), if it paced any."""
+        if self.tokens < 2 or self.tokens_from is None or self.tokens_until is None:
+            return None
+        return self.tokens / max(self.tokens_until - self.tokens_from, 1e-9)
 
 
 # ------------------------------------------------------------------------- one evaluation

@@ -51,7 +51,7 @@ SELECT
         'merchant_category': merchant_category,
         'transaction_time': transaction_time,
         'payment_method': payment_method
-    } ORDER BY transaction_time) AS transaction_details
+    } ORDER BY transaction_time, amount) AS transaction_details
 FROM raw.raw_transactions
 WHERE transaction_date BETWEEN $start_date AND $end_date
 GROUP BY customer_id, score_date

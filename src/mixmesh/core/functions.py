@@ -85,6 +85,19 @@ class FunctionSpec:
     policies: t.Any = None  # a resilience.Policy (retries, circuit breaker) or None
     parallel: str = "threads"  # on the fast path: batches on threads, or in worker processes
     deterministic: bool = True  # the same arguments always give the same result
+    concurrency: int = 1  # row calls in flight at once, per process (a pool or an event loop)
+    rate_limit: t.Any = None  # a rate_limit.RateLimit: calls per second, per process
+
+    @property
+    def is_async(self) -> bool:
+        """An ``async def`` function: its rows run as coroutines on an event loop."""
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def runs_rows_together(self) -> bool:
+        """Whether an engine hands this row function whole batches, so that several of its
+        rows can be in flight at once (``concurrency`` above 1, or ``async def``)."""
+        return not self.vectorized and (self.concurrency > 1 or self.is_async)
 
     @property
     def is_protected(self) -> bool:
@@ -164,14 +177,16 @@ def build_spec(
     policies: t.Any = None,
     parallel: str = "threads",
     deterministic: bool = True,
+    concurrency: int = 1,
+    rate_limit: t.Any = None,
 ) -> FunctionSpec:
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
         raise FunctionDefinitionError(f"@udf decorates a function, got {func!r}")
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+    if inspect.isasyncgenfunction(func):
         raise FunctionDefinitionError(
-            f"@udf {func.__qualname__}: an async def function is not supported yet; define it with def "
-            "(call an async client with asyncio.run inside it)"
+            f"@udf {func.__qualname__}: an async generator cannot be called from SQL; define it with "
+            "async def returning one value per row"
         )
     sql_name = _check_sql_name(func.__name__ if name is None else name, func)
     if null_handling not in NULL_HANDLING:
@@ -221,10 +236,33 @@ def build_spec(
         policies=policies,
         parallel=parallel,
         deterministic=bool(deterministic),
+        concurrency=concurrency,
+        rate_limit=rate_limit,
     )
     _check_on_error(spec)
     _check_parallel(spec)
+    _check_concurrency(spec)
     return spec
+
+
+def _check_concurrency(spec: "FunctionSpec") -> None:
+    """Calls in flight are a row function's: a vectorized one receives whole batches."""
+    concurrency = spec.concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: concurrency must be a whole number of calls in flight, at least 1, got {concurrency!r}"
+        )
+    if spec.vectorized and (concurrency > 1 or spec.is_async):
+        what = "concurrency > 1" if concurrency > 1 else "async def"
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: {what} is for row functions; a vectorized function receives whole batches, "
+            "one call per batch. Drop vectorized=True to have up to N rows in flight, or keep it and drop "
+            f"{'concurrency' if concurrency > 1 else 'async'}"
+        )
+    if spec.parallel == "processes" and spec.runs_rows_together:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: parallel='processes' and concurrency run rows two different ways; use one"
+        )
 
 
 def _check_parallel(spec: "FunctionSpec") -> None:
@@ -235,13 +273,17 @@ def _check_parallel(spec: "FunctionSpec") -> None:
     if spec.parallel == "processes" and spec.is_protected:
         raise FunctionDefinitionError(
             f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which "
-            "share nothing with the model's process; retry, circuit_breaker, timeout_s and on_error keep "
-            "their state and counts there. Use one or the other"
+            "share nothing with the model's process; retry, circuit_breaker, timeout_s, rate_limit and on_error "
+            "keep their state and counts there. Use one or the other"
         )
 
 
-def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any, timeout_s: t.Any) -> t.Any:
-    """The policies around each call, outermost first: breaker, retries, then the timeout."""
+def _policies(
+    func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any, timeout_s: t.Any, rate_limit: t.Any = None
+) -> t.Any:
+    """The policies around each call, outermost first: breaker, retries, the rate limit (each
+    attempt takes a token), then the timeout (which does not count the wait for a token)."""
+    from mixmesh.core.rate_limit import RateLimited
     from mixmesh.core.resilience import CircuitBreaker, Policies, Retry, Timeout
 
     for value, kind, name in ((retry, Retry, "retry"), (circuit_breaker, CircuitBreaker, "circuit_breaker")):
@@ -257,7 +299,8 @@ def _policies(func: t.Callable[..., t.Any], retry: t.Any, circuit_breaker: t.Any
         raise FunctionDefinitionError(
             f"@udf {func.__name__}: timeout_s must be a positive, finite number of seconds, got {timeout_s!r}"
         ) from None
-    chosen = [policy for policy in (circuit_breaker, retry, timeout) if policy is not None]
+    limited = RateLimited(rate_limit) if rate_limit is not None else None
+    chosen = [policy for policy in (circuit_breaker, retry, limited, timeout) if policy is not None]
     return Policies(chosen) if chosen else None
 
 

@@ -116,11 +116,17 @@ class Retry(Policy):
         return wait + tenacity.wait_random(0, self.jitter) if self.jitter else wait
 
     def protect(self, func: Call, *, function: str, model: t.Optional[str]) -> Call:
+        retrying = tenacity.Retrying(**self.tenacity_arguments(function=function, model=model))
+        return lambda *args: retrying(func, *args)
+
+    def tenacity_arguments(self, *, function: str, model: t.Optional[str]) -> t.Dict[str, t.Any]:
+        """What tenacity's ``Retrying`` (or ``AsyncRetrying``, for async functions) is built with."""
+
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             record(model, function, "retries", f"retrying after {type(error).__name__}: {error}")
 
-        retrying = tenacity.Retrying(
+        return dict(
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=self._wait(),
             retry=tenacity.retry_if_exception_type(self.on) & tenacity.retry_if_not_exception_type(Abandoned),
@@ -128,7 +134,6 @@ class Retry(Policy):
             before_sleep=before_sleep,
             reraise=True,
         )
-        return lambda *args: retrying(func, *args)
 
     def __repr__(self) -> str:
         return f"Retry(attempts={self.attempts}, backoff={self.backoff!r}, on={tuple(e.__name__ for e in self.on)})"

@@ -36,6 +36,7 @@ from mixmesh.sink import (
     mode_of,
     open_evaluation,
     record_batch,
+    record_pace,
     register_wait_code,
 )
 
@@ -240,6 +241,8 @@ def _function_run(
         mean_list_length=sum(figures.list_lengths) / len(figures.list_lengths) if figures.list_lengths else None,
         findings=json.dumps(findings, sort_keys=True) if findings else None,
         path="; ".join(figures.paths) or None,
+        max_in_flight=figures.max_in_flight,
+        calls_per_s=figures.calls_per_s,
     )
 
 
@@ -308,3 +311,5 @@ def _file_remote_batches() -> None:
                      mode=batch.mode)
         for event, count in batch.events:
             record(batch.model, batch.function, event, "on a Spark executor", times=count)
+        if batch.in_flight is not None:  # per worker process; a rate limit's pace is not sent back
+            record_pace(batch.model, batch.function, batch.in_flight, 0, 0.0, None)

@@ -68,6 +68,10 @@ class FunctionRun:
     # (several, "; "-separated, when its statements differed); None where no statement
     # decided (Spark, Python models, runs recorded before it was kept).
     path: t.Optional[str] = None
+    # @udf(concurrency=N): the most calls in flight at once in a process; @udf(rate_limit=...):
+    # the attempts per second it let through. None for functions without them.
+    max_in_flight: t.Optional[int] = None
+    calls_per_s: t.Optional[float] = None
 
 
 MODEL_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(ModelRun))

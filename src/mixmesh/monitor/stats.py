@@ -107,6 +107,8 @@ class FunctionStats:
     current: bool = True  # the mode of its latest run in the window (False: a mode it ran in before)
     findings: t.Dict[str, int] = dataclasses.field(default_factory=dict)  # mixmesh.count totals
     path: t.Optional[str] = None  # how its latest run that says ran it: fast path, or plain binding and why
+    max_in_flight: t.Optional[int] = None  # concurrency: the most calls in flight at once, over its runs
+    calls_per_s: t.Optional[float] = None  # rate_limit: the attempts per second its latest run let through
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -237,7 +239,23 @@ def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: 
         current=current,
         findings=_findings_total(runs["findings"] if "findings" in runs else ()),
         path=_latest_path(runs["path"] if "path" in runs else ()),
+        max_in_flight=_largest(runs["max_in_flight"] if "max_in_flight" in runs else ()),
+        calls_per_s=_latest_number(runs["calls_per_s"] if "calls_per_s" in runs else ()),
     )
+
+
+def _largest(values: t.Iterable[t.Any]) -> t.Optional[int]:
+    import pandas as pd
+
+    known = [int(value) for value in values if not pd.isna(value)]  # None, NaN or NA: not recorded
+    return max(known) if known else None
+
+
+def _latest_number(values: t.Iterable[t.Any]) -> t.Optional[float]:
+    """The latest run's value, where one was recorded (the frame is oldest first)."""
+    import pandas as pd
+
+    return next((float(value) for value in reversed(list(values)) if not pd.isna(value)), None)
 
 
 def _latest_path(paths: t.Iterable[t.Any]) -> t.Optional[str]:

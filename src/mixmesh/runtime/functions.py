@@ -98,6 +98,8 @@ def udf(
     timeout_s: t.Optional[float] = None,
     parallel: str = "threads",
     deterministic: bool = True,
+    concurrency: int = 1,
+    rate_limit: t.Optional[str] = None,
 ) -> t.Callable[[F], F]: ...
 
 
@@ -115,6 +117,8 @@ def udf(
     timeout_s: t.Optional[float] = None,
     parallel: str = "threads",
     deterministic: bool = True,
+    concurrency: int = 1,
+    rate_limit: t.Optional[str] = None,
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -145,9 +149,18 @@ def udf(
             (random numbers, the clock, a remote service): engines then call it for every
             occurrence and every row, never once for two equal calls, and the fast path
             leaves it to the plain binding.
+        concurrency: row calls in flight at once, per process (for functions that wait on a
+            service): a plain function's rows run on a pool of this many threads, an ``async
+            def`` function's as coroutines on one event loop, this many at a time. Results
+            keep their rows' order; retries, timeouts, the breaker and on_error act per row.
+        rate_limit: at most this many calls, ``"N/s"``, ``"N/min"`` or ``"N/h"``, per process,
+            shared by all its threads; each attempt (a retry's too) waits for its turn.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
+        from mixmesh.core.rate_limit import parse_rate_limit
+
+        limit = parse_rate_limit(rate_limit, name or getattr(function, "__name__", repr(function)))
         spec = build_spec(
             function,
             name=name,
@@ -156,9 +169,11 @@ def udf(
             vectorized=vectorized,
             null_handling=null_handling,
             on_error=on_error,
-            policies=_policies(function, retry, circuit_breaker, timeout_s),
+            policies=_policies(function, retry, circuit_breaker, timeout_s, limit),
             parallel=parallel,
             deterministic=deterministic,
+            concurrency=concurrency,
+            rate_limit=limit,
         )
         # Marks the plain function, which is what SQLMesh serializes (see mixmesh.sqlmesh.source).
         function.__mixmesh_spec__ = spec  # type: ignore[attr-defined]

@@ -22,7 +22,8 @@ from mixmesh.core import sql_types as types
 from mixmesh.core.conversion import to_python
 from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
-from mixmesh.runtime import inlining
+from mixmesh.core.rate_limit import limiter_of
+from mixmesh.runtime import concurrency, inlining
 from mixmesh.runtime.values import (
     CAUGHT,
     STOPS,
@@ -56,15 +57,21 @@ class RowBatchFunction:
         # Maps become dicts; asked for only where there are maps, as it makes converting a
         # batch to Python values many times slower.
         self._maps_as_dicts = [types.holds_map(types.to_arrow(arg.sql_type)) for arg in spec.args]
-        self._timeout = resilience.timeout_of(spec.policies)
+        # Rows in flight together (concurrency, async def) keep their policies, a timeout
+        # included, per row: each row is its own task (see mixmesh.runtime.concurrency).
+        self._together = concurrency.runner_of(spec) if spec.runs_rows_together else None
+        self._limiter = limiter_of(spec.name, spec.rate_limit) if spec.rate_limit is not None else None
+        self._timeout = None if self._together is not None else resilience.timeout_of(spec.policies)
         # A timeout alone is kept by the batch's waiter, not by each row (see _run_rows).
         timed_alone = self._timeout is not None and resilience.policies_in(spec.policies) == (self._timeout,)
         called = dataclasses.replace(spec, policies=None) if timed_alone else spec
         self._timed_out = _timed_out(spec, model, self._timeout) if timed_alone else None
         # Rows return unconverted; the batch's values are checked together (see _to_arrow).
-        self._call = row_function(
-            called, model, skip_nulls=spec.null_handling == "strict", source=source, convert_result=False
-        )
+        skip_nulls = spec.null_handling == "strict"
+        if spec.is_async:
+            self._call = concurrency.async_row_function(spec, model, skip_nulls=skip_nulls)
+        else:
+            self._call = row_function(called, model, skip_nulls=skip_nulls, source=source, convert_result=False)
         self._returns = ReturnedValues(spec, model, dialect)
         # Engines bind such a function as never returning NULL for a row without NULLs.
         self._promises_value = spec.null_handling == "strict" and not spec.may_return_null
@@ -76,6 +83,7 @@ class RowBatchFunction:
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
         started = time.perf_counter()
+        tokens_before = self._limiter.taken()[0] if self._limiter is not None else 0
         arrays = [_as_array(column) for column in columns]
         failed = True
         try:
@@ -83,7 +91,9 @@ class RowBatchFunction:
                 to_python(array, maps_as_pydicts="strict" if as_dicts else None)
                 for array, as_dicts in zip(arrays, self._maps_as_dicts)
             ]
-            if self._timeout is not None:  # the rows in one worker thread, the caller watching
+            if self._together is not None:  # up to `concurrency` rows in flight
+                results = self._together.run(self._call, values)
+            elif self._timeout is not None:  # the rows in one worker thread, the caller watching
                 results = self._timeout.run_rows(self._call, values, self._timed_out)
             else:
                 results = list(map(self._call, *values)) if values else []  # no tuple per row
@@ -98,6 +108,21 @@ class RowBatchFunction:
                 seconds = time.perf_counter() - started
                 lengths = mean_list_length(arrays)
                 sink.record_batch(self.model, self.spec.name, rows, seconds, failed, lengths, mode="row")
+                if self._together is not None or self._limiter is not None:
+                    self._record_pace(started, tokens_before)
+
+    def in_flight_of_last_batch(self) -> t.Optional[int]:
+        """The most calls in flight while this thread's last batch ran (None: one at a time)."""
+        return self._together.last_peak() if self._together is not None else None
+
+    def _record_pace(self, started: float, tokens_before: int) -> None:
+        """The most calls in flight during the batch, and the rate limit's tokens it took."""
+        in_flight = self.in_flight_of_last_batch()
+        tokens, last_token = 0, None
+        if self._limiter is not None:
+            taken, _, last_token = self._limiter.taken()
+            tokens = taken - tokens_before
+        sink.record_pace(self.model, self.spec.name, in_flight, tokens, started, last_token)
 
     def _check_no_null_returned(self, results: pa.Array, arrays: t.List[pa.Array]) -> None:
         valid = _all_valid(arrays)

@@ -22,6 +22,7 @@ import warnings
 
 from mixmesh.monitor import capture
 from mixmesh.runtime.functions import Udf
+from mixmesh.engines.spark import dialect as spark_dialect
 from mixmesh.sqlmesh import calls, execution, loading, monitoring, source
 
 Wrapper = t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]
@@ -114,6 +115,11 @@ PATCHES: t.Tuple[Patch, ...] = (
         "monitoring records unit tests when asked (MIXMESH_MONITOR_TESTS=1)"), ("self",)),
     Patch("sqlmesh.core.test.definition:PythonModelTest.runTest", monitoring.test_hook, (
         "monitoring records unit tests when asked (MIXMESH_MONITOR_TESTS=1)"), ("self",)),
+    Patch("sqlglot.generators.spark:SparkGenerator.arrayagg_sql", spark_dialect.ordered_array_agg, (
+        "ARRAY_AGG(x ORDER BY t) keeps its order (and its NULLs) on Spark; sqlglot writes COLLECT_LIST(x)"),
+        ("self", "expression")),
+    Patch("sqlglot.generators.spark:SparkGenerator.filter_sql", spark_dialect.ordered_array_agg_filter, (
+        "ARRAY_AGG(x ORDER BY t) FILTER (WHERE c) keeps its order on Spark"), ("self", "expression")),
     *(
         Patch(f"sqlmesh.core.context:GenericContext.{name}", _command(name), (
             f"monitoring files the figures of `sqlmesh {name}` under that command"), ("self",))

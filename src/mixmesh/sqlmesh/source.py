@@ -149,7 +149,7 @@ def explicit_source(source: str, spec: t.Any) -> str:
     which arguments to leave out (``metadata_decorator_arguments()``).
     """
     module = ast.parse(source)
-    node = next(n for n in module.body if isinstance(n, ast.FunctionDef))
+    node = next(n for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
     explicit = spec.explicit_decorator_arguments()
     decorator = _decorator_of(spec)
     position = _decorator_position(node, spec.func.__globals__, decorator)
@@ -334,7 +334,7 @@ def _names_in_kept_hints(func: t.Callable[..., t.Any], spec: t.Any) -> t.Set[str
         return set()
     from sqlmesh.utils.metaprogramming import parse_source
 
-    node = next(n for n in ast.walk(parse_source(func)) if isinstance(n, ast.FunctionDef))
+    node = next(n for n in ast.walk(parse_source(func)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
     names: t.Set[str] = set()
     for arg in node.args.args + node.args.posonlyargs:
         if arg.arg in kept and arg.annotation is not None:

@@ -32,7 +32,7 @@ WITH customer_transactions AS (
                 merchant_category,
                 transaction_time,
                 payment_method
-            ) ORDER BY transaction_time
+            ) ORDER BY transaction_time, amount
         ) as transaction_details
 
     FROM raw.raw_transactions

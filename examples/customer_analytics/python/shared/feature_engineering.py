@@ -76,7 +76,10 @@ def behavioral_features(transaction_details: pa.Array, lengths: np.ndarray) -> n
     amount is not in the mean or spread, a NULL category or payment method is not a kind.
     """
     groups = np.repeat(np.arange(len(lengths)), lengths)
-    flat = _in_time_order(pc.list_flatten(transaction_details), groups)
+    # In time order, then by amount (the model's ORDER BY, kept on Spark too): one order, so
+    # that the sums add the same bits everywhere; a trained model's split thresholds are
+    # values of the features it was trained on.
+    flat = pc.list_flatten(transaction_details)
     n = np.maximum(lengths, 1).astype(float)
 
     def per_customer(values: np.ndarray) -> np.ndarray:
@@ -135,19 +138,6 @@ def _mean_gap_hours(times: np.ndarray, groups: np.ndarray, customers: int) -> np
     np.maximum.at(last, groups[known], times[known])
     span = np.where(counts > 1, last - first, 0.0)
     return np.where(counts > 1, span / np.maximum(counts - 1, 1) / 1e6 / 3600, ONE_DAY_HOURS)
-
-
-def _in_time_order(flat: pa.StructArray, groups: np.ndarray) -> pa.StructArray:
-    """Each customer's transactions by time (then amount), whatever order the list came in.
-
-    The SQL orders the list by time, but not every engine keeps that order: on Spark, SQLMesh
-    writes ARRAY_AGG(... ORDER BY ...) as COLLECT_LIST, which keeps none. The features need
-    the order for the gaps, and one order for the sums to add the same bits: a trained model's
-    split thresholds are values of the features it was trained on.
-    """
-    times = _as_floats(pc.cast(flat.field("transaction_time"), pa.int64()))
-    amounts = _as_floats(flat.field("amount"))
-    return flat.take(pa.array(np.lexsort((amounts, times, groups))))
 
 
 def _distinct_per_customer(values: pa.Array, groups: np.ndarray, customers: int) -> np.ndarray:

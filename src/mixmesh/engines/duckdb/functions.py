@@ -4,7 +4,8 @@ Row functions are bound as DuckDB's native UDFs, vectorized ones as Arrow UDFs
 (https://duckdb.org/docs/stable/clients/python/function). DuckDB calls an Arrow UDF once per
 vector of at most 2048 rows, and handing a vector over as Arrow costs about as much as
 calling a small Python function on each of its rows natively; so row functions go native
-(a row function with a timeout excepted: its rows run per vector, see ``_by_batch``).
+(a row function with a timeout, a rate limit, concurrency or async def excepted: its rows run
+per vector, see ``_by_batch``).
 
 Functions registered on a connection are visible to all its cursors, which is how SQLMesh's
 per-thread cursors see them; the Python callable, though, is only kept alive by us
@@ -126,7 +127,10 @@ def _by_batch(spec: "FunctionSpec") -> bool:
     batch: each row under its deadline in one worker thread, not a thread switch per row."""
     from mixmesh.core.resilience import timeout_of
 
-    return not spec.vectorized and timeout_of(spec.policies) is not None
+    # Rows in flight together (concurrency, async def) need the vector's rows at once too; a
+    # rate-limited function's batches report the rate achieved (it waits anyway).
+    by_batch = timeout_of(spec.policies) is not None or spec.runs_rows_together or spec.rate_limit is not None
+    return not spec.vectorized and by_batch
 
 
 def _create(connection: t.Any, sql_name: str, spec: "FunctionSpec", function: t.Callable[..., t.Any]) -> None:

@@ -70,7 +70,10 @@ class SparkCall:
         mode = "vectorized" if self.spec.vectorized else "row"
         rows = len(arrays[0]) if arrays else 0
         events = events_since_last_report(self.model, self.spec.name)
-        self.figures.add([(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays), events)])
+        in_flight = getattr(self._function(), "in_flight_of_last_batch", lambda: None)()
+        self.figures.add(
+            [(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays), events, in_flight)]
+        )
 
     def _function(self) -> t.Callable[..., pa.Array]:
         function = _built.get(self.key)

@@ -29,6 +29,7 @@ class Batch(t.NamedTuple):
     failed: bool
     list_length: t.Optional[float]
     events: t.Tuple[t.Tuple[str, int], ...] = ()  # resilience events counted meanwhile: retries...
+    in_flight: t.Optional[int] = None  # concurrency: the most calls in flight in its worker process
 
 
 def _batches_param() -> t.Any:
