@@ -69,6 +69,14 @@ def test_the_wheel_ships_the_example_project_without_what_a_run_leaves(wheel: Pa
     assert {"config.yaml", "external_models.yaml", "python/training.py", "models/analytics/customer_risk_scoring.sql"} <= shipped
     assert not [name for name in shipped if name.startswith(("artifacts/", ".cache/", "logs/", ".mixmesh/")) or "duckdb" in name or "__pycache__" in name]
     assert "mixmesh/cli/demo_project.py" in names and "mixmesh/cli/templates/project/config.yaml" in names
+    assert "mixmesh/py.typed" in names and "sqlmesh-requirements.lock" in shipped  # typed; the example's lock
+
+
+def test_the_wheel_states_its_python_versions_and_that_it_is_typed(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Classifier: Typing :: Typed" in metadata
+    assert "Classifier: Programming Language :: Python :: 3.12" in metadata and "Requires-Python: >=3.10" in metadata
 
 
 def test_mixmesh_demo_dir_copies_the_example_out_of_the_installed_package_and_builds_it(venv: Path, tmp_path: Path) -> None:

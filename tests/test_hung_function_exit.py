@@ -24,6 +24,7 @@ SCRIPT = textwrap.dedent(
         return x * 2
 
     connection = duckdb.connect()
+    connection.execute("SET enable_progress_bar = false")  # a slow machine would print it to stdout
     register(connection, hangs)
     print(connection.sql("SELECT list(hangs(x::DOUBLE) ORDER BY x) FROM range(4) t(x)").fetchone()[0], flush=True)
     """

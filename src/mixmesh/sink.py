@@ -21,6 +21,7 @@ import threading
 import time
 import types
 import typing as t
+import uuid
 
 from mixmesh.core.names import short_name
 
@@ -100,6 +101,16 @@ def record_pace(
             figures.paced(in_flight, tokens, started, last_token)
 
 
+def record_cache(model: t.Optional[str], function: str, hits: int, misses: int) -> None:
+    """A cached function's batch: rows read from the result cache, calls made for the others."""
+    evaluation = _evaluation_of(model)
+    if evaluation is not None:
+        with evaluation.lock:
+            figures = evaluation.functions.setdefault(function, FunctionFigures(mode_of(function)))
+            figures.cache_hits += hits
+            figures.cache_misses += misses
+
+
 def _evaluation_of(model: t.Optional[str]) -> t.Optional["Evaluation"]:
     """The evaluation of ``model``, or the only one under way when the model is not known."""
     if model is not None:
@@ -150,6 +161,8 @@ class FunctionFigures:
         self.tokens = 0  # rate_limit: tokens taken, between the first batch's start and the last token
         self.tokens_from: t.Optional[float] = None
         self.tokens_until: t.Optional[float] = None
+        self.cache_hits = 0  # rows of a cached function read from the result cache
+        self.cache_misses = 0  # calls it made for arguments not in the cache
 
     def paced(self, in_flight: t.Optional[int], tokens: int, started: float, last_token: t.Optional[float]) -> None:
         if in_flight is not None:
@@ -175,6 +188,7 @@ class Evaluation:
 
     def __init__(self, model: str, sample_seconds: float) -> None:
         self.model = model
+        self.run_id = uuid.uuid4().hex  # the figures' run, and the run its quarantined rows are filed under
         self.thread = threading.get_ident()
         self.functions: t.Dict[str, FunctionFigures] = {}
         self.lock = threading.Lock()

@@ -205,3 +205,43 @@ def report(out: Path, model: str | None, days: float | None, project: Path) -> N
     if store.path is None or (not store.path.exists() and not store.pending()):
         click.echo(f"No runs recorded yet in {store.location}: the report says so.", err=True)
     click.echo(f"Wrote {written}: open it in any browser (it loads nothing from the network).")
+
+
+@main.command()
+@click.argument("function", required=False)
+@click.option("--clear", is_flag=True, help="Drop the kept results of FUNCTION (of every function without it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+@click.option(
+    "--project",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    callback=_project_around,
+    help="The SQLMesh project whose warehouse holds the cache (default: the one around the current directory).",
+)
+def cache(function: str | None, clear: bool, as_json: bool, project: Path) -> None:
+    """The result cache of @udf(cache=...) functions: entries and bytes per function, hits and misses; --clear."""
+    from mixmesh.cli.cache import cache_command
+
+    cache_command(project, function, clear, as_json)
+
+
+@main.command()
+@click.option("--model", "model", default=None, help="Only this model (schema.name).")
+@click.option("--function", "function", default=None, help="Only this function.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many rows.")
+@click.option("--include-resolved", is_flag=True, help="Also the entries a later evaluation of their interval resolved.")
+@click.option("--summary", is_flag=True, help="Failed rows by model, function and error type instead of the rows.")
+@click.option(
+    "--project",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The SQLMesh project (default: the one around the current directory).",
+)
+def quarantine(
+    model: str | None, function: str | None, limit: int, include_resolved: bool, summary: bool, project: Path | None
+) -> None:
+    """The rows whose function call failed after its retries and got their on_error value."""
+    from mixmesh.cli.quarantine import quarantine_command
+
+    quarantine_command(project, model=model, function=function, limit=limit, include_resolved=include_resolved,
+                       summary=summary)

@@ -22,6 +22,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from mixmesh.core import accepts as accepts_
+from mixmesh.core import caching
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.names import keep_import_path
@@ -98,6 +99,7 @@ class FunctionSpec:
         """Whether an engine hands this row function whole batches, so that several of its
         rows can be in flight at once (``concurrency`` above 1, or ``async def``)."""
         return not self.vectorized and (self.concurrency > 1 or self.is_async)
+    cache: t.Any = None  # a caching.CachePolicy: results kept in the warehouse; None: not cached
 
     @property
     def is_protected(self) -> bool:
@@ -179,6 +181,7 @@ def build_spec(
     deterministic: bool = True,
     concurrency: int = 1,
     rate_limit: t.Any = None,
+    cache: t.Any = None,
 ) -> FunctionSpec:
     """Read a function's hints and the decorator arguments into a FunctionSpec."""
     if not inspect.isfunction(func):
@@ -238,6 +241,7 @@ def build_spec(
         deterministic=bool(deterministic),
         concurrency=concurrency,
         rate_limit=rate_limit,
+        cache=caching.policy_of(sql_name, cache, deterministic=bool(deterministic)),
     )
     _check_on_error(spec)
     _check_parallel(spec)
@@ -275,6 +279,11 @@ def _check_parallel(spec: "FunctionSpec") -> None:
             f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which "
             "share nothing with the model's process; retry, circuit_breaker, timeout_s, rate_limit and on_error "
             "keep their state and counts there. Use one or the other"
+        )
+    if spec.parallel == "processes" and spec.cache is not None:
+        raise FunctionDefinitionError(
+            f"@udf {spec.name}: parallel='processes' runs the function in worker processes, which cannot "
+            "read or write the warehouse's result cache; use cache= with parallel='threads'"
         )
 
 

@@ -117,7 +117,15 @@ class Retry(Policy):
 
     def protect(self, func: Call, *, function: str, model: t.Optional[str]) -> Call:
         retrying = tenacity.Retrying(**self.tenacity_arguments(function=function, model=model))
-        return lambda *args: retrying(func, *args)
+
+        def call(*args: t.Any) -> t.Any:
+            try:
+                return retrying(func, *args)
+            except Exception as error:  # given up: say after how many calls (quarantined rows record it)
+                _note_attempts(error, retrying.statistics.get("attempt_number", 1))
+                raise
+
+        return call
 
     def tenacity_arguments(self, *, function: str, model: t.Optional[str]) -> t.Dict[str, t.Any]:
         """What tenacity's ``Retrying`` (or ``AsyncRetrying``, for async functions) is built with."""
@@ -424,6 +432,24 @@ class _RowWatch:
         for column in self.inputs:
             column.clear()
         return done
+
+
+_ATTEMPTS = "__mixmesh_attempts__"
+
+
+def _note_attempts(error: BaseException, attempts: int) -> None:
+    try:
+        setattr(error, _ATTEMPTS, attempts)
+    except (AttributeError, TypeError):  # an exception refusing attributes: counted as one call
+        pass
+
+
+def attempts_of(error: BaseException) -> int:
+    """The calls made before ``error`` was given up: as ``Retry`` noted on it, 0 when the
+    circuit was open (the function was not called), 1 otherwise."""
+    if isinstance(error, CircuitOpenError):
+        return 0
+    return int(getattr(error, _ATTEMPTS, 1))
 
 
 def policies_in(policy: t.Optional[Policy]) -> t.Tuple[Policy, ...]:

@@ -37,6 +37,7 @@ __all__ = [
     "bound_sql_functions",
     "calls_in",
     "collect_remote_batches",
+    "collect_remote_quarantined",
     "create_sql_functions",
     "engine",
     "explain_error",
@@ -113,6 +114,16 @@ def collect_remote_batches() -> t.List[t.Any]:
     ``spark.figures.Batch``; empty where no such engine was used."""
     figures = sys.modules.get("mixmesh.engines.spark.figures")
     return figures.collect_batches() if figures is not None else []
+
+
+def collect_remote_quarantined() -> None:
+    """File the rows functions quarantined in other processes (Spark's executors) since the
+    last call under their models' collectors (``mixmesh.runtime.quarantine``)."""
+    figures = sys.modules.get("mixmesh.engines.spark.figures")
+    if figures is not None:
+        from mixmesh.runtime import quarantine
+
+        quarantine.receive(figures.collect_quarantined())
 
 
 def create_sql_functions(adapter: t.Any, sql: str) -> None:

@@ -124,7 +124,7 @@ def _save(
     from mixmesh.core.resilience import events
 
     name, project = _command or _running_command() or ("evaluate", Path.cwd())
-    run_id = new_id()
+    run_id = evaluation.run_id or new_id()
     after = _resilience_counts(events(), evaluation.model)
     changes = {key: after[key] - before.get(key, 0) for key in after}
     findings = _findings(changes)
@@ -243,6 +243,8 @@ def _function_run(
         path="; ".join(figures.paths) or None,
         max_in_flight=figures.max_in_flight,
         calls_per_s=figures.calls_per_s,
+        cache_hits=figures.cache_hits if figures.cache_hits or figures.cache_misses else None,
+        cache_misses=figures.cache_misses if figures.cache_hits or figures.cache_misses else None,
     )
 
 

@@ -72,6 +72,10 @@ class FunctionRun:
     # the attempts per second it let through. None for functions without them.
     max_in_flight: t.Optional[int] = None
     calls_per_s: t.Optional[float] = None
+    # A cached function (@udf(cache=...)): rows read from the result cache, and calls made for
+    # the arguments it did not hold; None for other functions (and runs recorded before).
+    cache_hits: t.Optional[int] = None
+    cache_misses: t.Optional[int] = None
 
 
 MODEL_RUN_COLUMNS = tuple(field.name for field in dataclasses.fields(ModelRun))

@@ -296,7 +296,7 @@ def _functions_table(functions: "pd.DataFrame") -> str:
         "p50, p95 and list length from the latest run."
     )
     headers = ("Function", "Mode", "Runs", "Calls", "Rows", "Time", "p50 batch", "p95 batch", "Errors",
-               "Mean list length")
+               "Mean list length", "Cache hits / misses")
     rows = []
     for name, group in sorted(functions.groupby("function"), key=lambda item: str(item[0])):
         last = group.iloc[-1]
@@ -304,7 +304,7 @@ def _functions_table(functions: "pd.DataFrame") -> str:
             _count(len(group)), _count(sum(_values(group["calls"]))), _count(sum(_values(group["rows"]))),
             _e(_seconds(sum(_values(group["total_s"])))), _fmt(last["p50_batch_s"], _seconds),
             _fmt(last["p95_batch_s"], _seconds), _count(sum(_values(group["errors"]))),
-            _fmt(last.get("mean_list_length"), lambda v: f"{v:,.1f}"),
+            _fmt(last.get("mean_list_length"), lambda v: f"{v:,.1f}"), _cache_figure(group),
         )
         rows.append(
             f"<tr><th scope=row>{_e(str(name))}</th><td>{_e(str(last['mode']))}</td>"
@@ -312,6 +312,13 @@ def _functions_table(functions: "pd.DataFrame") -> str:
             + "</tr>"
         )
     return _table(headers, rows, caption, "functions")
+
+
+def _cache_figure(group: "pd.DataFrame") -> str:
+    """A cached function's rows read from the result cache and calls made, over the runs."""
+    if "cache_hits" not in group or not group["cache_hits"].notna().any():
+        return ""
+    return f"{_count(sum(_values(group['cache_hits'])))} / {_count(sum(_values(group['cache_misses'])))}"
 
 
 def _table(headers: t.Sequence[str], rows: t.Sequence[str], caption: str = "", css_class: str = "") -> str:

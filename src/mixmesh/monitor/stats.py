@@ -109,6 +109,8 @@ class FunctionStats:
     path: t.Optional[str] = None  # how its latest run that says ran it: fast path, or plain binding and why
     max_in_flight: t.Optional[int] = None  # concurrency: the most calls in flight at once, over its runs
     calls_per_s: t.Optional[float] = None  # rate_limit: the attempts per second its latest run let through
+    cache_hits: t.Optional[int] = None  # a cached function's rows read from the result cache (None: not cached)
+    cache_misses: t.Optional[int] = None  # and the calls it made for the others
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -241,6 +243,8 @@ def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: 
         path=_latest_path(runs["path"] if "path" in runs else ()),
         max_in_flight=_largest(runs["max_in_flight"] if "max_in_flight" in runs else ()),
         calls_per_s=_latest_number(runs["calls_per_s"] if "calls_per_s" in runs else ()),
+        cache_hits=_cache_sum(runs, "cache_hits"),
+        cache_misses=_cache_sum(runs, "cache_misses"),
     )
 
 
@@ -256,6 +260,13 @@ def _latest_number(values: t.Iterable[t.Any]) -> t.Optional[float]:
     import pandas as pd
 
     return next((float(value) for value in reversed(list(values)) if not pd.isna(value)), None)
+
+
+def _cache_sum(runs: "pd.DataFrame", column: str) -> t.Optional[int]:
+    """A cache figure's total over the runs that recorded it; None where none did."""
+    if column not in runs or not runs[column].notna().any():
+        return None
+    return int(runs[column].fillna(0).sum())
 
 
 def _latest_path(paths: t.Iterable[t.Any]) -> t.Optional[str]:

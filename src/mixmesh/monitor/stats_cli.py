@@ -69,12 +69,13 @@ def print_summary(
         console.print(_table(
             "Functions",
             ["model", "function", "mode", "calls", "rows", "total s", "p50 batch ms", "p95 batch ms", "errors",
-             "mean list length", "findings", "path", "max in flight", "calls/s"],
+             "mean list length", "findings", "path", "max in flight", "calls/s", "cache hits / misses"],
             [
                 (f.model, f.function, f.mode, f.calls, f.rows, _seconds(f.total_s), _milliseconds(f.p50_batch_s),
                  _milliseconds(f.p95_batch_s), f.errors, _number(f.mean_list_length, 1),
                  ", ".join(f"{name} {n:,}" for name, n in f.findings.items()), f.path or "",
-                 f.max_in_flight if f.max_in_flight is not None else "", _number(f.calls_per_s, 1))
+                 f.max_in_flight if f.max_in_flight is not None else "", _number(f.calls_per_s, 1),
+                 "" if f.cache_hits is None else f"{f.cache_hits:,} / {f.cache_misses or 0:,}")
                 for f in summary.functions
             ],
         ))

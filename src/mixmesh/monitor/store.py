@@ -87,13 +87,13 @@ FUNCTION_RUN_TYPES: t.Dict[str, str] = {
     "run_id": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL", "function": "VARCHAR NOT NULL",
     "mode": "VARCHAR NOT NULL", "calls": "BIGINT", "rows": "BIGINT", "total_s": "DOUBLE",
     "p50_batch_s": "DOUBLE", "p95_batch_s": "DOUBLE", "errors": "BIGINT", "mean_list_length": "DOUBLE", "findings": "VARCHAR",
-    "path": "VARCHAR", "max_in_flight": "BIGINT", "calls_per_s": "DOUBLE",
+    "path": "VARCHAR", "max_in_flight": "BIGINT", "calls_per_s": "DOUBLE", "cache_hits": "BIGINT", "cache_misses": "BIGINT",
 }
 _TABLES = {"model_runs": MODEL_RUN_TYPES, "function_runs": FUNCTION_RUN_TYPES}
 # Columns added after schema version 1 was written, all nullable: a store or batch without them
 # stays readable (read as NULL), and a write adds them to the file. Older mixmesh versions read
 # only the columns they know, so adding one needs no new schema version.
-ADDED_COLUMNS: t.Dict[str, t.Tuple[str, ...]] = {"model_runs": ("wait_s",), "function_runs": ("findings", "path", "max_in_flight", "calls_per_s")}
+ADDED_COLUMNS: t.Dict[str, t.Tuple[str, ...]] = {"model_runs": ("wait_s",), "function_runs": ("findings", "path", "max_in_flight", "calls_per_s", "cache_hits", "cache_misses")}
 
 
 class MetricsStoreError(MixmeshError, RuntimeError):

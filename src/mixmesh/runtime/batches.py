@@ -19,6 +19,7 @@ from mixmesh import sink
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
+from mixmesh.runtime.quarantine import quarantine
 from mixmesh.runtime.values import (
     STOPS,
     ReturnedValues,
@@ -100,6 +101,8 @@ class BatchFunction:
         try:
             result = call(*[self._batch_input(array, i) for i, array in enumerate(arrays)])
         except CircuitOpenError as error:
+            if self.spec.on_error != "raise":
+                self._quarantine(arrays, error)
             return self._fallback_batch(arrays, error, rows)
         except STOPS as error:
             raise self._failure(error, arrays) from error
@@ -108,12 +111,19 @@ class BatchFunction:
                 raise self._failure(error, arrays) from error
             if rows == 1:
                 record(self.model, self.spec.name, "fallbacks", f"{type(error).__name__}: {error}; isolated row")
+                self._quarantine(arrays, error)
                 return self._fallback_batch(arrays, error, 1)
             half = rows // 2
             parts = [self._run([a.slice(start, length) for a in arrays], isolating=True)
                      for start, length in ((0, half), (half, rows - half))]
             return pa.concat_arrays(parts)
         return self._batch_result(result, arrays)
+
+    def _quarantine(self, arrays: t.List[pa.Array], error: Exception) -> None:
+        """Keep the rows given the on_error value (``mixmesh.runtime.quarantine``)."""
+        names = [arg.name for arg in self.spec.args]
+        for row in zip(*(array.to_pylist() for array in arrays)):
+            quarantine(self.model, self.spec.name, names, row, error)
 
     def _fallback_batch(self, arrays: t.List[pa.Array], error: Exception, rows: int) -> pa.Array:
         on_error = self.spec.on_error

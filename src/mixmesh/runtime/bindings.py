@@ -137,6 +137,10 @@ def batch_function(binding: Binding) -> t.Callable[..., t.Any]:
     from mixmesh.runtime.batches import BatchFunction
     from mixmesh.runtime.rows import RowBatchFunction
 
+    if binding.spec.cache is not None:
+        from mixmesh.runtime.cache import CachedRows
+
+        return CachedRows(binding.spec, binding.model, source=binding.source)
     if binding.spec.vectorized:
         return BatchFunction(binding.spec, binding.model)
     return RowBatchFunction(binding.spec, binding.model, source=binding.source)

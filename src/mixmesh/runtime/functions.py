@@ -100,6 +100,7 @@ def udf(
     deterministic: bool = True,
     concurrency: int = 1,
     rate_limit: t.Optional[str] = None,
+    cache: t.Any = None,
 ) -> t.Callable[[F], F]: ...
 
 
@@ -119,6 +120,7 @@ def udf(
     deterministic: bool = True,
     concurrency: int = 1,
     rate_limit: t.Optional[str] = None,
+    cache: t.Any = None,
 ) -> t.Any:
     """Make a Python function callable from SQL models as ``@name(...)``.
 
@@ -155,6 +157,12 @@ def udf(
             keep their rows' order; retries, timeouts, the breaker and on_error act per row.
         rate_limit: at most this many calls, ``"N/s"``, ``"N/min"`` or ``"N/h"``, per process,
             shared by all its threads; each attempt (a retry's too) waits for its turn.
+        cache: keep the results in the project's warehouse (schema ``mixmesh_cache``), keyed
+            by the function's code and the argument values, so that any later run, process or
+            environment calling it with the same arguments reads the result instead of calling:
+            True (kept until the code changes or ``mixmesh cache --clear``), or a time to live
+            ("7d", "12h", "30min", "45s", a ``datetime.timedelta``). For deterministic=True
+            functions only; rows given an on_error value are not kept.
     """
 
     def decorate(function: t.Callable[..., t.Any]) -> Udf:
@@ -174,6 +182,7 @@ def udf(
             deterministic=deterministic,
             concurrency=concurrency,
             rate_limit=limit,
+            cache=cache,
         )
         # Marks the plain function, which is what SQLMesh serializes (see mixmesh.sqlmesh.source).
         function.__mixmesh_spec__ = spec  # type: ignore[attr-defined]

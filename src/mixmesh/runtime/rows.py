@@ -24,6 +24,7 @@ from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
 from mixmesh.core.rate_limit import limiter_of
 from mixmesh.runtime import concurrency, inlining
+from mixmesh.runtime.quarantine import quarantine
 from mixmesh.runtime.values import (
     CAUGHT,
     STOPS,
@@ -317,6 +318,7 @@ def _protected_call(
     from mixmesh.core.resilience import record
 
     func = spec.func
+    names = [arg.name for arg in spec.args]
 
     def converted(*row: t.Any) -> t.Any:
         return func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
@@ -335,6 +337,7 @@ def _protected_call(
             if spec.on_error == "raise":
                 raise failure(error, row) from error
             record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
+            quarantine(model, spec.name, names, row, error)
             result = fallback(*row)
         return result if check is None else check.convert(result, row)
 
@@ -355,6 +358,7 @@ def _timed_out(
         if spec.on_error == "raise":
             raise FunctionRuntimeError(f"{error}; the row's arguments were {describe_row(spec, row)}")
         record(model, spec.name, "fallbacks", f"{error}; on_error gives the row's value")
+        quarantine(model, spec.name, [arg.name for arg in spec.args], row, error)
         return fallback(*row)
 
     return timed_out

@@ -23,7 +23,7 @@ import warnings
 from mixmesh.monitor import capture
 from mixmesh.runtime.functions import Udf
 from mixmesh.engines.spark import dialect as spark_dialect
-from mixmesh.sqlmesh import calls, execution, loading, monitoring, source
+from mixmesh.sqlmesh import calls, execution, loading, monitoring, quarantine, source
 
 Wrapper = t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]
 
@@ -87,6 +87,8 @@ PATCHES: t.Tuple[Patch, ...] = (
     Patch(f"{_LOADER}._load_models", loading.loader_hook, (
         "the project's functions and SQL functions are registered before models load; calls checked after"),
         ("self", "macros")),
+    Patch(f"{_LOADER}._load_audits", quarantine.audits_hook, (
+        "every project has the quarantined_rows audit"), ("self",)),
     Patch(f"{_LOADER}._load_environment_statements", loading.loader_hook, (
         "the project's functions are registered before environment statements load"), ("self", "macros")),
     Patch(f"{_LOADER}._Cache._model_cache_entry_id", loading.model_cache_key_hook, (
@@ -106,6 +108,11 @@ PATCHES: t.Tuple[Patch, ...] = (
     Patch(_EXECUTE, monitoring.rows_written_hook, (
         "monitoring counts the rows a model's writes insert (DuckDB leaves rowcount at -1)"),
         ("self", "sql", "track_rows_processed")),
+    Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator._render_and_insert_snapshot", quarantine.insert_hook, (
+        "the rows quarantined while a model's interval is written go to the warehouse once it is written"),
+        ("self", "start", "end", "execution_time", "snapshot")),
+    Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.audit", quarantine.audit_hook, (
+        "a failed quarantined_rows audit names the functions and their counts"), ("self", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate", monitoring.evaluate_hook, (
         "monitoring records each model interval evaluated"), ("self", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate_and_fetch", monitoring.evaluate_and_fetch_hook, (

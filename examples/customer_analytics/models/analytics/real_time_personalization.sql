@@ -36,6 +36,8 @@ MODEL (
     cron '@hourly',
     grain (user_id, session_id),
     dialect bigquery,
+    -- No session may lose its recommendations silently: an hour with a quarantined row fails.
+    audits (quarantined_rows(max_rows := 0)),
     -- What the seed's decision framework weighs (`mixmesh advise`): ML scoring, business rules.
     session_properties (mixmesh_requirements = (machine_learning = true, complex_business_rules = true)),
     description 'Real-time personalization features combining SQL-based event processing with Python ML models for dynamic content recommendations.'

@@ -45,7 +45,10 @@ def python_engagement_score(total_events, pages_visited, products_viewed, cart_a
     return pa.array(np.round(scores, 6), type=pa.float64())
 
 
-@udf(null_handling="call")  # an anonymous session (NULL user_id) gets content too
+# An anonymous session (NULL user_id) gets content too. A session whose call fails gets NULL
+# content rather than failing the hourly model; the failed row is quarantined with its arguments
+# (mixmesh quarantine) and the model's quarantined_rows audit fails the hour if any was.
+@udf(null_handling="call", on_error="null")
 def python_content_recommendations(user_id: str | None, session_type: str, ml_engagement_score: float, products_viewed: int) -> list[str]:
     """Content to show next, by what the session did and how engaged it was."""
     content = {

@@ -107,7 +107,10 @@ def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Calla
     import duckdb
     import pyarrow as pa
 
+    from mixmesh.runtime.cache import use_warehouse
+
     session = _session(adapter)
+    use_warehouse(adapter.connection)  # where cached functions keep their results
     reader_cursor = adapter.connection.cursor()
     try:
         unseen = _unseen_writes(session, split.inner, reader_cursor)

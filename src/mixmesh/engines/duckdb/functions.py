@@ -84,7 +84,7 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
         bound = _bindings.setdefault(connection, {})
         if sql_name in bound and (not replace or bound[sql_name][0] is binding.spec):
             return
-        function = _callable(binding)
+        function = _callable(binding, connection)
         try:
             _create(connection, sql_name, binding.spec, function)
         except duckdb.NotImplementedException:
@@ -94,11 +94,15 @@ def bind_connection(binding: "Binding", sql_name: str, connection: t.Any, *, rep
         bound[sql_name] = (binding.spec, function)
 
 
-def _callable(binding: "Binding") -> t.Callable[..., t.Any]:
+def _callable(binding: "Binding", connection: t.Any) -> t.Callable[..., t.Any]:
     from mixmesh.runtime.batches import BatchFunction
     from mixmesh.runtime.rows import RowBatchFunction, row_function
 
     spec = binding.spec
+    if spec.cache is not None:  # its results kept in this connection's database
+        from mixmesh.runtime.cache import CachedRows, use_warehouse
+
+        return CachedRows(spec, binding.model, source=binding.source, warehouse=use_warehouse(connection))
     if spec.vectorized:
         return BatchFunction(spec, binding.model)
     if _by_batch(spec):
@@ -124,12 +128,17 @@ def _null_handling(spec: "FunctionSpec") -> str:
 
 def _by_batch(spec: "FunctionSpec") -> bool:
     """A row function with a timeout is bound as an Arrow function running its rows per
-    batch: each row under its deadline in one worker thread, not a thread switch per row."""
+    batch: each row under its deadline in one worker thread, not a thread switch per row.
+    So is a cached one: one cache lookup per batch, not per row."""
     from mixmesh.core.resilience import timeout_of
 
     # Rows in flight together (concurrency, async def) need the vector's rows at once too; a
     # rate-limited function's batches report the rate achieved (it waits anyway).
-    by_batch = timeout_of(spec.policies) is not None or spec.runs_rows_together or spec.rate_limit is not None
+    # A cached function looks a whole vector's keys up at once.
+    by_batch = (
+        timeout_of(spec.policies) is not None or spec.runs_rows_together or spec.rate_limit is not None
+        or spec.cache is not None
+    )
     return not spec.vectorized and by_batch
 
 

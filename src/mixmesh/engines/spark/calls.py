@@ -20,7 +20,7 @@ import uuid
 
 import pyarrow as pa
 
-from mixmesh.runtime import resources
+from mixmesh.runtime import quarantine, resources
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionCallError, where
 
@@ -51,6 +51,8 @@ class SparkCall:
         _work_in(self.working_directory)
         if self.project_root is not None and resources.project_root() != self.project_root:
             resources.set_project_root(self.project_root)
+        if self.figures is not None:
+            quarantine.keep_for_shipping()
         arrays = [self._checked(position, column) for position, column in enumerate(columns)]
         started = time.perf_counter()
         failed = True
@@ -71,9 +73,9 @@ class SparkCall:
         rows = len(arrays[0]) if arrays else 0
         events = events_since_last_report(self.model, self.spec.name)
         in_flight = getattr(self._function(), "in_flight_of_last_batch", lambda: None)()
-        self.figures.add(
-            [(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays), events, in_flight)]
-        )
+        quarantined = quarantine.ship()  # written on the driver, after the model's statement
+        self.figures.add([(self.model, self.spec.name, mode, rows, seconds, failed, mean_list_length(arrays), events,
+                           in_flight, quarantined)])
 
     def _function(self) -> t.Callable[..., pa.Array]:
         function = _built.get(self.key)

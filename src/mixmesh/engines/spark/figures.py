@@ -30,6 +30,7 @@ class Batch(t.NamedTuple):
     list_length: t.Optional[float]
     events: t.Tuple[t.Tuple[str, int], ...] = ()  # resilience events counted meanwhile: retries...
     in_flight: t.Optional[int] = None  # concurrency: the most calls in flight in its worker process
+    quarantined: t.Tuple[t.Tuple[t.Any, ...], ...] = ()  # rows quarantined meanwhile (runtime.quarantine)
 
 
 def _batches_param() -> t.Any:
@@ -48,9 +49,12 @@ def _batches_param() -> t.Any:
     return Batches()
 
 
-# SparkContext -> its accumulator, and how many of its entries were collected already.
+# SparkContext -> its accumulator, and how many of its entries were collected already (by
+# monitoring, and apart from it by the quarantine, which must write its rows even when
+# monitoring is off).
 _accumulators: "weakref.WeakKeyDictionary[t.Any, Accumulator]" = weakref.WeakKeyDictionary()
 _collected: t.Dict[int, int] = {}
+_quarantine_collected: t.Dict[int, int] = {}
 _lock = threading.Lock()
 
 
@@ -87,4 +91,16 @@ def collect_batches() -> t.List[Batch]:
             start = _collected.get(id(found), 0)
             new.extend(Batch(*entry) for entry in entries[start:])
             _collected[id(found)] = len(entries)
+    return new
+
+
+def collect_quarantined() -> t.List[t.Tuple[t.Any, ...]]:
+    """The rows quarantined on executors since the last call (on the driver)."""
+    new: t.List[t.Tuple[t.Any, ...]] = []
+    with _lock:
+        for found in list(_accumulators.values()):
+            entries = found.value
+            start = _quarantine_collected.get(id(found), 0)
+            new.extend(row for entry in entries[start:] for row in Batch(*entry).quarantined)
+            _quarantine_collected[id(found)] = len(entries)
     return new

@@ -76,6 +76,10 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
         registered = _registered.setdefault(spark, {})
         if sql_name in registered and (not replace or registered[sql_name] is binding.spec):
             return
+        if binding.spec.cache is not None:
+            from mixmesh.runtime.cache import say_uncached
+
+            say_uncached(binding.spec, "Spark's executors do not reach the warehouse the result cache is kept in")
         spark_shipping.ship_project_modules()
         spark.udf.register(sql_name, arrow_udf(binding, sql_name, spark_figures.accumulator(spark)))
         registered[sql_name] = binding.spec

@@ -1,0 +1,187 @@
+"""Quarantined rows: every row whose call failed after its retries and got its ``on_error``
+value (NULL, a constant, a fallback) is kept, so nothing is lost silently.
+
+The functions' wrappers (``rows``, ``batches``) call ``quarantine`` where they apply
+``on_error``. While SQLMesh evaluates a model, a ``Collector`` opened around its statement
+(``collecting``) holds that model's rows; ``mixmesh.sqlmesh.quarantine`` writes them to the
+warehouse once the model's data is written. On a Spark executor no collector is open: the
+rows wait here (``keep_for_shipping``) until the batch's report carries them to the driver
+(``ship``), which files them under their models (``receive``). (Worker processes,
+``parallel="processes"``, need nothing of this: they refuse ``on_error``.)
+
+A run where every row fails must not flood the warehouse: each collector keeps the first
+``max_rows()`` rows in full (``MIXMESH_QUARANTINE_MAX_ROWS``, 10,000 by default) and counts
+the rest per function; the count becomes one summary row.
+
+Arguments are recorded by name as JSON text, by pydantic-core's encoder: dates and times in
+ISO 8601, decimals as text (no precision lost), bytes in base64, NaN and infinities as text,
+map keys as text, anything else as its ``repr``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import threading
+import typing as t
+
+from mixmesh.core.names import short_name
+from mixmesh.core.resilience import attempts_of
+
+MAX_ROWS_VARIABLE = "MIXMESH_QUARANTINE_MAX_ROWS"
+DEFAULT_MAX_ROWS = 10_000
+OVER_THE_CAP = "mixmesh.QuarantineCapReached"  # the error_type of a summary row
+_MESSAGE_CHARS = 2000
+
+
+class QuarantinedRow(t.NamedTuple):
+    """One failed row (``rows == 1``), or a summary of ``rows`` failed rows over the cap."""
+
+    model: t.Optional[str]
+    function: str
+    arguments: t.Optional[str]  # JSON text, by argument name; None in a summary row
+    error_type: str
+    error_message: str
+    attempts: t.Optional[int]  # calls made, the first included; 0 when the circuit was open
+    rows: int = 1
+
+
+def max_rows() -> int:
+    """How many rows one model evaluation records in full."""
+    try:
+        return max(int(os.environ.get(MAX_ROWS_VARIABLE, DEFAULT_MAX_ROWS)), 0)
+    except ValueError:
+        return DEFAULT_MAX_ROWS
+
+
+class Collector:
+    """The quarantined rows of one model evaluation (or of one executor's batches)."""
+
+    def __init__(self, model: t.Optional[str], cap: t.Optional[int] = None) -> None:
+        self.model = model
+        self.cap = max_rows() if cap is None else cap
+        self.kept: t.List[QuarantinedRow] = []
+        self.over_cap: t.Counter[str] = collections.Counter()  # by function
+        self.lock = threading.Lock()
+
+    def add(self, row: QuarantinedRow) -> None:
+        with self.lock:
+            if row.rows == 1 and len(self.kept) < self.cap:
+                self.kept.append(row)
+            else:
+                self.over_cap[row.function] += row.rows
+
+    def rows(self) -> t.List[QuarantinedRow]:
+        """The rows kept in full, then one summary row per function that went over the cap."""
+        with self.lock:
+            summaries = [
+                QuarantinedRow(self.model, function, None, OVER_THE_CAP,
+                               f"{count} more failed rows of function {function!r} were counted, not recorded "
+                               f"one by one: a model evaluation records the first {self.cap} in full "
+                               f"({MAX_ROWS_VARIABLE})", None, count)
+                for function, count in sorted(self.over_cap.items())
+            ]
+            return [*self.kept, *summaries]
+
+    def take(self) -> t.List[QuarantinedRow]:
+        """``rows()``, emptying the collector."""
+        found = self.rows()
+        with self.lock:
+            self.kept, self.over_cap = [], collections.Counter()
+        return found
+
+    def __len__(self) -> int:
+        return len(self.kept) + sum(self.over_cap.values())
+
+
+_active: t.Dict[str, Collector] = {}
+_active_lock = threading.Lock()
+_shipping: t.Optional[Collector] = None  # on a Spark executor: rows waiting for the batch's report
+
+
+_model_locks: t.Dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+
+
+@contextlib.contextmanager
+def collecting(model: str) -> t.Iterator[Collector]:
+    """Collect the rows quarantined while ``model`` is evaluated.
+
+    A failed row knows its model, not which of the model's intervals it belongs to (a Spark
+    executor's report names the model only; DuckDB calls functions on threads of its own),
+    so the intervals of one model are evaluated one at a time in a process: another of its
+    intervals waits here (other models run on meanwhile)."""
+    name = short_name(model)
+    with _active_lock:
+        lock = _model_locks[name]
+    with lock:
+        collector = Collector(name)
+        with _active_lock:
+            _active[name] = collector
+        try:
+            yield collector
+        finally:
+            with _active_lock:
+                del _active[name]
+
+
+def _collector_of(model: t.Optional[str]) -> t.Optional[Collector]:
+    """The open collector of ``model``, or the only one open when the model is not known;
+    in a process that ships its rows (a Spark executor), the rows waiting to go."""
+    if _shipping is not None:
+        return _shipping
+    with _active_lock:
+        if model is not None:
+            found = _active.get(short_name(model))
+            if found is not None:
+                return found
+        return next(iter(_active.values())) if len(_active) == 1 else None
+
+
+def quarantine(
+    model: t.Optional[str], function: str, names: t.Sequence[str], row: t.Sequence[t.Any], error: BaseException
+) -> None:
+    """Keep one row whose call failed and got its on_error value (called by the wrappers)."""
+    collector = _collector_of(model)
+    if collector is None:  # no model evaluation (a plain call, a unit test, a preview): nothing is written
+        return
+    collector.add(QuarantinedRow(
+        model=short_name(model) if model else collector.model,
+        function=function,
+        arguments=encode_arguments(names, row),
+        error_type=type(error).__name__,
+        error_message=str(error)[:_MESSAGE_CHARS],
+        attempts=attempts_of(error),
+    ))
+
+
+def encode_arguments(names: t.Sequence[str], row: t.Sequence[t.Any]) -> str:
+    """A row's arguments as JSON text, by name; any value encodes (see the module's docstring)."""
+    import pydantic_core
+
+    values = dict(zip(names, row))
+    return pydantic_core.to_json(values, inf_nan_mode="strings", bytes_mode="base64", fallback=repr).decode()
+
+
+# --------------------------------------------------------------- rows made in other processes
+
+
+def keep_for_shipping() -> None:
+    """In a process where no model is evaluated (a Spark executor): keep the rows for ``ship``."""
+    global _shipping
+    if _shipping is None:
+        _shipping = Collector(None)
+
+
+def ship() -> t.Tuple[t.Tuple[t.Any, ...], ...]:
+    """The rows kept for shipping since the last call, as plain tuples (``QuarantinedRow``)."""
+    return () if _shipping is None or not len(_shipping) else tuple(tuple(row) for row in _shipping.take())
+
+
+def receive(rows: t.Iterable[t.Sequence[t.Any]]) -> None:
+    """On the driver: file rows shipped from executors under their models' collectors."""
+    for fields in rows:
+        row = QuarantinedRow(*fields)
+        collector = _collector_of(row.model)
+        if collector is not None:
+            collector.add(row)
