@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -199,6 +200,7 @@ class ExchangeRateService:
         command = [
             sys.executable, str(Path(__file__).resolve()), "--port", "0", "--latency-ms", str(self.latency_ms),
             "--transient-rate", str(self.failures.transient_rate), "--permanent-rate", str(self.failures.permanent_rate),
+            "--exit-with-parent",
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         announced = self._process.stdout.readline() if self._process.stdout else ""
@@ -214,7 +216,7 @@ class ExchangeRateService:
         self._process.wait(timeout=10)
 
 
-async def serve(server: RateServer, port: int) -> None:
+async def serve(server: RateServer, port: int, with_parent: bool = False) -> None:
     """Serve until cancelled; say where on stdout first (port 0: a free one)."""
     runner = web.AppRunner(server.application(), access_log=None)
     await runner.setup()
@@ -224,9 +226,17 @@ async def serve(server: RateServer, port: int) -> None:
     await web.SockSite(runner, listening, backlog=1024).start()
     print(f"serving on http://127.0.0.1:{listening.getsockname()[1]}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await _until_orphaned() if with_parent else asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+async def _until_orphaned() -> None:
+    """Return once the process that started the service is gone (killed before it could stop
+    the service): a test or benchmark interrupted leaves no server behind."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
 
 
 def main() -> None:
@@ -235,10 +245,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--transient-rate", type=float, default=0.02, help="share of keys whose first request answers 503")
     parser.add_argument("--permanent-rate", type=float, default=0.01, help="share of keys that always answer 404")
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it ends")
     args = parser.parse_args()
     server = RateServer(args.latency_ms, Failures(args.transient_rate, args.permanent_rate))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(server, args.port))
+        asyncio.run(serve(server, args.port, args.exit_with_parent))
 
 
 if __name__ == "__main__":
