@@ -24,8 +24,8 @@ test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	for project in examples/use_cases/*/; do (cd $$project && $(CURDIR)/$(BIN)/pytest -p no:cacheprovider) || exit 1; done
 
 # Every benchmark at its full size (about 30 minutes on 2 idle cores; the seed's risk score
-# and external_calls' one-call-at-a-time variants take minutes each), then the one report of the ratios (benchmarks/results/report.md) and
-# how it compares with the committed one.
+# and external_calls' one-call-at-a-time variants take minutes each), then the one report of
+# the ratios (benchmarks/results/report.md) and how it compares with the committed one.
 benchmark: $(INSTALLED) $(JAVA)
 	$(BIN)/python benchmarks/udf_throughput.py
 	$(BIN)/python benchmarks/monitor_overhead.py
