@@ -23,9 +23,9 @@ test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
 	for project in examples/use_cases/*/; do (cd $$project && $(CURDIR)/$(BIN)/pytest -p no:cacheprovider) || exit 1; done
 
-# Every benchmark at its full size (about 20 minutes on 2 idle cores; the seed's risk score
-# alone takes minutes), then the one report of the ratios (benchmarks/results/report.md) and
-# how it compares with the committed one.
+# Every benchmark at its full size (about 30 minutes on 2 idle cores; the seed's risk score
+# and external_calls' one-call-at-a-time variants take minutes each), then the one report of
+# the ratios (benchmarks/results/report.md) and how it compares with the committed one.
 benchmark: $(INSTALLED) $(JAVA)
 	$(BIN)/python benchmarks/udf_throughput.py
 	$(BIN)/python benchmarks/monitor_overhead.py
@@ -35,6 +35,7 @@ benchmark: $(INSTALLED) $(JAVA)
 	$(BIN)/python benchmarks/ltv_features.py
 	$(BIN)/python benchmarks/spark_udf.py
 	$(BIN)/python benchmarks/nested_conversion.py
+	$(BIN)/python benchmarks/external_calls.py
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/compare.py
 

@@ -141,6 +141,12 @@ def fixture_results() -> t.Dict[str, t.Dict[str, t.Any]]:
         "python_model_io": {**stamp, "variants": [
             {"variant": "plain SQLMesh", "peak_rss_mb": 1000.0}, {"variant": "mixmesh streaming", "peak_rss_mb": 400.0},
         ]},
+        "external_calls": {**stamp, "variants": [
+            {"variant": "mixmesh concurrency=1", "seconds_median": 200.0},
+            {"variant": "mixmesh concurrency=64", "seconds_median": 5.0},
+            {"variant": "mixmesh cache, first run", "seconds_median": 5.0},
+            {"variant": "mixmesh cache, second run", "seconds_median": 0.025},
+        ]},
         "monitor_overhead": {"measured_at": "2026-01-02", "machine": MACHINE, "results": [
             {"model": "analytics.vectorized", "monitoring off s": 1.0, "monitoring on s": 1.01},
             {"model": "analytics.row", "monitoring off s": 1.0, "monitoring on s": 1.05},
@@ -169,6 +175,8 @@ def test_report_reads_every_ratio_from_a_full_set_of_results(tmp_path: Path) -> 
         "nested_row_vs_native_udf": (2.0, True),
         "streaming_rss": (0.4, True),
         "monitoring_overhead": (1.05, False),
+        "calls_in_flight": (40.0, True),
+        "cached_second_run": (200.0, True),
     }
     assert rows["fast_path_never_slower"]["benchmark"] == "risk_scoring"
     assert rows["monitoring_overhead"]["variants"].startswith("analytics.row")
@@ -254,4 +262,29 @@ def test_nested_conversion_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert all(v["seconds_median"] > 0 and v["structs_per_second"] > 0 for v in report["variants"])
     assert {(bar["variant"], bar["compared_with"]) for bar in report["bars"]} == {
         ("to_python", "to_pylist"), ("mixmesh row", "duckdb native UDF"), ("mixmesh row, plain", "duckdb native UDF")
+    }
+
+
+def test_external_calls_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "external_calls.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "external_calls.py"), "--rows", "300", "--latency-ms", "2",
+        "--limited-rows", "60", "--rate-limit", "100/s", "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed and "most calls in flight" in printed
+    report = json.loads(out.read_text())
+    by_name = {v["variant"]: v for v in report["variants"]}
+    assert list(by_name) == [
+        "duckdb python UDF", "mixmesh concurrency=1", "mixmesh concurrency=64", "mixmesh cache, first run",
+        "mixmesh cache, second run", "mixmesh rate limit 100/s",
+    ]
+    assert report["rows"] == 300 and report["limited_rows"] == 60 and report["latency_ms"] == 2.0
+    assert all(v["seconds_median"] > 0 and v["rows_per_second"] > 0 for v in report["variants"])
+    # What the service counted: every key asked once, but none by the cache's second run.
+    assert [v["requests"] for v in report["variants"]] == [300, 300, 300, 300, 0, 60]
+    assert all(1 <= v["max_in_flight"] <= v["in_flight_limit"] for v in report["variants"] if v["requests"])
+    assert by_name["mixmesh concurrency=1"]["max_in_flight"] == 1
+    assert {bar["variant"] for bar in report["bars"]} >= {
+        "mixmesh concurrency=64", "mixmesh cache, second run", "mixmesh rate limit 100/s", "every variant"
     }
