@@ -21,6 +21,7 @@ is called for every row, and says so once.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -37,6 +38,7 @@ from mixmesh.core import sql_types as types
 from mixmesh.core.conversion import to_python
 from mixmesh.core.functions import FunctionSpec
 from mixmesh.runtime.batches import BatchFunction
+from mixmesh.runtime import quarantine
 from mixmesh.runtime.rows import RowBatchFunction
 from mixmesh.runtime.values import _as_array, _broadcast, _fallback
 
@@ -297,9 +299,26 @@ class CachedRows:
         if not called:
             return _merged(source, cached, None)
         computed = _cast(self._rows(*[array.take(pa.array(called, pa.int64())) for array in arrays]), self.return_type)
+        self._quarantine_repeats(source, called, encoded, values)
         new = [(index, keys[position], encoded[called[index]]) for position, index in called_at.items()]
         self._keep(warehouse, new, computed)
         return _merged(source, cached, computed)
+
+    def _quarantine_repeats(
+        self, source: t.List[t.Tuple[bool, int]], called: t.List[int], encoded: t.List[t.Optional[str]],
+        values: t.List[t.List[t.Any]],
+    ) -> None:
+        """A called row that got its on_error value was quarantined once; the rows that shared
+        its arguments (and so its value) got it too: its entry counts them (``row_count``)."""
+        if self.spec.on_error == "raise" or not self._fell_back:
+            return
+        sharing = collections.Counter(index for is_cached, index in source if not is_cached)
+        names = [argument.name for argument in self.spec.args]
+        for index, row in enumerate(called):
+            with self._lock:
+                fell_back = encoded[row] in self._fell_back
+            if fell_back and sharing[index] > 1:
+                quarantine.repeated(self.model, self.spec.name, names, [column[row] for column in values], sharing[index] - 1)
 
     def _encoded_rows(self, values: t.List[t.List[t.Any]], rows: int) -> t.List[t.Optional[str]]:
         """Each row's canonical encoding; None for a row no result is kept for (strict NULL

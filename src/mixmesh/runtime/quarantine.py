@@ -67,10 +67,21 @@ class Collector:
 
     def add(self, row: QuarantinedRow) -> None:
         with self.lock:
-            if row.rows == 1 and len(self.kept) < self.cap:
+            if row.arguments is not None and len(self.kept) < self.cap:
                 self.kept.append(row)
             else:
                 self.over_cap[row.function] += row.rows
+
+    def repeat(self, function: str, arguments: str, extra: int) -> None:
+        """``extra`` more rows had the same arguments as a kept row of ``function``, and the
+        same failed call (the result cache calls each distinct argument tuple once)."""
+        with self.lock:
+            for index in range(len(self.kept) - 1, -1, -1):
+                kept = self.kept[index]
+                if kept.function == function and kept.arguments == arguments:
+                    self.kept[index] = kept._replace(rows=kept.rows + extra)
+                    return
+            self.over_cap[function] += extra
 
     def rows(self) -> t.List[QuarantinedRow]:
         """The rows kept in full, then one summary row per function that went over the cap."""
@@ -153,6 +164,14 @@ def quarantine(
         error_message=str(error)[:_MESSAGE_CHARS],
         attempts=attempts_of(error),
     ))
+
+
+def repeated(model: t.Optional[str], function: str, names: t.Sequence[str], row: t.Sequence[t.Any], extra: int) -> None:
+    """``extra`` more rows shared ``row``'s arguments and its failed call: its entry stands
+    for them too (``row_count``), so that every row given the on_error value is counted."""
+    collector = _collector_of(model)
+    if collector is not None and extra > 0:
+        collector.repeat(function, encode_arguments(names, row), extra)
 
 
 def encode_arguments(names: t.Sequence[str], row: t.Sequence[t.Any]) -> str:

@@ -91,9 +91,6 @@ def test_missing_rates_are_quarantined_with_their_arguments(built, service: Exch
         assert record["run_id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the result cache calls a repeated argument tuple once per batch and copies its value to "
-    "the other rows; when that call fails, only the called row is quarantined"))
 def test_every_row_given_null_is_quarantined(built, service: ExchangeRateService) -> None:
     context, _ = built
     missing = keys_where(service.fails_permanently)
