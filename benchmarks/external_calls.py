@@ -5,7 +5,7 @@ The example's exchange-rate service (``examples/use_cases/exchange_rates/service
 a child process on 127.0.0.1, answering each request after ``--latency-ms`` (20 ms). Every
 variant looks up the rates of the same distinct (currency, day) keys, one table row each,
 with ``SELECT sum(<rate>(currency, day)) FROM t``, calling the example's own client code
-(``python.rates.fetch_rate``: httpx, one Client per process). mixmesh's functions run through
+(``python.rates.fetch_rate``: urllib3, one PoolManager per process). mixmesh's functions run through
 SQLMesh's DuckDB engine adapter, as in a model:
 
   duckdb python UDF        DuckDB's own Python UDF (``create_function``) on ``fetch_rate``: the peer
@@ -334,7 +334,7 @@ def main(argv: t.Optional[t.Sequence[str]] = None) -> None:
             "repeat": args.repeat,
             "warmup_rounds": args.warmup,
             "query": "SELECT sum(<rate>(currency, day)) FROM t",
-            "machine": reporting.machine_info("duckdb", "sqlmesh", "mixmesh", "httpx", "aiohttp", "pyrate-limiter"),
+            "machine": reporting.machine_info("duckdb", "sqlmesh", "mixmesh", "urllib3", "aiohttp", "pyrate-limiter"),
             "peak_rss_mb": round(reporting.peak_rss_mb(), 1),
             **summary,
         },
