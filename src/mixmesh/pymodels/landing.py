@@ -6,13 +6,17 @@ in the engine (distributed) from the query that made it to the model's table. Ea
 conformed to the declared columns (``validation``) and appended to
 a staging table in the engine as it comes, so nothing is held whole in Python memory.
 When every batch has landed and the grain is unique, SQLMesh gets one query reading the
-staging table, and writes it as it writes any model. A failure anywhere before that
+staging table, and writes it as it writes any model. The engine releases what it cached of
+the tables read and written after each batch, and keeps a small budget while SQLMesh copies
+the staged rows (``release_memory``, ``write_budget``), so that memory stays at about a
+batch whatever the number of rows. A failure anywhere before that
 leaves the model's table as it was; SQLMesh's own write of a DataFrame generator is not
 transactional on every engine, which is why batches do not go to it one by one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types as pytypes
 import typing as t
@@ -35,7 +39,13 @@ class Staged(t.NamedTuple):
     """A model's rows, checked and staged: the query SQLMesh writes from, and the cleanup."""
 
     query: exp.Query
-    drop: t.Callable[[], None]
+    drop: t.Callable[[], None]  # also ends the write budget: call it once SQLMesh has written
+
+
+# Kinds SQLMesh writes by copying the query's rows (CREATE TABLE AS, DELETE + INSERT): a
+# copy streams, so a small memory budget holds it. Other kinds (MERGE...) join the staged
+# rows with the model's table and keep the engine's own limit.
+COPIED_KINDS = ("FULL", "INCREMENTAL_BY_TIME_RANGE")
 
 
 def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged:
@@ -47,12 +57,28 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
         for table in _tables(returned, spec, engine):
             engine.append_staging(adapter, staging, _conformed(table, spec, engine))
             del table  # the last batch (for a single DataFrame, all of it) need not outlive its landing
+            engine.release_memory(adapter)  # the engine cached the blocks read and written for it
         _check_unique(engine, adapter, staging, spec, spec.grain or spec.unique_key)
         query = _written_rows(engine, adapter, staging, spec, context)
+        budget = _write_budget(engine, adapter, spec)
     except BaseException:
         engine.drop_staging(adapter, staging)
         raise
-    return Staged(query, lambda: _drop_quietly(engine, adapter, staging))
+
+    def drop() -> None:
+        budget.close()
+        _drop_quietly(engine, adapter, staging)
+
+    return Staged(query, drop)
+
+
+def _write_budget(engine: t.Any, adapter: t.Any, spec: "ModelSpec") -> contextlib.ExitStack:
+    """The engine's memory budget for SQLMesh's write, held until ``Staged.drop``."""
+    budget = contextlib.ExitStack()
+    engine.release_memory(adapter)
+    if spec.kind in COPIED_KINDS:
+        budget.enter_context(engine.write_budget(adapter))
+    return budget
 
 
 def _drop_quietly(engine: t.Any, adapter: t.Any, staging: str) -> None:
@@ -67,6 +93,7 @@ def _tables(returned: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Iterator[t.A
     if _is_batches(returned):
         for batch in returned:
             yield _table(batch, spec, engine)
+            del batch  # not alive while the next one is read
     else:
         yield _table(returned, spec, engine)
 
