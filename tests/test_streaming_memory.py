@@ -81,8 +81,14 @@ def memory_limit(adapter: t.Any) -> str:
 
 def limits_during_copy_writes(monkeypatch: pytest.MonkeyPatch) -> t.List[str]:
     """DuckDB's memory_limit each time SQLMesh runs a statement reading a staging table
-    (its write of a Python model's rows); the statements still run as they are."""
+    (its write of a Python model's rows); the statements still run as they are. The
+    landing counts as large from 64 KiB on (16 MiB by default), so that these small
+    projects exercise what a large one does."""
     from sqlmesh.core.engine_adapter.duckdb import DuckDBEngineAdapter
+
+    from mixmesh.pymodels import landing
+
+    monkeypatch.setattr(landing, "RELEASE_EVERY_BYTES", 64 * 1024)
 
     seen: t.List[str] = []
     execute = DuckDBEngineAdapter._execute
@@ -157,6 +163,19 @@ def test_sqlmesh_copies_the_staged_rows_under_the_write_budget(events: Project, 
     budget = staging.WRITE_BUDGET_PER_THREAD * threads
     assert seen and all(staging._bytes(limit) <= budget for limit in seen), (seen, budget)
     assert memory_limit(context.engine_adapter) == before
+
+
+def test_a_small_landing_leaves_the_limit_alone(events: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixmesh.pymodels import landing
+
+    events.write("models/copy.py", streamed_copy(10_000))
+    context = events.context()
+    before = memory_limit(context.engine_adapter)
+    seen = limits_during_copy_writes(monkeypatch)
+    monkeypatch.setattr(landing, "RELEASE_EVERY_BYTES", 16 * 2**20)  # the default; the rows are 1.2 MB
+    context.plan(auto_apply=True, no_prompts=True)
+    assert seen and set(seen) == {before}
+    assert events.query("SELECT count(*) FROM analytics.copy") == [(ROWS,)]
 
 
 def test_a_merged_kind_is_written_under_the_users_own_limit(events: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,35 +266,55 @@ def adapter(tmp_path: Path) -> t.Iterator[t.Any]:
     created.close()
 
 
+@pytest.fixture
+def staging(adapter: t.Any) -> t.Iterator[str]:
+    """A landing's staging table; dropping it ends the landing."""
+    from sqlglot import exp
+
+    engine = engines.engine("duckdb")
+    name = engine.create_staging(adapter, {"n": exp.DataType.build("BIGINT")})
+    yield name
+    engine.drop_staging(adapter, name)
+
+
 @pytest.mark.parametrize("limit", ["1GB", "4GB", "1.2GiB", "999MB", "-1", None])
 def test_a_landing_puts_the_users_limit_back_without_drifting(adapter: t.Any, limit: t.Optional[str]) -> None:
     """DuckDB shows a limit cut to one decimal; what comes back shows the same, every time."""
+    from sqlglot import exp
+
     engine = engines.engine("duckdb")
     adapter.execute("SET threads = 2")  # a budget of 128 MiB, below every limit here
     if limit is not None:
         adapter.execute(f"SET memory_limit = '{limit}'")
     before = memory_limit(adapter)
-    for _ in range(3):
-        engine.release_memory(adapter)
-        with engine.write_budget(adapter):
+    for _ in range(3):  # three landings, each from the limit the last one put back
+        staging = engine.create_staging(adapter, {"n": exp.DataType.build("BIGINT")})
+        engine.release_memory(adapter, staging)
+        with engine.write_budget(adapter, staging):
             assert memory_limit(adapter) != before
+        assert memory_limit(adapter) == before
+        engine.drop_staging(adapter, staging)
         assert memory_limit(adapter) == before
 
 
-def test_a_user_limit_below_the_budget_is_never_raised(adapter: t.Any) -> None:
+def test_a_user_limit_below_the_budget_is_never_raised(adapter: t.Any, staging: str) -> None:
     engine = engines.engine("duckdb")
     adapter.execute("SET memory_limit = '20MB'")
     before = memory_limit(adapter)
-    with engine.write_budget(adapter):
+    with engine.write_budget(adapter, staging):
         assert memory_limit(adapter) == before
-    engine.release_memory(adapter)
+    engine.release_memory(adapter, staging)
     assert memory_limit(adapter) == before
 
 
-def test_releasing_memory_keeps_every_table_readable(adapter: t.Any) -> None:
+def test_releasing_memory_keeps_every_table_readable(adapter: t.Any, staging: str) -> None:
     """Evicted blocks of a database file come back from disk when read again."""
     engine = engines.engine("duckdb")
     adapter.execute("CREATE TABLE numbers AS SELECT range AS n FROM range(2000000)")
+    adapter.execute(f"INSERT INTO {staging} SELECT n FROM numbers")
     expected = adapter.fetchone("SELECT count(*), sum(n) FROM numbers")
-    engine.release_memory(adapter)
+    engine.release_memory(adapter, staging)
     assert adapter.fetchone("SELECT count(*), sum(n) FROM numbers") == expected
+    with engine.write_budget(adapter, staging):
+        adapter.execute(f"CREATE TABLE copied AS SELECT n FROM {staging}")
+    assert adapter.fetchone("SELECT count(*), sum(n) FROM copied") == expected

@@ -46,6 +46,10 @@ class Staged(t.NamedTuple):
 # copy streams, so a small memory budget holds it. Other kinds (MERGE...) join the staged
 # rows with the model's table and keep the engine's own limit.
 COPIED_KINDS = ("FULL", "INCREMENTAL_BY_TIME_RANGE")
+# How much a landing appends between two releases of the engine's cache (releasing costs a
+# few milliseconds, which a stream of small batches would pay per batch); a landing smaller
+# than this leaves the engine's memory alone.
+RELEASE_EVERY_BYTES = 16 * 2**20
 
 
 def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged:
@@ -54,13 +58,18 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
     engine = engines.engine(adapter.dialect)
     staging = engine.create_staging(adapter, spec.columns)
     try:
+        landed = unreleased = 0  # bytes appended, and appended since the engine's cache was released
         for table in _tables(returned, spec, engine):
+            size = getattr(table, "nbytes", RELEASE_EVERY_BYTES)  # an engine's frame: count it as large
             engine.append_staging(adapter, staging, _conformed(table, spec, engine))
             del table  # the last batch (for a single DataFrame, all of it) need not outlive its landing
-            engine.release_memory(adapter)  # the engine cached the blocks read and written for it
+            landed, unreleased = landed + size, unreleased + size
+            if unreleased >= RELEASE_EVERY_BYTES:
+                engine.release_memory(adapter, staging)  # the engine cached the blocks read and written
+                unreleased = 0
         _check_unique(engine, adapter, staging, spec, spec.grain or spec.unique_key)
         query = _written_rows(engine, adapter, staging, spec, context)
-        budget = _write_budget(engine, adapter, spec)
+        budget = _write_budget(engine, adapter, staging, spec, large=landed >= RELEASE_EVERY_BYTES)
     except BaseException:
         engine.drop_staging(adapter, staging)
         raise
@@ -72,12 +81,16 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
     return Staged(query, drop)
 
 
-def _write_budget(engine: t.Any, adapter: t.Any, spec: "ModelSpec") -> contextlib.ExitStack:
-    """The engine's memory budget for SQLMesh's write, held until ``Staged.drop``."""
+def _write_budget(
+    engine: t.Any, adapter: t.Any, staging: str, spec: "ModelSpec", *, large: bool
+) -> contextlib.ExitStack:
+    """The engine's memory budget for SQLMesh's write, held until ``Staged.drop``; a small
+    landing (less than ``RELEASE_EVERY_BYTES``) left little in the cache, and pays nothing."""
     budget = contextlib.ExitStack()
-    engine.release_memory(adapter)
-    if spec.kind in COPIED_KINDS:
-        budget.enter_context(engine.write_budget(adapter))
+    if large:
+        engine.release_memory(adapter, staging)
+        if spec.kind in COPIED_KINDS:
+            budget.enter_context(engine.write_budget(adapter, staging))
     return budget
 
 

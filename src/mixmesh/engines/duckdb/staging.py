@@ -100,7 +100,10 @@ def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
 
 
 def drop_staging(adapter: t.Any, staging: str) -> None:
-    drop_staging_table(adapter.cursor, staging)
+    try:
+        drop_staging_table(adapter.cursor, staging)
+    finally:
+        _end_settings(staging)
     with _lock:
         _live_staging.discard(staging)
 
@@ -126,55 +129,73 @@ WRITE_BUDGET_PER_THREAD = 64 * 2**20  # DuckDB's memory for SQLMesh's copy of th
 _UNITS = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
 
 
-def release_memory(adapter: t.Any) -> None:
+class _Settings(t.NamedTuple):
+    """What a landing needs to lower DuckDB's limit: a cursor of its own (a failed SET must
+    not abort SQLMesh's transaction; opened once, as closing one takes milliseconds), and
+    the user's limit and thread count, read when the landing first lowers the limit."""
+
+    cursor: t.Any
+    user_limit: str
+    threads: int
+
+
+_settings: t.Dict[str, t.Optional[_Settings]] = {}  # staging table -> its landing's settings
+
+
+def release_memory(adapter: t.Any, staging: str) -> None:
     """Evict the cached blocks DuckDB holds beyond ``TRIM_TO`` (blocks in use stay)."""
-    with _memory_limit(adapter, lambda threads: TRIM_TO):
+    with _memory_limit(adapter, staging, lambda threads: TRIM_TO):
         pass
 
 
-def write_budget(adapter: t.Any) -> t.ContextManager[None]:
+def write_budget(adapter: t.Any, staging: str) -> t.ContextManager[None]:
     """DuckDB's memory_limit held at ``WRITE_BUDGET_PER_THREAD`` per thread while SQLMesh
     copies the staged rows into the model's table (never above the user's limit)."""
-    return _memory_limit(adapter, lambda threads: WRITE_BUDGET_PER_THREAD * threads)
+    return _memory_limit(adapter, staging, lambda threads: WRITE_BUDGET_PER_THREAD * threads)
 
 
 @contextlib.contextmanager
-def _memory_limit(adapter: t.Any, limit: t.Callable[[int], int]) -> t.Iterator[None]:
+def _memory_limit(adapter: t.Any, staging: str, limit: t.Callable[[int], int]) -> t.Iterator[None]:
     """DuckDB's memory_limit lowered to ``limit(threads)`` bytes while the block runs."""
-    cursor = _settings_cursor(adapter)
-    if cursor is None:
+    settings = _landing_settings(adapter, staging)
+    if settings is None or limit(settings.threads) >= _bytes(settings.user_limit):
         yield
         return
-    with contextlib.closing(cursor):
-        (user_limit, threads) = cursor.execute(
-            "SELECT current_setting('memory_limit'), current_setting('threads')"
-        ).fetchone()
+    lowered = limit(settings.threads)
+    try:
         try:
-            lowered = limit(int(threads))
-            if lowered < _bytes(user_limit):
-                try:
-                    cursor.execute(f"SET memory_limit = '{lowered}B'")
-                except Exception:  # noqa: BLE001 - blocks in use stay; the others were evicted all the same
-                    pass
-            yield
-        finally:
-            _restore(cursor, user_limit)
+            settings.cursor.execute(f"SET memory_limit = '{lowered}B'")
+        except Exception:  # noqa: BLE001 - blocks in use stay; the others were evicted all the same
+            pass
+        yield
+    finally:
+        _restore(settings.cursor, settings.user_limit)
 
 
-def _settings_cursor(adapter: t.Any) -> t.Optional[t.Any]:
-    """A cursor of its own (a failed SET must not abort SQLMesh's transaction), or None
-    when the limit is left alone: another task may use the database, or a database is in
-    memory."""
-    if getattr(adapter, "_multithreaded", False):
-        return None
-    cursor = adapter.connection.cursor()
-    (in_memory,) = cursor.execute(
-        "SELECT count(*) FROM duckdb_databases() WHERE NOT internal AND coalesce(path, '') = ''"
-    ).fetchone()
-    if in_memory:
-        cursor.close()
-        return None
-    return cursor
+def _landing_settings(adapter: t.Any, staging: str) -> t.Optional[_Settings]:
+    """The landing's settings, or None when the limit is left alone: another task may use
+    the database, or a database is in memory."""
+    if staging in _settings:
+        return _settings[staging]
+    settings = None
+    if not getattr(adapter, "_multithreaded", False):
+        cursor = adapter.connection.cursor()
+        in_memory, user_limit, threads = cursor.execute(
+            "SELECT (SELECT count(*) FROM duckdb_databases() WHERE NOT internal AND coalesce(path, '') = ''), "
+            "current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone()
+        if in_memory:
+            cursor.close()
+        else:
+            settings = _Settings(cursor, str(user_limit), int(threads))
+    _settings[staging] = settings
+    return settings
+
+
+def _end_settings(staging: str) -> None:
+    settings = _settings.pop(staging, None)
+    if settings is not None:
+        settings.cursor.close()
 
 
 def _restore(cursor: t.Any, user_limit: str) -> None:

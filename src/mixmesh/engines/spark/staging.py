@@ -51,10 +51,10 @@ def drop_staging(adapter: t.Any, staging: str) -> None:
     adapter.spark.sql(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
 
 
-def release_memory(adapter: t.Any) -> None:
+def release_memory(adapter: t.Any, staging: str) -> None:
     """Nothing to release: a batch's rows are in Spark's executors, which manage their memory."""
 
 
-def write_budget(adapter: t.Any) -> t.ContextManager[None]:
+def write_budget(adapter: t.Any, staging: str) -> t.ContextManager[None]:
     """Spark's executors bound their own memory while SQLMesh writes (``spark.executor.memory``)."""
     return contextlib.nullcontext()
