@@ -6,10 +6,10 @@ in the engine (distributed) from the query that made it to the model's table. Ea
 conformed to the declared columns (``validation``) and appended to
 a staging table in the engine as it comes, so nothing is held whole in Python memory.
 When every batch has landed and the grain is unique, SQLMesh gets one query reading the
-staging table, and writes it as it writes any model. The engine releases what it cached of
-the tables read and written after each batch, and keeps a small budget while SQLMesh copies
-the staged rows (``release_memory``, ``write_budget``), so that memory stays at about a
-batch whatever the number of rows. A failure anywhere before that
+staging table, and writes it as it writes any model. As batches land, the engine releases
+what it cached of the tables read and written, and it keeps a small budget while SQLMesh
+copies the staged rows (``release_memory``, ``write_budget``), so that memory stays at
+about a batch whatever the number of rows. A failure anywhere before that
 leaves the model's table as it was; SQLMesh's own write of a DataFrame generator is not
 transactional on every engine, which is why batches do not go to it one by one.
 """
