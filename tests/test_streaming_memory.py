@@ -71,7 +71,7 @@ def events(project: Project) -> Project:
 
 
 def memory_limit(adapter: t.Any) -> str:
-    adapter.cursor  # SQLMesh applies the connection's settings (connector_config) to its first cursor
+    _ = adapter.cursor  # SQLMesh applies the connection's settings (connector_config) to its first cursor
     cursor = adapter.connection.cursor()
     try:
         return cursor.execute("SELECT current_setting('memory_limit')").fetchone()[0]
@@ -108,20 +108,20 @@ def limits_during_copy_writes(monkeypatch: pytest.MonkeyPatch) -> t.List[str]:
 def test_batches_hold_at_most_the_rows_asked_for_and_every_row_arrives(events: Project) -> None:
     events.write(
         "models/copy.py",
-        f'''
+        '''
         import pyarrow as pa
 
         from mixmesh import python_model
 
 
-        @python_model(name="analytics.sizes", columns={{"batch": "INT", "batch_rows": "BIGINT", "id": "BIGINT"}})
+        @python_model(name="analytics.sizes", columns={"batch": "INT", "batch_rows": "BIGINT", "id": "BIGINT"})
         def sizes(context):
             for number, batch in enumerate(context.sql("SELECT id FROM raw.events").batches(rows=4_096)):
-                yield pa.table({{
+                yield pa.table({
                     "batch": pa.array([number] * batch.num_rows, pa.int32()),
                     "batch_rows": pa.array([batch.num_rows] * batch.num_rows, pa.int64()),
                     "id": batch.column("id"),
-                }})
+                })
         ''',
     )
     events.plan()
@@ -247,7 +247,9 @@ def test_a_stream_failing_midway_leaves_the_table_and_the_limit_as_they_were(eve
     events.write("models/copy.py", FAILING_COPY)
     context = events.context()
     limit = memory_limit(context.engine_adapter)
-    with pytest.raises(Exception):
+    from sqlmesh.utils.errors import PlanError
+
+    with pytest.raises(PlanError):
         context.plan(auto_apply=True, no_prompts=True)
     assert memory_limit(context.engine_adapter) == limit
     assert events.query("SELECT count(*), sum(amount) FROM analytics.copy") == before_rows
