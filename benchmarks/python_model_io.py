@@ -31,7 +31,7 @@ What is measured, and how:
   times, round-robin, each time in a new process on a new copy, and the medians are shown.
 
 It prints a table with the ratios to plain SQLMesh and the targets (mixmesh streaming: peak
-RSS at most 40% of plain SQLMesh's, time at most 1.0x), and writes the same to
+RSS at most 45% of plain SQLMesh's, time at most 1.0x), and writes the same to
 ``benchmarks/results/python_model_io.json``. Timings are reported, never asserted.
 
 Run from the repository root::
@@ -59,7 +59,7 @@ from pathlib import Path
 
 import reporting
 
-RSS_BAR = 0.40  # mixmesh streaming's peak RSS, as a share of plain SQLMesh's
+RSS_BAR = 0.45  # mixmesh streaming's peak RSS, as a share of plain SQLMesh's
 TIME_BAR = 1.00  # mixmesh streaming's time, as a multiple of plain SQLMesh's
 RESULT_MARK = "RESULT "  # the child's last line of output: RESULT {json}
 

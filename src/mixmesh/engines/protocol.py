@@ -15,6 +15,9 @@ Every engine:
   query with its parameters bound by the engine (a context manager yielding the result);
 - ``create_staging(adapter, columns) -> name``, ``append_staging(adapter, name, arrow)``,
   ``drop_staging(adapter, name)``: where a Python model's batches land before the write;
+  ``release_memory(adapter, name)`` after batches and ``write_budget(adapter, name)`` (a
+  context manager held while SQLMesh copies the staged rows) keep the engine's caches from
+  holding what the landing read and wrote (``drop_staging`` ends what they started);
 - ``create_sql_functions(adapter, functions)``: create project SQL functions (``sql/udfs``)
   under their engine-side names, callees first, in the session that runs the adapter's next
   statement. It runs right before every statement that calls one, so it is cheap and
@@ -49,7 +52,8 @@ if t.TYPE_CHECKING:
 
 REQUIRED = (
     "NAME", "bind", "register", "describe", "explain_error", "render", "run",
-    "create_staging", "append_staging", "drop_staging", "create_sql_functions",
+    "create_staging", "append_staging", "drop_staging", "release_memory", "write_budget",
+    "create_sql_functions",
 )
 CAPABILITIES = {
     "FAST_PATH": ("observe_statement", "execute_split", "drop_dead_staging"),
@@ -87,6 +91,10 @@ class Engine(t.Protocol):
     def append_staging(self, adapter: t.Any, staging: str, table: t.Any) -> None: ...
 
     def drop_staging(self, adapter: t.Any, staging: str) -> None: ...
+
+    def release_memory(self, adapter: t.Any, staging: str) -> None: ...
+
+    def write_budget(self, adapter: t.Any, staging: str) -> t.ContextManager[None]: ...
 
     def create_sql_functions(self, adapter: t.Any, functions: t.Sequence["SqlFunctionBinding"]) -> None: ...
 

@@ -222,6 +222,7 @@ class SqlResult:
         with self._run() as result:
             for batch in result.to_arrow_reader(rows):
                 yield _read(batch)
+                del batch  # not alive while the next one is read
 
     def to_spark(self) -> t.Any:
         """The rows as a Spark DataFrame, computed where the data is (a Spark gateway only):

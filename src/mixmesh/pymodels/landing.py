@@ -6,13 +6,17 @@ in the engine (distributed) from the query that made it to the model's table. Ea
 conformed to the declared columns (``validation``) and appended to
 a staging table in the engine as it comes, so nothing is held whole in Python memory.
 When every batch has landed and the grain is unique, SQLMesh gets one query reading the
-staging table, and writes it as it writes any model. A failure anywhere before that
+staging table, and writes it as it writes any model. As batches land, the engine releases
+what it cached of the tables read and written, and it keeps a small budget while SQLMesh
+copies the staged rows (``release_memory``, ``write_budget``), so that memory stays at
+about a batch whatever the number of rows. A failure anywhere before that
 leaves the model's table as it was; SQLMesh's own write of a DataFrame generator is not
 transactional on every engine, which is why batches do not go to it one by one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types as pytypes
 import typing as t
@@ -35,7 +39,17 @@ class Staged(t.NamedTuple):
     """A model's rows, checked and staged: the query SQLMesh writes from, and the cleanup."""
 
     query: exp.Query
-    drop: t.Callable[[], None]
+    drop: t.Callable[[], None]  # also ends the write budget: call it once SQLMesh has written
+
+
+# Kinds SQLMesh writes by copying the query's rows (CREATE TABLE AS, DELETE + INSERT): a
+# copy streams, so a small memory budget holds it. Other kinds (MERGE...) join the staged
+# rows with the model's table and keep the engine's own limit.
+COPIED_KINDS = ("FULL", "INCREMENTAL_BY_TIME_RANGE")
+# How much a landing appends between two releases of the engine's cache (releasing costs a
+# few milliseconds, which a stream of small batches would pay per batch); a landing smaller
+# than this leaves the engine's memory alone.
+RELEASE_EVERY_BYTES = 16 * 2**20
 
 
 def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged:
@@ -44,15 +58,40 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
     engine = engines.engine(adapter.dialect)
     staging = engine.create_staging(adapter, spec.columns)
     try:
+        landed = unreleased = 0  # bytes appended, and appended since the engine's cache was released
         for table in _tables(returned, spec, engine):
+            size = getattr(table, "nbytes", RELEASE_EVERY_BYTES)  # an engine's frame: count it as large
             engine.append_staging(adapter, staging, _conformed(table, spec, engine))
             del table  # the last batch (for a single DataFrame, all of it) need not outlive its landing
+            landed, unreleased = landed + size, unreleased + size
+            if unreleased >= RELEASE_EVERY_BYTES:
+                engine.release_memory(adapter, staging)  # the engine cached the blocks read and written
+                unreleased = 0
         _check_unique(engine, adapter, staging, spec, spec.grain or spec.unique_key)
         query = _written_rows(engine, adapter, staging, spec, context)
+        budget = _write_budget(engine, adapter, staging, spec, large=landed >= RELEASE_EVERY_BYTES)
     except BaseException:
         engine.drop_staging(adapter, staging)
         raise
-    return Staged(query, lambda: _drop_quietly(engine, adapter, staging))
+
+    def drop() -> None:
+        budget.close()
+        _drop_quietly(engine, adapter, staging)
+
+    return Staged(query, drop)
+
+
+def _write_budget(
+    engine: t.Any, adapter: t.Any, staging: str, spec: "ModelSpec", *, large: bool
+) -> contextlib.ExitStack:
+    """The engine's memory budget for SQLMesh's write, held until ``Staged.drop``; a small
+    landing (less than ``RELEASE_EVERY_BYTES``) left little in the cache, and pays nothing."""
+    budget = contextlib.ExitStack()
+    if large:
+        engine.release_memory(adapter, staging)
+        if spec.kind in COPIED_KINDS:
+            budget.enter_context(engine.write_budget(adapter, staging))
+    return budget
 
 
 def _drop_quietly(engine: t.Any, adapter: t.Any, staging: str) -> None:
@@ -67,6 +106,7 @@ def _tables(returned: t.Any, spec: "ModelSpec", engine: t.Any) -> t.Iterator[t.A
     if _is_batches(returned):
         for batch in returned:
             yield _table(batch, spec, engine)
+            del batch  # not alive while the next one is read
     else:
         yield _table(returned, spec, engine)
 

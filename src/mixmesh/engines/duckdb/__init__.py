@@ -22,6 +22,8 @@ from mixmesh.engines.duckdb.staging import (
     drop_dead_staging,
     drop_staging,
     drop_staging_table,
+    release_memory,
+    write_budget,
 )
 
 FAST_PATH = True
@@ -33,5 +35,5 @@ __all__ = [
     "append_staging", "bind", "bind_connection", "create_sql_functions", "create_sql_functions_on",
     "create_staging", "describe", "drop_dead_staging", "drop_staging", "drop_staging_table",
     "execute_split", "explain_error", "observe_statement", "register", "register_sql_functions",
-    "render", "run", "sql_type_of",
+    "release_memory", "render", "run", "sql_type_of", "write_budget",
 ]

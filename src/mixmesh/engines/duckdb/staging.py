@@ -7,6 +7,8 @@ run of any model drops those of a killed process.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import threading
 import typing as t
@@ -98,10 +100,127 @@ def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
 
 
 def drop_staging(adapter: t.Any, staging: str) -> None:
-    drop_staging_table(adapter.cursor, staging)
+    try:
+        drop_staging_table(adapter.cursor, staging)
+    finally:
+        _end_settings(staging)
     with _lock:
         _live_staging.discard(staging)
 
 
 def drop_staging_table(cursor: t.Any, staging: str) -> None:
     cursor.execute(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
+
+
+# --- DuckDB's buffer pool while a Python model lands -------------------------------------
+#
+# DuckDB keeps the blocks of every table it reads or writes cached until its memory_limit
+# (80% of RAM by default) is reached: streaming 10M rows through a staging table into the
+# model's table left the source, the staging table and the model's table in memory, about
+# three times the data. Lowering the limit is DuckDB's public way to make it evict them
+# (blocks of a database file are dropped, they are on disk), so a landing lowers it for a
+# moment after each batch, and for the length of SQLMesh's write. The limit belongs to the
+# whole database: it is changed only for database files (evicting an in-memory database
+# would write it to temporary files) that one task at a time uses (SQLMesh's
+# concurrent_tasks: 1, the default for DuckDB), and the user's limit is always put back.
+
+TRIM_TO = 32 * 2**20  # the cached blocks that may stay once a batch has landed
+WRITE_BUDGET_PER_THREAD = 64 * 2**20  # DuckDB's memory for SQLMesh's copy of the staged rows
+_UNITS = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+
+
+class _Settings(t.NamedTuple):
+    """What a landing needs to lower DuckDB's limit: a cursor of its own (a failed SET must
+    not abort SQLMesh's transaction; opened once, as closing one takes milliseconds), and
+    the user's limit and thread count, read when the landing first lowers the limit."""
+
+    cursor: t.Any
+    user_limit: str
+    threads: int
+
+
+_settings: t.Dict[str, t.Optional[_Settings]] = {}  # staging table -> its landing's settings
+
+
+def release_memory(adapter: t.Any, staging: str) -> None:
+    """Evict the cached blocks DuckDB holds beyond ``TRIM_TO`` (blocks in use stay)."""
+    with _memory_limit(adapter, staging, lambda threads: TRIM_TO):
+        pass
+
+
+def write_budget(adapter: t.Any, staging: str) -> t.ContextManager[None]:
+    """DuckDB's memory_limit held at ``WRITE_BUDGET_PER_THREAD`` per thread while SQLMesh
+    copies the staged rows into the model's table (never above the user's limit)."""
+    return _memory_limit(adapter, staging, lambda threads: WRITE_BUDGET_PER_THREAD * threads)
+
+
+@contextlib.contextmanager
+def _memory_limit(adapter: t.Any, staging: str, limit: t.Callable[[int], int]) -> t.Iterator[None]:
+    """DuckDB's memory_limit lowered to ``limit(threads)`` bytes while the block runs."""
+    settings = _landing_settings(adapter, staging)
+    if settings is None or limit(settings.threads) >= _bytes(settings.user_limit):
+        yield
+        return
+    lowered = limit(settings.threads)
+    try:
+        try:
+            settings.cursor.execute(f"SET memory_limit = '{lowered}B'")
+        except Exception:  # noqa: BLE001 - blocks in use stay; the others were evicted all the same
+            pass
+        yield
+    finally:
+        _restore(settings.cursor, settings.user_limit)
+
+
+def _landing_settings(adapter: t.Any, staging: str) -> t.Optional[_Settings]:
+    """The landing's settings, or None when the limit is left alone: another task may use
+    the database, or a database is in memory."""
+    if staging in _settings:
+        return _settings[staging]
+    settings = None
+    if not getattr(adapter, "_multithreaded", False):
+        cursor = adapter.connection.cursor()
+        in_memory, user_limit, threads = cursor.execute(
+            "SELECT (SELECT count(*) FROM duckdb_databases() WHERE NOT internal AND coalesce(path, '') = ''), "
+            "current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone()
+        if in_memory:
+            cursor.close()
+        else:
+            settings = _Settings(cursor, str(user_limit), int(threads))
+    _settings[staging] = settings
+    return settings
+
+
+def _end_settings(staging: str) -> None:
+    settings = _settings.pop(staging, None)
+    if settings is not None:
+        settings.cursor.close()
+
+
+def _restore(cursor: t.Any, user_limit: str) -> None:
+    """Put the user's limit back. DuckDB shows it cut to one decimal (``953.6 MiB`` for
+    1GB), so its default comes back with RESET, and any other limit as the middle of what
+    it shows: DuckDB shows the same again, and it does not drift from one landing to the next."""
+    if user_limit == _default_limit():
+        cursor.execute("RESET memory_limit")
+    else:
+        cursor.execute(f"SET memory_limit = '{int(_bytes(user_limit, middle=True))}B'")
+
+
+@functools.lru_cache(maxsize=1)
+def _default_limit() -> str:
+    import duckdb
+
+    with duckdb.connect() as fresh:
+        (shown,) = fresh.execute("SELECT current_setting('memory_limit')").fetchone()
+    return str(shown)
+
+
+def _bytes(shown: str, *, middle: bool = False) -> float:
+    """A size as DuckDB shows it (``18.8 GiB``, ``512 bytes``) in bytes: at least, or (for
+    ``middle``) the middle of the sizes shown so."""
+    number, unit = shown.split()
+    if unit not in _UNITS:  # bytes, shown whole
+        return float(number)
+    return (float(number) + (0.05 if middle else 0.0)) * _UNITS[unit]

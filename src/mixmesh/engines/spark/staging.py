@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 import uuid
 
@@ -48,3 +49,12 @@ def append_staging(adapter: t.Any, staging: str, table: t.Any) -> None:
 
 def drop_staging(adapter: t.Any, staging: str) -> None:
     adapter.spark.sql(exp.Drop(kind="TABLE", this=exp.to_table(staging), exists=True).sql(NAME))
+
+
+def release_memory(adapter: t.Any, staging: str) -> None:
+    """Nothing to release: a batch's rows are in Spark's executors, which manage their memory."""
+
+
+def write_budget(adapter: t.Any, staging: str) -> t.ContextManager[None]:
+    """Spark's executors bound their own memory while SQLMesh writes (``spark.executor.memory``)."""
+    return contextlib.nullcontext()
