@@ -192,7 +192,7 @@ def fast_path_never_slower(results: t.Mapping[str, Report]) -> Measured:
 RATIOS: t.Tuple[Ratio, ...] = (
     Ratio("vectorized_vs_arrow_udf", "vectorized function vs DuckDB's arrow UDF", 25.0, HIGHER,
           ("udf_throughput",), vectorized_vs_arrow_udf),
-    Ratio("row_vs_native_udf", "row function (threads, the default) vs DuckDB's native UDF", 1.6, HIGHER,
+    Ratio("row_vs_native_udf", "row function (the default, parallel='auto') vs DuckDB's native UDF", 1.6, HIGHER,
           ("udf_throughput",), row_vs_native_udf),
     Ratio("document_shape", "the document's shape (ARRAY_AGG(STRUCT ...), vectorized): fast path vs plain binding",
           1.3, HIGHER, ("risk_scoring",), document_shape),

@@ -62,7 +62,10 @@ def _spec(function: t.Any) -> choice.Call:
 
     spec = function.spec
     placed = "processes" if parallel.place(spec, can_fork=True).processes else "threads"
-    return choice.Call(spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args), spec.is_protected, placed)
+    return choice.Call(
+        spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args), spec.is_protected, placed,
+        cached=spec.cache is not None,
+    )
 
 
 def doubled(x: float) -> float:
@@ -73,6 +76,7 @@ VECTORIZED_NESTED = udf(name="vec_nested", vectorized=True, args={"details": DET
 ROW_NESTED = udf(name="row_nested", args={"details": DETAILS}, returns="BIGINT")(list_count)
 VECTORIZED_SCALAR = udf(name="vec_scalar", vectorized=True, args={"x": "DOUBLE"}, returns="DOUBLE")(times_two)
 ROW_SCALAR_FN = udf(name="row_scalar", parallel="threads", args={"x": "DOUBLE"}, returns="DOUBLE")(doubled)
+ROW_SCALAR_CACHED = udf(name="row_cached", parallel="threads", cache=True, args={"x": "DOUBLE"}, returns="DOUBLE")(doubled)
 ROW_SCALAR_AUTO = udf(name="row_auto", args={"x": "DOUBLE"}, returns="DOUBLE")(doubled)  # parallel="auto", the default
 ROW_SCALAR_NULL = udf(name="row_null", on_error="null", args={"x": "DOUBLE"}, returns="DOUBLE")(doubled)
 ROW_SCALAR_TIMEOUT = udf(name="row_timeout", timeout_s=30, args={"x": "DOUBLE"}, returns="DOUBLE")(doubled)
@@ -98,6 +102,7 @@ def test_a_row_function_over_scalars_on_threads_goes_plain_and_says_why() -> Non
     (ROW_SCALAR_TIMEOUT, "row function with policies, which the plain binding pays per row"),
     (ROW_SCALAR_PROCESSES, "row function with parallel='processes': worker processes on every core"),
     (ROW_SCALAR_AUTO, "row function with parallel='processes': worker processes on every core"),
+    (ROW_SCALAR_CACHED, "a result cache: one look-up per large batch, not one per vector"),
 ])
 def test_a_call_that_gains_from_large_batches_takes_the_fast_path_and_says_why(function: t.Any, why: str) -> None:
     chosen = choice.choose([_spec(function)])

@@ -158,7 +158,10 @@ def _call_of(binding: engines.Binding) -> choice.Call:
     # Where its batches would run decides what large batches gain a row function: worker
     # processes use every core; on threads, a scalar row function gains nothing.
     placed = "processes" if parallel.place(spec, can_fork=workers.can_fork()).processes else "threads"
-    return choice.Call(spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args), spec.is_protected, placed)
+    return choice.Call(
+        spec.name, spec.vectorized, tuple(argument.sql_type for argument in spec.args), spec.is_protected, placed,
+        cached=spec.cache is not None,
+    )
 
 
 _scratch_cleared = False
