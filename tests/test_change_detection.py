@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.projects import Project
@@ -214,3 +216,39 @@ def test_loading_a_project_keeps_modules_it_has_no_file_for(project: Project) ->
     project.write("models/plain.sql", MODELS["models/plain.sql"])
     project.context()
     assert __name__ in sys.modules
+
+
+def test_a_helper_imported_from_another_copy_is_not_the_one_a_copy_loads(tmp_path: Path) -> None:
+    """A test imports ``python.shared.rules`` from the project it was written for, then loads
+    a copy whose file differs: the copy's models get the copy's helper."""
+    import importlib
+    import sys
+
+    original, copy = Project(tmp_path / "original"), Project(tmp_path / "copy")
+    for project, factor in ((original, 2), (copy, 3)):
+        project.write("python/__init__.py", "")
+        project.write("python/shared/__init__.py", "")
+        project.write("python/shared/rules.py", f"FACTOR = {factor}\n")
+        project.write("macros/functions.py", """
+            from mixmesh import udf
+            from python.shared.rules import FACTOR
+
+            @udf
+            def scaled(x: float) -> float:
+                return FACTOR * x
+        """)
+        project.write("models/scaled.sql", """
+            MODEL (name analytics.scaled, kind FULL);
+            SELECT @scaled(1.0) AS y
+        """)
+    sys.path.insert(0, str(original.root))
+    try:
+        assert importlib.import_module("python.shared.rules").FACTOR == 2  # no project load found it
+        copy.plan()
+        assert copy.query("SELECT y FROM analytics.scaled") == [(3.0,)]
+    finally:
+        sys.path.remove(str(original.root))
+        for name in [n for n in sys.modules if n == "python" or n.startswith("python.")]:
+            del sys.modules[name]
+        original.close()
+        copy.close()

@@ -201,11 +201,17 @@ def forget_project_modules(root: Path) -> None:
 
 
 def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
-    """A module another project's load found (a copy's, a second project's in one process)
-    under a name this project has a file for: importing that name must read this project's
-    file. Modules no project load found (a test suite's own) are left alone."""
+    """A module found outside this project under a name this project has a file for: another
+    project's load found it (a copy's, a second project's in one process), or code imported
+    it from another copy's package folder (a test importing ``python.models...`` of the
+    project it was written for, then loading a copy). Importing that name must read this
+    project's file. Other modules that no project load found (a test suite's own
+    ``conftest``, installed packages) are left alone."""
     owner = _imported_for.get(name)
-    if owner is None or owner == root.absolute() or file.absolute().is_relative_to(root.absolute()):
+    if owner == root.absolute() or file.absolute().is_relative_to(root.absolute()):
+        return False
+    package = name.partition(".")[0]
+    if owner is None and (not (root / package).is_dir() or package in installed_packages()):
         return False
     relative = Path(*name.split("."))
     return (root / relative.with_suffix(".py")).is_file() or (root / relative / "__init__.py").is_file()

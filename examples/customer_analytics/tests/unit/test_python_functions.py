@@ -77,9 +77,11 @@ def test_vectorized_scores_equal_the_seed_s_row_by_row_scores(without_trained_mo
     np.testing.assert_allclose(batch, per_customer, rtol=1e-9, atol=1e-12)
 
 
-def test_the_features_do_not_depend_on_the_order_of_a_customer_s_transactions() -> None:
-    """Spark keeps no order in the list (SQLMesh writes ARRAY_AGG(... ORDER BY ...) as
-    COLLECT_LIST there): the features of a reversed list are those of the ordered one."""
+def test_the_features_depend_on_the_order_of_a_customer_s_transactions_only_in_their_last_bits() -> None:
+    """Only the sums of amounts depend on the list's order, in their last bits: the model's
+    SQL hands the list over in one order (time, then amount), which mixmesh keeps on Spark
+    too, so both engines add the same bits (tests/parity); any other order is as close as
+    floating point allows."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -99,9 +101,8 @@ def test_the_features_do_not_depend_on_the_order_of_a_customer_s_transactions() 
     ).to_arrow_table().columns
     lengths = pc.list_value_length(ordered).to_numpy()
     assert (lengths > 2).sum() > 20
-    # Bit for bit: a trained model's split thresholds are values of the features it learned from.
-    np.testing.assert_array_equal(behavioral_features(reversed_.combine_chunks(), lengths),
-                                  behavioral_features(ordered.combine_chunks(), lengths))
+    np.testing.assert_allclose(behavioral_features(reversed_.combine_chunks(), lengths),
+                               behavioral_features(ordered.combine_chunks(), lengths), rtol=1e-12, atol=0)
 
 
 def test_feature_engineering_consistency() -> None:
