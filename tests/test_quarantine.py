@@ -358,3 +358,40 @@ def test_a_row_given_up_by_its_timeout_is_quarantined() -> None:
         result = RowBatchFunction(slow.spec, "analytics.m")(pa.array([1, 2, 3]))
     assert result.to_pylist() == [1, None, 3]
     assert [(json.loads(r.arguments), r.error_type) for r in collector.rows()] == [({"x": 2}, "TimeoutError")]
+
+
+def test_the_failed_rows_of_an_async_function_are_quarantined() -> None:
+    from mixmesh import udf
+    from mixmesh.runtime.rows import RowBatchFunction
+
+    @udf(on_error="null", concurrency=4)
+    async def looked_up(key: int) -> int:
+        if key % 3 == 0:
+            raise LookupError(f"no entry for {key}")
+        return key * 10
+
+    with quarantine.collecting("analytics.m") as collector:
+        result = RowBatchFunction(looked_up.spec, "analytics.m")(pa.array([1, 3, 4, 6, 7]))
+    assert result.to_pylist() == [10, None, 40, None, 70]
+    assert sorted((json.loads(r.arguments)["key"], r.error_type) for r in collector.rows()) == [
+        (3, "LookupError"), (6, "LookupError")
+    ]
+
+
+def test_a_cached_functions_failed_call_counts_every_row_that_shared_it(tmp_path: Path) -> None:
+    import duckdb
+
+    from mixmesh import udf
+    from mixmesh.runtime.cache import CachedRows, Warehouse
+
+    @udf(on_error="null", cache=True)
+    def priced(item: str) -> float:
+        if item == "lost":
+            raise LookupError("no price")
+        return 1.5
+
+    warehouse = Warehouse(duckdb.connect(str(tmp_path / "w.duckdb")))
+    with quarantine.collecting("analytics.m") as collector:
+        result = CachedRows(priced.spec, "analytics.m", warehouse=warehouse)(pa.array(["a", "lost", "a", "lost", "lost"]))
+    assert result.to_pylist() == [1.5, None, 1.5, None, None]
+    assert [(json.loads(r.arguments), r.rows) for r in collector.rows()] == [({"item": "lost"}, 3)]

@@ -27,6 +27,7 @@ from mixmesh.core import resilience
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
+from mixmesh.runtime.quarantine import quarantine
 from mixmesh.runtime.values import STOPS, _fallback, describe_row, raised
 
 
@@ -262,6 +263,7 @@ def async_row_function(
     for policy in reversed(resilience.policies_in(spec.policies)):
         protected = _async_policy(policy, protected, spec.name, model)
     fallback = _fallback(spec)
+    names = [arg.name for arg in spec.args]
     context = where(spec.name, model)
 
     def failure(error: BaseException, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
@@ -278,6 +280,7 @@ def async_row_function(
             if spec.on_error == "raise":
                 raise failure(error, row) from error
             record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
+            quarantine(model, spec.name, names, row, error)
             result = fallback(*row)
             return await result if inspect.isawaitable(result) else result
 
