@@ -186,10 +186,11 @@ def encode_arguments(names: t.Sequence[str], row: t.Sequence[t.Any]) -> str:
 
 
 def keep_for_shipping() -> None:
-    """In a process where no model is evaluated (a Spark executor): keep the rows for ``ship``."""
+    """In a process where no model is evaluated (a Spark executor), at the start of a batch:
+    keep its rows for ``ship``. A Python worker runs one task at a time and is reused for
+    other models' tasks: what an earlier batch left unshipped is not this batch's."""
     global _shipping
-    if _shipping is None:
-        _shipping = Collector(None)
+    _shipping = Collector(None)
 
 
 def ship() -> t.Tuple[t.Tuple[t.Any, ...], ...]:
@@ -201,6 +202,7 @@ def receive(rows: t.Iterable[t.Sequence[t.Any]]) -> None:
     """On the driver: file rows shipped from executors under their models' collectors."""
     for fields in rows:
         row = QuarantinedRow(*fields)
-        collector = _collector_of(row.model)
+        with _active_lock:  # its own model's collector only: never another evaluation's
+            collector = _active.get(short_name(row.model)) if row.model else None
         if collector is not None:
             collector.add(row)
