@@ -131,13 +131,37 @@ def _spec_of(obj: t.Any) -> t.Any:
 def explicit_source_hook(normalize_source: t.Callable[[t.Any], str]) -> t.Callable[[t.Any], str]:
     @functools.wraps(normalize_source)
     def hook(obj: t.Any) -> str:
-        source = normalize_source(obj)
+        source = _bodies_kept(normalize_source(obj), obj)
         if isinstance(obj, type) and "__mixmesh_field_hints__" in obj.__dict__:
             return portable_class_source(source, obj)  # a struct hint of a mixmesh function
         spec = _spec_of(obj)
         return source if spec is None else explicit_source(source, spec)
 
     return hook
+
+
+def _bodies_kept(source: str, obj: t.Any) -> str:
+    """SQLMesh drops docstrings, and a class or function whose body was only its docstring
+    (``class ServiceDown(ConnectionError): \"\"\"...\"\"\"``, common for exceptions) is left with
+    none: stored so, it cannot be read back. Such a body becomes ``pass``."""
+    try:
+        ast.parse(source)
+        return source
+    except SyntaxError:
+        pass
+    from sqlmesh.utils.metaprogramming import IGNORE_DECORATORS, _decorator_name, parse_source
+
+    tree = parse_source(obj)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = [d for d in node.decorator_list if _decorator_name(d) not in IGNORE_DECORATORS]
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                node.returns = None
+    return ast.unparse(tree).strip()
 
 
 def explicit_source(source: str, spec: t.Any) -> str:
