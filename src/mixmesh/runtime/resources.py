@@ -78,8 +78,8 @@ class _Built:
 
 
 # SQLMesh runs a model's functions from their stored source, so one process may hold several
-# copies of a project's @resource (one per model, per unit test). Copies of the same code,
-# watching the same files, share one value: "once per process" holds for them too.
+# copies of a project's @resource (one per model, per unit test). Copies of the same code of
+# one project, watching the same files, share one value: "once per process" holds for them too.
 _SHARED: t.Dict[t.Tuple[t.Any, ...], _Built] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -87,7 +87,9 @@ _SHARED_LOCK = threading.Lock()
 def _built_for(builder: t.Callable[[], t.Any], watch: t.Tuple[Path, ...]) -> _Built:
     if getattr(builder, "__closure__", None) or not hasattr(builder, "__code__"):
         return _Built()  # a closure's value depends on what it captured: never shared
-    key = (builder.__qualname__, _code_identity(builder.__code__), _values_used(builder), watch)
+    # The project too: relative paths (its artifacts, its watched files) are another project's
+    # files in another copy, loaded in the same process.
+    key = (builder.__qualname__, _code_identity(builder.__code__), _values_used(builder), watch, _project_root)
     with _SHARED_LOCK:
         return _SHARED.setdefault(key, _Built())
 

@@ -200,6 +200,9 @@ def forget_project_modules(root: Path) -> None:
             del sys.modules[name]
 
 
+_NOT_PROJECT_CODE = frozenset({"tests", "test", "conftest"})
+
+
 def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
     """A module found outside this project under a name this project has a file for: another
     project's load found it (a copy's, a second project's in one process), or code imported
@@ -211,7 +214,8 @@ def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
     if owner == root.absolute() or file.absolute().is_relative_to(root.absolute()):
         return False
     package = name.partition(".")[0]
-    if owner is None and (not (root / package).is_dir() or package in installed_packages()):
+    # A test suite's modules (``tests.test_x``, its conftest) are never the project's code.
+    if owner is None and (not (root / package).is_dir() or package in _NOT_PROJECT_CODE or package in installed_packages()):
         return False
     relative = Path(*name.split("."))
     return (root / relative.with_suffix(".py")).is_file() or (root / relative / "__init__.py").is_file()
