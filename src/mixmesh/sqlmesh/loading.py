@@ -12,7 +12,6 @@ installs mixmesh in a fresh ``sqlmesh run``, was re-created).
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 import typing as t
@@ -21,6 +20,7 @@ from pathlib import Path
 from sqlglot import exp
 
 from mixmesh.core.errors import FunctionDefinitionError
+from mixmesh.core.notices import warn_once
 from mixmesh.sqlmesh.source import installed_packages, is_udf
 
 if t.TYPE_CHECKING:
@@ -96,26 +96,21 @@ def check_sql_function_callers(models: t.Iterable[t.Any]) -> None:
             )
 
 
-_warned_grains: t.Set[t.Tuple[str, str]] = set()
-
-
 def warn_about_array_grains(models: t.Iterable[t.Any]) -> None:
     """``grain [a, b]`` (the spelling of some documents) is one grain to SQLMesh, the array
     ``ARRAY(a, b)``: ``model.on`` fails and ``table_diff`` without ``--on`` crashes. Said once
     per model and spelling, on stderr and in the log; the model loads as SQLMesh reads it."""
     for model in models:
         for grain in getattr(model, "grains", None) or ():
-            if not isinstance(grain, exp.Array) or (model.name, grain.sql()) in _warned_grains:
+            if not isinstance(grain, exp.Array):
                 continue
-            _warned_grains.add((model.name, grain.sql()))
             columns = ", ".join(item.sql() for item in grain.expressions)
             message = (
                 f"model {model.name}: `grain [{columns}]` is one grain to SQLMesh, the array {grain.sql()}, "
                 f"so table_diff cannot match rows on it; write `grain ({columns})` (or `grains [{columns}]`) "
                 f"for a grain of {len(grain.expressions)} column(s)"
             )
-            logging.getLogger(__name__).warning(message)
-            print(f"mixmesh: {message}", file=sys.stderr)
+            warn_once(("array grain", model.name, grain.sql()), message, __name__)
 
 
 def fresh_modules_hook(load_scripts: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
@@ -300,25 +295,18 @@ def _listed(expressions: t.Any) -> t.List[t.Any]:
     return expressions if isinstance(expressions, list) else [expressions]
 
 
-_warned_lock: t.Set[t.Tuple[Path, str, t.Optional[str]]] = set()
-
-
 def warn_about_lock_differences(project: Path) -> None:
     """Say, once per process, which installed packages differ from the project's lock file:
     the scores of this run may differ from those the lock describes."""
     from mixmesh.runtime.package_versions import LOCK_FILE, lock_differences
 
     for package, locked, installed in lock_differences(project):
-        if (project, package, installed) in _warned_lock:
-            continue
-        _warned_lock.add((project, package, installed))
         what = f"{package} {installed} is installed" if installed else f"{package} is not installed"
         message = (
             f"{what}, where {LOCK_FILE} locks {package}=={locked}: results may differ from those of the "
             f"locked environment; install the locked versions (pip install -r {LOCK_FILE}) or update the lock"
         )
-        logging.getLogger(__name__).warning(message)
-        print(f"mixmesh: {message}", file=sys.stderr)
+        warn_once(("lock difference", project, package, installed), message, __name__)
 
 
 def model_cache_key_hook(entry_id: t.Callable[..., str]) -> t.Callable[..., str]:

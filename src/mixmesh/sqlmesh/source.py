@@ -27,6 +27,7 @@ import typing as t
 from pathlib import Path
 
 from mixmesh.core.introspection import string_constants
+from mixmesh.core.notices import warn_once
 
 def loggers_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
     """Module-level loggers (``logger = logging.getLogger(__name__)``) stored as look-ups.
@@ -56,7 +57,6 @@ def loggers_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callab
 
 ARTIFACTS_ENTRY = "__mixmesh_artifacts__"
 PACKAGES_ENTRY = "__mixmesh_packages__"
-_warned_unpinned: t.Set[t.Tuple[str, str]] = set()
 
 
 def reproducibility_hook(serialize_env: t.Callable[..., t.Dict[str, t.Any]]) -> t.Callable[..., t.Dict[str, t.Any]]:
@@ -111,16 +111,12 @@ def _strings_in(executables: t.Iterable[t.Any]) -> t.Iterator[str]:
 
 def _warn_unpinned(unpinned: t.Iterable[str], project: t.Any) -> None:
     for artifact in unpinned:
-        if (str(project), artifact) in _warned_unpinned:
-            continue
-        _warned_unpinned.add((str(project), artifact))
         message = (
             f"artifact {artifact} is loaded by the project's code but listed in no pins file it names; "
             f"pin it (mixmesh.write_pins) so that load_artifact checks its bytes and the plan tracks it by "
             f"its pinned digest"
         )
-        logging.getLogger(__name__).warning(message)
-        print(f"mixmesh: {message}", file=sys.stderr)
+        warn_once(("unpinned artifact", str(project), artifact), message, __name__)
 
 
 def _spec_of(obj: t.Any) -> t.Any:
