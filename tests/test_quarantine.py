@@ -378,6 +378,24 @@ def test_the_failed_rows_of_an_async_function_are_quarantined() -> None:
     ]
 
 
+def test_an_async_functions_quarantined_row_records_its_attempts() -> None:
+    """Retried rows of an async function say after how many calls they were given up, as
+    the rows of a plain function do."""
+    from mixmesh import Retry, udf
+    from mixmesh.runtime.rows import RowBatchFunction
+
+    @udf(on_error="null", concurrency=2, retry=Retry(attempts=3, backoff=[0], on=(ConnectionError,)))
+    async def fetched(key: int) -> int:
+        if key == 2:
+            raise ConnectionError("service down")
+        return key
+
+    with quarantine.collecting("analytics.m") as collector:
+        result = RowBatchFunction(fetched.spec, "analytics.m")(pa.array([1, 2]))
+    assert result.to_pylist() == [1, None]
+    assert [(json.loads(r.arguments), r.attempts) for r in collector.rows()] == [({"key": 2}, 3)]
+
+
 def test_a_cached_functions_failed_call_counts_every_row_that_shared_it(tmp_path: Path) -> None:
     import duckdb
 

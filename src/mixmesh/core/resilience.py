@@ -122,7 +122,7 @@ class Retry(Policy):
             try:
                 return retrying(func, *args)
             except Exception as error:  # given up: say after how many calls (quarantined rows record it)
-                _note_attempts(error, retrying.statistics.get("attempt_number", 1))
+                note_attempts(error, retrying.statistics.get("attempt_number", 1))
                 raise
 
         return call
@@ -437,7 +437,7 @@ class _RowWatch:
 _ATTEMPTS = "__mixmesh_attempts__"
 
 
-def _note_attempts(error: BaseException, attempts: int) -> None:
+def note_attempts(error: BaseException, attempts: int) -> None:
     try:
         setattr(error, _ATTEMPTS, attempts)
     except (AttributeError, TypeError):  # an exception refusing attributes: counted as one call

@@ -328,7 +328,12 @@ def _async_retry(policy: "resilience.Retry", func: AsyncCall, function: str, mod
         arguments["sleep"] = sleep
 
     async def retried(*args: t.Any) -> t.Any:
-        return await tenacity.AsyncRetrying(**arguments)(func, *args)
+        retrying = tenacity.AsyncRetrying(**arguments)
+        try:
+            return await retrying(func, *args)
+        except Exception as error:  # given up: say after how many calls, as the sync retry does
+            resilience.note_attempts(error, retrying.statistics.get("attempt_number", 1))
+            raise
 
     return retried
 
