@@ -157,6 +157,7 @@ def init(directory: Path, force: bool) -> None:
 @click.pass_obj
 def advise(options: GlobalOptions, model: str | None, as_json: bool, project: Path | None) -> None:
     """Per model: the mixed-language pattern it follows and the one the seed's framework recommends."""
+    root = options.project(project, command="advise")  # before importing SQLMesh: no project, no wait
     import json
 
     from sqlmesh.utils.errors import SQLMeshError
@@ -164,7 +165,6 @@ def advise(options: GlobalOptions, model: str | None, as_json: bool, project: Pa
     from mixmesh.advice import advise as advise_project, format_text
     from mixmesh.core.errors import MixmeshError
 
-    root = options.project(project, command="advise")
     try:
         advice = advise_project(root, model=model, store=options.metrics_store(root))
     except (MixmeshError, SQLMeshError, FileNotFoundError) as error:
@@ -205,6 +205,8 @@ def stats(
     from mixmesh.monitor.stats_cli import stats_command
     from mixmesh.monitor.trends import TrendThresholds
 
+    if as_json and prometheus:  # a usage error first, wherever the command runs
+        raise click.UsageError("--json and --prometheus are two formats: choose one")
     root = options.project(project, command="stats")
     thresholds = TrendThresholds.from_settings()
     if min_change is not None:
