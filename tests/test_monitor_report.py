@@ -203,9 +203,11 @@ def test_axis_ticks_are_round_and_reach_the_largest_value(top: float, ticks: t.L
 
 
 def test_the_report_command_reads_the_projects_store(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     runs = [model_run("m.a", i) for i in range(3)] + [model_run("m.b", 0)]
     MetricsStore(tmp_path / ".mixmesh" / "metrics.duckdb").append(runs)
     out = tmp_path / "out" / "report.html"
+    out.parent.mkdir()  # the report goes into a folder that exists; mixmesh never creates one
     result = CliRunner().invoke(main, ["report", "--out", str(out), "--model", "m.a", "--project", str(tmp_path)])
     assert result.exit_code == 0, result.output
     marks = parse(out.read_text(encoding="utf-8")).marks
@@ -213,6 +215,7 @@ def test_the_report_command_reads_the_projects_store(tmp_path: Path) -> None:
 
 
 def test_the_report_command_on_a_project_without_runs(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     result = CliRunner().invoke(main, ["report", "--out", str(tmp_path / "r.html"), "--project", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "No runs recorded yet" in (tmp_path / "r.html").read_text(encoding="utf-8")

@@ -320,6 +320,7 @@ def _mixmesh(*args: str, cwd: Path, env: t.Optional[t.Dict[str, str]] = None, ch
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # stats need a project
     store = MetricsStore.for_project(tmp_path, setting="")
     for i in range(8):
         run = model_run("analytics.customer_risk_scoring", at=days_ago(8 - i), total_s=2.0 + i, python_s=1.5 + i,
@@ -357,6 +358,7 @@ def test_stats_json_model_and_days(project: Path) -> None:
 
 
 def test_stats_with_nothing_recorded_or_metrics_off(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")
     assert "No model evaluations recorded in" in _mixmesh("stats", cwd=tmp_path).stdout
     assert "Metrics are off" in _mixmesh("stats", cwd=tmp_path, env={"MIXMESH_METRICS": "off"}).stdout
     assert json.loads(_mixmesh("stats", "--json", cwd=tmp_path).stdout)["models"] == []

@@ -80,6 +80,7 @@ def moved_aside(path: Path) -> t.List[Path]:
 
 @pytest.mark.parametrize("how", list(CORRUPTIONS))
 def test_stats_moves_the_broken_file_aside_and_rebuilds_from_the_spool(tmp_path: Path, how: str) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     path = tmp_path / DEFAULT_PATH
     stored_then_broken(path, how)
     broken = path.read_bytes()
@@ -101,6 +102,7 @@ def test_stats_moves_the_broken_file_aside_and_rebuilds_from_the_spool(tmp_path:
 
 
 def test_report_moves_the_broken_file_aside_and_rebuilds_from_the_spool(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     path = tmp_path / DEFAULT_PATH
     stored_then_broken(path, "garbage")
     spool_one(path, "a.after")
@@ -115,6 +117,7 @@ def test_report_moves_the_broken_file_aside_and_rebuilds_from_the_spool(tmp_path
 
 
 def test_a_damaged_block_found_by_stats_is_moved_aside_with_its_wal(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     """The file opens and takes appends (so runs merge into it and cannot tell); reading its
     rows fails. The figures merged into it are then only in the moved file, as stats says."""
     path = tmp_path / DEFAULT_PATH

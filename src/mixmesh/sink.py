@@ -23,6 +23,7 @@ import types
 import typing as t
 import uuid
 
+from mixmesh.core import settings
 from mixmesh.core.names import short_name
 
 SAMPLE_MS_VARIABLE = "MIXMESH_MONITOR_SAMPLE_MS"
@@ -406,6 +407,6 @@ def close_evaluation(evaluation: "Evaluation") -> None:
 
 def sample_seconds() -> float:
     try:
-        return max(float(os.environ.get(SAMPLE_MS_VARIABLE, DEFAULT_SAMPLE_MS)), 0.5) / 1000
+        return max(float(settings.get(SAMPLE_MS_VARIABLE, str(DEFAULT_SAMPLE_MS))), 0.5) / 1000
     except ValueError:
         return DEFAULT_SAMPLE_MS / 1000

@@ -14,15 +14,18 @@ from pathlib import Path
 
 import click
 
+if t.TYPE_CHECKING:
+    from mixmesh.cli.project import GlobalOptions
+
 
 @contextlib.contextmanager
-def warehouse_of(project: Path) -> t.Iterator[t.Any]:
-    """The result cache in the project's warehouse (its default gateway's connection)."""
+def warehouse_of(project: Path, options: t.Optional["GlobalOptions"] = None) -> t.Iterator[t.Any]:
+    """The result cache in the project's warehouse (the connection of --gateway, or the default gateway's)."""
     from sqlmesh import Context
 
     from mixmesh.runtime.cache import Warehouse
 
-    context = Context(paths=str(project))
+    context = Context(paths=str(project), config=options and options.config, gateway=options and options.gateway)
     try:
         adapter = context.engine_adapter
         if adapter.dialect != "duckdb":
@@ -35,15 +38,17 @@ def warehouse_of(project: Path) -> t.Iterator[t.Any]:
         context.close()
 
 
-def cache_command(project: Path, function: t.Optional[str], clear: bool, as_json: bool) -> None:
-    with warehouse_of(project) as warehouse:
+def cache_command(
+    project: Path, function: t.Optional[str], clear: bool, as_json: bool, options: t.Optional["GlobalOptions"] = None
+) -> None:
+    with warehouse_of(project, options) as warehouse:
         if clear:
             dropped = warehouse.clear(function)
             what = f"of {function}" if function else "of every function"
             click.echo(f"Cleared the result cache {what}: {dropped:,} entries dropped.")
             return
         sizes = [size for size in warehouse.sizes() if function is None or size["function"] == function.lower()]
-    counted = _hits_and_misses(project)
+    counted = _hits_and_misses(project, options)
     for size in sizes:
         size["hits"], size["misses"] = counted.get(size["function"], (None, None))
     if as_json:
@@ -55,13 +60,14 @@ def cache_command(project: Path, function: t.Optional[str], clear: bool, as_json
     _print(sizes)
 
 
-def _hits_and_misses(project: Path) -> t.Dict[str, t.Tuple[int, int]]:
+def _hits_and_misses(project: Path, options: t.Optional["GlobalOptions"] = None) -> t.Dict[str, t.Tuple[int, int]]:
     """Per function, the hits and misses the project's recorded runs counted (none if not recorded)."""
     from mixmesh.monitor.stats import summarize
     from mixmesh.monitor.store import MetricsStore, MetricsStoreError
 
     try:
-        functions = summarize(MetricsStore.for_project(project)).functions
+        store = options.metrics_store(project) if options else MetricsStore.for_project(project)
+        functions = summarize(store).functions
     except MetricsStoreError:
         return {}
     counted: t.Dict[str, t.Tuple[int, int]] = {}

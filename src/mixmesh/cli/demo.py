@@ -27,12 +27,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from mixmesh.cli.demo_data import SEED, SIZES, DemoSizes, generate
 from mixmesh.cli.demo_project import copy_example, example_source, is_example
 from mixmesh.core.errors import MixmeshError
+from mixmesh.monitor.stats_cli import WIDE, print_table
+from mixmesh.monitor.stats_cli import _table as _table  # noqa: F401 - the same cells as mixmesh stats
 
 START = datetime.date(2024, 1, 1)  # the example's model start (its config.yaml)
 DATABASE = "demo.duckdb"  # as the example's config.yaml names it, relative to the project
@@ -73,6 +73,7 @@ class DemoOptions:
     seed: int = SEED
     retrain: bool = False
     dirty: float = 0.0  # the share of rows with flaws (mixmesh.cli.demo_flaws)
+    wide: bool = False  # the summary's tables one line per row, however wide
 
     @property
     def end(self) -> datetime.date:
@@ -119,7 +120,7 @@ def run_demo(project: Path, options: DemoOptions = DemoOptions(), console: t.Opt
         _build(project, options, console)
     timings = _timings_since(project, started_at)
     result = DemoResult(rows, trained, timings, time.perf_counter() - started)
-    print_summary(project, result, console)
+    print_summary(project, result, console, wide=options.wide)
     return result
 
 
@@ -215,13 +216,16 @@ def _timings_since(project: Path, started_at: datetime.datetime) -> t.Dict[str, 
 # ------------------------------------------------------------------------------ the summary
 
 
-def print_summary(project: Path, result: DemoResult, console: t.Optional[Console] = None) -> None:
+def print_summary(
+    project: Path, result: DemoResult, console: t.Optional[Console] = None, *, wide: bool = False
+) -> None:
     import duckdb
     from sqlglot import exp
 
     from mixmesh.runtime.resources import artifact_events
 
     console = console or Console()
+    tables = Console(width=WIDE, file=console.file) if wide else console
     with duckdb.connect(str(project / DATABASE), read_only=True) as connection:
 
         def rows(query: str) -> t.List[t.Tuple[t.Any, ...]]:
@@ -229,15 +233,17 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
 
         built = {model: rows(exp.select("count(*)").from_(exp.to_table(model)).sql("duckdb"))[0][0] for model in MODELS}
         console.print()
-        console.print(_table(
+        print_table(
+            tables,
             "Models",
             ["model", "rows", "built this run", "seconds", "Python", "SQL"],
             [
                 (model, f"{count:,}", *_timing_cells(result.timings.get(model)))
                 for model, count in built.items()
             ],
-        ))
-        console.print(_table(
+        )
+        print_table(
+            tables,
             "Risk tiers (analytics.customer_risk_scoring)",
             ["tier", "customer-days", "mean score", "min", "max"],
             rows(
@@ -245,8 +251,9 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
                 "round(max(ml_risk_score), 3) FROM analytics.customer_risk_scoring GROUP BY 1 "
                 "ORDER BY CASE final_risk_tier WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 ELSE 2 END"
             ),
-        ))
-        console.print(_table(
+        )
+        print_table(
+            tables,
             "Top customers by predicted LTV (analytics.customer_ltv_prediction, latest prediction)",
             ["customer", "segment", "predicted LTV", "confidence", "churn risk", "spend in period"],
             rows(
@@ -255,15 +262,16 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
                 "QUALIFY prediction_date = max(prediction_date) OVER () "
                 "ORDER BY predicted_ltv DESC, prediction_confidence DESC, customer_id LIMIT 5"
             ),
-        ))
-        console.print(_table(
+        )
+        print_table(
+            tables,
             "Session types (analytics.real_time_personalization)",
             ["session type", "sessions", "mean engagement", "premium offers"],
             rows(
                 "SELECT session_type, count(*), round(avg(ml_engagement_score), 3), count(*) FILTER (show_premium_offer) "
                 "FROM analytics.real_time_personalization GROUP BY 1 ORDER BY 2 DESC"
             ),
-        ))
+        )
     events = artifact_events()
     if result.trained:
         source = "trained in this run and pinned"
@@ -278,16 +286,6 @@ def print_summary(project: Path, result: DemoResult, console: t.Optional[Console
         )
     console.print(f"ML models: {source}.")
     console.print(f"Database: {project / DATABASE}. Done in {result.seconds:.1f} s.")
-
-
-def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index == 0 else "right")
-    for row in rows:
-        # Text, not markup: a model name or an error may hold brackets ("list[float]").
-        table.add_row(*(Text(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)) for value in row))
-    return table
 
 
 def _timing_cells(timing: t.Optional[ModelTiming]) -> t.Tuple[str, str, str, str]:

@@ -10,16 +10,22 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mixmesh.monitor.stats_cli import WIDE
+
+if t.TYPE_CHECKING:
+    from mixmesh.cli.project import GlobalOptions
+
 
 def quarantine_command(
     project: t.Optional[Path], *, model: t.Optional[str], function: t.Optional[str], limit: int,
     include_resolved: bool, summary: bool, console: t.Optional[Console] = None,
+    options: t.Optional["GlobalOptions"] = None, wide: bool = False,
 ) -> None:
     """Print the entries (or their summary) of the project's warehouse."""
     from mixmesh.sqlmesh import quarantine
 
-    console = console or Console(width=200)
-    with _warehouse(project) as adapter:
+    console = console or Console(width=WIDE if wide else None)
+    with _warehouse(project, options) as adapter:
         if not quarantine.table_exists(adapter):
             console.print(f"No quarantined rows: {quarantine.TABLE} does not exist yet (no model has run with mixmesh).")
             return
@@ -39,7 +45,7 @@ def quarantine_command(
     console.print(_table(title, frame))
 
 
-def _warehouse(project: t.Optional[Path]) -> t.ContextManager[t.Any]:
+def _warehouse(project: t.Optional[Path], options: t.Optional["GlobalOptions"] = None) -> t.ContextManager[t.Any]:
     """The engine adapter of the project's default gateway (its models are not loaded)."""
     import contextlib
 
@@ -56,7 +62,8 @@ def _warehouse(project: t.Optional[Path]) -> t.ContextManager[t.Any]:
     def opened() -> t.Iterator[t.Any]:
         from sqlmesh import Context
 
-        context = Context(paths=str(root), load=False)
+        context = Context(paths=str(root), load=False, config=options and options.config,
+                          gateway=options and options.gateway)
         try:
             yield context.engine_adapter
         finally:

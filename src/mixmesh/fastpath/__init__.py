@@ -25,13 +25,13 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import os
 import threading
 import typing as t
 import uuid
 
 import pyarrow as pa
 
+from mixmesh.core import settings
 from mixmesh import engines, sink
 from mixmesh.fastpath import choice, hoisting
 from mixmesh.core import sql_types as types
@@ -76,11 +76,11 @@ def enabled() -> bool:
 def _setting() -> str:
     """``MIXMESH_FAST_PATH``: auto, on or off (or 1/true/yes, 0/false/no); anything else fails
     the statement, naming the variable: a typo must not silently leave the choice to the rule."""
-    given = os.environ.get(VARIABLE, "auto")
+    given = settings.get(VARIABLE, "auto")
     setting = _SETTINGS.get(given.strip().lower())
     if setting is None:
         raise FastPathSettingError(
-            f"{VARIABLE} must be auto (the default), on or off (also 1, true, yes / 0, false, no); got {given!r}"
+            f"{settings.named(VARIABLE)} must be auto (the default), on or off (also 1, true, yes / 0, false, no); got {given!r}"
         )
     return setting
 
@@ -277,7 +277,7 @@ class FastPathSettingError(MixmeshError, ValueError):
 
 def _threads_setting() -> t.Optional[int]:
     """``MIXMESH_FAST_PATH_THREADS``: a whole number of threads, at least 1; None when unset."""
-    given = os.environ.get(THREADS_VARIABLE, "").strip()
+    given = settings.get(THREADS_VARIABLE).strip()
     if not given:
         return None
     try:
@@ -286,7 +286,7 @@ def _threads_setting() -> t.Optional[int]:
         threads = 0
     if threads < 1:
         raise FastPathSettingError(
-            f"{THREADS_VARIABLE} must be a whole number of threads, at least 1 (or unset: as many as the "
+            f"{settings.named(THREADS_VARIABLE)} must be a whole number of threads, at least 1 (or unset: as many as the "
             f"engine runs); got {given!r}"
         )
     return threads

@@ -43,8 +43,10 @@ from mixmesh.monitor.trends import (  # noqa: F401 - the trend rule, re-exported
     TREND_WINDOW,
     UNKNOWN,
     Trend,
+    TrendThresholds,
     mann_kendall,
     theil_sen_slope,
+    time_trend as run_time_trend,
     trend,
 )
 
@@ -141,6 +143,7 @@ class Summary:
     recommendations: t.List[Recommendation]
     days: t.Optional[float] = None
     store: t.Optional[str] = None
+    trend_thresholds: TrendThresholds = TrendThresholds()
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         from mixmesh.monitor.records import SCHEMA_VERSION
@@ -153,32 +156,40 @@ class Summary:
             "functions": [function.to_dict() for function in self.functions],
             "recommendations": [recommendation.to_dict() for recommendation in self.recommendations],
             "thresholds": {
-                "alpha": ALPHA, "min_runs": MIN_RUNS, "min_change": MIN_CHANGE, "trend_window": TREND_WINDOW,
+                "alpha": self.trend_thresholds.alpha, "min_runs": MIN_RUNS, "min_change": self.trend_thresholds.min_change,
+                "min_change_ms": self.trend_thresholds.min_change_s * 1000, "trend_window": TREND_WINDOW,
                 "long_run_s": LONG_RUN_S,
                 "high_python_share": HIGH_PYTHON_SHARE, "low_rows_per_s": LOW_ROWS_PER_S, "large_list": LARGE_LIST,
             },
         }
 
 
-def summarize(store: "MetricsStore", *, model: t.Optional[str] = None, days: t.Optional[float] = None) -> Summary:
-    """The figures of ``store``'s runs (only ``model``'s, only the last ``days`` days, if given)."""
-    summary = summarize_frames(store.model_runs(model=model, days=days), store.function_runs(model=model, days=days))
+def summarize(
+    store: "MetricsStore", *, model: t.Optional[str] = None, days: t.Optional[float] = None,
+    thresholds: t.Optional[TrendThresholds] = None,
+) -> Summary:
+    """The figures of ``store``'s runs (only ``model``'s, only the last ``days`` days, if given);
+    ``thresholds`` of the trend rule default to the settings."""
+    summary = summarize_frames(store.model_runs(model=model, days=days), store.function_runs(model=model, days=days),
+                               thresholds or TrendThresholds.from_settings())
     return dataclasses.replace(summary, days=days, store=store.location)
 
 
-def summarize_frames(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") -> Summary:
+def summarize_frames(
+    model_runs: "pd.DataFrame", function_runs: "pd.DataFrame", thresholds: TrendThresholds = TrendThresholds()
+) -> Summary:
     """The same from the store's frames (``MetricsStore.model_runs`` / ``function_runs``)."""
-    models = [_model_stats(name, runs) for name, runs in model_runs.groupby("model", sort=True)]
+    models = [_model_stats(name, runs, thresholds) for name, runs in model_runs.groupby("model", sort=True)]
     # The frame is oldest first: a function's last row holds the mode it runs in now.
     latest = function_runs.groupby(["model", "function"])["mode"].last().to_dict()
     functions = [
         _function_stats(key, runs, current=latest[key[:2]] == key[2])
         for key, runs in function_runs.groupby(["model", "function", "mode"], sort=True)
     ]
-    return Summary(models, functions, recommend(models, functions))
+    return Summary(models, functions, recommend(models, functions), trend_thresholds=thresholds)
 
 
-def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
+def _model_stats(model: str, runs: "pd.DataFrame", thresholds: TrendThresholds = TrendThresholds()) -> ModelStats:
     import numpy as np
     import pandas as pd
 
@@ -211,10 +222,19 @@ def _model_stats(model: str, runs: "pd.DataFrame") -> ModelStats:
         errors=_int_sum(runs["errors"]),
         breaker_transitions=_int_sum(runs["breaker_transitions"]),
         last_run_at=runs["started_at"].max().to_pydatetime() if len(runs) else None,
-        time_trend=trend(times[-TREND_WINDOW:], higher_is_worse=True),
+        time_trend=run_time_trend(
+            times[-TREND_WINDOW:], rows=ok["rows_out"].astype(float).tolist()[-TREND_WINDOW:],
+            interval_days=_interval_days(ok)[-TREND_WINDOW:], thresholds=thresholds,
+        ),
         memory_trend=trend(memory[-TREND_WINDOW:], higher_is_worse=True),
         throughput_trend=trend(rates.dropna().tolist()[-TREND_WINDOW:], higher_is_worse=False),
     )
+
+
+def _interval_days(runs: "pd.DataFrame") -> t.List[t.Optional[float]]:
+    """Each run's interval length in days (None where it has no interval)."""
+    span = (runs["interval_end"] - runs["interval_start"]).dt.total_seconds() / 86400
+    return [None if value != value else float(value) for value in span]  # NaN: no interval
 
 
 def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: bool = True) -> FunctionStats:
@@ -424,6 +444,6 @@ def _jsonable(value: t.Any) -> t.Any:
         return [_jsonable(item) for item in value]
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
+    if isinstance(value, dt.datetime):  # RFC 3339: the store keeps UTC without a zone
+        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
     return value

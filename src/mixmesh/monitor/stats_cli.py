@@ -1,4 +1,9 @@
-"""``mixmesh stats``: the store's figures as tables, JSON or Prometheus text."""
+"""``mixmesh stats``: the store's figures as tables, JSON or Prometheus text.
+
+Tables fit the terminal: one that is wider is stacked, a block per row (its name on a line
+of its own, then its figures, wrapped), never cut; ``wide`` keeps one line per row however
+long. The exit codes (``EXIT_*``) are the command's, documented in the README.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,48 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from mixmesh.monitor.stats import UNKNOWN, Summary, Trend, summarize
+from mixmesh.monitor.stats import DEGRADING, UNKNOWN, Summary, Trend, TrendThresholds, summarize
 from mixmesh.monitor.store import MetricsStore, MetricsStoreError, recovering
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # the command failed: a store that cannot be read, a build that failed
+EXIT_USAGE = 2  # a bad option, no project, no such model
+EXIT_UNWRITABLE = 3  # the output cannot be written where asked
+EXIT_DEGRADING = 4  # --fail-on degrading, and a trend is degrading
+
+WIDE = 1_000_000  # a console this wide never wraps: --wide's one line per row
+
+
+class NoSuchModel(click.ClickException):
+    """A model with no recorded run at all (a typo, or a model that never ran)."""
+
+    exit_code = EXIT_USAGE
+
+
+class Degrading(click.ClickException):
+    """``--fail-on degrading``: a model's time, memory or throughput trend is degrading."""
+
+    exit_code = EXIT_DEGRADING
 
 
 def stats_command(
     project: Path, *, model: t.Optional[str], days: t.Optional[float], as_json: bool, prometheus: bool,
-    console: t.Optional[Console] = None,
+    console: t.Optional[Console] = None, store: t.Optional[MetricsStore] = None, wide: bool = False,
+    fail_on: t.Sequence[str] = (), thresholds: t.Optional[TrendThresholds] = None,
 ) -> None:
     """Print the project's figures; a store that cannot be read is a one-line error."""
     if as_json and prometheus:
         raise click.UsageError("--json and --prometheus are two formats: choose one")
-    store = MetricsStore.for_project(project)
+    store = store or MetricsStore.for_project(project)
     try:  # a file that cannot be read is moved aside and rebuilt from the spool, said on stderr
-        summary = recovering(store, lambda: summarize(store, model=model, days=days), _tell)
+        summary = recovering(store, lambda: summarize(store, model=model, days=days, thresholds=thresholds), _tell)
+        if model is not None and not summary.models and not summary.functions:
+            _check_recorded(store, model)
     except MetricsStoreError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
@@ -34,7 +64,30 @@ def stats_command(
 
         click.echo(prometheus_text(summary), nl=False)
     else:
-        print_summary(summary, store, model=model, days=days, console=console)
+        print_summary(summary, store, model=model, days=days, console=console or Console(width=WIDE if wide else None))
+    if "degrading" in fail_on:
+        _fail_if_degrading(summary)
+
+
+def _check_recorded(store: MetricsStore, model: str) -> None:
+    """No run of ``model`` in the window: an error unless it has runs outside it."""
+    if not store.enabled or not store.model_runs(model=model).empty:
+        return
+    recorded = sorted(set(store.model_runs()["model"]))
+    known = f"models with recorded runs: {', '.join(recorded)}" if recorded else "no model has recorded runs yet"
+    raise NoSuchModel(f"no model {model} in the runs recorded in {store.location} ({known})")
+
+
+def _fail_if_degrading(summary: Summary) -> None:
+    found = [
+        f"{stats.model} ({what} {_trend(trend)})"
+        for stats in summary.models
+        for what, trend in (("time", stats.time_trend), ("memory", stats.memory_trend),
+                            ("throughput", stats.throughput_trend))
+        if trend.direction == DEGRADING
+    ]
+    if found:
+        raise Degrading(f"--fail-on degrading: {'; '.join(found)}")
 
 
 def _tell(message: str) -> None:
@@ -55,19 +108,20 @@ def print_summary(
         about = f" for {model}" if model else ""
         console.print(f"No model evaluations recorded{about}{window} in {store.location}.")
         return
-    console.print(_table(
-        f"Models{window} ({store.location})",
-        ["model", "runs", "failed", "mean s", "p95 s", "SQL", "Python", "wait", "rows/s", "peak MiB", "time trend", "memory trend"],
+    print_table(
+        console, f"Models{window} ({store.location})",
+        ["model", "runs", "failed", "mean s", "p95 s", "SQL", "Python", "wait", "rows/s", "peak MiB", "time trend",
+         "memory trend"],
         [
             (m.model, m.runs, m.failed, _seconds(m.mean_s), _seconds(m.p95_s), _share(m.sql_share),
-             _share(m.python_share), _share(m.wait_share), _count(m.rows_per_s), _number(m.peak_memory_mb, 1), _trend(m.time_trend),
-             _trend(m.memory_trend))
+             _share(m.python_share), _share(m.wait_share), _count(m.rows_per_s), _number(m.peak_memory_mb, 1),
+             _trend(m.time_trend), _trend(m.memory_trend))
             for m in summary.models
         ],
-    ))
+    )
     if summary.functions:
-        console.print(_table(
-            "Functions",
+        print_table(
+            console, "Functions",
             ["model", "function", "mode", "calls", "rows", "total s", "p50 batch ms", "p95 batch ms", "errors",
              "mean list length", "findings", "path", "max in flight", "calls/s", "cache hits / misses"],
             [
@@ -78,7 +132,8 @@ def print_summary(
                  "" if f.cache_hits is None else f"{f.cache_hits:,} / {f.cache_misses or 0:,}")
                 for f in summary.functions
             ],
-        ))
+            keys=3,
+        )
     if summary.recommendations:
         console.print("[bold]Recommendations[/]")
         for advice in summary.recommendations:
@@ -87,13 +142,48 @@ def print_summary(
         console.print("No recommendations: no figure crosses a threshold.")
 
 
+def print_table(
+    console: Console, title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]], *, keys: int = 1
+) -> None:
+    """A table where it fits the console's width, else a block per row (never a cut name).
+
+    The first ``keys`` columns name the row (model; model, function, mode): a block starts
+    with them on a line of their own, then the other figures, as "header value", wrapped."""
+    cells = [[_text(value) for value in row] for row in rows]
+    table = _table(title, header, cells)
+    # Measured as if the console had no edge: within it, rich would shrink the columns to fit.
+    if Measurement.get(console, console.options.update_width(WIDE), table).maximum <= console.width:
+        console.print(table)
+        return
+    console.print(Text(title, style="bold"))
+    for row in cells:
+        console.print(Text(" · ".join(row[:keys]), style="bold"))
+        pairs = [f"{name}: {value}" for name, value in zip(header[keys:], row[keys:]) if value]
+        console.print(Padding(Text(_packed(pairs, console.width - 2)), (0, 0, 0, 2), expand=False))
+
+
+def _packed(items: t.Sequence[str], width: int) -> str:
+    """``items`` joined by two spaces, a line break where the next would pass ``width``."""
+    lines: t.List[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= width:
+            lines[-1] += "  " + item
+        else:
+            lines.append(item)
+    return "\n".join(lines)
+
+
+def _text(value: t.Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
 def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]]) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold")
     for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index == 0 or name in ("function", "mode") else "right")
+        table.add_column(name, justify="left" if index == 0 or name in ("function", "mode") else "right", no_wrap=True)
     for row in rows:
         # Text, not markup: a model name or an error may hold brackets ("list[float]").
-        table.add_row(*(Text(f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)) for value in row))
+        table.add_row(*(Text(_text(value)) for value in row))
     return table
 
 

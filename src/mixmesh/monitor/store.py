@@ -60,6 +60,7 @@ from pathlib import Path
 
 from sqlglot import exp
 
+from mixmesh.core import settings
 from mixmesh.core.errors import MixmeshError
 from mixmesh.monitor.records import SCHEMA_VERSION, FunctionRun, ModelRun
 
@@ -194,7 +195,7 @@ class MetricsStore:
         file) is logged and the default file is used, so no figure is lost.
         """
         project = Path(project)
-        setting = (os.environ.get(ENVIRONMENT_VARIABLE, "") if setting is None else setting).strip()
+        setting = (settings.get(ENVIRONMENT_VARIABLE) if setting is None else setting).strip()
         if setting.lower() == "off":
             return cls.off()
         if setting.lower() == "warehouse" or setting.lower().startswith("warehouse:"):

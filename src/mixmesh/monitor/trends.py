@@ -8,11 +8,21 @@ memory: rising; for rows/s: falling) when
   normal approximation with tie correction and continuity correction; and
 - the change it amounts to matters: the Theil–Sen slope (median of pairwise slopes, per
   run) times (n − 1), relative to the series' median, is at least ``MIN_CHANGE`` (10 %) in
-  absolute value;
+  absolute value; and, for run times, the same change in a run of the median size is at
+  least ``MIN_CHANGE_S`` (0.05 s, 50 ms);
 
-*improving* when both hold with a falling series, *stable* otherwise, and *unknown* with
-fewer than ``MIN_RUNS`` values. The second condition keeps a tiny but steady drift, which
-a long series makes "significant", from being called a degradation.
+*improving* when all hold with a falling series, *stable* otherwise, and *unknown* with
+fewer than ``MIN_RUNS`` values. The size conditions keep a tiny but steady drift, which a
+long series makes "significant", from being called a degradation, and keep the jitter of
+a busy machine (a 100 ms model taking 98 to 118 ms) from being called one either.
+
+**Run times are compared per unit of work** (``time_trend``): seconds per row written
+where every run reports its rows, else seconds per day of the interval it built where
+every run has one, else seconds per run. A run that built 7 days is not compared with
+one that built 1 day as if they were equal. ``Trend.basis`` says which was used.
+
+The thresholds are settings (``TrendThresholds.from_settings``):
+``MIXMESH_TREND_MIN_CHANGE`` (relative, "10%" or 0.1) and ``MIXMESH_TREND_MIN_CHANGE_MS``.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ ALPHA = 0.05
 MIN_RUNS = 6
 TREND_WINDOW = 100
 MIN_CHANGE = 0.10
+MIN_CHANGE_S = 0.050
 
 IMPROVING, STABLE, DEGRADING, UNKNOWN = "improving", "stable", "degrading", "unknown"
 
@@ -40,6 +51,8 @@ class Trend:
     p_value: t.Optional[float] = None
     slope: t.Optional[float] = None  # Theil–Sen, units per run
     change: t.Optional[float] = None  # slope × (n − 1) / |median|
+    absolute: t.Optional[float] = None  # slope × (n − 1) × scale: in the figure's units, for a median-sized run
+    basis: str = "run"  # what one value is per: run, row or interval day
 
     @property
     def rising(self) -> bool:
@@ -78,21 +91,77 @@ def trend(
     alpha: float = ALPHA,
     min_runs: int = MIN_RUNS,
     min_change: float = MIN_CHANGE,
+    min_absolute: t.Optional[float] = None,
+    scale: float = 1.0,
+    basis: str = "run",
 ) -> Trend:
-    """The direction of ``values`` (oldest first) by the trend rule of this module."""
+    """The direction of ``values`` (oldest first) by the trend rule of this module.
+
+    ``min_absolute`` is the smallest change that counts, in the units of ``values`` times
+    ``scale`` (the size of a typical run when values are per row or per day)."""
     values = [float(value) for value in values if value is not None and not math.isnan(value)]
     n = len(values)
     if n < min_runs:
-        return Trend(UNKNOWN, n)
+        return Trend(UNKNOWN, n, basis=basis)
     s, _, z, p = mann_kendall(values)
     slope = theil_sen_slope(values)
     median = abs(_median(sorted(values)))
     change = slope * (n - 1) / median if median else (0.0 if slope == 0 else math.copysign(math.inf, slope))
+    absolute = slope * (n - 1) * scale
+    large = abs(change) >= min_change and (min_absolute is None or abs(absolute) >= min_absolute)
     direction = STABLE
-    if p < alpha and abs(change) >= min_change and _sign(slope) == _sign(s):
+    if p < alpha and large and _sign(slope) == _sign(s):
         direction = DEGRADING if (slope > 0) == higher_is_worse else IMPROVING
-    return Trend(direction, n, s, z, p, slope, change)
+    return Trend(direction, n, s, z, p, slope, change, absolute, basis)
 
+
+@dataclasses.dataclass(frozen=True)
+class TrendThresholds:
+    """How large a significant change must be to count: relative, and in seconds per run."""
+
+    alpha: float = ALPHA
+    min_change: float = MIN_CHANGE
+    min_change_s: float = MIN_CHANGE_S
+
+    @classmethod
+    def from_settings(cls) -> "TrendThresholds":
+        """``MIXMESH_TREND_MIN_CHANGE`` and ``MIXMESH_TREND_MIN_CHANGE_MS``, where set."""
+        from mixmesh.core import settings
+
+        return cls(
+            min_change=settings.number("MIXMESH_TREND_MIN_CHANGE", MIN_CHANGE, percent=True),
+            min_change_s=settings.number("MIXMESH_TREND_MIN_CHANGE_MS", MIN_CHANGE_S * 1000) / 1000,
+        )
+
+
+def time_trend(
+    seconds: t.Sequence[float],
+    *,
+    rows: t.Optional[t.Sequence[t.Optional[float]]] = None,
+    interval_days: t.Optional[t.Sequence[t.Optional[float]]] = None,
+    thresholds: TrendThresholds = TrendThresholds(),
+) -> Trend:
+    """The trend of run times, per row or per interval day where every run says (see the module)."""
+    basis, sizes = _work(len(seconds), rows, interval_days)
+    per_unit = [value / size for value, size in zip(seconds, sizes)]
+    return trend(
+        per_unit, alpha=thresholds.alpha, min_change=thresholds.min_change, min_absolute=thresholds.min_change_s,
+        scale=_median(sorted(sizes)) if sizes else 1.0, basis=basis,
+    )
+
+
+def _work(
+    n: int, rows: t.Optional[t.Sequence[t.Optional[float]]], days: t.Optional[t.Sequence[t.Optional[float]]]
+) -> t.Tuple[str, t.List[float]]:
+    """What each run's time is divided by: its rows, its interval's days, or nothing."""
+    for basis, sizes in (("row", rows), ("interval day", days)):
+        if sizes is not None and len(sizes) == n and all(_positive(size) for size in sizes):
+            return basis, [float(t.cast(float, size)) for size in sizes]
+    return "run", [1.0] * n
+
+
+def _positive(value: t.Optional[float]) -> bool:
+    return value is not None and not math.isnan(value) and value > 0
 
 
 def _sign(value: float) -> int:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import os
 import pickletools
 import typing as t
 from importlib import metadata
 from pathlib import Path
 
+from mixmesh.core import settings
 from mixmesh.core.errors import SettingError
 
 PRECISION_VARIABLE = "MIXMESH_PACKAGE_VERSIONS"
@@ -132,13 +132,13 @@ def _normal(name: str) -> str:
 
 def _precisions() -> t.Dict[str, str]:
     """``MIXMESH_PACKAGE_VERSIONS``: ``package=major|minor|patch|exact|ignore``, comma-separated."""
-    given = os.environ.get(PRECISION_VARIABLE, "").strip()
+    given = settings.get(PRECISION_VARIABLE).strip()
     chosen = {}
     for item in filter(None, (part.strip() for part in given.split(","))):
         package, _, precision = (piece.strip() for piece in item.partition("="))
         if not package or precision not in PRECISIONS:
             raise SettingError(
-                f"{PRECISION_VARIABLE}={given!r}: each item is package=precision, the precision one of "
+                f"{settings.described(PRECISION_VARIABLE)}: each item is package=precision, the precision one of "
                 f"{', '.join(PRECISIONS)} (got {item!r})"
             )
         chosen[_normal(package)] = precision

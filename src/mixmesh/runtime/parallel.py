@@ -36,6 +36,7 @@ import sysconfig
 import types
 import typing as t
 
+from mixmesh.core import settings
 from mixmesh.core.errors import MixmeshError
 from mixmesh.core.functions import FunctionSpec
 from mixmesh.core.cpus import usable_cpus
@@ -75,10 +76,10 @@ class Placement(t.NamedTuple):
 
 def setting() -> str:
     """``MIXMESH_PARALLEL``: "auto" (the default) or "threads"; anything else is an error."""
-    given = os.environ.get(VARIABLE, "auto").strip().lower() or "auto"
+    given = settings.get(VARIABLE, "auto").strip().lower() or "auto"
     if given not in SETTINGS:
         raise ParallelSettingError(
-            f"{VARIABLE} must be one of {SETTINGS} (or unset: auto), got {os.environ[VARIABLE]!r}"
+            f"{settings.named(VARIABLE)} must be one of {SETTINGS} (or unset: auto), got {settings.get(VARIABLE)!r}"
         )
     return given
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import threading
 import typing as t
 
+from mixmesh.core import settings
 from mixmesh.core.names import short_name
 from mixmesh.core.resilience import attempts_of
 
@@ -50,7 +50,7 @@ class QuarantinedRow(t.NamedTuple):
 def max_rows() -> int:
     """How many rows one model evaluation records in full."""
     try:
-        return max(int(os.environ.get(MAX_ROWS_VARIABLE, DEFAULT_MAX_ROWS)), 0)
+        return max(int(settings.get(MAX_ROWS_VARIABLE, str(DEFAULT_MAX_ROWS))), 0)
     except ValueError:
         return DEFAULT_MAX_ROWS
 

@@ -33,6 +33,7 @@ import time
 import typing as t
 from pathlib import Path
 
+from mixmesh.core import settings
 from mixmesh.core.errors import MixmeshError
 from mixmesh.core.names import keep_import_path
 
@@ -453,7 +454,7 @@ def _expected_digest(path: PathLike, sha256: t.Optional[str]) -> t.Optional[str]
 def _allowed_dirs(allowed_dirs: t.Union[PathLike, t.Iterable[PathLike], None]) -> t.List[Path]:
     if allowed_dirs is None:
         # Read on each call: the environment may be set after import (tests, notebooks).
-        listed = os.environ.get(ARTIFACT_DIRS_VARIABLE, "").split(os.pathsep)
+        listed = settings.get(ARTIFACT_DIRS_VARIABLE).split(os.pathsep)
         items: t.List[PathLike] = [_base(), *(item for item in listed if item)]
     elif isinstance(allowed_dirs, (str, os.PathLike)):
         items = [allowed_dirs]

@@ -12,13 +12,13 @@ installs mixmesh in a fresh ``sqlmesh run``, was re-created).
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import typing as t
 from pathlib import Path
 
 from sqlglot import exp
 
+from mixmesh.core import settings
 from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.notices import warn_once
 from mixmesh.sqlmesh.source import installed_packages, is_udf
@@ -40,6 +40,7 @@ def loader_hook(original: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             from mixmesh.runtime import resources
 
             resources.set_project_root(self.config_path)  # artifacts resolve against the project
+            settings.use_project(self.config_path, self.config.variables)  # [tool.mixmesh], variables: mixmesh:
             track_project_modules(self)
             register_project_functions(self, macros)
             load_sql_functions(self, macros)
@@ -322,7 +323,7 @@ def model_cache_key_hook(entry_id: t.Callable[..., str]) -> t.Callable[..., str]
     def hook(self: t.Any, model_path: t.Any) -> str:
         from mixmesh.runtime.package_versions import PRECISION_VARIABLE
 
-        precision = os.environ.get(PRECISION_VARIABLE, "").replace(" ", "")
+        precision = settings.get(PRECISION_VARIABLE).replace(" ", "")
         return f"{entry_id(self, model_path)}__{_installed_digest()}__{precision}"
 
     return hook
