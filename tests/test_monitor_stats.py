@@ -263,7 +263,7 @@ def test_a_slow_vectorized_function_in_a_real_project_gets_advice_that_fits_it(t
 
         @udf(vectorized=True)
         def slow_twice(x: float) -> float:
-            time.sleep(0.5)  # a costly batch: the model's time is Python's
+            time.sleep(1.5)  # a costly batch: Python is most of the time, even on a busy machine
             return pc.multiply(x, 2.0)
     """)
     project.write("models/twice.sql", """
