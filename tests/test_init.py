@@ -249,5 +249,5 @@ def test_the_new_project_plans_tests_and_passes_its_own_tests(installed: Path, t
 
 
 def test_the_readme_counts_the_template_s_files() -> None:
-    section = (SOURCE / "README.md").read_text().split("### A new project: `mixmesh init`")[1].split("\n## ")[0]
+    section = (SOURCE / "docs" / "quickstart.md").read_text().split("### A new project: `mixmesh init`")[1].split("\n## ")[0]
     assert f"({len(template_files())} files;" in section

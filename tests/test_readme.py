@@ -1,8 +1,8 @@
-"""The README and docs/*.md say what is true.
+"""The README and the documentation site's pages (docs/*.md) say what is true.
 
 Every Python, SQL and YAML block is either run by a test here (marked ``<!-- run: NAME -->``)
 or marked a fragment with its reason (``<!-- fragment: ... -->``); every block parses; the
-commands of shell blocks exist, with their options; and the counts and names the README states
+commands of shell blocks exist, with their options; and the counts and names the pages state
 about the commands and the example project match them. See tests/readme_blocks.py.
 """
 
@@ -20,9 +20,13 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.projects import Project, forget_project_modules
-from tests.readme_blocks import EXECUTABLE, ROOT, SHELL, Block, blocks, commands, named, stray_markers
+from tests.readme_blocks import DOCUMENTS, EXECUTABLE, ROOT, SHELL, Block, blocks, commands, named, stray_markers
 
-README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
+# The page on the seed document and its example project, which states the example's facts.
+DOCUMENT_PAGE = (DOCS / "coming-from-the-document.md").read_text()
+# Every page's text, for facts stated on whichever page the text moved to.
+ALL_PAGES = "\n".join(document.read_text() for document in DOCUMENTS)
 EXAMPLE = ROOT / "examples" / "customer_analytics"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 BLOCKS = blocks()
@@ -44,6 +48,7 @@ RUNS = (
     "metrics-store",
     "otel-export",
     "calls-in-flight",  # run by tests/test_concurrency.py
+    "dbt-null-handling",
 )
 
 
@@ -324,7 +329,7 @@ def test_the_opening_example_scores_with_the_python_function(documented) -> None
 
 
 def test_the_document_s_call_site_hands_the_function_dicts_with_datetimes(documented) -> None:
-    """The README: transaction_details arrives as a list of dicts with four keys and datetime
+    """docs/functions.md: transaction_details arrives as a list of dicts with four keys and datetime
     values (the opening function reads `t["transaction_time"].hour`)."""
     project, _ = documented
     assert project.query("SELECT customer_id, ml_risk_score FROM analytics.document_call_site ORDER BY 1") == [
@@ -364,7 +369,7 @@ def test_the_metrics_store_block_reads_the_project_s_runs(documented, monkeypatc
     monkeypatch.chdir(project.root)
     (code,) = named("metrics-store", ["python"])
     namespace: t.Dict[str, t.Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/monitoring.md", "exec"), namespace)
     assert set(namespace["runs"]["model"]) == {"analytics.customer_risk_scoring"}
     assert {"python_risk_score", "checked_total"} <= set(namespace["functions"]["function"])
 
@@ -375,7 +380,7 @@ def test_the_otel_block_exports_the_runs_once(documented, monkeypatch: pytest.Mo
     (code,) = named("otel-export", ["python"])
     namespace: t.Dict[str, t.Any] = {}
     try:
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, "docs/monitoring.md", "exec"), namespace)
     finally:
         if "provider" in namespace:
             namespace["provider"].shutdown()  # its last export, then the reader's thread stops
@@ -400,7 +405,7 @@ FROM (VALUES
 
 def test_functions_in_python_shared_in_each_mode(project: Project) -> None:
     """The three modes' declarations, kept in python/shared/ and exposed by the macros/ import
-    the README shows (and the same import of the two others: SQLMesh sees the names macros/
+    docs/functions.md shows (and the same import of the two others: SQLMesh sees the names macros/
     imports)."""
     (declarations,) = named("udf-modes", ["python"])
     (exposing,) = named("functions-in-python-shared", ["python"])
@@ -545,14 +550,17 @@ def test_the_yaml_test_block_passes_in_the_example_project(tmp_path: Path) -> No
     assert result.wasSuccessful(), "\n".join(text for _, text in (*result.failures, *result.errors))
 
 
-# --- what the README states about the commands and the example ------------------------------
+# --- what the pages state about the commands and the example -------------------------------
 
 
-def test_the_commands_the_readme_lists_are_the_cli_s() -> None:
+def test_the_commands_the_pages_list_are_the_cli_s() -> None:
+    """Every page that lists the commands (the quickstart, the CLI reference) lists them all."""
     from mixmesh.cli.main import main as cli
 
-    listed = re.search(r"`mixmesh --help` lists the commands \(([^)]*)\)", README).group(1)
-    assert sorted(re.findall(r"`(\w+)`", listed)) == sorted(cli.commands)
+    lists = re.findall(r"`mixmesh --help` lists the commands \(([^)]*)\)", ALL_PAGES)
+    assert lists, "no page says which commands `mixmesh --help` lists"
+    for listed in lists:
+        assert sorted(re.findall(r"`(\w+)`", listed)) == sorted(cli.commands)
 
 
 def _yaml_tests() -> int:
@@ -561,14 +569,14 @@ def _yaml_tests() -> int:
 
 def test_the_yaml_test_counts_the_readme_states() -> None:
     words = {"seven": 7, "eight": 8, "nine": 9, "ten": 10}
-    stated = [int(n) for n in re.findall(r"SQLMesh unit tests: (\d+)", README)]
-    stated += [int(n) for n in re.findall(r"the (\d+) YAML tests", README)]
-    stated += [words[w] for w in re.findall(r"The example project's (\w+) show the patterns", README)]
+    stated = [int(n) for n in re.findall(r"SQLMesh unit tests: (\d+)", ALL_PAGES)]
+    stated += [int(n) for n in re.findall(r"the (\d+) YAML tests", ALL_PAGES)]
+    stated += [words[w] for w in re.findall(r"The example project's (\w+) show the patterns", ALL_PAGES)]
     assert len(stated) == 3 and set(stated) == {_yaml_tests()}
 
 
 def test_every_file_of_the_example_s_layout_exists() -> None:
-    section = README[README.index("## The seed document's example project"):README.index("### The three models")]
+    section = DOCUMENT_PAGE[DOCUMENT_PAGE.index("## The seed document's example project"):DOCUMENT_PAGE.index("### The three models")]
     layout = FENCE.search(section).group(2)
     folder = ""
     for line in layout.splitlines():
@@ -580,7 +588,7 @@ def test_every_file_of_the_example_s_layout_exists() -> None:
             path = EXAMPLE / name
         if name.startswith("artifacts/") or "*" in name:
             continue
-        assert path.exists(), f"the README lists {path.relative_to(EXAMPLE)}, which does not exist"
+        assert path.exists(), f"docs/coming-from-the-document.md lists {path.relative_to(EXAMPLE)}, which does not exist"
 
 
 @pytest.mark.slow
@@ -593,9 +601,18 @@ def test_what_the_readme_says_of_the_example_s_models_is_what_sqlmesh_reads() ->
         personalization = context.get_model("analytics.real_time_personalization")
     finally:
         context.close()
-    assert "so SQLMesh lists the model's parents as `raw.dim_customers` and `raw.raw_transactions`" in README
+    assert "so SQLMesh lists the model's parents as `raw.dim_customers` and `raw.raw_transactions`" in DOCUMENT_PAGE
     assert parents == ["raw.dim_customers", "raw.raw_transactions"]
     source = (EXAMPLE / "models" / "analytics" / "real_time_personalization.sql").read_text()
-    assert "@start_dtntz" in source and "@start_dtntz`/`@end_dtntz`, the interval's UTC times" in README
+    assert "@start_dtntz" in source and "@start_dtntz`/`@end_dtntz`, the interval's UTC times" in DOCUMENT_PAGE
     assert "WHERE prev_event_time IS NOT NULL" not in personalization.query.sql()
-    assert "the model aggregates every event of a session" in README
+    assert "the model aggregates every event of a session" in DOCUMENT_PAGE
+
+
+def test_the_dbt_page_s_block_maps_null_handling_and_volatility_on_duckdb() -> None:
+    """docs/coming-from-dbt.md: strict and "call" NULL handling, and a non-deterministic
+    function called twice, on a plain DuckDB connection (the block asserts the rows)."""
+    (code,) = named("dbt-null-handling", ["python"])
+    namespace: t.Dict[str, t.Any] = {}
+    exec(compile(code, "docs/coming-from-dbt.md", "exec"), namespace)
+    assert [row[1:3] for row in namespace["rows"]] == [(False, False), (True, True), (None, False)]
