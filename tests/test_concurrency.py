@@ -428,7 +428,7 @@ def test_a_concurrent_function_in_a_sqlmesh_plan_and_run(project: t.Any, service
 
 
 def test_the_readme_s_enrichment_functions_run_in_a_model(project: t.Any, monkeypatch: t.Any) -> None:
-    """README, "Functions that call services": both functions, against a service with 2%
+    """docs/resilience.md, "Functions that call services": both functions, against a service with 2%
     transient failures (503, retried) and 20 ms of latency."""
     service = HttpService(latency=0.02, transient_rate=0.02).start()
     try:
