@@ -22,6 +22,9 @@ from mixmesh.monitor.records import FUNCTION_RUN_COLUMNS, MODEL_RUN_COLUMNS, Fun
 from mixmesh.monitor.report import MAX_RUNS_CHARTED, render_report, write_report
 from mixmesh.monitor.store import MetricsStore
 
+if t.TYPE_CHECKING:
+    from tests.projects import Project
+
 START = dt.datetime(2024, 5, 1, 6, 0)
 FUNCTIONS = ("python_risk_score", "amount_zscore")
 
@@ -216,6 +219,45 @@ def test_the_report_command_on_a_project_without_runs(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", "--out", str(tmp_path / "r.html"), "--project", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "No runs recorded yet" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+# -- a real project: versions, environments and intervals recorded ------------------------
+
+FUNCTION = """
+from mixmesh import udf
+
+
+@udf
+def label(x: float) -> str:
+    return "big" if x > {limit} else "small"
+"""
+
+DAILY = """
+MODEL (name analytics.daily, kind INCREMENTAL_BY_TIME_RANGE (time_column d), start '2024-01-01', cron '@daily');
+SELECT @start_date AS d, x, @label(x) AS size FROM (SELECT range::DOUBLE AS x FROM range(200))
+"""
+
+
+def test_each_run_records_its_model_version_environment_and_interval(project: "Project") -> None:
+    """An edit of the model's Python function is a new model version; a plan into dev says so."""
+    project.write("macros/functions.py", FUNCTION.format(limit=50))
+    project.write("models/daily.sql", DAILY)
+    project.plan(execution_time="2024-01-03")
+    project.write("macros/functions.py", FUNCTION.format(limit=100))
+    project.plan(environment="dev", execution_time="2024-01-03")
+    runs = MetricsStore(project.root / ".mixmesh" / "metrics.duckdb").model_runs(model="analytics.daily")
+
+    assert list(runs.environment) == ["prod", "dev"]
+    assert [(str(run.interval_start.date()), str(run.interval_end.date())) for run in runs.itertuples()] == [
+        ("2024-01-01", "2024-01-03")] * 2  # the two missing days, in one batch
+    first, second = runs.fingerprint
+    assert first and second and first != second
+    assert runs.snapshot_version.notna().all()
+    # What an evaluation added is part of the process's peak, not all of it.
+    assert ((runs.added_rss_mb >= 0) & (runs.added_rss_mb < runs.peak_rss_mb)).all()
+
+    page = render_report(runs, pd.DataFrame(columns=list(FUNCTION_RUN_COLUMNS)), [])
+    assert f'data-version="{second}"' in page and f'data-version="{first}"' in page
 
 
 # -- the page in headless Chromium ----------------------------------------------------------
