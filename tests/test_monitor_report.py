@@ -289,14 +289,48 @@ def browser() -> t.Iterator[t.Any]:
         launched.close()
 
 
-@pytest.mark.slow
-def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path: Path, browser: t.Any) -> None:
+RISK, LTV, SUMMARY = "analytics.customer_risk_features", "analytics.customer_ltv_prediction", "analytics.daily_summary"
+OLD_VERSION, NEW_VERSION = "1883379321", "2950217784"  # SQLMesh fingerprints: 10 digits
+ERROR = (
+    "ConnectionError: the scoring service at scoring.internal:8443 did not answer within 30 s\n"
+    "  while calling predict_ltv for customers 10 001 to 20 000 (attempt 3 of 3)"
+)
+SCREENSHOTS_VARIABLE = "MIXMESH_WRITE_SCREENSHOTS"  # =1: write the documentation's screenshots
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def example_store(folder: Path) -> MetricsStore:
+    """Three models: one whose code changed after 40 of its 70 runs, one whose latest run failed."""
+    store = MetricsStore(folder / "metrics.duckdb")
+    risk = [model_run(RISK, i, fingerprint=OLD_VERSION if i < 40 else NEW_VERSION, snapshot_version="3120577934",
+                      added_rss_mb=(12.0 if i < 40 else 31.0) + (i % 5) * 1.3, peak_rss_mb=430.0 + i * 0.4)
+            for i in range(70)]
+    store.append(risk, [f for i, run in enumerate(risk) for f in function_runs(run, i)])
+    ltv = [model_run(LTV, i, fingerprint="407551023", snapshot_version="407551023", added_rss_mb=58.0 + (i - 70) * 1.5)
+           for i in range(70, 74)]
+    ltv.append(model_run(LTV, 74, fingerprint="407551023", snapshot_version="407551023", status="failed", error=ERROR,
+                         rows_out=None, rows_per_s=None, added_rss_mb=64.5, sql_s=0.1, python_s=30.2, total_s=30.3))
+    store.append(ltv)
+    store.append([model_run(SUMMARY, i, fingerprint="77120945", added_rss_mb=0.4, python_s=0.0, sql_s=0.2 + i * 0.01,
+                            total_s=0.2 + i * 0.01) for i in range(75, 80)])
+    return store
+
+
+def screenshot_path(tmp_path: Path, width: int) -> Path:
+    folder = DOCS_IMAGES if os.environ.get(SCREENSHOTS_VARIABLE) == "1" else tmp_path
+    return folder / f"report-{width}.png"
+
+
+def assert_not_blank(shot: bytes) -> None:
     from PIL import Image, ImageStat
 
-    store = MetricsStore(tmp_path / "metrics.duckdb")
-    busy = [model_run("analytics.customer_risk_features", i) for i in range(70)]
-    store.append(busy, [f for i, run in enumerate(busy) for f in function_runs(run, i)])
-    store.append([model_run("analytics.customer_ltv_prediction", 0, status="failed", error="boom", rows_per_s=None)])
+    grey = Image.open(io.BytesIO(shot)).convert("L")
+    assert ImageStat.Stat(grey).stddev[0] > 20, "the screenshot is (nearly) one colour"
+
+
+@pytest.mark.slow
+def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path: Path, browser: t.Any) -> None:
+    store = example_store(tmp_path)
     out = write_report(store, tmp_path / "report.html", recommendations=["Vectorize python_risk_score"])
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -304,20 +338,61 @@ def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path:
     page.on("request", lambda request: requests.append(request.url))
     page.goto(out.as_uri())
     assert requests == [out.as_uri()]  # nothing else is loaded
+    assert page.evaluate("document.scripts.length") == 0
 
-    # Not blank: the page and its first chart have contrast, not one flat colour.
-    for shot in (page.screenshot(full_page=True), page.locator("svg.chart").first.screenshot()):
-        grey = Image.open(io.BytesIO(shot)).convert("L")
-        assert ImageStat.Stat(grey).stddev[0] > 20, "the screenshot is (nearly) one colour"
+    shot = page.screenshot(full_page=True, path=str(screenshot_path(tmp_path, 1280)))
+    assert_not_blank(shot)
+    assert_not_blank(page.locator("svg.chart").first.screenshot())
 
     marks = page.evaluate(MARKS_JS)
     assert {(m["chart"], m["series"], m.get("function"), m["run"]): float(m["value"]) for m in marks} == expected_marks(store)
     assert len(marks) == len(expected_marks(store))
 
     # What is drawn matches the numbers: a bar's height over its value is the same for every bar of a chart.
-    time_bars = [m for m in marks if m["chart"] == "time" and m["model"] == "analytics.customer_risk_features"]
-    ratios = [m["height"] / float(m["value"]) for m in time_bars]
-    assert max(ratios) == pytest.approx(min(ratios), rel=2e-3)
+    for chart in ("time", "memory_added"):
+        bars = [m for m in marks if m["chart"] == chart and m["model"] == RISK]
+        ratios = [m["height"] / float(m["value"]) for m in bars]
+        assert max(ratios) == pytest.approx(min(ratios), rel=2e-3), chart
+    page.close()
+
+
+@pytest.mark.slow
+def test_the_report_in_chromium_shows_versions_failures_and_filters_models(tmp_path: Path, browser: t.Any) -> None:
+    out = write_report(example_store(tmp_path), tmp_path / "report.html", recommendations=[])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(out.as_uri())
+    risk, ltv, summary = (page.locator("section.model", has=page.get_by_role("heading", name=name, exact=True))
+                          for name in (RISK, LTV, SUMMARY))
+
+    # Two model versions: listed with their runs, and marked in each chart where the version changed.
+    rows = risk.locator("table.versions tbody tr")
+    assert [rows.nth(i).get_attribute("data-version") for i in range(rows.count())] == [NEW_VERSION, OLD_VERSION]
+    assert "30" in rows.nth(0).inner_text() and "40" in rows.nth(1).inner_text()
+    changes = risk.locator(f'svg .version-change[data-version="{NEW_VERSION}"]')
+    assert changes.count() == 4 and changes.first.is_visible()  # time, rows/s, memory added, process peak
+    assert ltv.locator("svg .version-change").count() == 0
+
+    # A failed run: visible without opening anything, with its error text, at the top and in its model.
+    for where in (page.locator("section#failed"), ltv):
+        error = where.locator("pre.error").first
+        assert error.is_visible() and error.inner_text() == ERROR
+    assert ltv.locator("svg rect.failed-run").count() == 4 and risk.locator("svg rect.failed-run").count() == 0
+
+    # The filter, without a script: failed models only, changed versions only, one model from the index.
+    page.get_by_label("with failed runs").check()
+    assert ltv.is_visible() and not risk.is_visible() and not summary.is_visible()
+    page.get_by_label("whose version changed").check()
+    assert risk.is_visible() and not ltv.is_visible()
+    page.get_by_label("every model").check()
+    page.locator("ol.index").get_by_role("link", name=SUMMARY).click()
+    assert summary.is_visible() and not risk.is_visible() and not ltv.is_visible()
+    summary.get_by_role("link", name="Show every model").click()
+    assert risk.is_visible() and ltv.is_visible()
+
+    # 800 px wide: nothing but the tables' own scrolling runs past the window's edge.
+    page.set_viewport_size({"width": 800, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    assert_not_blank(page.screenshot(full_page=True, path=str(screenshot_path(tmp_path, 800))))
     page.close()
 
 
@@ -330,6 +405,8 @@ def expected_marks(store: MetricsStore) -> t.Dict[t.Tuple[str, str, t.Optional[s
             expected[("time", "sql", None, run.run_id)] = run.sql_s
             expected[("time", "python", None, run.run_id)] = run.python_s
             expected[("memory", "memory", None, run.run_id)] = run.peak_rss_mb
+            if not pd.isna(run.added_rss_mb):
+                expected[("memory_added", "memory-added", None, run.run_id)] = run.added_rss_mb
             if not pd.isna(run.rows_per_s):
                 expected[("rows_per_s", "rows-per-s", None, run.run_id)] = run.rows_per_s
     for (_, function), group in functions.groupby(["model", "function"]):
