@@ -13,6 +13,9 @@ Runs are grouped by model version (SQLMesh's snapshot fingerprint): a model's ve
 listed with their figures, and its charts and run table mark where the version changed.
 Failed runs are listed near the top of the page with their errors, and in their model's
 section, not only in a collapsed table.
+
+Longer than 450 lines because it prepares every part of one page (index, failed runs, figures,
+versions, charts, runs and functions) for its one template.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ if t.TYPE_CHECKING:
     import jinja2
     import pandas as pd
 
-    from mixmesh.monitor.stats import ModelStats, VersionStats
+    from mixmesh.monitor.stats import ModelStats
+    from mixmesh.monitor.versions import VersionStats
     from mixmesh.monitor.store import MetricsStore
 
 MAX_RUNS_CHARTED = 50  # per model: the latest ones, so a long history stays readable
@@ -86,7 +90,8 @@ def render_report(
     ``figures``: the per-model figures ``mixmesh stats`` shows (computed from the runs when
     not given), so that the report and the command never disagree.
     """
-    from mixmesh.monitor.stats import summarize_frames, version_stats
+    from mixmesh.monitor.stats import summarize_frames
+    from mixmesh.monitor.versions import version_stats
 
     generated = generated_at or dt.datetime.now(dt.timezone.utc)
     models: t.List[ModelView] = []
