@@ -221,6 +221,64 @@ def test_the_report_command_on_a_project_without_runs(tmp_path: Path) -> None:
     assert "No runs recorded yet" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
+def test_runs_are_grouped_by_model_version_and_the_change_is_marked() -> None:
+    from mixmesh.monitor.stats import summarize_frames
+
+    runs = [model_run("m.v", i, fingerprint="111" if i < 6 else "222", environment="dev" if i == 7 else "prod",
+                      added_rss_mb=float(i)) for i in range(10)]
+    runs[8] = model_run("m.v", 8, fingerprint="222", status="failed", error="boom")
+    summary = summarize_frames(*frames(runs))
+    old, new = summary.versions
+    assert (old.version, old.runs, old.version_changed, old.environments) == ("111", 6, False, ["prod"])
+    assert (new.version, new.runs, new.failed, new.version_changed, new.environments) == ("222", 4, 1, True, ["dev", "prod"])
+    assert old.added_memory_mb == 5.0 and new.added_memory_mb == 9.0
+    assert (summary.models[0].version, summary.models[0].versions) == ("222", 2)
+    assert summary.to_dict()["versions"][1]["version_changed"] is True
+
+    page = render_report(*frames(runs), [])
+    marks = parse(page).marks
+    assert {m["data-version"] for m in marks if m["data-run"] == "m.v-5"} == {"111"}
+    assert {m["data-version"] for m in marks if m["data-run"] == "m.v-6"} == {"222"}
+    # One dashed line per chart over runs, where version 222 starts, and nowhere else.
+    assert page.count('<g class="version-change" data-version="222">') == 4 and page.count('class="version-change"') == 4
+    assert page.count('class=" version-start"') == 1  # the runs table: the first run of 222
+
+
+def test_trends_compare_runs_of_the_current_version_only() -> None:
+    """A new version that takes twice as long is a change of code, not a degradation."""
+    from mixmesh.monitor.stats import summarize_frames
+
+    runs = [model_run("m.t", i, fingerprint="old", total_s=1.0 + (i % 3) * 0.01) for i in range(10)]
+    runs += [model_run("m.t", i, fingerprint="new", total_s=2.0 + (i % 3) * 0.01) for i in range(10, 20)]
+    stats = summarize_frames(*frames(runs)).models[0]
+    assert stats.time_trend.n == 10 and stats.time_trend.direction == "stable"
+    everything = summarize_frames(*frames([model_run("m.t", i, total_s=r.total_s) for i, r in enumerate(runs)])).models[0]
+    assert everything.time_trend.direction == "degrading"  # the same times with no versions recorded
+
+
+def test_a_failed_run_shows_its_error_outside_any_collapsed_table() -> None:
+    runs = [model_run("m.f", 0), model_run("m.f", 1, status="failed", error="ValueError: 13 is unlucky")]
+    page = render_report(*frames(runs), [])
+    before_details = page.split("<details>")[0]
+    assert before_details.count("<pre class=\"error\">ValueError: 13 is unlucky</pre>") == 2  # top list and model
+    assert '<section id="failed"' in page and 'data-failed' in page
+
+
+def test_a_store_written_before_versions_were_kept_still_reports(tmp_path: Path) -> None:
+    import duckdb
+
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    store.append([model_run("m.old", i) for i in range(3)])
+    store.merge()
+    with duckdb.connect(str(tmp_path / "metrics.duckdb")) as connection:  # as an older mixmesh wrote it
+        for column in ("fingerprint", "snapshot_version", "added_rss_mb"):
+            connection.execute(f"ALTER TABLE model_runs DROP COLUMN {column}")
+    page = write_report(store, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count("<code>not recorded</code>") >= 1 and '<g class="version-change"' not in page
+    store.append([model_run("m.old", 3, fingerprint="123", added_rss_mb=2.0)])  # the file gains the columns
+    assert list(store.model_runs().fingerprint.fillna("-")) == ["-", "-", "-", "123"]
+
+
 # -- a real project: versions, environments and intervals recorded ------------------------
 
 FUNCTION = """
