@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html.parser
 import io
+import json
 import math
 import os
 import re
@@ -213,6 +214,19 @@ def test_the_report_command_reads_the_projects_store(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     marks = parse(out.read_text(encoding="utf-8")).marks
     assert {m["data-model"] for m in marks} == {"m.a"} and "model m.a" in out.read_text(encoding="utf-8")
+
+
+def test_stats_lists_the_versions_of_a_model_whose_version_changed(tmp_path: Path) -> None:
+    runs = [model_run("m.v", i, fingerprint="1883379321" if i < 6 else "2950217784") for i in range(10)]
+    MetricsStore(tmp_path / ".mixmesh" / "metrics.duckdb").append([*runs, model_run("m.same", 0, fingerprint="5")])
+    result = CliRunner().invoke(main, ["stats", "--project", str(tmp_path)], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    versions = result.output.split("Model versions")[1].split("Recommendations")[0]
+    assert re.search(r"m\.v +│ +1883379321 │ 2024-05-01 06:00 │ +6 │", versions)
+    assert re.search(r"m\.v +│ \* 2950217784 │ 2024-05-01 12:00 │ +4 │", versions)
+    assert "m.same" not in versions  # one version: nothing changed
+    as_json = CliRunner().invoke(main, ["stats", "--json", "--project", str(tmp_path)])
+    assert [v["version"] for v in json.loads(as_json.output)["versions"]] == ["5", "1883379321", "2950217784"]
 
 
 def test_the_report_command_on_a_project_without_runs(tmp_path: Path) -> None:

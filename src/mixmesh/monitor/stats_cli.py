@@ -65,6 +65,9 @@ def print_summary(
             for m in summary.models
         ],
     ))
+    versions = _versions_table(summary)
+    if versions is not None:
+        console.print(versions)
     if summary.functions:
         console.print(_table(
             "Functions",
@@ -85,6 +88,22 @@ def print_summary(
             console.print(f"- {advice.message}", markup=False, highlight=False)
     else:
         console.print("No recommendations: no figure crosses a threshold.")
+
+
+def _versions_table(summary: Summary) -> t.Optional[Table]:
+    """The versions of the models whose version changed in the window, oldest first (trends use the latest)."""
+    changed = {m.model for m in summary.models if m.versions > 1}
+    if not changed:
+        return None
+    return _table(
+        "Model versions (SQLMesh fingerprints; * the version changed there)",
+        ["model", "version", "since (UTC)", "runs", "failed", "mean s", "added MiB"],
+        [
+            (v.model, ("* " if v.version_changed else "") + (v.version or "not recorded"),
+             f"{v.first_run_at:%Y-%m-%d %H:%M}", v.runs, v.failed, _seconds(v.mean_s), _number(v.added_memory_mb, 1))
+            for v in summary.versions if v.model in changed
+        ],
+    )
 
 
 def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]]) -> Table:
