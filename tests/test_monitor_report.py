@@ -310,6 +310,7 @@ SELECT @start_date AS d, x, @label(x) AS size FROM (SELECT range::DOUBLE AS x FR
 """
 
 
+@pytest.mark.slow
 def test_each_run_records_its_model_version_environment_and_interval(project: "Project") -> None:
     """An edit of the model's Python function is a new model version; a plan into dev says so."""
     project.write("macros/functions.py", FUNCTION.format(limit=50))
