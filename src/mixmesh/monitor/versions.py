@@ -59,7 +59,7 @@ def version_stats(model: str, runs: "pd.DataFrame") -> t.List[VersionStats]:
             model=model,
             version=key or None,
             snapshot_version=str(tables.iloc[-1]) if len(tables) else None,
-            environments=sorted({str(e) for e in group["environment"] if isinstance(e, str)}),
+            environments=sorted({str(e) for e in group.get("environment", ()) if isinstance(e, str)}),
             runs=len(group),
             failed=int((group["status"] != "ok").sum()),
             first_run_at=group["started_at"].min().to_pydatetime(),
