@@ -228,6 +228,9 @@ def test_sqlmesh_run_in_a_fresh_process_is_recorded(monitored: Project) -> None:
     daily = MetricsStore(monitored.root / DEFAULT_PATH).model_runs(model="analytics.daily")
     assert list(daily.command) == ["plan", "run"]
     assert str(daily.iloc[1].interval_start.date()) == "2024-01-03"
+    # The fresh process knows the environment and the model version too: the same code, the same version.
+    assert list(daily.environment) == ["prod", "prod"]
+    assert daily.fingerprint.iloc[0] and daily.fingerprint.nunique() == 1
 
 
 def test_sqlmesh_evaluate_is_recorded(monitored: Project) -> None:

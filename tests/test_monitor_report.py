@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html.parser
 import io
+import json
 import math
 import os
 import re
@@ -21,6 +22,9 @@ from mixmesh.monitor import charts
 from mixmesh.monitor.records import FUNCTION_RUN_COLUMNS, MODEL_RUN_COLUMNS, FunctionRun, ModelRun
 from mixmesh.monitor.report import MAX_RUNS_CHARTED, render_report, write_report
 from mixmesh.monitor.store import MetricsStore
+
+if t.TYPE_CHECKING:
+    from tests.projects import Project
 
 START = dt.datetime(2024, 5, 1, 6, 0)
 FUNCTIONS = ("python_risk_score", "amount_zscore")
@@ -214,11 +218,122 @@ def test_the_report_command_reads_the_projects_store(tmp_path: Path) -> None:
     assert {m["data-model"] for m in marks} == {"m.a"} and "model m.a" in out.read_text(encoding="utf-8")
 
 
+def test_stats_lists_the_versions_of_a_model_whose_version_changed(tmp_path: Path) -> None:
+    runs = [model_run("m.v", i, fingerprint="1883379321" if i < 6 else "2950217784") for i in range(10)]
+    MetricsStore(tmp_path / ".mixmesh" / "metrics.duckdb").append([*runs, model_run("m.same", 0, fingerprint="5")])
+    result = CliRunner().invoke(main, ["stats", "--project", str(tmp_path)], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    versions = result.output.split("Model versions")[1].split("Recommendations")[0]
+    assert re.search(r"m\.v +│ +1883379321 │ 2024-05-01 06:00 │ +6 │", versions)
+    assert re.search(r"m\.v +│ \* 2950217784 │ 2024-05-01 12:00 │ +4 │", versions)
+    assert "m.same" not in versions  # one version: nothing changed
+    as_json = CliRunner().invoke(main, ["stats", "--json", "--project", str(tmp_path)])
+    assert [v["version"] for v in json.loads(as_json.output)["versions"]] == ["5", "1883379321", "2950217784"]
+
+
 def test_the_report_command_on_a_project_without_runs(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     result = CliRunner().invoke(main, ["report", "--out", str(tmp_path / "r.html"), "--project", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "No runs recorded yet" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_runs_are_grouped_by_model_version_and_the_change_is_marked() -> None:
+    from mixmesh.monitor.stats import summarize_frames
+
+    runs = [model_run("m.v", i, fingerprint="111" if i < 6 else "222", environment="dev" if i == 7 else "prod",
+                      added_rss_mb=float(i)) for i in range(10)]
+    runs[8] = model_run("m.v", 8, fingerprint="222", status="failed", error="boom")
+    summary = summarize_frames(*frames(runs))
+    old, new = summary.versions
+    assert (old.version, old.runs, old.version_changed, old.environments) == ("111", 6, False, ["prod"])
+    assert (new.version, new.runs, new.failed, new.version_changed, new.environments) == ("222", 4, 1, True, ["dev", "prod"])
+    assert old.added_memory_mb == 5.0 and new.added_memory_mb == 9.0
+    assert (summary.models[0].version, summary.models[0].versions) == ("222", 2)
+    assert summary.to_dict()["versions"][1]["version_changed"] is True
+
+    page = render_report(*frames(runs), [])
+    marks = parse(page).marks
+    assert {m["data-version"] for m in marks if m["data-run"] == "m.v-5"} == {"111"}
+    assert {m["data-version"] for m in marks if m["data-run"] == "m.v-6"} == {"222"}
+    # One dashed line per chart over runs, where version 222 starts, and nowhere else.
+    assert page.count('<g class="version-change" data-version="222">') == 4 and page.count('class="version-change"') == 4
+    assert page.count('class=" version-start"') == 1  # the runs table: the first run of 222
+
+
+def test_trends_compare_runs_of_the_current_version_only() -> None:
+    """A new version that takes twice as long is a change of code, not a degradation."""
+    from mixmesh.monitor.stats import summarize_frames
+
+    runs = [model_run("m.t", i, fingerprint="old", total_s=1.0 + (i % 3) * 0.01) for i in range(10)]
+    runs += [model_run("m.t", i, fingerprint="new", total_s=2.0 + (i % 3) * 0.01) for i in range(10, 20)]
+    stats = summarize_frames(*frames(runs)).models[0]
+    assert stats.time_trend.n == 10 and stats.time_trend.direction == "stable"
+    everything = summarize_frames(*frames([model_run("m.t", i, total_s=r.total_s) for i, r in enumerate(runs)])).models[0]
+    assert everything.time_trend.direction == "degrading"  # the same times with no versions recorded
+
+
+def test_a_failed_run_shows_its_error_outside_any_collapsed_table() -> None:
+    runs = [model_run("m.f", 0), model_run("m.f", 1, status="failed", error="ValueError: 13 is unlucky")]
+    page = render_report(*frames(runs), [])
+    before_details = page.split("<details>")[0]
+    assert before_details.count("<pre class=\"error\">ValueError: 13 is unlucky</pre>") == 2  # top list and model
+    assert '<section id="failed"' in page and 'data-failed' in page
+
+
+def test_a_store_written_before_versions_were_kept_still_reports(tmp_path: Path) -> None:
+    import duckdb
+
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    store.append([model_run("m.old", i) for i in range(3)])
+    store.merge()
+    with duckdb.connect(str(tmp_path / "metrics.duckdb")) as connection:  # as an older mixmesh wrote it
+        for column in ("fingerprint", "snapshot_version", "added_rss_mb"):
+            connection.execute(f"ALTER TABLE model_runs DROP COLUMN {column}")
+    page = write_report(store, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count("<code>not recorded</code>") >= 1 and '<g class="version-change"' not in page
+    store.append([model_run("m.old", 3, fingerprint="123", added_rss_mb=2.0)])  # the file gains the columns
+    assert list(store.model_runs().fingerprint.fillna("-")) == ["-", "-", "-", "123"]
+
+
+# -- a real project: versions, environments and intervals recorded ------------------------
+
+FUNCTION = """
+from mixmesh import udf
+
+
+@udf
+def label(x: float) -> str:
+    return "big" if x > {limit} else "small"
+"""
+
+DAILY = """
+MODEL (name analytics.daily, kind INCREMENTAL_BY_TIME_RANGE (time_column d), start '2024-01-01', cron '@daily');
+SELECT @start_date AS d, x, @label(x) AS size FROM (SELECT range::DOUBLE AS x FROM range(200))
+"""
+
+
+@pytest.mark.slow
+def test_each_run_records_its_model_version_environment_and_interval(project: "Project") -> None:
+    """An edit of the model's Python function is a new model version; a plan into dev says so."""
+    project.write("macros/functions.py", FUNCTION.format(limit=50))
+    project.write("models/daily.sql", DAILY)
+    project.plan(execution_time="2024-01-03")
+    project.write("macros/functions.py", FUNCTION.format(limit=100))
+    project.plan(environment="dev", execution_time="2024-01-03")
+    runs = MetricsStore(project.root / ".mixmesh" / "metrics.duckdb").model_runs(model="analytics.daily")
+
+    assert list(runs.environment) == ["prod", "dev"]
+    assert [(str(run.interval_start.date()), str(run.interval_end.date())) for run in runs.itertuples()] == [
+        ("2024-01-01", "2024-01-03")] * 2  # the two missing days, in one batch
+    first, second = runs.fingerprint
+    assert first and second and first != second
+    assert runs.snapshot_version.notna().all()
+    # What an evaluation added is part of the process's peak, not all of it.
+    assert ((runs.added_rss_mb >= 0) & (runs.added_rss_mb < runs.peak_rss_mb)).all()
+
+    page = render_report(runs, pd.DataFrame(columns=list(FUNCTION_RUN_COLUMNS)), [])
+    assert f'data-version="{second}"' in page and f'data-version="{first}"' in page
 
 
 # -- the page in headless Chromium ----------------------------------------------------------
@@ -250,14 +365,48 @@ def browser() -> t.Iterator[t.Any]:
         launched.close()
 
 
-@pytest.mark.slow
-def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path: Path, browser: t.Any) -> None:
+RISK, LTV, SUMMARY = "analytics.customer_risk_features", "analytics.customer_ltv_prediction", "analytics.daily_summary"
+OLD_VERSION, NEW_VERSION = "1883379321", "2950217784"  # SQLMesh fingerprints: 10 digits
+ERROR = (
+    "ConnectionError: the scoring service at scoring.internal:8443 did not answer within 30 s\n"
+    "  while calling predict_ltv for customers 10 001 to 20 000 (attempt 3 of 3)"
+)
+SCREENSHOTS_VARIABLE = "MIXMESH_WRITE_SCREENSHOTS"  # =1: write the documentation's screenshots
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def example_store(folder: Path) -> MetricsStore:
+    """Three models: one whose code changed after 40 of its 70 runs, one whose latest run failed."""
+    store = MetricsStore(folder / "metrics.duckdb")
+    risk = [model_run(RISK, i, fingerprint=OLD_VERSION if i < 40 else NEW_VERSION, snapshot_version="3120577934",
+                      added_rss_mb=(12.0 if i < 40 else 31.0) + (i % 5) * 1.3, peak_rss_mb=430.0 + i * 0.4)
+            for i in range(70)]
+    store.append(risk, [f for i, run in enumerate(risk) for f in function_runs(run, i)])
+    ltv = [model_run(LTV, i, fingerprint="407551023", snapshot_version="407551023", added_rss_mb=58.0 + (i - 70) * 1.5)
+           for i in range(70, 74)]
+    ltv.append(model_run(LTV, 74, fingerprint="407551023", snapshot_version="407551023", status="failed", error=ERROR,
+                         rows_out=None, rows_per_s=None, added_rss_mb=64.5, sql_s=0.1, python_s=30.2, total_s=30.3))
+    store.append(ltv)
+    store.append([model_run(SUMMARY, i, fingerprint="77120945", added_rss_mb=0.4, python_s=0.0, sql_s=0.2 + i * 0.01,
+                            total_s=0.2 + i * 0.01) for i in range(75, 80)])
+    return store
+
+
+def screenshot_path(tmp_path: Path, width: int) -> Path:
+    folder = DOCS_IMAGES if os.environ.get(SCREENSHOTS_VARIABLE) == "1" else tmp_path
+    return folder / f"report-{width}.png"
+
+
+def assert_not_blank(shot: bytes) -> None:
     from PIL import Image, ImageStat
 
-    store = MetricsStore(tmp_path / "metrics.duckdb")
-    busy = [model_run("analytics.customer_risk_features", i) for i in range(70)]
-    store.append(busy, [f for i, run in enumerate(busy) for f in function_runs(run, i)])
-    store.append([model_run("analytics.customer_ltv_prediction", 0, status="failed", error="boom", rows_per_s=None)])
+    grey = Image.open(io.BytesIO(shot)).convert("L")
+    assert ImageStat.Stat(grey).stddev[0] > 20, "the screenshot is (nearly) one colour"
+
+
+@pytest.mark.slow
+def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path: Path, browser: t.Any) -> None:
+    store = example_store(tmp_path)
     out = write_report(store, tmp_path / "report.html", recommendations=["Vectorize python_risk_score"])
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -265,20 +414,61 @@ def test_the_report_in_chromium_is_drawn_and_charts_the_stores_numbers(tmp_path:
     page.on("request", lambda request: requests.append(request.url))
     page.goto(out.as_uri())
     assert requests == [out.as_uri()]  # nothing else is loaded
+    assert page.evaluate("document.scripts.length") == 0
 
-    # Not blank: the page and its first chart have contrast, not one flat colour.
-    for shot in (page.screenshot(full_page=True), page.locator("svg.chart").first.screenshot()):
-        grey = Image.open(io.BytesIO(shot)).convert("L")
-        assert ImageStat.Stat(grey).stddev[0] > 20, "the screenshot is (nearly) one colour"
+    shot = page.screenshot(full_page=True, path=str(screenshot_path(tmp_path, 1280)))
+    assert_not_blank(shot)
+    assert_not_blank(page.locator("svg.chart").first.screenshot())
 
     marks = page.evaluate(MARKS_JS)
     assert {(m["chart"], m["series"], m.get("function"), m["run"]): float(m["value"]) for m in marks} == expected_marks(store)
     assert len(marks) == len(expected_marks(store))
 
     # What is drawn matches the numbers: a bar's height over its value is the same for every bar of a chart.
-    time_bars = [m for m in marks if m["chart"] == "time" and m["model"] == "analytics.customer_risk_features"]
-    ratios = [m["height"] / float(m["value"]) for m in time_bars]
-    assert max(ratios) == pytest.approx(min(ratios), rel=2e-3)
+    for chart in ("time", "memory_added"):
+        bars = [m for m in marks if m["chart"] == chart and m["model"] == RISK]
+        ratios = [m["height"] / float(m["value"]) for m in bars]
+        assert max(ratios) == pytest.approx(min(ratios), rel=2e-3), chart
+    page.close()
+
+
+@pytest.mark.slow
+def test_the_report_in_chromium_shows_versions_failures_and_filters_models(tmp_path: Path, browser: t.Any) -> None:
+    out = write_report(example_store(tmp_path), tmp_path / "report.html", recommendations=[])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(out.as_uri())
+    risk, ltv, summary = (page.locator("section.model", has=page.get_by_role("heading", name=name, exact=True))
+                          for name in (RISK, LTV, SUMMARY))
+
+    # Two model versions: listed with their runs, and marked in each chart where the version changed.
+    rows = risk.locator("table.versions tbody tr")
+    assert [rows.nth(i).get_attribute("data-version") for i in range(rows.count())] == [NEW_VERSION, OLD_VERSION]
+    assert "30" in rows.nth(0).inner_text() and "40" in rows.nth(1).inner_text()
+    changes = risk.locator(f'svg .version-change[data-version="{NEW_VERSION}"]')
+    assert changes.count() == 4 and changes.first.is_visible()  # time, rows/s, memory added, process peak
+    assert ltv.locator("svg .version-change").count() == 0
+
+    # A failed run: visible without opening anything, with its error text, at the top and in its model.
+    for where in (page.locator("section#failed"), ltv):
+        error = where.locator("pre.error").first
+        assert error.is_visible() and error.inner_text() == ERROR
+    assert ltv.locator("svg rect.failed-run").count() == 4 and risk.locator("svg rect.failed-run").count() == 0
+
+    # The filter, without a script: failed models only, changed versions only, one model from the index.
+    page.get_by_label("with failed runs").check()
+    assert ltv.is_visible() and not risk.is_visible() and not summary.is_visible()
+    page.get_by_label("whose version changed").check()
+    assert risk.is_visible() and not ltv.is_visible()
+    page.get_by_label("every model").check()
+    page.locator("ol.index").get_by_role("link", name=SUMMARY).click()
+    assert summary.is_visible() and not risk.is_visible() and not ltv.is_visible()
+    summary.get_by_role("link", name="Show every model").click()
+    assert risk.is_visible() and ltv.is_visible()
+
+    # 800 px wide: nothing but the tables' own scrolling runs past the window's edge.
+    page.set_viewport_size({"width": 800, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    assert_not_blank(page.screenshot(full_page=True, path=str(screenshot_path(tmp_path, 800))))
     page.close()
 
 
@@ -291,6 +481,8 @@ def expected_marks(store: MetricsStore) -> t.Dict[t.Tuple[str, str, t.Optional[s
             expected[("time", "sql", None, run.run_id)] = run.sql_s
             expected[("time", "python", None, run.run_id)] = run.python_s
             expected[("memory", "memory", None, run.run_id)] = run.peak_rss_mb
+            if not pd.isna(run.added_rss_mb):
+                expected[("memory_added", "memory-added", None, run.run_id)] = run.added_rss_mb
             if not pd.isna(run.rows_per_s):
                 expected[("rows_per_s", "rows-per-s", None, run.run_id)] = run.rows_per_s
     for (_, function), group in functions.groupby(["model", "function"]):

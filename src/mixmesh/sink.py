@@ -204,7 +204,8 @@ class Evaluation:
         self.wait_sampled = 0.0  # backoff between retries, on this evaluation's threads
         self.rows_written: t.Optional[int] = None
         self.rows_read: t.Optional[int] = None  # known for what Python models read
-        self.peak_rss = _rss_bytes()
+        # The resident memory when the evaluation began: what it added is its peak less this.
+        self.start_rss = self.peak_rss = _rss_bytes()
         self.interval = sample_seconds
         self._last = time.perf_counter()
         self._ticks = 0

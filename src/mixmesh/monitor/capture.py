@@ -3,8 +3,9 @@
 Around each model interval SQLMesh evaluates (``mixmesh.sqlmesh.monitoring`` hooks its
 evaluator), ``evaluating`` opens an evaluation in the sink (``mixmesh.sink``), where the
 functions' wrappers and the sampler record, and then saves what it holds: the wall time,
-the rows written (SQLMesh's own count), the process's peak memory, the resilience events of
-the model, and how the time splits between Python, the engine and waiting (a retry's backoff
+the rows written (SQLMesh's own count), the process's peak memory and what the evaluation
+added to it, the model version (SQLMesh's snapshot fingerprint), the environment, the
+resilience events of the model, and how the time splits between Python, the engine and waiting (a retry's backoff
 between attempts). Vectorized functions are timed exactly, batch by batch; row-mode ones, a
 Python model's code and the backoff by the sink's sampler (see there).
 
@@ -17,6 +18,7 @@ raised: monitoring does not fail a model.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -48,6 +50,19 @@ TESTS_VARIABLE = "MIXMESH_MONITOR_TESTS"
 # on threads of its own, where a context variable set by the command would not be seen.
 _command: t.Optional[t.Tuple[str, Path]] = None
 COMMANDS = ("plan", "run", "evaluate", "test")
+# The SQLMesh environment the scheduler evaluates for: per thread of execution, as SQLMesh
+# evaluates models on worker threads, each calling the evaluator on its own thread.
+_environment: contextvars.ContextVar[t.Optional[str]] = contextvars.ContextVar("mixmesh_environment", default=None)
+
+
+class Version(t.NamedTuple):
+    """A model version as SQLMesh names it: the snapshot's fingerprint and table version."""
+
+    fingerprint: t.Optional[str]
+    snapshot_version: t.Optional[str]
+
+
+NO_VERSION = Version(None, None)
 
 
 def _register_backoff() -> None:
@@ -85,8 +100,22 @@ def current_command() -> t.Optional[t.Tuple[str, Path]]:
 
 
 @contextlib.contextmanager
+def in_environment(name: t.Optional[str]) -> t.Iterator[None]:
+    """Evaluations meanwhile, on this thread, are for SQLMesh environment ``name``."""
+    token = _environment.set(name)
+    try:
+        yield
+    finally:
+        _environment.reset(token)
+
+
+@contextlib.contextmanager
 def evaluating(
-    name: str, engine: t.Optional[str], interval: t.Tuple[t.Any, t.Any], rows_written: t.Callable[[], t.Optional[int]]
+    name: str,
+    engine: t.Optional[str],
+    interval: t.Tuple[t.Any, t.Any],
+    rows_written: t.Callable[[], t.Optional[int]],
+    version: Version = NO_VERSION,
 ) -> t.Iterator[None]:
     from mixmesh.core.resilience import events
 
@@ -106,7 +135,7 @@ def evaluating(
         close_evaluation(evaluation)
         total = time.perf_counter() - started
         try:
-            _save(engine, interval, rows_written, evaluation, started_at, total, before, error)
+            _save(engine, interval, rows_written, evaluation, started_at, total, before, error, version)
         except Exception:  # noqa: BLE001 - monitoring must never fail a model
             logger.warning("mixmesh could not record the figures of %s", model, exc_info=True)
 
@@ -120,6 +149,7 @@ def _save(
     total: float,
     before: t.Dict[t.Tuple[str, str], int],
     error: t.Optional[BaseException],
+    version: Version = NO_VERSION,
 ) -> None:
     from mixmesh.core.resilience import events
 
@@ -142,7 +172,7 @@ def _save(
         run_id=run_id,
         model=evaluation.model,
         command=name,
-        environment=None,
+        environment=_environment.get(),
         engine=engine or "unknown",
         interval_start=_naive(interval[0]),
         interval_end=_naive(interval[1]),
@@ -163,6 +193,9 @@ def _save(
         error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
         project=str(project),
         wait_s=wait_s,
+        fingerprint=version.fingerprint,
+        snapshot_version=version.snapshot_version,
+        added_rss_mb=max(evaluation.peak_rss - evaluation.start_rss, 0) / (1 << 20),
     )
     _store_for(project).append([run], functions)
 

@@ -5,6 +5,10 @@ in ``data-value`` (the exact float, as Python's ``repr`` writes it, which a brow
 ``parseFloat`` reads back bit for bit) and in a ``<title>`` tooltip, so a reader hovering
 and a test reading the DOM see the store's numbers. Colours and fonts come from the page's
 CSS classes, so the charts follow its light or dark scheme.
+
+Charts over runs also mark, behind the data, each failed run (a red column, and a cross under
+the axis) and each change of model version (a dashed line where the new version's first run
+starts, labelled with the version).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ MAX_BAR_WIDTH = 40.0
 ROW_HEIGHT = 26  # one bar of a horizontal bar chart
 LABEL_WIDTH = 170  # room for the names beside horizontal bars
 LABEL_CHARS = 26  # what fits in LABEL_WIDTH at the chart's font size
+VERSION_CHARS = 20  # a version's label beside its line ("version" and a 10-digit fingerprint)
 
 Format = t.Callable[[float], str]
 
@@ -40,6 +45,8 @@ class Point:
     values: t.Tuple[t.Optional[float], ...]
     label: str
     data: t.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    failed: bool = False  # a failed run: marked behind the data
+    new_version: t.Optional[str] = None  # the model version this run starts, when it changed here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +77,7 @@ def stacked_bars(chart: Chart, series: t.Sequence[Series], points: t.Sequence[Po
             box = (x, y(base + value), width, y(base) - y(base + value))
             marks.append(_mark("rect", chart.kind, item.key, value, point.data, tooltip, box))
             base += value
-    return _svg(chart, HEIGHT, _y_axis(ticks, y, fmt) + _x_axis(points) + "".join(marks))
+    return _svg(chart, HEIGHT, _y_axis(ticks, y, fmt) + _run_notes(points, band) + _x_axis(points) + "".join(marks))
 
 
 def line(chart: Chart, series: Series, points: t.Sequence[Point], fmt: Format) -> str:
@@ -93,7 +100,8 @@ def line(chart: Chart, series: Series, points: t.Sequence[Point], fmt: Format) -
     if not path:
         return _svg(chart, HEIGHT, _x_axis(points) + _nothing())
     drawn = f'<path class="line {series.key}" d="{" ".join(path)}"/>'
-    return _svg(chart, HEIGHT, _y_axis(ticks, y, fmt) + _x_axis(points) + drawn + "".join(marks))
+    notes = _run_notes(points, band)
+    return _svg(chart, HEIGHT, _y_axis(ticks, y, fmt) + notes + _x_axis(points) + drawn + "".join(marks))
 
 
 def horizontal_bars(chart: Chart, series: Series, points: t.Sequence[Point], fmt: Format) -> str:
@@ -137,6 +145,28 @@ def nice_ticks(top: float, count: int = 4) -> t.List[float]:
 def _nothing() -> str:
     middle = (TOP + HEIGHT - BOTTOM) / 2
     return f'<text class="none" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{middle}" text-anchor="middle">not recorded</text>'
+
+
+def _run_notes(points: t.Sequence[Point], band: float) -> str:
+    """Behind the data: a red column under each failed run, a dashed line where a version starts."""
+    notes = []
+    for index, point in enumerate(points):
+        left = LEFT + band * index
+        if point.failed:
+            notes.append(
+                f'<rect class="failed-run" x="{left:.2f}" y="{TOP}" width="{band:.2f}" height="{HEIGHT - BOTTOM - TOP}">'
+                f"<title>{_text(point.label)}</title></rect>"
+                f'<text class="failed-flag" x="{left + band / 2:.2f}" y="{HEIGHT - BOTTOM + 11}" '
+                'text-anchor="middle" aria-hidden="true">✕</text>'
+            )
+        if point.new_version is not None and index > 0:
+            label = f"version {point.new_version}"
+            notes.append(
+                f'<g class="version-change" data-version="{_text(point.new_version)}"><title>{_text(label)} from '
+                f'{_text(point.label)}</title><line x1="{left:.2f}" x2="{left:.2f}" y1="{TOP - 4}" y2="{HEIGHT - BOTTOM}"/>'
+                f'<text x="{left + 3:.2f}" y="{TOP + 6}">{_text(_shorten(label, VERSION_CHARS))}</text></g>'
+            )
+    return "".join(notes)
 
 
 def _scale(top: float, low: float, high: float) -> t.Callable[[float], float]:
@@ -192,8 +222,8 @@ def _svg(chart: Chart, height: int, body: str) -> str:
     )
 
 
-def _shorten(name: str) -> str:
-    return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
+def _shorten(name: str, chars: int = LABEL_CHARS) -> str:
+    return name if len(name) <= chars else name[: chars - 1] + "…"
 
 
 def _text(value: str) -> str:

@@ -23,7 +23,7 @@ class ModelRun:
     run_id: str  # one evaluation of one model interval
     model: str  # schema.name
     command: str  # plan, run, test, evaluate...
-    environment: t.Optional[str]
+    environment: t.Optional[str]  # the SQLMesh environment (prod, dev...); None where none applies
     engine: str  # duckdb, spark...
     interval_start: t.Optional[dt.datetime]
     interval_end: t.Optional[dt.datetime]
@@ -46,6 +46,15 @@ class ModelRun:
     # A retry's backoff between attempts: waiting, neither Python nor the engine
     # (total_s = python_s + sql_s + wait_s); None in runs recorded before it was kept.
     wait_s: t.Optional[float] = None
+    # The model version: SQLMesh's snapshot fingerprint (``Snapshot.identifier``), which changes
+    # with the model's code, its metadata or an upstream model's; and the snapshot's table
+    # version (``Snapshot.version``, the suffix of its physical table). None in runs recorded
+    # before they were kept, and for unit tests (no snapshot).
+    fingerprint: t.Optional[str] = None
+    snapshot_version: t.Optional[str] = None
+    # What the evaluation added to the process's resident memory: its peak during the
+    # evaluation less the resident memory when it began (peak_rss_mb is the whole process's).
+    added_rss_mb: t.Optional[float] = None
 
 
 @dataclasses.dataclass

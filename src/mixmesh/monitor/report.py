@@ -2,38 +2,54 @@
 
 ``render_report`` turns the store's two tables (``MetricsStore.model_runs`` and
 ``function_runs``) and a list of recommendations into the page; ``write_report`` reads a
-store and writes it. The page loads nothing: its CSS is inline, its charts are inline SVG
-drawn here (``charts``), and it has no script. Every charted figure is in the DOM as a
-``data-value`` on its mark, so what a reader sees can be checked against the store.
+store and writes it. The page is the jinja2 template ``templates/report.html.j2`` (with
+autoescaping: every name and error from the store is escaped there); this module prepares
+what it shows. The page loads nothing: its CSS is inline, its charts are inline SVG drawn
+by ``charts``, and it has no script (its filter over models is CSS). Every charted figure
+is in the DOM as a ``data-value`` on its mark, so what a reader sees can be checked
+against the store.
 
-Longer than 450 lines because it renders one self-contained HTML page: its template, styles
-and sections in one place.
+Runs are grouped by model version (SQLMesh's snapshot fingerprint): a model's versions are
+listed with their figures, and its charts and run table mark where the version changed.
+Failed runs are listed near the top of the page with their errors, and in their model's
+section, not only in a collapsed table.
+
+Longer than 450 lines because it prepares every part of one page (index, failed runs, figures,
+versions, charts, runs and functions) for its one template.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import html
+import functools
 import math
 import typing as t
 from pathlib import Path
+
+from markupsafe import Markup
 
 from mixmesh.core.version import __version__
 from mixmesh.monitor import charts
 
 if t.TYPE_CHECKING:
-    from mixmesh.monitor.stats import ModelStats
+    import jinja2
     import pandas as pd
 
+    from mixmesh.monitor.stats import ModelStats
+    from mixmesh.monitor.versions import VersionStats
     from mixmesh.monitor.store import MetricsStore
 
 MAX_RUNS_CHARTED = 50  # per model: the latest ones, so a long history stays readable
+MAX_FAILED_LISTED = 20  # failed runs listed at the top of the page, latest first
+TEMPLATE = "report.html.j2"
 
 SQL = charts.Series("sql", "SQL (engine)")
 PYTHON = charts.Series("python", "Python")
 WAIT = charts.Series("wait", "waiting (retry backoff)")
 ROWS_PER_S = charts.Series("rows-per-s", "rows/s")
-MEMORY = charts.Series("memory", "peak memory")
+MEMORY = charts.Series("memory", "process peak memory")
+ADDED = charts.Series("memory-added", "memory the evaluation added")
 P95 = charts.Series("p95", "p95 batch time")
 
 
@@ -74,25 +90,119 @@ def render_report(
     ``figures``: the per-model figures ``mixmesh stats`` shows (computed from the runs when
     not given), so that the report and the command never disagree.
     """
-    generated = generated_at or dt.datetime.now(dt.timezone.utc)
-    if model_runs is None or len(model_runs) == 0:
-        body = _empty(scope)
-    else:
-        if figures is None:
-            from mixmesh.monitor.stats import summarize_frames
+    from mixmesh.monitor.stats import summarize_frames
+    from mixmesh.monitor.versions import version_stats
 
+    generated = generated_at or dt.datetime.now(dt.timezone.utc)
+    models: t.List[ModelView] = []
+    failed: t.List[RunView] = []
+    if model_runs is not None and len(model_runs):
+        model_runs = _with_new_columns(model_runs)
+        if figures is None:
             figures = summarize_frames(model_runs, function_runs).models
-        models = _models(model_runs, function_runs)
-        body = _overview(models, {stats.model: stats for stats in figures}) + _recommendation_list(recommendations)
-        body += "".join(_model_section(index, m, max_runs) for index, m in enumerate(models, 1))
-    header = _header(model_runs, scope, generated)
-    return _PAGE.format(title="mixmesh performance report", css=_CSS, header=header, body=body, version=__version__)
+        by_name = {stats.model: stats for stats in figures}
+        for index, model in enumerate(_models(model_runs, function_runs), 1):
+            versions = version_stats(model.name, model.runs)
+            models.append(_model_view(index, model, by_name[model.name], versions, max_runs))
+        failed = sorted((run for m in models for run in m.failed), key=lambda run: run.started, reverse=True)
+    return _template().render(
+        title="mixmesh performance report",
+        facts=_facts(model_runs, scope, generated),
+        scope=scope,
+        models=models,
+        failed=failed[:MAX_FAILED_LISTED],
+        failed_total=len(failed),
+        changed=sum(1 for m in models if m.changed),
+        recommendations=None if recommendations is None else [str(r) for r in recommendations],
+        version=__version__,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> "jinja2.Template":
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("mixmesh.monitor", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a name the template misspells fails, not renders empty
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template(TEMPLATE)
+
+
+# -- what the template shows -----------------------------------------------------------------
 
 
 class _Model(t.NamedTuple):
     name: str
     runs: "pd.DataFrame"  # its model_runs rows, oldest first
     functions: "pd.DataFrame"  # its function_runs rows with the run's started_at, oldest first
+
+
+class Cell(t.NamedTuple):
+    """A figure in a table: its name, its value (``data-value``), and how it reads."""
+
+    figure: str
+    value: t.Optional[float]
+    text: str
+
+    @property
+    def exact(self) -> str:
+        return repr(float(self.value)) if self.value is not None else ""
+
+
+class RunView(t.NamedTuple):
+    """One run, as its model's table and the failed runs' list show it."""
+
+    run_id: str
+    model: str
+    anchor: str
+    started: str
+    command: str
+    environment: str
+    version: str
+    version_changed: bool  # the first run of a version after another's
+    interval: str
+    status: str
+    error: str
+    cells: t.List[Cell]
+
+
+class ChartView(t.NamedTuple):
+    svg: Markup
+    caption: str
+    legend: t.List[charts.Series]  # for charts of several series
+
+
+class VersionView(t.NamedTuple):
+    version: str
+    snapshot_version: str
+    changed: bool
+    environments: str
+    runs: int
+    failed: int
+    period: str
+    cells: t.List[Cell]
+
+
+class ModelView(t.NamedTuple):
+    index: int
+    anchor: str
+    name: str
+    stats: t.List[Cell]  # the figures mixmesh stats shows, for the overview table
+    runs: int
+    failed_count: int
+    share: t.Optional[t.Tuple[float, float, float]]  # SQL, Python and waiting shares of the time
+    versions: t.List[VersionView]
+    changed: bool  # more than one version among the runs
+    latest_status: str
+    shown: str  # which runs the charts show
+    charts: t.List["ChartView"]
+    failed: t.List[RunView]  # latest first
+    table: t.List[RunView]  # latest first
+    functions: t.List[t.List[str]]
 
 
 def _models(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") -> t.List[_Model]:
@@ -109,10 +219,97 @@ def _models(model_runs: "pd.DataFrame", function_runs: "pd.DataFrame") -> t.List
     return sorted(grouped, key=lambda m: (-sum(_finite(v) or 0.0 for v in m.runs["total_s"]), m.name))
 
 
-# -- page parts ----------------------------------------------------------------------------
+def _with_new_columns(model_runs: "pd.DataFrame") -> "pd.DataFrame":
+    """Frames built before a column existed (tests, callers' own frames) read it as missing."""
+    missing = [c for c in ("environment", "wait_s", "fingerprint", "snapshot_version", "added_rss_mb") if c not in model_runs]
+    return model_runs.assign(**{column: None for column in missing}) if missing else model_runs
 
 
-def _header(model_runs: "pd.DataFrame", scope: t.Optional[str], generated: dt.datetime) -> str:
+def _model_view(
+    index: int, model: _Model, stats: "ModelStats", versions: t.Sequence["VersionStats"], max_runs: int
+) -> ModelView:
+    anchor = f"model-{index}"
+    runs = model.runs.tail(max_runs)
+    everything = len(runs) == len(model.runs)
+    shown = f"all {_plural(len(runs), 'run')}" if everything else f"the last {len(runs)} of {len(model.runs)} runs"
+    table = _run_views(model.name, anchor, model.runs)
+    points = _run_points(model.name, runs)
+    figures = [_run_figure(f"chart-{index}", spec, model.name, shown, runs, points) for spec in _run_charts()]
+    latest = _latest_per_function(model.functions)
+    if latest:
+        figures.append(_function_figure(f"chart-{index}", model.name, latest))
+    return ModelView(
+        index=index, anchor=anchor, name=model.name, stats=_overview_cells(stats), runs=stats.runs,
+        failed_count=stats.failed, share=_shares(stats), versions=[_version_view(v) for v in reversed(versions)],
+        changed=len(versions) > 1, latest_status=str(model.runs["status"].iloc[-1]), shown=shown,
+        charts=figures, failed=[run for run in table if run.status != "ok"], table=table,
+        functions=_function_rows(model.functions),
+    )
+
+
+def _overview_cells(stats: "ModelStats") -> t.List[Cell]:
+    return [
+        Cell("mean_total_s", stats.mean_s, _fmt(stats.mean_s, _seconds)),
+        Cell("p95_total_s", stats.p95_s, _fmt(stats.p95_s, _seconds)),
+        Cell("rows_per_s", stats.rows_per_s, _fmt(stats.rows_per_s, _rate)),
+        Cell("added_rss_mb", stats.added_memory_mb, _fmt(stats.added_memory_mb, _mib)),
+        Cell("peak_rss_mb", stats.peak_memory_mb, _fmt(stats.peak_memory_mb, _mib)),
+        *(Cell(name, getattr(stats, name), f"{int(getattr(stats, name)):,}") for name in ("retries", "fallbacks", "errors")),
+    ]
+
+
+def _shares(stats: "ModelStats") -> t.Optional[t.Tuple[float, float, float]]:
+    if stats.python_share is None:
+        return None
+    sql = stats.sql_share or 0.0
+    return sql, stats.python_share, max(1 - sql - stats.python_share, 0.0)
+
+
+def _version_view(version: "VersionStats") -> VersionView:
+    first, last = _when(version.first_run_at), _when(version.last_run_at)
+    return VersionView(
+        version=version.version or "not recorded",
+        snapshot_version=version.snapshot_version or "",
+        changed=version.version_changed,
+        environments=", ".join(version.environments),
+        runs=version.runs,
+        failed=version.failed,
+        period=first if first == last else f"{first} to {last}",
+        cells=[
+            Cell("mean_total_s", version.mean_s, _fmt(version.mean_s, _seconds)),
+            Cell("p95_total_s", version.p95_s, _fmt(version.p95_s, _seconds)),
+            Cell("added_rss_mb", version.added_memory_mb, _fmt(version.added_memory_mb, _mib)),
+            Cell("peak_rss_mb", version.peak_memory_mb, _fmt(version.peak_memory_mb, _mib)),
+        ],
+    )
+
+
+def _version_key(value: t.Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _run_views(model: str, anchor: str, runs: "pd.DataFrame") -> t.List[RunView]:
+    """Every run of the model, latest first, each knowing whether it started a new version."""
+    views, previous = [], None
+    for run in runs.itertuples(index=False):
+        key = _version_key(run.fingerprint)
+        figures = (
+            ("total_s", run.total_s, _seconds), ("sql_s", run.sql_s, _seconds), ("python_s", run.python_s, _seconds),
+            ("wait_s", run.wait_s, _seconds), ("rows_out", run.rows_out, _count), ("rows_per_s", run.rows_per_s, _rate),
+            ("added_rss_mb", run.added_rss_mb, _mib), ("peak_rss_mb", run.peak_rss_mb, _mib),
+        )
+        views.append(RunView(
+            run_id=str(run.run_id), model=model, anchor=anchor, started=_when(run.started_at),
+            command=str(run.command or ""), environment=_text(run.environment), version=key or "not recorded",
+            version_changed=previous is not None and key != previous, interval=_interval(run.interval_start, run.interval_end),
+            status=str(run.status), error=_text(run.error),
+            cells=[Cell(name, _finite(value), _fmt(value, fmt)) for name, value, fmt in figures],
+        ))
+        previous = key
+    return views[::-1]
+
+
+def _facts(model_runs: "pd.DataFrame", scope: t.Optional[str], generated: dt.datetime) -> t.List[str]:
     facts = []
     if model_runs is not None and len(model_runs):
         count, models = len(model_runs), model_runs["model"].nunique()
@@ -124,78 +321,10 @@ def _header(model_runs: "pd.DataFrame", scope: t.Optional[str], generated: dt.da
     if scope:
         facts.append(scope)
     facts.append(f"generated {_when(generated)} UTC")
-    meta = " · ".join(_e(fact) for fact in facts)
-    return f'<h1>mixmesh performance report</h1><p class="meta">{meta}</p>'
+    return facts
 
 
-def _empty(scope: t.Optional[str]) -> str:
-    what = f"No runs recorded yet ({_e(scope)})." if scope else "No runs recorded yet."
-    return (
-        f'<section class="empty" role="status"><h2>{what}</h2>'
-        "<p>mixmesh records a run each time SQLMesh evaluates a model of a mixmesh project "
-        "(<code>sqlmesh plan</code>, <code>sqlmesh run</code>). Build the project, then write this report again.</p>"
-        "</section>"
-    )
-
-
-def _overview(models: t.Sequence[_Model], figures: t.Mapping[str, "ModelStats"]) -> str:
-    caption = (
-        "The figures mixmesh stats shows, the model with the most time spent first: times over "
-        "successful runs, rows/s as rows written over time, memory the highest peak."
-    )
-    headers = ("Model", "Runs", "Mean time", "p95 time", "SQL / Python", "Rows/s", "Peak memory", "Retries",
-               "Fallbacks", "Errors")
-    rows = [_overview_row(index, model, figures[model.name]) for index, model in enumerate(models, 1)]
-    return (
-        '<section aria-labelledby="figures"><h2 id="figures">Figures per model</h2>'
-        f'{_table(headers, rows, caption, "figures")}</section>'
-    )
-
-
-def _overview_row(index: int, model: _Model, stats: "ModelStats") -> str:
-    share = stats.python_share
-    failed = f' <span class="bad">({stats.failed} failed)</span>' if stats.failed else ""
-    cells = [
-        f'<th scope=row><a href="#model-{index}">{_e(model.name)}</a></th>',
-        _cell("runs", stats.runs, f"{stats.runs:,}{failed}"),
-        _cell("mean_total_s", stats.mean_s, _seconds),
-        _cell("p95_total_s", stats.p95_s, _seconds),
-        _cell("python_share", share, _share_bar(share, stats.sql_share or 0.0) if share is not None else "–"),
-        _cell("rows_per_s", stats.rows_per_s, _rate),
-        _cell("peak_rss_mb", stats.peak_memory_mb, _mib),
-    ]
-    for column in ("retries", "fallbacks", "errors"):
-        cells.append(_cell(column, getattr(stats, column), lambda v: f"{int(v):,}"))
-    return f"<tr>{''.join(cells)}</tr>"
-
-
-def _recommendation_list(recommendations: t.Optional[t.Sequence[str]]) -> str:
-    if recommendations is None:
-        content = '<p class="note">Recommendations were not computed for this report.</p>'
-    elif not recommendations:
-        content = '<p class="note">None: nothing in these runs calls for a change.</p>'
-    else:
-        content = "<ul class=recommendations>" + "".join(f"<li>{_e(str(r))}</li>" for r in recommendations) + "</ul>"
-    heading = '<h2 id="recommendations">Recommendations</h2>'
-    return f'<section aria-labelledby="recommendations">{heading}{content}</section>'
-
-
-def _model_section(index: int, model: _Model, max_runs: int) -> str:
-    runs = model.runs.tail(max_runs)
-    everything = len(runs) == len(model.runs)
-    shown = f"all {_plural(len(runs), 'run')}" if everything else f"the last {len(runs)} of {len(model.runs)} runs"
-    labels = [_run_point(model.name, run) for run in runs.itertuples(index=False)]
-    figures = [_run_figure(f"chart-{index}", spec, model.name, shown, runs, labels) for spec in _run_charts()]
-    latest = _latest_per_function(model.functions)
-    if latest:
-        figures.append(_function_figure(f"chart-{index}", model.name, latest))
-    return (
-        f'<section class="model" id="model-{index}" aria-labelledby="model-{index}-name">'
-        f'<h2 id="model-{index}-name" class="model-name">{_e(model.name)}</h2>'
-        f'<p class="meta">Charts show {_e(shown)}, oldest on the left; hover a bar or a point for its figures.</p>'
-        f'<div class="grid">{"".join(figures)}</div>'
-        f"{_runs_table(model.name, runs)}{_functions_table(model.functions)}</section>"
-    )
+# -- charts ------------------------------------------------------------------------------------
 
 
 class _RunChart(t.NamedTuple):
@@ -207,36 +336,53 @@ class _RunChart(t.NamedTuple):
     series: t.Tuple[charts.Series, ...]
     columns: t.Tuple[str, ...]  # the model_runs columns, one per series
     fmt: charts.Format
+    bars: bool  # bars (stacked when several series), else a line
 
 
 def _run_charts() -> t.Tuple[_RunChart, ...]:
     return (
         _RunChart("time", "Time per run, SQL, Python and waiting stacked", "SQL, Python and retry backoff seconds",
-                  (SQL, PYTHON, WAIT), ("sql_s", "python_s", "wait_s"), _seconds),
-        _RunChart("rows_per_s", "Rows per second", "Rows written per second", (ROWS_PER_S,), ("rows_per_s",), _rate),
-        _RunChart("memory", "Peak memory of the process", "Peak resident memory (MiB)", (MEMORY,),
-                  ("peak_rss_mb",), _mib),
+                  (SQL, PYTHON, WAIT), ("sql_s", "python_s", "wait_s"), _seconds, True),
+        _RunChart("rows_per_s", "Rows per second", "Rows written per second", (ROWS_PER_S,), ("rows_per_s",), _rate,
+                  False),
+        _RunChart("memory_added", "Memory the evaluation added", "Resident memory added during the evaluation (MiB)",
+                  (ADDED,), ("added_rss_mb",), _mib, True),
+        _RunChart("memory", "Peak memory of the whole process", "Peak resident memory of the process (MiB)", (MEMORY,),
+                  ("peak_rss_mb",), _mib, False),
     )
+
+
+def _run_points(model: str, runs: "pd.DataFrame") -> t.List[charts.Point]:
+    """Each run's place on the x axis: its label, data attributes, and the notes behind it
+    (failed, first of a new version); its values come per chart."""
+    points, previous = [], None
+    for run in runs.itertuples(index=False):
+        key = _version_key(run.fingerprint)
+        failed = run.status != "ok"
+        label = _when(run.started_at) + (" (failed)" if failed else "")
+        data = {"model": model, "run": str(run.run_id), "status": str(run.status), "version": key}
+        changed = previous is not None and key != previous
+        points.append(charts.Point((), label, data, failed, (key or "not recorded") if changed else None))
+        previous = key
+    return points
 
 
 def _run_figure(
     prefix: str, spec: _RunChart, model: str, shown: str, runs: "pd.DataFrame", labels: t.Sequence[charts.Point]
-) -> str:
+) -> "ChartView":
     description = f"{spec.measures} of {shown} of {model}, oldest first."
     chart = charts.Chart(f"{prefix}-{spec.kind}", spec.caption, description, spec.kind)
     # A zero (no retry waited) draws no mark, like a missing value.
     columns = [[_finite(value) or None for value in runs[column]] if column == "wait_s" else
                [_finite(value) for value in runs[column]] for column in spec.columns]
-    points = [charts.Point(tuple(values), p.label, p.data) for p, values in zip(labels, zip(*columns))]
-    if len(spec.series) > 1:
-        return _figure(charts.stacked_bars(chart, spec.series, points, spec.fmt), spec.caption, _legend(spec.series))
-    return _figure(charts.line(chart, spec.series[0], points, spec.fmt), spec.caption)
-
-
-def _run_point(model: str, run: t.Any) -> charts.Point:
-    """A run's place on the x axis: its label and data attributes (its values come per chart)."""
-    label = _when(run.started_at) + (" (failed)" if run.status != "ok" else "")
-    return charts.Point((), label, {"model": model, "run": str(run.run_id), "status": str(run.status)})
+    points = [dataclasses.replace(p, values=tuple(values)) for p, values in zip(labels, zip(*columns))]
+    if spec.bars and not any(value is not None for p in points for value in p.values):
+        svg = charts.line(chart, spec.series[0], points, spec.fmt)  # draws "not recorded"
+    elif spec.bars:
+        svg = charts.stacked_bars(chart, spec.series, points, spec.fmt)
+    else:
+        svg = charts.line(chart, spec.series[0], points, spec.fmt)
+    return _figure(svg, spec.caption, spec.series if len(spec.series) > 1 else ())
 
 
 def _latest_per_function(functions: "pd.DataFrame") -> t.List[t.Any]:
@@ -247,7 +393,7 @@ def _latest_per_function(functions: "pd.DataFrame") -> t.List[t.Any]:
     return [group.iloc[-1] for _, group in sorted(measured.groupby("function"), key=lambda item: str(item[0]))]
 
 
-def _function_figure(prefix: str, model: str, latest: t.Sequence[t.Any]) -> str:
+def _function_figure(prefix: str, model: str, latest: t.Sequence[t.Any]) -> "ChartView":
     points = []
     for row in latest:
         name, data = str(row["function"]), {"model": model, "function": str(row["function"]), "run": str(row["run_id"])}
@@ -260,58 +406,24 @@ def _function_figure(prefix: str, model: str, latest: t.Sequence[t.Any]) -> str:
     return _figure(charts.horizontal_bars(chart, P95, points, _seconds), caption)
 
 
-def _figure(svg: str, caption: str, legend: str = "") -> str:
-    return f"<figure><figcaption>{_e(caption)}{legend}</figcaption>{svg}</figure>"
+def _figure(svg: str, caption: str, legend: t.Sequence[charts.Series] = ()) -> "ChartView":
+    """A chart with its caption; the SVG comes from ``charts``, which escapes every text it writes."""
+    return ChartView(Markup(svg), caption, list(legend))
 
 
-def _legend(series: t.Sequence[charts.Series]) -> str:
-    items = "".join(f'<li><span class="swatch {s.key}" aria-hidden="true"></span>{_e(s.label)}</li>' for s in series)
-    return f'<ul class="legend">{items}</ul>'
-
-
-def _runs_table(model: str, runs: "pd.DataFrame") -> str:
-    headers = ("Started (UTC)", "Command", "Status", "Total", "SQL", "Python", "Wait", "Rows out", "Rows/s",
-               "Peak memory")
-    rows = []
-    for run in runs.iloc[::-1].itertuples(index=False):
-        status = _e(run.status) + (f": {_e(run.error)}" if isinstance(run.error, str) and run.error else "")
-        figures = (
-            (run.total_s, _seconds), (run.sql_s, _seconds), (run.python_s, _seconds), (run.wait_s, _seconds),
-            (run.rows_out, _count), (run.rows_per_s, _rate), (run.peak_rss_mb, _mib),
-        )
-        rows.append(
-            f"<tr><td>{_e(_when(run.started_at))}</td><td>{_e(str(run.command or ''))}</td><td>{status}</td>"
-            + "".join(f"<td class=num>{_fmt(value, fmt)}</td>" for value, fmt in figures)
-            + "</tr>"
-        )
-    summary = f"<summary>The charted runs of {_e(model)}, as a table</summary>"
-    return f"<details>{summary}{_table(headers, rows)}</details>"
-
-
-def _functions_table(functions: "pd.DataFrame") -> str:
-    if len(functions) == 0:
-        return ""
-    caption = (
-        "Python functions this model called: totals over the report's runs; "
-        "p50, p95 and list length from the latest run."
-    )
-    headers = ("Function", "Mode", "Runs", "Calls", "Rows", "Time", "p50 batch", "p95 batch", "Errors",
-               "Mean list length", "Cache hits / misses")
+def _function_rows(functions: "pd.DataFrame") -> t.List[t.List[str]]:
+    """Per function: totals over the report's runs; p50, p95 and list length from the latest run."""
     rows = []
     for name, group in sorted(functions.groupby("function"), key=lambda item: str(item[0])):
         last = group.iloc[-1]
-        figures = (
-            _count(len(group)), _count(sum(_values(group["calls"]))), _count(sum(_values(group["rows"]))),
-            _e(_seconds(sum(_values(group["total_s"])))), _fmt(last["p50_batch_s"], _seconds),
-            _fmt(last["p95_batch_s"], _seconds), _count(sum(_values(group["errors"]))),
-            _fmt(last.get("mean_list_length"), lambda v: f"{v:,.1f}"), _cache_figure(group),
-        )
-        rows.append(
-            f"<tr><th scope=row>{_e(str(name))}</th><td>{_e(str(last['mode']))}</td>"
-            + "".join(f"<td class=num>{figure}</td>" for figure in figures)
-            + "</tr>"
-        )
-    return _table(headers, rows, caption, "functions")
+        rows.append([
+            str(name), str(last["mode"]), _count(len(group)), _count(sum(_values(group["calls"]))),
+            _count(sum(_values(group["rows"]))), _seconds(sum(_values(group["total_s"]))),
+            _fmt(last["p50_batch_s"], _seconds), _fmt(last["p95_batch_s"], _seconds),
+            _count(sum(_values(group["errors"]))), _fmt(last.get("mean_list_length"), lambda v: f"{v:,.1f}"),
+            _cache_figure(group),
+        ])
+    return rows
 
 
 def _cache_figure(group: "pd.DataFrame") -> str:
@@ -321,44 +433,13 @@ def _cache_figure(group: "pd.DataFrame") -> str:
     return f"{_count(sum(_values(group['cache_hits'])))} / {_count(sum(_values(group['cache_misses'])))}"
 
 
-def _table(headers: t.Sequence[str], rows: t.Sequence[str], caption: str = "", css_class: str = "") -> str:
-    """A table that scrolls sideways on a narrow screen; ``rows`` are ``<tr>`` elements."""
-    head = "".join(f"<th scope=col>{_e(header)}</th>" for header in headers)
-    caption = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return (
-        f'<div class="scroll"><table class="{css_class}">{caption}<thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
-    )
-
-
-def _cell(figure: str, value: t.Optional[float], shown: t.Union[str, t.Callable[[float], str]]) -> str:
-    """A table cell with its figure in ``data-value``; ``shown`` is its HTML, or the format of the value."""
-    text = shown if isinstance(shown, str) else _fmt(value, shown)
-    data = f' data-value="{float(value)!r}"' if value is not None else ""
-    return f'<td class=num data-figure="{figure}"{data}>{text}</td>'
-
-
-def _share_bar(python_share: float, sql_share: float) -> str:
-    """SQL and Python shares; the rest of the bar, if any, is a retry's backoff (waiting)."""
-    sql_pct, python_pct = round(100 * sql_share), round(100 * python_share)
-    waiting = 1 - python_share - sql_share
-    note = f" ({round(100 * waiting)}% waiting)" if waiting >= 0.005 else ""
-    return (
-        f'<span class="share" aria-hidden="true"><span class="sql" style="width:{100 * sql_share:.1f}%"></span>'
-        f'<span class="python" style="width:{100 * python_share:.1f}%"></span></span>{sql_pct}% / {python_pct}%{note}'
-    )
-
-
-# -- recommendations and scope -------------------------------------------------------------
+# -- scope, numbers and text -------------------------------------------------------------------
 
 
 def _scope(model: t.Optional[str], days: t.Optional[float]) -> t.Optional[str]:
     period = ("last day" if days == 1 else f"last {days:g} days") if days is not None else None
     parts = [part for part in (f"model {model}" if model else None, period) if part]
     return ", ".join(parts) or None
-
-
-# -- numbers and text ----------------------------------------------------------------------
 
 
 def _finite(value: t.Any) -> t.Optional[float]:
@@ -376,7 +457,11 @@ def _values(column: t.Iterable[t.Any]) -> t.List[float]:
 
 def _fmt(value: t.Any, fmt: t.Callable[[float], str]) -> str:
     number = _finite(value)
-    return "–" if number is None else _e(fmt(number))
+    return "–" if number is None else fmt(number)
+
+
+def _text(value: t.Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _seconds(value: float) -> str:
@@ -420,92 +505,13 @@ def _when(value: t.Any) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M")
 
 
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+def _interval(start: t.Any, end: t.Any) -> str:
+    """The interval a run built, by day when it starts and ends at midnight."""
+    import pandas as pd
 
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="mixmesh {version}">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>
-<header>{header}</header>
-<main>{body}</main>
-<footer><p>Written by mixmesh {version}. Self-contained: no scripts, nothing loaded from the network.</p></footer>
-</body>
-</html>
-"""
-
-_CSS = """
-:root { --bg: #f7f7f5; --card: #ffffff; --ink: #1d1d1f; --muted: #5b5b60; --rule: #deded9; --grid: #ebebe7;
-  --sql: #0072b2; --python: #d55e00; --wait: #8a8a8f; --rows-per-s: #007a5a; --memory: #7b3f99; --p95: #1b6f8c; --bad: #b3261e; }
-@media (prefers-color-scheme: dark) {
-  :root { --bg: #151517; --card: #1f1f22; --ink: #ececee; --muted: #a6a6ad; --rule: #38383d; --grid: #2c2c30;
-    --sql: #56b4e9; --python: #f08a4b; --wait: #9c9ca3; --rows-per-s: #3cc39a; --memory: #c58fe0; --p95: #5fb8d6; --bad: #ff8a80; }
-}
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--ink);
-  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-header, main, footer { max-width: 1180px; margin: 0 auto; padding: 0 20px; }
-header { padding-top: 28px; }
-h1 { font-size: 1.6rem; margin: 0 0 4px; }
-h2 { font-size: 1.2rem; margin: 0 0 8px; }
-.meta, .note, footer, caption { color: var(--muted); }
-.meta { margin: 0 0 12px; }
-section { background: var(--card); border: 1px solid var(--rule); border-radius: 10px; padding: 18px 20px; margin: 18px 0; }
-.model-name, th[scope=row] { overflow-wrap: anywhere; }
-table.figures th[scope=row] { min-width: 12rem; }
-.empty { text-align: center; padding: 48px 20px; }
-.empty h2 { font-size: 1.4rem; }
-/* Two charts a row on a wide screen: the SVG text scales with the chart, so keep charts wide. */
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 400px), 1fr)); gap: 18px 28px; }
-figure { margin: 0; min-width: 0; }
-figcaption { font-weight: 600; font-size: 0.95rem; margin-bottom: 4px; display: flex; flex-wrap: wrap; gap: 4px 14px; }
-.legend { list-style: none; margin: 0; padding: 0; display: flex; gap: 12px; font-weight: 400; color: var(--muted); }
-.swatch { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
-.swatch.sql, .share .sql { background: var(--sql); }
-.swatch.python, .share .python { background: var(--python); }
-.swatch.wait { background: var(--wait); }
-svg.chart { width: 100%; height: auto; display: block; overflow: visible; }
-svg .grid { stroke: var(--grid); stroke-width: 1; }
-svg .axis { stroke: var(--muted); stroke-width: 1; }
-svg text { fill: var(--muted); font-size: 11px; font-family: inherit; }
-svg text.label { fill: var(--ink); }
-svg .mark.sql { fill: var(--sql); }
-svg .mark.python { fill: var(--python); }
-svg .mark.wait { fill: var(--wait); }
-svg rect.mark { stroke: var(--card); stroke-width: 0.5; }
-svg .line { fill: none; stroke-width: 2; stroke-linejoin: round; }
-svg .line.rows-per-s, svg circle.rows-per-s { stroke: var(--rows-per-s); }
-svg .line.memory, svg circle.memory { stroke: var(--memory); }
-svg circle.mark { fill: var(--card); stroke-width: 2; }
-svg rect.mark.p95 { fill: var(--p95); }
-svg .mark:hover { opacity: 0.75; }
-svg rect.mark[data-status=failed] { stroke: var(--bad); stroke-width: 1.5; }
-svg circle.mark[data-status=failed] { fill: var(--bad); }
-svg text.none { font-size: 13px; }
-table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
-caption { text-align: left; padding-bottom: 6px; font-size: 0.85rem; }
-th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--rule); vertical-align: top; }
-thead th { font-weight: 600; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.scroll { overflow-x: auto; }
-.share { display: inline-flex; width: 56px; height: 8px; border-radius: 4px; overflow: hidden; margin-right: 6px; background: var(--grid); }
-.bad { color: var(--bad); }
-table.functions { margin-top: 14px; }
-.recommendations li { margin: 4px 0; }
-details { margin-top: 14px; }
-summary { cursor: pointer; color: var(--muted); }
-a { color: var(--sql); }
-footer { font-size: 0.85rem; padding-bottom: 28px; }
-@media (max-width: 600px) {
-  header, main, footer { padding: 0 10px; }
-  section { padding: 14px 12px; }
-  svg text { font-size: 14px; }
-}
-"""
+    if pd.isna(start) or pd.isna(end):
+        return ""
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    if first == first.normalize() and last == last.normalize():
+        return f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    return f"{_when(first)} to {_when(last)}"

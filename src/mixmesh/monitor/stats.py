@@ -1,8 +1,13 @@
 """Figures per model and per function from the metrics store, trends, and recommendations.
 
 ``summarize(store, model=None, days=None)`` gives, per model: runs, mean and p95 total time,
-SQL vs Python share, rows/s, peak memory, and trends of time and memory; per function:
-calls, rows, total time, p50/p95 batch time, errors; and the recommendations they trigger.
+SQL vs Python share, rows/s, peak memory, and trends of time and memory; per model version
+(SQLMesh's snapshot fingerprint): its runs and figures, and whether the version changed
+there; per function: calls, rows, total time, p50/p95 batch time, errors; and the
+recommendations they trigger.
+
+Trends compare like with like: they are taken over the runs of the model's current version
+(the latest run's), as runs of other code are not the same series.
 
 **Trend rule**: ``mixmesh.monitor.trends`` (re-exported here).
 
@@ -49,6 +54,7 @@ from mixmesh.monitor.trends import (  # noqa: F401 - the trend rule, re-exported
     time_trend as run_time_trend,
     trend,
 )
+from mixmesh.monitor.versions import VersionStats, largest_number, version_keys, version_stats
 
 if t.TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +92,9 @@ class ModelStats:
     time_trend: Trend
     memory_trend: Trend
     throughput_trend: Trend
+    version: t.Optional[str] = None  # the latest run's model version (fingerprint); None: not recorded
+    versions: int = 1  # model versions among the runs (runs recorded without one count as one)
+    added_memory_mb: t.Optional[float] = None  # the most one evaluation added to the process's memory
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -144,6 +153,7 @@ class Summary:
     days: t.Optional[float] = None
     store: t.Optional[str] = None
     trend_thresholds: TrendThresholds = TrendThresholds()
+    versions: t.List[VersionStats] = dataclasses.field(default_factory=list)  # by model, oldest version first
 
     def to_dict(self) -> t.Dict[str, t.Any]:
         from mixmesh.monitor.records import SCHEMA_VERSION
@@ -153,6 +163,7 @@ class Summary:
             "store": self.store,
             "days": self.days,
             "models": [model.to_dict() for model in self.models],
+            "versions": [_jsonable(dataclasses.asdict(version)) for version in self.versions],
             "functions": [function.to_dict() for function in self.functions],
             "recommendations": [recommendation.to_dict() for recommendation in self.recommendations],
             "thresholds": {
@@ -186,7 +197,8 @@ def summarize_frames(
         _function_stats(key, runs, current=latest[key[:2]] == key[2])
         for key, runs in function_runs.groupby(["model", "function", "mode"], sort=True)
     ]
-    return Summary(models, functions, recommend(models, functions), trend_thresholds=thresholds)
+    versions = [v for name, runs in model_runs.groupby("model", sort=True) for v in version_stats(str(name), runs)]
+    return Summary(models, functions, recommend(models, functions), trend_thresholds=thresholds, versions=versions)
 
 
 def _model_stats(model: str, runs: "pd.DataFrame", thresholds: TrendThresholds = TrendThresholds()) -> ModelStats:
@@ -195,6 +207,7 @@ def _model_stats(model: str, runs: "pd.DataFrame", thresholds: TrendThresholds =
 
     runs = runs.sort_values("started_at", kind="stable")
     ok = runs[runs["status"] == "ok"]
+    current = ok[version_keys(ok) == version_keys(runs).iloc[-1]] if len(runs) else ok  # like with like
     total = float(ok["total_s"].sum())
     with_rows = ok[ok["rows_out"].notna()]
     times = ok["total_s"].astype(float).tolist()
@@ -222,12 +235,17 @@ def _model_stats(model: str, runs: "pd.DataFrame", thresholds: TrendThresholds =
         errors=_int_sum(runs["errors"]),
         breaker_transitions=_int_sum(runs["breaker_transitions"]),
         last_run_at=runs["started_at"].max().to_pydatetime() if len(runs) else None,
+        # Trends compare like with like: the runs of the current version only.
         time_trend=run_time_trend(
-            times[-TREND_WINDOW:], rows=ok["rows_out"].astype(float).tolist()[-TREND_WINDOW:],
-            interval_days=_interval_days(ok)[-TREND_WINDOW:], thresholds=thresholds,
+            current["total_s"].astype(float).tolist()[-TREND_WINDOW:],
+            rows=current["rows_out"].astype(float).tolist()[-TREND_WINDOW:],
+            interval_days=_interval_days(current)[-TREND_WINDOW:], thresholds=thresholds,
         ),
-        memory_trend=trend(memory[-TREND_WINDOW:], higher_is_worse=True),
-        throughput_trend=trend(rates.dropna().tolist()[-TREND_WINDOW:], higher_is_worse=False),
+        memory_trend=trend(current["peak_rss_mb"].astype(float).tolist()[-TREND_WINDOW:], higher_is_worse=True),
+        throughput_trend=trend(rates[rates.index.isin(current.index)].dropna().tolist()[-TREND_WINDOW:], higher_is_worse=False),
+        version=_text_or_none(runs["fingerprint"].iloc[-1]) if "fingerprint" in runs and len(runs) else None,
+        versions=int(version_keys(runs).nunique()),
+        added_memory_mb=largest_number(runs.get("added_rss_mb", ())),
     )
 
 
@@ -235,6 +253,10 @@ def _interval_days(runs: "pd.DataFrame") -> t.List[t.Optional[float]]:
     """Each run's interval length in days (None where it has no interval)."""
     span = (runs["interval_end"] - runs["interval_start"]).dt.total_seconds() / 86400
     return [None if value != value else float(value) for value in span]  # NaN: no interval
+
+
+def _text_or_none(value: t.Any) -> t.Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 def _function_stats(key: t.Tuple[str, str, str], runs: "pd.DataFrame", current: bool = True) -> FunctionStats:

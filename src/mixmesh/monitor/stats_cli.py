@@ -119,6 +119,7 @@ def print_summary(
             for m in summary.models
         ],
     )
+    _print_versions(console, summary)
     if summary.functions:
         print_table(
             console, "Functions",
@@ -175,6 +176,23 @@ def _packed(items: t.Sequence[str], width: int) -> str:
 
 def _text(value: t.Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _print_versions(console: Console, summary: Summary) -> None:
+    """The versions of the models whose version changed in the window, oldest first (trends use the latest)."""
+    changed = {m.model for m in summary.models if m.versions > 1}
+    if not changed:
+        return
+    print_table(
+        console, "Model versions (SQLMesh fingerprints; * the version changed there)",
+        ["model", "version", "since (UTC)", "runs", "failed", "mean s", "added MiB"],
+        [
+            (v.model, ("* " if v.version_changed else "") + (v.version or "not recorded"),
+             f"{v.first_run_at:%Y-%m-%d %H:%M}", v.runs, v.failed, _seconds(v.mean_s), _number(v.added_memory_mb, 1))
+            for v in summary.versions if v.model in changed
+        ],
+        keys=2,
+    )
 
 
 def _table(title: str, header: t.Sequence[str], rows: t.Iterable[t.Sequence[t.Any]]) -> Table:

@@ -83,6 +83,7 @@ MODEL_RUN_TYPES: t.Dict[str, str] = {
     "rows_in": "BIGINT", "rows_out": "BIGINT", "rows_per_s": "DOUBLE", "peak_rss_mb": "DOUBLE",
     "retries": "INTEGER", "fallbacks": "INTEGER", "errors": "INTEGER", "breaker_transitions": "INTEGER",
     "status": "VARCHAR NOT NULL", "error": "VARCHAR", "project": "VARCHAR", "wait_s": "DOUBLE",
+    "fingerprint": "VARCHAR", "snapshot_version": "VARCHAR", "added_rss_mb": "DOUBLE",
 }
 FUNCTION_RUN_TYPES: t.Dict[str, str] = {
     "run_id": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL", "function": "VARCHAR NOT NULL",
@@ -94,7 +95,8 @@ _TABLES = {"model_runs": MODEL_RUN_TYPES, "function_runs": FUNCTION_RUN_TYPES}
 # Columns added after schema version 1 was written, all nullable: a store or batch without them
 # stays readable (read as NULL), and a write adds them to the file. Older mixmesh versions read
 # only the columns they know, so adding one needs no new schema version.
-ADDED_COLUMNS: t.Dict[str, t.Tuple[str, ...]] = {"model_runs": ("wait_s",), "function_runs": ("findings", "path", "max_in_flight", "calls_per_s", "cache_hits", "cache_misses")}
+ADDED_COLUMNS: t.Dict[str, t.Tuple[str, ...]] = {
+    "model_runs": ("wait_s", "fingerprint", "snapshot_version", "added_rss_mb"), "function_runs": ("findings", "path", "max_in_flight", "calls_per_s", "cache_hits", "cache_misses")}
 
 
 class MetricsStoreError(MixmeshError, RuntimeError):

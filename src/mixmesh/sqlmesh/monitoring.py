@@ -20,10 +20,40 @@ def evaluate_hook(evaluate: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             return evaluate(self, snapshot, *args, **kwargs)
         engine = getattr(getattr(self, "adapter", None), "dialect", None)
         interval = (kwargs.get("start"), kwargs.get("end"))
-        with capture.evaluating(snapshot.name, engine, interval, lambda: capture.rows_written(self, snapshot, kwargs)):
+
+        def rows() -> t.Optional[int]:
+            return capture.rows_written(self, snapshot, kwargs)
+
+        with capture.evaluating(snapshot.name, engine, interval, rows, _version(snapshot)):
             return evaluate(self, snapshot, *args, **kwargs)
 
     return hook
+
+
+def environment_hook(evaluate: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Wrap ``Scheduler.evaluate``, which knows the environment a plan or run is for (the
+    snapshot evaluator it calls, on the same thread, does not)."""
+
+    @functools.wraps(evaluate)
+    def hook(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        naming = kwargs.get("environment_naming_info")
+        if naming is None and len(args) > ENVIRONMENT_ARGUMENT:
+            naming = args[ENVIRONMENT_ARGUMENT]
+        with capture.in_environment(getattr(naming, "name", None)):
+            return evaluate(self, *args, **kwargs)
+
+    return hook
+
+
+# Scheduler.evaluate(self, snapshot, start, end, execution_time, deployability_index, batch_index,
+# environment_naming_info, ...): its place among the arguments after self (the patch table pins it).
+ENVIRONMENT_ARGUMENT = 6
+
+
+def _version(snapshot: t.Any) -> capture.Version:
+    """The snapshot's fingerprint and table version, as strings (None where it has none)."""
+    fingerprint, version = getattr(snapshot, "identifier", None), getattr(snapshot, "version", None)
+    return capture.Version(None if fingerprint is None else str(fingerprint), None if version is None else str(version))
 
 
 def evaluate_and_fetch_hook(evaluate_and_fetch: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
@@ -37,7 +67,7 @@ def evaluate_and_fetch_hook(evaluate_and_fetch: t.Callable[..., t.Any]) -> t.Cal
             return evaluate_and_fetch(self, snapshot, *args, **kwargs)
         engine = getattr(getattr(self, "adapter", None), "dialect", None)
         interval = (kwargs.get("start"), kwargs.get("end"))
-        with capture.evaluating(snapshot.name, engine, interval, lambda: None):
+        with capture.evaluating(snapshot.name, engine, interval, lambda: None, _version(snapshot)):
             return evaluate_and_fetch(self, snapshot, *args, **kwargs)
 
     return hook

@@ -115,6 +115,10 @@ PATCHES: t.Tuple[Patch, ...] = (
         "a failed quarantined_rows audit names the functions and their counts"), ("self", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate", monitoring.evaluate_hook, (
         "monitoring records each model interval evaluated"), ("self", "snapshot")),
+    Patch("sqlmesh.core.scheduler:Scheduler.evaluate", monitoring.environment_hook, (
+        "monitoring records the environment each model interval is evaluated for"),
+        ("self", "snapshot", "start", "end", "execution_time", "deployability_index", "batch_index",
+         "environment_naming_info")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate_and_fetch", monitoring.evaluate_and_fetch_hook, (
         "monitoring records `sqlmesh evaluate` previews (Context.evaluate), which do not go through evaluate"),
         ("self", "snapshot")),
