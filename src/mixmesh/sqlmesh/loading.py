@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlglot import exp
 
 from mixmesh.core.errors import FunctionDefinitionError
+from mixmesh.sqlmesh import provenance
 from mixmesh.sqlmesh.source import installed_packages, is_udf
 
 if t.TYPE_CHECKING:
@@ -42,6 +43,7 @@ def loader_hook(original: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             resources.set_project_root(self.config_path)  # artifacts resolve against the project
             track_project_modules(self)
             register_project_functions(self, macros)
+            provenance.add_macros(macros)
             load_sql_functions(self, macros)
         loaded = original(self, *args, **kwargs)
         if original.__name__ == "_load_models":

@@ -14,6 +14,7 @@ import functools
 import typing as t
 
 from sqlglot import exp
+from sqlmesh.core.macros import macro
 
 from mixmesh.core.errors import FunctionCallError
 from mixmesh.core.names import binding_name
@@ -72,6 +73,9 @@ AUDITS = {FALLBACK_AUDIT: FALLBACK_SQL, PINNED_AUDIT: PINNED_SQL}
 # ------------------------------------------------------------------------------- the macros
 
 
+# Decorated where they are defined: a model stores a macro of a package as an import of it, and
+# SQLMesh takes what it imports for a macro only when it carries the decorator's mark.
+@macro()
 def with_provenance(evaluator: "MacroEvaluator", call: exp.Expr) -> exp.Expr:
     """``@with_provenance(@f(...))``: the call of ``f`` as a STRUCT of its value and provenance."""
     known = bindings.calls_known()
@@ -89,6 +93,7 @@ def with_provenance(evaluator: "MacroEvaluator", call: exp.Expr) -> exp.Expr:
                     to=spec.returns.copy())
 
 
+@macro()
 def mixmesh_pinned_digests(evaluator: "MacroEvaluator", artifact: exp.Expr) -> exp.Expr:
     """The digests the model's plan pinned for the artifacts ``artifact`` names (paths joined
     with ", " as provenance records them), joined the same way; NULL when the plan has none."""
@@ -102,12 +107,16 @@ def mixmesh_pinned_digests(evaluator: "MacroEvaluator", artifact: exp.Expr) -> e
     return expression
 
 
-def register_macros() -> None:
-    """Make the macros known to every project (SQLMesh's macro registry)."""
-    from sqlmesh.core.macros import macro
+MACROS = (MACRO, PINNED_MACRO)
 
-    for function in (with_provenance, mixmesh_pinned_digests):
-        macro(function.__name__)(function)
+
+def add_macros(macros: t.MutableMapping[str, t.Any]) -> None:
+    """Add the macros to a project's, when mixmesh was imported with the project's own code
+    (after SQLMesh copied its registry)."""
+    registry = macro.get_registry()
+    for name in MACROS:
+        if name not in macros:
+            macros[name] = registry[name]
 
 
 # ------------------------------------------------------------------------------- the audits
