@@ -47,7 +47,7 @@ FROM (
   WHERE recorded IS NOT NULL
   GROUP BY recorded.function
 ) AS counted
-WHERE fell_back > @max_share * total
+WHERE fell_back > CAST(@max_share AS DOUBLE) * total
 """
 
 # Rows whose artifact digest is not the one the model's plan pinned.
