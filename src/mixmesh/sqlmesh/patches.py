@@ -177,6 +177,7 @@ def _apply_all() -> None:
             if getattr(module, patch.attribute, None) is current:
                 _replace(module, patch.attribute, current, wrapped)
     monitoring.register_engine_code()
+    provenance.register_macros()
     Udf.expand_in_model = staticmethod(calls.expand_call)
     _installed = True
 

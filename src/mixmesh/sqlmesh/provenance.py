@@ -14,7 +14,6 @@ import functools
 import typing as t
 
 from sqlglot import exp
-from sqlmesh.core.macros import macro
 
 from mixmesh.core.errors import FunctionCallError
 from mixmesh.core.names import binding_name
@@ -73,9 +72,6 @@ AUDITS = {FALLBACK_AUDIT: FALLBACK_SQL, PINNED_AUDIT: PINNED_SQL}
 # ------------------------------------------------------------------------------- the macros
 
 
-# Decorated where they are defined: a model stores a macro of a package as an import of it, and
-# SQLMesh takes what it imports for a macro only when it carries the decorator's mark.
-@macro()
 def with_provenance(evaluator: "MacroEvaluator", call: exp.Expr) -> exp.Expr:
     """``@with_provenance(@f(...))``: the call of ``f`` as a STRUCT of its value and provenance."""
     known = bindings.calls_known()
@@ -93,7 +89,6 @@ def with_provenance(evaluator: "MacroEvaluator", call: exp.Expr) -> exp.Expr:
                     to=spec.returns.copy())
 
 
-@macro()
 def mixmesh_pinned_digests(evaluator: "MacroEvaluator", artifact: exp.Expr) -> exp.Expr:
     """The digests the model's plan pinned for the artifacts ``artifact`` names (paths joined
     with ", " as provenance records them), joined the same way; NULL when the plan has none."""
@@ -110,9 +105,24 @@ def mixmesh_pinned_digests(evaluator: "MacroEvaluator", artifact: exp.Expr) -> e
 MACROS = (MACRO, PINNED_MACRO)
 
 
+def register_macros() -> None:
+    """Register the macros with SQLMesh (at install). This module's names become the decorated
+    macros: a model stores a package's macro as an import of it, and SQLMesh takes what it
+    imports for a macro only when it carries the decorator's mark."""
+    from sqlmesh.core.macros import macro
+
+    for name in MACROS:
+        function = globals()[name]
+        if not hasattr(function, "__wrapped__"):
+            globals()[name] = macro(name)(function)
+
+
 def add_macros(macros: t.MutableMapping[str, t.Any]) -> None:
     """Add the macros to a project's, when mixmesh was imported with the project's own code
     (after SQLMesh copied its registry)."""
+    from sqlmesh.core.macros import macro
+
+    register_macros()
     registry = macro.get_registry()
     for name in MACROS:
         if name not in macros:
