@@ -1,6 +1,6 @@
 """Provenance and its audits on Spark (local mode): the same project as tests/test_provenance.py,
 its functions run on Spark's executors. Model rows record the pinned digest, fallback rows and
-on_error rows say so; a missing model file fails the fallback_share audit."""
+on_error rows say so; too many fallback rows fail the fallback_share audit."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def write_project(project: SparkProject, max_share: float) -> None:
     project.write("models/scored.sql", SCORED.format(max_share=max_share))
 
 
-def test_rows_record_their_provenance_and_a_missing_model_file_fails_the_audit(spark_project: SparkProject) -> None:
+def test_rows_record_their_provenance_and_too_many_fallbacks_fail_the_audit(spark_project: SparkProject) -> None:
     from sqlmesh.utils.errors import PlanError
 
     train(spark_project)
@@ -43,6 +43,14 @@ def test_rows_record_their_provenance_and_a_missing_model_file_fails_the_audit(s
         ["function", ARTIFACT, digest, "fallback", "function", True],
     ]
 
-    (spark_project.root / ARTIFACT).unlink()  # the model evaluated again, the file gone
-    with pytest.raises(PlanError):
-        spark_project.plan(restate_models=["analytics.scored"])
+    # 8 and 9 of every ten rows got guarded's fallback: 20%, over a limit of 10%. A new model,
+    # so that the next plan evaluates it and runs its audit on Spark.
+    spark_project.write("models/guarded.sql", GUARDED)
+    with pytest.raises(PlanError, match="Plan application failed"):
+        spark_project.plan()
+
+
+GUARDED = """
+MODEL (name analytics.guarded, kind FULL, audits (fallback_share(column := guarded_provenance, max_share := 0.1)));
+SELECT id, guarded_provenance FROM analytics.scored
+"""
