@@ -153,6 +153,11 @@ class BatchFunction:
         except types.ValueRefused as refused:
             raise self._returns.refused(refused, _row_of(arrays)(refused.position or 0)) from None
 
+    def batch_values(self, result: t.Any, rows: int) -> pa.Array:
+        """What the function returned for a batch of ``rows`` rows, as an array of its declared
+        type (``@with_provenance`` pairs it with the batch's provenance)."""
+        return self._batch_result(result, [pa.nulls(rows)])
+
     def _check_length(self, length: int, rows: int) -> None:
         if length != rows:
             raise FunctionRuntimeError(

@@ -40,6 +40,7 @@ from mixmesh.core.functions import FunctionSpec
 from mixmesh.runtime.batches import BatchFunction
 from mixmesh.runtime import quarantine
 from mixmesh.runtime.rows import RowBatchFunction
+from mixmesh.runtime import provenance
 from mixmesh.runtime.values import _as_array, _broadcast, _fallback
 
 logger = logging.getLogger(__name__)
@@ -297,12 +298,18 @@ class CachedRows:
         keyed = rows - encoded.count(None)
         sink.record_cache(self.model, self.spec.name, hits=keyed - len(called_at), misses=len(called_at))
         if not called:
-            return _merged(source, cached, None)
+            return self._marked(_merged(source, cached, None), source)
         computed = _cast(self._rows(*[array.take(pa.array(called, pa.int64())) for array in arrays]), self.return_type)
         self._quarantine_repeats(source, called, encoded, values)
         new = [(index, keys[position], encoded[called[index]]) for position, index in called_at.items()]
         self._keep(warehouse, new, computed)
-        return _merged(source, cached, computed)
+        return self._marked(_merged(source, cached, computed), source)
+
+    def _marked(self, values: pa.Array, source: t.List[t.Tuple[bool, int]]) -> pa.Array:
+        """Values recording their provenance (``@with_provenance``) say which the cache gave."""
+        if not provenance.is_variant(self.spec):
+            return values
+        return provenance.from_cache(values, [is_cached for is_cached, _ in source])
 
     def _quarantine_repeats(
         self, source: t.List[t.Tuple[bool, int]], called: t.List[int], encoded: t.List[t.Optional[str]],

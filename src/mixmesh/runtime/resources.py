@@ -36,6 +36,7 @@ from pathlib import Path
 from mixmesh.core import settings
 from mixmesh.core.errors import MixmeshError
 from mixmesh.core.names import keep_import_path
+from mixmesh.runtime import provenance
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class _Built:
         self.checked_at = 0.0
         self.built_at: t.Optional[float] = None
         self.builds = 0
+        self.artifacts: t.Any = None  # the artifacts the build loaded (a provenance.Trace)
 
 
 # SQLMesh runs a model's functions from their stored source, so one process may hold several
@@ -140,11 +142,13 @@ class Resource:
         built = self._built
         value = built.value
         if value is not _UNBUILT and not self._check_due():
+            provenance.note_used(built.artifacts)  # the caller's values come from them too
             return value  # the common path takes no lock
         with built.lock:
             # Another thread may have built (or checked) while this one waited for the lock.
             if built.value is _UNBUILT or (self._check_due() and self._changed()):
                 self._build()
+            provenance.note_used(built.artifacts)
             return built.value
 
     def reset(self) -> None:
@@ -168,7 +172,9 @@ class Resource:
         built = self._built
         # The files are read before building: a change made during the build rebuilds again.
         signature = _signature(self._watch)
-        built.value = self._builder()
+        with provenance.tracing() as artifacts:
+            built.value = self._builder()
+        built.artifacts = artifacts
         built.signature = signature
         built.checked_at = self._clock()
         built.built_at = time.time()
@@ -397,6 +403,8 @@ def load_artifact(
                 )
             value = _unpickle(io.BytesIO(data), resolved, loader, named)
     _count("loaded")
+    if provenance.traced():  # rows record the bytes they came from (an unpinned file's are hashed here)
+        provenance.note_loaded(os.fspath(path), expected or f"unpinned {file_sha256(resolved)}")
     return value
 
 
@@ -479,6 +487,7 @@ def _refused(path: PathLike, resolved: Path, reason: str, message: str, fallback
     from mixmesh.core.resilience import record
 
     record(_active_model(), "load_artifact", "fallbacks", log=False)
+    provenance.note_fallback(os.fspath(path))
     if first:
         logger.warning("%s; using the fallback instead (reported once per process)", message)
         # On the console too: every row this feeds is a fallback's, and the run still succeeds.

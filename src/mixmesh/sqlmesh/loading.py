@@ -21,6 +21,7 @@ from sqlglot import exp
 from mixmesh.core import settings
 from mixmesh.core.errors import FunctionDefinitionError
 from mixmesh.core.notices import warn_once
+from mixmesh.sqlmesh import provenance
 from mixmesh.sqlmesh.source import installed_packages, is_udf
 
 if t.TYPE_CHECKING:
@@ -43,6 +44,7 @@ def loader_hook(original: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             settings.use_project(self.config_path, self.config.variables)  # [tool.mixmesh], variables: mixmesh:
             track_project_modules(self)
             register_project_functions(self, macros)
+            provenance.add_macros(macros)
             load_sql_functions(self, macros)
         loaded = original(self, *args, **kwargs)
         if original.__name__ == "_load_models":

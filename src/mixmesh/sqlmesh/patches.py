@@ -23,7 +23,7 @@ import warnings
 from mixmesh.monitor import capture
 from mixmesh.runtime.functions import Udf
 from mixmesh.engines.spark import dialect as spark_dialect
-from mixmesh.sqlmesh import calls, execution, loading, monitoring, quarantine, source
+from mixmesh.sqlmesh import calls, execution, loading, monitoring, provenance, quarantine, source
 
 Wrapper = t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]
 
@@ -89,6 +89,8 @@ PATCHES: t.Tuple[Patch, ...] = (
         ("self", "macros")),
     Patch(f"{_LOADER}._load_audits", quarantine.audits_hook, (
         "every project has the quarantined_rows audit"), ("self",)),
+    Patch(f"{_LOADER}._load_audits", provenance.audits_hook, (
+        "every project has the fallback_share and pinned_artifact audits"), ("self",)),
     Patch(f"{_LOADER}._load_environment_statements", loading.loader_hook, (
         "the project's functions are registered before environment statements load"), ("self", "macros")),
     Patch(f"{_LOADER}._Cache._model_cache_entry_id", loading.model_cache_key_hook, (
@@ -113,6 +115,9 @@ PATCHES: t.Tuple[Patch, ...] = (
         ("self", "start", "end", "execution_time", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.audit", quarantine.audit_hook, (
         "a failed quarantined_rows audit names the functions and their counts"), ("self", "snapshot")),
+    Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.audit", provenance.audit_hook, (
+        "a failed fallback_share or pinned_artifact audit names the model, the function and the artifact"),
+        ("self", "snapshot")),
     Patch("sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate", monitoring.evaluate_hook, (
         "monitoring records each model interval evaluated"), ("self", "snapshot")),
     Patch("sqlmesh.core.scheduler:Scheduler.evaluate", monitoring.environment_hook, (
@@ -176,6 +181,7 @@ def _apply_all() -> None:
             if getattr(module, patch.attribute, None) is current:
                 _replace(module, patch.attribute, current, wrapped)
     monitoring.register_engine_code()
+    provenance.register_macros()
     Udf.expand_in_model = staticmethod(calls.expand_call)
     _installed = True
 

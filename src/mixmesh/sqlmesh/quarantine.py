@@ -138,13 +138,13 @@ def _with_findings(evaluator: t.Any, snapshot: t.Any, result: t.Any) -> t.Any:
     return result.model_copy(update={"audit_args": {**result.audit_args, "found": found}})
 
 
-def quarantined_rows_audit(dialect: t.Optional[str], project: t.Any) -> t.Any:
-    """The audit, as SQLMesh loads one from a project's audits/ folder."""
+def quarantined_rows_audit(dialect: t.Optional[str], project: t.Any, sql: str = AUDIT_SQL) -> t.Any:
+    """The audit (or another of mixmesh's, ``sql``), as SQLMesh loads one from a project's audits/ folder."""
     from sqlmesh.core.audit import load_audit
     from sqlmesh.core.dialect import parse
 
     # Parsed in DuckDB's dialect, in which the text is written; rendered in the project's.
-    audit = load_audit(parse(AUDIT_SQL, default_dialect="duckdb"), dialect="duckdb", module_path=project)
+    audit = load_audit(parse(sql, default_dialect="duckdb"), dialect="duckdb", module_path=project)
     return audit.model_copy(update={"dialect": dialect or "duckdb"}) if dialect and dialect != "duckdb" else audit
 
 

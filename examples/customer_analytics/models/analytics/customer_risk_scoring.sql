@@ -12,7 +12,15 @@ MODEL (
     dialect bigquery,
     -- What the seed's decision framework weighs (`mixmesh advise`): a trained classifier scores it.
     session_properties (mixmesh_requirements = (machine_learning = true)),
-    description 'Daily customer risk scores combining SQL-based transaction analysis with Python ML model predictions for comprehensive risk assessment.'
+    description 'Daily customer risk scores combining SQL-based transaction analysis with Python ML model predictions for comprehensive risk assessment.',
+    -- Each score records what produced it (ml_risk_score_provenance). A run where the trained
+    -- model did not load, and more than 5% of the scores came from the rules, fails; so does one
+    -- whose model is not the file the plan pinned. Without a trained model (tests, a fresh
+    -- checkout), SQLMESH__VARIABLES__MAX_FALLBACK_SHARE=1 allows the rules to score every row.
+    audits (
+        fallback_share(column := ml_risk_score_provenance, max_share := @VAR('max_fallback_share', 0.05)),
+        pinned_artifact(column := ml_risk_score_provenance)
+    )
 );
 
 -- Main SQL transformation with Python enhancement hooks
@@ -51,12 +59,13 @@ risk_indicators AS (
         -- Velocity indicators
         safe_ratio(total_amount, transaction_count) as spend_per_transaction,
 
-        -- Call Python function for complex risk scoring
-        @python_risk_score(
+        -- Call Python function for complex risk scoring; each score comes with what produced
+        -- it (the trained model's digest, or the rules that stood in for it)
+        @with_provenance(@python_risk_score(
             transaction_details,
             total_amount,
             transaction_count
-        ) as ml_risk_score
+        )) as ml_risk
 
     FROM customer_transactions
 )
@@ -68,10 +77,11 @@ SELECT
     transaction_count,
     total_amount,
     activity_level,
-    ml_risk_score,
+    ml_risk.value as ml_risk_score,
+    ml_risk.provenance as ml_risk_score_provenance,
 
     -- Composite score combining SQL and Python insights
-    risk_tier(ml_risk_score, activity_level) as final_risk_tier
+    risk_tier(ml_risk.value, activity_level) as final_risk_tier
 
 FROM risk_indicators
-WHERE ml_risk_score IS NOT NULL;
+WHERE ml_risk.value IS NOT NULL;
