@@ -219,6 +219,7 @@ def test_the_report_command_reads_the_projects_store(tmp_path: Path) -> None:
 
 
 def test_stats_lists_the_versions_of_a_model_whose_version_changed(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     runs = [model_run("m.v", i, fingerprint="1883379321" if i < 6 else "2950217784") for i in range(10)]
     MetricsStore(tmp_path / ".mixmesh" / "metrics.duckdb").append([*runs, model_run("m.same", 0, fingerprint="5")])
     result = CliRunner().invoke(main, ["stats", "--project", str(tmp_path)], terminal_width=80)
