@@ -138,3 +138,59 @@ class _SessionZone:
     def get(self, key: str) -> str:
         assert key == "spark.sql.session.timeZone"
         return self.zone
+
+
+# Functions over Connect, registered as a plain session registers them (mixmesh.engines.spark.register).
+FUNCTIONS_CLIENT = """
+import logging
+import sys
+
+from pyspark.sql import SparkSession
+
+from mixmesh import udf
+from mixmesh.engines.spark import register
+
+logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+
+
+@udf(on_error="null")
+def inverse(x: float) -> float:
+    return 1 / x
+
+
+@udf
+def halve(x: float) -> float:
+    if x == 3:
+        raise ValueError("three")
+    return x / 2
+
+
+inverse_sql, halve_sql = register(spark, inverse), register(spark, halve)
+print("ROWS", spark.sql(f"SELECT {inverse_sql}(CAST(id AS DOUBLE)) AS y FROM range(1, 3) ORDER BY id").toArrow().column("y").to_pylist())
+for sql in (f"SELECT {inverse_sql}(CAST(id AS DOUBLE)) FROM range(0, 3)", f"SELECT {halve_sql}(CAST(id AS DOUBLE)) FROM range(0, 5)"):
+    try:
+        spark.sql(sql).toArrow()
+    except Exception as error:
+        from mixmesh.engines.spark.queries import SparkResult
+        try:
+            SparkResult._collect(lambda: spark.sql(sql).toArrow())
+        except Exception as explained:
+            print("ERROR", type(explained).__name__, str(explained).splitlines()[0])
+"""
+
+
+def test_functions_run_over_spark_connect_and_what_cannot_work_says_so(connect_url: str, tmp_path: Path) -> None:  # noqa: F811
+    output = run([sys.executable, "-c", FUNCTIONS_CLIENT, connect_url], tmp_path, "Spark Connect client (functions)")
+    lines = output.stdout.splitlines()
+    assert "ROWS [1.0, 0.5]" in lines
+    errors = [line for line in lines if line.startswith("ERROR")]
+    assert len(errors) == 2, output.stdout + output.stderr[-3000:]
+    # The row that would be quarantined fails, naming the function, Connect and the alternative.
+    assert errors[0].startswith("ERROR FunctionRuntimeError function 'inverse': ZeroDivisionError")
+    assert "Spark Connect cannot bring quarantined rows back" in errors[0]
+    assert "classic Spark session (the gateway's spark.master, without spark.remote)" in errors[0]
+    # A function's own error reads as on a classic session: the function and the row.
+    assert errors[1].startswith("ERROR FunctionRuntimeError function 'halve'") and "three" in errors[1]
+    # The figures that cannot come back are said to be missing, once.
+    assert output.stderr.count("mixmesh.engines.spark.connect: Spark Connect: the figures of functions") == 1
