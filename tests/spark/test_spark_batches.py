@@ -119,6 +119,23 @@ for where in ("", "WHERE id < 0"):
     assert [b.num_rows for b in batches] == ([300, 300, 300, 100] if not where else []), [b.num_rows for b in batches]
     assert table.to_pylist() == spark.sql(sql).toArrow().to_pylist()
     assert table.num_rows == len(SparkResult(spark.sql(sql)).df())
+
+from mixmesh import udf
+from mixmesh.engines.spark import register
+
+
+@udf
+def fails_at_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError("seven")
+    return x
+
+
+name = register(spark, fails_at_seven)
+try:
+    list(SparkResult(spark.sql(f"SELECT {name}(id) FROM range(10)")).to_arrow_reader(3))
+except Exception as error:  # raised while the batches are read, explained as on collect
+    print("ERROR", type(error).__name__, str(error).splitlines()[0])
 print("ok")
 """
 
@@ -131,3 +148,5 @@ def test_batches_stream_over_spark_connect(connect_url: str) -> None:  # noqa: F
     result = subprocess.run([sys.executable, "-c", CONNECT_CLIENT, connect_url], capture_output=True, text=True,
                             env=environment)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-4000:]
+    (error,) = [line for line in result.stdout.splitlines() if line.startswith("ERROR")]
+    assert error.startswith("ERROR FunctionRuntimeError function 'fails_at_seven'") and "seven" in error, error

@@ -93,38 +93,30 @@ def sqlmesh(project: Path, *args: str, check: bool = True) -> subprocess.Complet
     return run(command, project, "sqlmesh " + " ".join(args), check=check)
 
 
-@pytest.fixture(scope="module")
-def example_built(connect_url: str, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Tuple[Path, Path]]:  # noqa: F811
-    """The example built on DuckDB (in this process) and through Spark Connect (``sqlmesh plan``
-    in a fresh process), from the same raw rows and trained models."""
-    folder = tmp_path_factory.mktemp("connect")
-    on_duckdb = builds.copy_example(folder / "on_duckdb")
-    on_connect = builds.copy_example(folder / "on_connect")
+def test_the_example_planned_through_spark_connect_holds_the_rows_it_holds_on_duckdb(
+    connect_url: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """One test, so that one xdist worker builds the example: the server's catalog is shared."""
+    on_duckdb = builds.copy_example(tmp_path / "on_duckdb")
+    on_connect = builds.copy_example(tmp_path / "on_connect")
     builds.generate_and_train(on_duckdb)
-    shutil.copytree(on_duckdb / "artifacts", on_connect / "artifacts")
+    shutil.copytree(on_duckdb / "artifacts", on_connect / "artifacts")  # the same model bytes, the same pins
     builds.build_on_duckdb(on_duckdb)
     connect_config(on_connect, connect_url)
-    client("load", connect_url, str(on_duckdb / builds.DATABASE), on_connect)
     try:
+        client("load", connect_url, str(on_duckdb / builds.DATABASE), on_connect)
         sqlmesh(on_connect, "plan", "--auto-apply", "--no-prompts", "--execution-time", builds.CLOCK.isoformat())
-        client("read", connect_url, str(folder), on_connect)
-        yield on_duckdb, folder
+        client("read", connect_url, str(tmp_path), on_connect)
     finally:
         client("drop", connect_url, "", on_connect)
 
-
-@pytest.mark.parametrize("model", builds.MODELS)
-def test_the_example_planned_through_spark_connect_holds_the_rows_it_holds_on_duckdb(
-    example_built: t.Tuple[Path, Path], model: str
-) -> None:
-    on_duckdb_project, read = example_built
-    on_duckdb = builds.duckdb_table(on_duckdb_project, model)
-    through_connect = pq.read_table(read / f"{model}.parquet")
-    server_zone = _SessionZone((read / "zone").read_text())
-    through_connect = naive_where_duckdb_is(through_connect, on_duckdb.schema, server_zone)
-    assert on_duckdb.num_rows > 0
-    found = differences(on_duckdb, through_connect, names=("duckdb", "spark connect"))
-    assert not found, report(model, found)
+    server_zone = _SessionZone((tmp_path / "zone").read_text())
+    for model in builds.MODELS:
+        expected = builds.duckdb_table(on_duckdb, model)
+        through_connect = naive_where_duckdb_is(pq.read_table(tmp_path / f"{model}.parquet"), expected.schema, server_zone)
+        assert expected.num_rows > 0
+        found = differences(expected, through_connect, names=("duckdb", "spark connect"))
+        assert not found, report(model, found)
 
 
 class _SessionZone:
