@@ -35,6 +35,7 @@ benchmark: $(INSTALLED) $(JAVA)
 	$(BIN)/python benchmarks/risk_scoring.py
 	$(BIN)/python benchmarks/ltv_features.py
 	$(BIN)/python benchmarks/spark_udf.py
+	$(BIN)/python benchmarks/spark_streaming_reads.py
 	$(BIN)/python benchmarks/nested_conversion.py
 	$(BIN)/python benchmarks/external_calls.py
 	$(BIN)/python benchmarks/report.py

@@ -153,6 +153,7 @@ def quarantine(
     model: t.Optional[str], function: str, names: t.Sequence[str], row: t.Sequence[t.Any], error: BaseException
 ) -> None:
     """Keep one row whose call failed and got its on_error value (called by the wrappers)."""
+    _refuse_if_unshippable(model, function, error)
     collector = _collector_of(model)
     if collector is None:  # no model evaluation (a plain call, a unit test, a preview): nothing is written
         return
@@ -169,6 +170,7 @@ def quarantine(
 def repeated(model: t.Optional[str], function: str, names: t.Sequence[str], row: t.Sequence[t.Any], extra: int) -> None:
     """``extra`` more rows shared ``row``'s arguments and its failed call: its entry stands
     for them too (``row_count``), so that every row given the on_error value is counted."""
+    _refuse_if_unshippable(model, function, None)
     collector = _collector_of(model)
     if collector is not None and extra > 0:
         collector.repeat(function, encode_arguments(names, row), extra)
@@ -191,6 +193,29 @@ def keep_for_shipping() -> None:
     other models' tasks: what an earlier batch left unshipped is not this batch's."""
     global _shipping
     _shipping = Collector(None)
+
+
+def refuse_unshippable(reason: t.Optional[str]) -> None:
+    """In a process that cannot send rows back (a Spark Connect executor: no accumulators), at
+    the start of a batch: a row that would be quarantined fails the batch instead, saying
+    ``reason``, so no failed row is hidden behind its on_error value. ``None`` lifts it."""
+    global _unshippable
+    _unshippable = reason
+
+
+_unshippable: t.Optional[str] = None
+
+
+def _refuse_if_unshippable(model: t.Optional[str], function: str, error: t.Optional[BaseException]) -> None:
+    if _unshippable is None:
+        return
+    from mixmesh.core.errors import FunctionRuntimeError, where
+
+    failure = f"{type(error).__name__}: {error}; " if error is not None else ""
+    raise FunctionRuntimeError(
+        f"{where(function, model)}: {failure}a failed row would get its on_error value and be quarantined, but "
+        f"{_unshippable}"
+    )
 
 
 def ship() -> t.Tuple[t.Tuple[t.Any, ...], ...]:

@@ -37,9 +37,12 @@ _built_lock = threading.Lock()
 class SparkCall:
     """One binding, called by Spark with Arrow arrays; pickled to the executors."""
 
-    def __init__(self, binding: "Binding", sql_name: str, figures: t.Any = None) -> None:
+    def __init__(
+        self, binding: "Binding", sql_name: str, figures: t.Any = None, unshippable: t.Optional[str] = None
+    ) -> None:
         self.spec = binding.spec
         self.figures = figures  # a Spark accumulator each batch reports to (figures)
+        self.unshippable = unshippable  # why failed rows cannot reach the driver (Spark Connect)
         self.model = binding.model
         self.source = binding.source
         # Unique per registration: a worker never mistakes another function bound under this name.
@@ -53,6 +56,7 @@ class SparkCall:
             resources.set_project_root(self.project_root)
         if self.figures is not None:
             quarantine.keep_for_shipping()
+        quarantine.refuse_unshippable(self.unshippable)
         arrays = [self._checked(position, column) for position, column in enumerate(columns)]
         started = time.perf_counter()
         failed = True

@@ -69,6 +69,7 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
     SQLMesh's names carry a digest of the code, so a name already bound is the same function
     (``replace=False``); ``register`` names are the user's and may change hands.
     """
+    from mixmesh.engines.spark import connect as spark_connect
     from mixmesh.engines.spark import figures as spark_figures
     from mixmesh.engines.spark import shipping as spark_shipping
 
@@ -81,14 +82,20 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
 
             say_uncached(binding.spec, "Spark's executors do not reach the warehouse the result cache is kept in")
         spark_shipping.ship_project_modules()
-        spark.udf.register(sql_name, arrow_udf(binding, sql_name, spark_figures.accumulator(spark)))
+        if spark_connect.is_connect(spark):
+            spark_connect.say_no_function_figures(spark)
+            udf = arrow_udf(binding, sql_name, unshippable=spark_connect.NO_QUARANTINE)
+        else:
+            udf = arrow_udf(binding, sql_name, spark_figures.accumulator(spark))
+        spark.udf.register(sql_name, udf)
         registered[sql_name] = binding.spec
 
 
-def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any:
+def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None, *, unshippable: t.Optional[str] = None) -> t.Any:
     """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type.
 
-    ``figures``: the accumulator its batches report to (``figures``), if any."""
+    ``figures``: the accumulator its batches report to (``figures``), if any; ``unshippable``:
+    why failed rows cannot reach the driver, where they cannot (Spark Connect)."""
     from pyspark.sql.functions import ArrowUDFType
     from pyspark.sql.functions import arrow_udf as spark_arrow_udf
 
@@ -99,4 +106,4 @@ def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any
         # Spark prefers reading the kind of UDF from type hints; a SparkCall takes any number of
         # arguments, which its hint reader refuses, so the kind is stated and the advice muted.
         warnings.filterwarnings("ignore", "It is preferred to specify type hints", UserWarning)
-        return spark_arrow_udf(SparkCall(binding, sql_name, figures), returns, ArrowUDFType.SCALAR)
+        return spark_arrow_udf(SparkCall(binding, sql_name, figures, unshippable), returns, ArrowUDFType.SCALAR)

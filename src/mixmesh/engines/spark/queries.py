@@ -48,9 +48,22 @@ class SparkResult:
         return self._collect(self.frame.toPandas)
 
     def to_arrow_reader(self, rows: int) -> pa.RecordBatchReader:
-        """The rows in batches of up to ``rows``; Spark collects them to the driver first."""
-        table = self.to_arrow_table()
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=rows))
+        """The rows in batches of ``rows`` (the last may be shorter), streamed one partition
+        at a time: the driver never holds the whole result (``streaming``)."""
+        from mixmesh.engines.spark.streaming import arrow_schema, rechunked, streamed_batches
+
+        schema = self._collect(lambda: arrow_schema(self.frame))
+        batches = self._explained(streamed_batches(self.frame, schema))
+        return pa.RecordBatchReader.from_batches(schema, rechunked(batches, rows, schema))
+
+    @classmethod
+    def _explained(cls, batches: t.Iterator[pa.RecordBatch]) -> t.Iterator[pa.RecordBatch]:
+        """Spark runs functions as the rows are read: their errors surface while iterating."""
+        while True:
+            batch = cls._collect(lambda: next(batches, None))
+            if batch is None:
+                return
+            yield batch
 
     def fetchall(self) -> t.List[t.Tuple[t.Any, ...]]:
         return [tuple(row) for row in self._collect(self.frame.collect)]
