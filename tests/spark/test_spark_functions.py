@@ -289,3 +289,22 @@ def test_a_row_function_gets_maps_as_dicts(spark: t.Any) -> None:
 
     name = spark_engine.register(spark, total_weight)
     assert rows(spark, f"SELECT {name}(map('a', 1.5D, 'b', 2.0D))") == [(4.5,)]
+
+
+def test_a_function_declared_not_deterministic_is_not_deterministic_to_spark(spark: t.Any) -> None:
+    """Spark's optimizer may merge, reorder or repeat calls it takes for deterministic, as
+    DuckDB's may: ``deterministic=False`` reaches Spark's plan, and only there."""
+
+    @udf(deterministic=False)
+    def drawn(x: int) -> int:
+        return x
+
+    @udf
+    def same(x: int) -> int:
+        return x
+
+    def analyzed_deterministic(function: t.Any) -> bool:
+        name = spark_engine.register(spark, function)
+        return spark.sql(f"SELECT {name}(id) FROM range(3)")._jdf.queryExecution().analyzed().deterministic()
+
+    assert (analyzed_deterministic(drawn), analyzed_deterministic(same)) == (False, True)

@@ -106,4 +106,6 @@ def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None, *, unshi
         # Spark prefers reading the kind of UDF from type hints; a SparkCall takes any number of
         # arguments, which its hint reader refuses, so the kind is stated and the advice muted.
         warnings.filterwarnings("ignore", "It is preferred to specify type hints", UserWarning)
-        return spark_arrow_udf(SparkCall(binding, sql_name, figures, unshippable), returns, ArrowUDFType.SCALAR)
+        udf = spark_arrow_udf(SparkCall(binding, sql_name, figures, unshippable), returns, ArrowUDFType.SCALAR)
+    # Spark's optimizer may merge, reorder or repeat calls it believes deterministic.
+    return udf if binding.spec.deterministic else udf.asNondeterministic()
