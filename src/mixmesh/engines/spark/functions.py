@@ -81,14 +81,26 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
 
             say_uncached(binding.spec, "Spark's executors do not reach the warehouse the result cache is kept in")
         spark_shipping.ship_project_modules()
-        spark.udf.register(sql_name, arrow_udf(binding, sql_name, spark_figures.accumulator(spark)))
+        call = arrow_udf(binding, sql_name, spark_figures.accumulator(spark), local=runs_locally(spark))
+        spark.udf.register(sql_name, call)
         registered[sql_name] = binding.spec
 
 
-def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any:
+def runs_locally(spark: t.Any) -> bool:
+    """Whether the executors share the driver's machine and files: Spark's local mode
+    (``local``, ``local[N]``), not a cluster (``spark://``, ``yarn``, ``k8s://``, Connect)."""
+    try:
+        master = spark.conf.get("spark.master", "")
+    except Exception:  # a session that does not show its master: take the safe side
+        return False
+    return master == "local" or master.startswith("local[")
+
+
+def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None, *, local: bool = True) -> t.Any:
     """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type.
 
-    ``figures``: the accumulator its batches report to (``figures``), if any."""
+    ``figures``: the accumulator its batches report to (``figures``), if any; ``local``:
+    whether its executors share the driver's files (``runs_locally``)."""
     from pyspark.sql.functions import ArrowUDFType
     from pyspark.sql.functions import arrow_udf as spark_arrow_udf
 
@@ -99,4 +111,4 @@ def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None) -> t.Any
         # Spark prefers reading the kind of UDF from type hints; a SparkCall takes any number of
         # arguments, which its hint reader refuses, so the kind is stated and the advice muted.
         warnings.filterwarnings("ignore", "It is preferred to specify type hints", UserWarning)
-        return spark_arrow_udf(SparkCall(binding, sql_name, figures), returns, ArrowUDFType.SCALAR)
+        return spark_arrow_udf(SparkCall(binding, sql_name, figures, local=local), returns, ArrowUDFType.SCALAR)

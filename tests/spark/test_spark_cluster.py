@@ -1,0 +1,158 @@
+"""The example project on a Spark standalone cluster (``tests/spark/cluster.py``): a master and
+two workers, each its own JVM, whose executors run from their own folders with no copy of the
+project. The project is planned by a driver in a fresh process, from the project's folder, as
+a user runs `sqlmesh plan` there; its three tables equal the DuckDB build's (``tests/parity``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import pyarrow.feather as feather
+import pytest
+
+from tests.parity import builds
+from tests.parity.comparison import differences, report
+from tests.spark.cluster import Cluster
+
+# One cluster for the whole run: pytest-xdist sends every test of this group to one worker
+# (`make test` runs pytest with --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark-cluster")]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run in a fresh process from the project's folder: loads the raw rows into the cluster's
+# catalog, plans the project on a gateway whose spark.master is the cluster, writes its
+# tables as Arrow files, then asks the executors where they run (through a mixmesh @udf).
+DRIVER = '''
+import json, os, sys
+from pathlib import Path
+
+import pyarrow.feather as feather
+
+from mixmesh import udf
+from mixmesh.engines import spark as spark_engine
+from tests.parity import builds
+from tests.parity.test_example_parity import naive_where_duckdb_is
+from tests.spark import session
+from tests.spark.projects import SparkProject
+
+project, raw_rows, master, output = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+
+
+@udf
+def where_am_i(n: int) -> str:
+    import importlib.util, os, sys
+    from pyspark.files import SparkFiles
+
+    scratch = Path(SparkFiles.getRootDirectory())
+    return json.dumps({
+        "cwd": os.getcwd(),
+        "cwd_entries": sorted(os.listdir(".")),
+        "sys_path": sys.path,
+        "project_package": importlib.util.find_spec("python") is not None,
+        "mixmesh": __import__("mixmesh").__file__,
+        "copies": sorted(str(p.relative_to(scratch)) for p in scratch.glob("mixmesh-project-*/**/*") if p.is_file()),
+        "pid": os.getpid(),
+    })
+
+
+def configured(settings):
+    return {**settings, "spark.master": master, "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1", "spark.executor.memory": "512m"}
+
+
+with builds.inside(project):
+    spark_project = SparkProject(project)  # its config.yaml: a spark gateway...
+    config = json.loads((project / "config.yaml").read_text())
+    settings = config["gateways"]["spark"]["connection"]["config"] = configured(
+        config["gateways"]["spark"]["connection"]["config"])
+    (project / "config.yaml").write_text(json.dumps(config))  # ... on the cluster
+    session.worker_environment()
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()  # the session SQLMesh's gateway gets
+    spark.sparkContext.setLogLevel("ERROR")
+    builds.load_raw_tables(spark, raw_rows, project / "external_models.yaml")
+    try:
+        spark_project.plan(execution_time=builds.CLOCK)
+    finally:
+        spark_project.close()
+    for model in builds.MODELS:  # as the parity test reads them: naive times where DuckDB's are
+        duckdb_schema = builds.duckdb_table(raw_rows.parent, model).schema
+        table = naive_where_duckdb_is(builds.spark_table(spark, model), duckdb_schema, spark)
+        feather.write_feather(table, str(output / f"{model}.arrow"))
+    name = spark_engine.register(spark, where_am_i)
+    rows = spark.sql(f"SELECT {name}(id) FROM range(0, 8, 1, 4)").collect()
+    (output / "executors.json").write_text(json.dumps([json.loads(row[0]) for row in rows]))
+'''
+
+
+class Built(t.NamedTuple):
+    duckdb: Path  # the example built on DuckDB
+    tables: Path  # the cluster build's tables (<model>.arrow) and what its executors reported
+    project: Path  # the copy built on the cluster
+    cluster: Cluster
+
+
+@pytest.fixture(scope="module")
+def built(spark_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    folder = tmp_path_factory.mktemp("cluster-parity")
+    on_duckdb = builds.copy_example(folder / "on_duckdb")
+    on_cluster = builds.copy_example(folder / "on_cluster")
+    builds.generate_and_train(on_duckdb)
+    shutil.copytree(on_duckdb / "artifacts", on_cluster / "artifacts")  # the same model bytes, the same pins
+    builds.build_on_duckdb(on_duckdb)
+    tables = folder / "tables"
+    tables.mkdir()
+    run_driver(on_cluster, on_duckdb / builds.DATABASE, spark_cluster.master_url, tables)
+    return Built(on_duckdb, tables, on_cluster, spark_cluster)
+
+
+def run_driver(project: Path, raw_rows: Path, master: str, output: Path) -> None:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "NO_COLOR": "1",
+    }
+    command = [sys.executable, "-c", DRIVER, str(project), str(raw_rows), master, str(output)]
+    result = subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"the cluster build failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+
+
+@pytest.mark.parametrize("model", builds.MODELS)
+def test_the_example_built_on_a_cluster_equals_the_duckdb_build(built: Built, model: str) -> None:
+    on_duckdb = builds.duckdb_table(built.duckdb, model)
+    on_cluster = feather.read_table(str(built.tables / f"{model}.arrow"))
+    assert on_duckdb.num_rows > 0
+    if "ml_risk_score" in on_duckdb.column_names:  # the trained model scored on the executors, not the rules
+        assert len(set(on_duckdb.column("ml_risk_score").to_pylist())) > 50
+    found = differences(on_duckdb, on_cluster)
+    assert not found, report(model, found)
+
+
+def test_executors_run_from_their_own_folders_without_the_project(built: Built) -> None:
+    reports = json.loads((built.tables / "executors.json").read_text())
+    worker_dirs = [str(folder) for folder in built.cluster.worker_dirs()]
+    project = str(built.project)
+    assert len(reports) == 8
+    for seen in reports:
+        # Each executor's own folder under its worker's (work/worker-N/app-.../<executor id>).
+        assert any(seen["cwd"].startswith(folder + os.sep) for folder in worker_dirs), seen["cwd"]
+        assert not {"config.yaml", "models", "macros", "python", "artifacts"} & set(seen["cwd_entries"]), seen
+        assert not seen["project_package"], "the project's `python` package is importable on an executor"
+        assert not any(entry.startswith(project) for entry in seen["sys_path"]), seen["sys_path"]
+        assert seen["mixmesh"].startswith(str(ROOT / "src")), seen["mixmesh"]  # installed there, as the README says
+    # The trained models reached the executors as bytes, with their pins, through @resource.
+    copies = {Path(name).relative_to(Path(name).parts[0]).as_posix() for seen in reports for name in seen["copies"]}
+    assert {"artifacts/SHA256SUMS", "artifacts/customer_risk_model.joblib"} <= copies, copies
