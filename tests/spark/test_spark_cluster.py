@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -17,13 +18,16 @@ from pathlib import Path
 import pyarrow.feather as feather
 import pytest
 
+from mixmesh import load_artifact, resource
+from mixmesh.runtime.resources import write_pins
+from mixmesh.engines.spark import shipping
+from mixmesh.runtime import resources
 from tests.parity import builds
 from tests.parity.comparison import differences, report
 from tests.spark.cluster import Cluster
 
-# One cluster for the whole run: pytest-xdist sends every test of this group to one worker
+# The cluster's tests share one xdist group, so that one cluster serves the whole run
 # (`make test` runs pytest with --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark-cluster")]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +42,10 @@ import pyarrow.feather as feather
 
 from mixmesh import udf
 from mixmesh.engines import spark as spark_engine
+from mixmesh import load_artifact, resource
+from mixmesh.runtime.resources import write_pins
+from mixmesh.engines.spark import shipping
+from mixmesh.runtime import resources
 from tests.parity import builds
 from tests.parity.test_example_parity import naive_where_duckdb_is
 from tests.spark import session
@@ -130,6 +138,8 @@ def run_driver(project: Path, raw_rows: Path, master: str, output: Path) -> None
     assert result.returncode == 0, f"the cluster build failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark-cluster")
 @pytest.mark.parametrize("model", builds.MODELS)
 def test_the_example_built_on_a_cluster_equals_the_duckdb_build(built: Built, model: str) -> None:
     on_duckdb = builds.duckdb_table(built.duckdb, model)
@@ -141,6 +151,8 @@ def test_the_example_built_on_a_cluster_equals_the_duckdb_build(built: Built, mo
     assert not found, report(model, found)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark-cluster")
 def test_executors_run_from_their_own_folders_without_the_project(built: Built) -> None:
     reports = json.loads((built.tables / "executors.json").read_text())
     worker_dirs = [str(folder) for folder in built.cluster.worker_dirs()]
@@ -156,3 +168,37 @@ def test_executors_run_from_their_own_folders_without_the_project(built: Built) 
     # The trained models reached the executors as bytes, with their pins, through @resource.
     copies = {Path(name).relative_to(Path(name).parts[0]).as_posix() for seen in reports for name in seen["copies"]}
     assert {"artifacts/SHA256SUMS", "artifacts/customer_risk_model.joblib"} <= copies, copies
+
+
+def test_a_resource_s_watched_files_reach_an_executor_without_the_project_and_keep_their_pins(tmp_path: Path) -> None:
+    """What the cluster test relies on, piece by piece: a resource pickled as Spark pickles it,
+    unpickled where the project folder does not exist, loads its artifact from the copy its
+    bytes made, and the pinned hash is checked there."""
+    from pyspark import cloudpickle
+
+    project = tmp_path / "project"
+    (project / "artifacts").mkdir(parents=True)
+    artifact, pins = project / "artifacts" / "model.pkl", project / "artifacts" / "SHA256SUMS"
+    artifact.write_bytes(pickle.dumps({"weights": [1.5, 2.5]}))
+    write_pins(pins, [artifact])
+    before = resources.project_root()
+    resources.set_project_root(project)
+    try:
+        model = resource(watch=(artifact, pins))(_load_model)
+        shipping.ship_project_modules()  # as binding a function does: resources travel as builders
+        sent = cloudpickle.dumps(model)
+        shutil.rmtree(project)  # the executor's machine has no copy of the project
+        arrived = cloudpickle.loads(sent)
+        copy = shipping.project_copy(str(project))
+        assert copy is not None and sorted(p.name for p in (copy / "artifacts").iterdir()) == ["SHA256SUMS", "model.pkl"]
+        resources.set_project_root(copy)
+        assert arrived() == {"weights": [1.5, 2.5]}
+        (copy / "artifacts" / "model.pkl").write_bytes(pickle.dumps("tampered"))
+        with pytest.raises(resources.ArtifactError, match="failed its hash check"):
+            load_artifact("artifacts/model.pkl", pins="artifacts/SHA256SUMS")
+    finally:
+        resources.set_project_root(before)
+
+
+def _load_model() -> t.Any:
+    return load_artifact("artifacts/model.pkl", pins="artifacts/SHA256SUMS")

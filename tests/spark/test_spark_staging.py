@@ -24,7 +24,7 @@ from mixmesh import ModelKind, python_model
 
 @python_model(name="analytics.copy", kind=ModelKind.FULL, columns={"n": "BIGINT"})
 def copy(context, **kwargs):
-    yield context.sql("SELECT id AS n FROM range(3)").to_pandas()
+    yield context.sql("SELECT n FROM (VALUES (0), (1), (2)) AS t(n)").to_pandas()
 '''
 
 
