@@ -40,6 +40,8 @@ from pathlib import Path
 
 import pyarrow.feather as feather
 
+import sqlmesh  # first, as the `sqlmesh` command imports it: mixmesh's Spark SQL (ordered lists) is
+                # in place before any Spark SQL is generated (sqlglot keeps the generator it first used)
 from mixmesh import udf
 from mixmesh.engines import spark as spark_engine
 from mixmesh import load_artifact, resource

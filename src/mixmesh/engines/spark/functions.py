@@ -90,8 +90,10 @@ def runs_locally(spark: t.Any) -> bool:
     """Whether the executors share the driver's machine and files: Spark's local mode
     (``local``, ``local[N]``), not a cluster (``spark://``, ``yarn``, ``k8s://``, Connect)."""
     try:
-        master = spark.conf.get("spark.master", "")
-    except Exception:  # a session that does not show its master: take the safe side
+        # The context's master is the one it runs on; a session's conf may have been given
+        # another by a later builder (getOrCreate copies its options into a running session).
+        master = spark.sparkContext.master
+    except Exception:  # Spark Connect has no SparkContext: the server runs the executors
         return False
     return master == "local" or master.startswith("local[")
 
