@@ -40,8 +40,6 @@ from pathlib import Path
 
 import pyarrow.feather as feather
 
-import sqlmesh  # first, as the `sqlmesh` command imports it: mixmesh's Spark SQL (ordered lists) is
-                # in place before any Spark SQL is generated (sqlglot keeps the generator it first used)
 from mixmesh import udf
 from mixmesh.engines import spark as spark_engine
 from mixmesh import load_artifact, resource
@@ -204,3 +202,47 @@ def test_a_resource_s_watched_files_reach_an_executor_without_the_project_and_ke
 
 def _load_model() -> t.Any:
     return load_artifact("artifacts/model.pkl", pins="artifacts/SHA256SUMS")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark-cluster")
+def test_the_spark_udf_benchmark_reports_a_cluster_column(spark_cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "spark_udf.json"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "spark_udf.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
+        "--setups", "cluster", "--cluster", spark_cluster.master_url, "--out", str(out),
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SPARK_LOCAL_IP": "127.0.0.1"}
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert "results agree" in result.stdout
+    column = json.loads(out.read_text())["cluster"]
+    assert column["master"] == spark_cluster.master_url
+    assert {v["variant"] for v in column["variants"]} >= {"mixmesh vectorized", "spark arrow_udf", "spark pandas_udf"}
+    assert (column["bar"]["mixmesh"], column["bar"]["spark"], column["bar"]["bar"]) == (
+        "mixmesh vectorized", "spark arrow_udf", 1.0
+    )
+    pairs = {(ratio["mixmesh"], ratio["spark"]) for ratio in column["ratios"]}
+    assert ("mixmesh row", "spark row udf") in pairs and ("mixmesh vectorized", "spark pandas_udf") in pairs
+
+
+# Regression: mixmesh's ordered ARRAY_AGG for Spark went unused when Spark SQL had been generated
+# before SQLMesh was imported (sqlglot keeps each generator class's table of methods): the
+# cluster driver, which loads its raw tables first, had its lists in Spark's order.
+ORDER_AFTER_EARLY_SPARK_SQL = """
+import sqlglot
+from sqlglot import exp
+
+import mixmesh
+exp.Create(kind="SCHEMA", this=exp.to_identifier("raw"), exists=True).sql("spark")  # Spark SQL first
+import sqlmesh  # then SQLMesh, and with it mixmesh's patches
+print(sqlglot.transpile("SELECT ARRAY_AGG(x ORDER BY t) FROM y", read="duckdb", write="spark")[0])
+"""
+
+
+def test_lists_keep_their_order_on_spark_when_spark_sql_was_generated_before_sqlmesh_was_imported() -> None:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, "-c", ORDER_AFTER_EARLY_SPARK_SQL], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "ARRAY_SORT(" in result.stdout and not result.stdout.startswith("SELECT COLLECT_LIST(x)"), result.stdout
