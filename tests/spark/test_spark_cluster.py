@@ -204,28 +204,6 @@ def _load_model() -> t.Any:
     return load_artifact("artifacts/model.pkl", pins="artifacts/SHA256SUMS")
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("spark-cluster")
-def test_the_spark_udf_benchmark_reports_a_cluster_column(spark_cluster: Cluster, tmp_path: Path) -> None:
-    out = tmp_path / "spark_udf.json"
-    command = [
-        sys.executable, str(ROOT / "benchmarks" / "spark_udf.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
-        "--setups", "cluster", "--cluster", spark_cluster.master_url, "--out", str(out),
-    ]
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SPARK_LOCAL_IP": "127.0.0.1"}
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-6000:]
-    assert "results agree" in result.stdout
-    column = json.loads(out.read_text())["cluster"]
-    assert column["master"] == spark_cluster.master_url
-    assert {v["variant"] for v in column["variants"]} >= {"mixmesh vectorized", "spark arrow_udf", "spark pandas_udf"}
-    assert (column["bar"]["mixmesh"], column["bar"]["spark"], column["bar"]["bar"]) == (
-        "mixmesh vectorized", "spark arrow_udf", 1.0
-    )
-    pairs = {(ratio["mixmesh"], ratio["spark"]) for ratio in column["ratios"]}
-    assert ("mixmesh row", "spark row udf") in pairs and ("mixmesh vectorized", "spark pandas_udf") in pairs
-
-
 # Regression: mixmesh's ordered ARRAY_AGG for Spark went unused when Spark SQL had been generated
 # before SQLMesh was imported (sqlglot keeps each generator class's table of methods): the
 # cluster driver, which loads its raw tables first, had its lists in Spark's order.
