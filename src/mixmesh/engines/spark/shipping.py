@@ -30,8 +30,8 @@ import functools
 import hashlib
 import os
 import sys
-import tempfile
 import sysconfig
+import tempfile
 import threading
 import typing as t
 from pathlib import Path
