@@ -17,10 +17,12 @@ demo: $(INSTALLED)
 # The architecture's contracts (docs/architecture.md), the documentation site (any broken link,
 # anchor or API name fails it), the package's suite, then the example project's own tests, run
 # from the project as a user runs theirs (its `python` package must not meet the test projects' ones).
+# loadgroup: the Spark cluster's tests share one worker, so one cluster is started per run
+# (others are spread as with the default).
 test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
 	for project in examples/use_cases/*/; do (cd $$project && $(CURDIR)/$(BIN)/pytest -p no:cacheprovider) || exit 1; done
 

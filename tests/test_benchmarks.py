@@ -82,7 +82,7 @@ def test_spark_udf_runs_and_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "spark_udf.json"
     command = [
         sys.executable, str(BENCHMARKS / "spark_udf.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
-        "--out", str(out),
+        "--setups", "local", "--out", str(out),  # the cluster column starts a cluster of its own
     ]
     printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert "results agree" in printed and "mixmesh vectorized throughput / spark pandas_udf" in printed

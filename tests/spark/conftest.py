@@ -9,8 +9,21 @@ from pathlib import Path
 import pytest
 
 from tests.projects import forget_project_modules
-from tests.spark.session import drop_databases
+from tests.spark import cluster
+from tests.spark.session import drop_databases, require_java
 from tests.spark.projects import SparkProject
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[cluster.Cluster]:
+    """A Spark standalone cluster (a master, two workers), started once per test process and
+    stopped at its end, also when tests fail; its tests share one xdist group."""
+    require_java()
+    started = cluster.start(tmp_path_factory.mktemp("spark-cluster"))
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ Every engine:
   stands for, if it is about a bound function;
 - ``render(expression) -> str`` and ``run(adapter, expression, params)``: a Python model's
   query with its parameters bound by the engine (a context manager yielding the result);
-- ``create_staging(adapter, columns) -> name``, ``append_staging(adapter, name, arrow)``,
+- ``create_staging(adapter, columns, model=None) -> name``, ``append_staging(adapter, name, arrow)``,
   ``drop_staging(adapter, name)``: where a Python model's batches land before the write;
   ``release_memory(adapter, name)`` after batches and ``write_budget(adapter, name)`` (a
   context manager held while SQLMesh copies the staged rows) keep the engine's caches from
@@ -86,7 +86,9 @@ class Engine(t.Protocol):
 
     def run(self, adapter: t.Any, expression: exp.Expr, params: t.Mapping[str, t.Any], **kwargs: t.Any) -> t.Any: ...
 
-    def create_staging(self, adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str: ...
+    def create_staging(
+        self, adapter: t.Any, columns: t.Mapping[str, exp.DataType], *, model: t.Optional[str] = None
+    ) -> str: ...
 
     def append_staging(self, adapter: t.Any, staging: str, table: t.Any) -> None: ...
 

@@ -56,7 +56,7 @@ def stage(returned: t.Any, spec: "ModelSpec", context: "ModelContext") -> Staged
     """Check and stage everything the model returned (consuming its batches)."""
     adapter = context.engine_adapter
     engine = engines.engine(adapter.dialect)
-    staging = engine.create_staging(adapter, spec.columns)
+    staging = engine.create_staging(adapter, spec.columns, model=spec.name)
     try:
         landed = unreleased = 0  # bytes appended, and appended since the engine's cache was released
         for table in _tables(returned, spec, engine):

@@ -192,6 +192,7 @@ def uninstall() -> None:
     with _lock:
         for owner, attribute, value in reversed(_originals):
             setattr(owner, attribute, value)
+            _forget_generator_dispatch(owner)
         _originals.clear()
         _installed = False
 
@@ -221,3 +222,17 @@ def check_version() -> None:
 def _replace(owner: t.Any, attribute: str, current: t.Any, wrapped: t.Any) -> None:
     _originals.append((owner, attribute, current))
     setattr(owner, attribute, wrapped)
+    _forget_generator_dispatch(owner)
+
+
+def _forget_generator_dispatch(owner: t.Any) -> None:
+    """sqlglot's generators look their ``*_sql`` methods up once per class and keep the table
+    (``sqlglot.generator._DISPATCH_CACHE``): a method replaced after the first SQL was generated
+    in that dialect went unused (ARRAY_AGG(x ORDER BY t) lost its order on Spark). Dropping
+    the class's table makes the next generator build it again, with the replacement."""
+    from sqlglot import generator
+
+    cache = getattr(generator, "_DISPATCH_CACHE", None)
+    if isinstance(owner, type) and isinstance(cache, dict):
+        for cls in [cls for cls in cache if issubclass(cls, owner)]:
+            cache.pop(cls, None)

@@ -32,8 +32,9 @@ STAGING_SCHEMA = "mixmesh_staging"
 _live_staging: t.Set[str] = set()  # this process's staging tables still in use
 
 
-def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType]) -> str:
-    """A table for a model's batches, dropped once SQLMesh has written from it."""
+def create_staging(adapter: t.Any, columns: t.Mapping[str, exp.DataType], *, model: t.Optional[str] = None) -> str:
+    """A table for a model's batches, dropped once SQLMesh has written from it (``model``:
+    whose; DuckDB's single writer drops every dead run's tables, whatever their model)."""
     cursor = adapter.cursor
     cursor.execute(exp.Create(kind="SCHEMA", this=exp.to_identifier(STAGING_SCHEMA), exists=True).sql(NAME))
     _drop_stale_staging(cursor)

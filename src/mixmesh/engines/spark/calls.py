@@ -38,7 +38,8 @@ class SparkCall:
     """One binding, called by Spark with Arrow arrays; pickled to the executors."""
 
     def __init__(
-        self, binding: "Binding", sql_name: str, figures: t.Any = None, unshippable: t.Optional[str] = None
+        self, binding: "Binding", sql_name: str, figures: t.Any = None, unshippable: t.Optional[str] = None,
+        *, local: bool = True,
     ) -> None:
         self.spec = binding.spec
         self.figures = figures  # a Spark accumulator each batch reports to (figures)
@@ -49,11 +50,12 @@ class SparkCall:
         self.key = f"{sql_name}:{uuid.uuid4().hex}"
         self.working_directory = os.getcwd()
         self.project_root = resources.project_root()  # where artifact paths resolve, as on the driver
+        # Local mode: the executors share the driver's machine and files. Otherwise (a
+        # cluster) they have no copy of the project, and run in their own directory.
+        self.local = local
 
     def __call__(self, *columns: t.Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
-        _work_in(self.working_directory)
-        if self.project_root is not None and resources.project_root() != self.project_root:
-            resources.set_project_root(self.project_root)
+        self._settle()
         if self.figures is not None:
             quarantine.keep_for_shipping()
         quarantine.refuse_unshippable(self.unshippable)
@@ -67,6 +69,19 @@ class SparkCall:
         finally:
             if self.figures is not None:
                 self._report(arrays, time.perf_counter() - started, failed)
+
+    def _settle(self) -> None:
+        """Where the project's relative paths resolve in this process: the driver's project
+        folder in local mode; on a cluster, the copy of the files its resources brought."""
+        if self.local:
+            _work_in(self.working_directory)
+            root = self.project_root
+        else:
+            from mixmesh.engines.spark.shipping import project_copy
+
+            root = project_copy(str(self.project_root or self.working_directory))
+        if root is not None and resources.project_root() != root:
+            resources.set_project_root(root)
 
     def _report(self, arrays: t.List[pa.Array], seconds: float, failed: bool) -> None:
         """One batch's figures, for monitoring on the driver (a plain tuple: figures.Batch)."""

@@ -84,18 +84,33 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
         spark_shipping.ship_project_modules()
         if spark_connect.is_connect(spark):
             spark_connect.say_no_function_figures(spark)
-            udf = arrow_udf(binding, sql_name, unshippable=spark_connect.NO_QUARANTINE)
+            udf = arrow_udf(binding, sql_name, unshippable=spark_connect.NO_QUARANTINE, local=False)
         else:
-            udf = arrow_udf(binding, sql_name, spark_figures.accumulator(spark))
+            udf = arrow_udf(binding, sql_name, spark_figures.accumulator(spark), local=runs_locally(spark))
         spark.udf.register(sql_name, udf)
         registered[sql_name] = binding.spec
 
 
-def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None, *, unshippable: t.Optional[str] = None) -> t.Any:
+def runs_locally(spark: t.Any) -> bool:
+    """Whether the executors share the driver's machine and files: Spark's local mode
+    (``local``, ``local[N]``), not a cluster (``spark://``, ``yarn``, ``k8s://``, Connect)."""
+    try:
+        # The context's master is the one it runs on; a session's conf may have been given
+        # another by a later builder (getOrCreate copies its options into a running session).
+        master = spark.sparkContext.master
+    except Exception:  # Spark Connect has no SparkContext: the server runs the executors
+        return False
+    return master == "local" or master.startswith("local[")
+
+
+def arrow_udf(
+    binding: "Binding", sql_name: str, figures: t.Any = None, *, unshippable: t.Optional[str] = None, local: bool = True
+) -> t.Any:
     """The Arrow UDF Spark registers: a ``SparkCall`` declared with its Spark return type.
 
     ``figures``: the accumulator its batches report to (``figures``), if any; ``unshippable``:
-    why failed rows cannot reach the driver, where they cannot (Spark Connect)."""
+    why failed rows cannot reach the driver, where they cannot (Spark Connect); ``local``:
+    whether its executors share the driver's files (``runs_locally``)."""
     from pyspark.sql.functions import ArrowUDFType
     from pyspark.sql.functions import arrow_udf as spark_arrow_udf
 
@@ -106,6 +121,6 @@ def arrow_udf(binding: "Binding", sql_name: str, figures: t.Any = None, *, unshi
         # Spark prefers reading the kind of UDF from type hints; a SparkCall takes any number of
         # arguments, which its hint reader refuses, so the kind is stated and the advice muted.
         warnings.filterwarnings("ignore", "It is preferred to specify type hints", UserWarning)
-        udf = spark_arrow_udf(SparkCall(binding, sql_name, figures, unshippable), returns, ArrowUDFType.SCALAR)
+        udf = spark_arrow_udf(SparkCall(binding, sql_name, figures, unshippable, local=local), returns, ArrowUDFType.SCALAR)
     # Spark's optimizer may merge, reorder or repeat calls it believes deterministic.
     return udf if binding.spec.deterministic else udf.asNondeterministic()

@@ -14,20 +14,34 @@ settings, and each executor process keeps its own count (a breaker opens in the 
 whose calls fail). An ``@resource`` holds a lock and the value it built: it travels as its
 builder and settings, and each executor process builds its own value, once (a trained model
 is loaded where the rows are, never pickled along with the function).
+
+On a cluster the executors have no copy of the project either, so the files an ``@resource``
+watches (its artifacts and their pins) travel with it as bytes, under their paths relative to
+the project. An executor writes them once per process into a folder of its own, a copy of
+the project holding only those files, and resolves the project's relative paths there:
+``load_artifact`` then reads them as on the driver, and checks their pinned hashes there,
+where they are unpickled (``project_copy``).
 """
 
 from __future__ import annotations
 
 import copyreg
 import functools
+import hashlib
+import os
 import sys
 import sysconfig
+import tempfile
 import threading
 import typing as t
 from pathlib import Path
 
 _lock = threading.Lock()
 _by_value: t.Set[str] = set()  # modules already registered with cloudpickle
+# On an executor: the driver's project folder -> {path relative to it: bytes} that arrived
+# with resources (the latest bytes of each), and what this process wrote of them.
+_arrived: t.Dict[str, t.Dict[str, bytes]] = {}
+_written: t.Dict[str, t.Dict[str, bytes]] = {}
 
 
 def ship_project_modules() -> None:
@@ -90,4 +104,65 @@ def _ship_resources_as_builders() -> None:
 
 
 def _resource_builder(resource: t.Any) -> t.Tuple[t.Any, t.Tuple[t.Any, ...]]:
-    return type(resource), (resource._builder, resource._watch, resource._check_every, resource._clock)
+    from mixmesh.runtime import resources
+
+    root = resources.project_root() or Path.cwd()
+    arguments = (resource._builder, resource._watch, resource._check_every, resource._clock)
+    return _arrived_resource, (type(resource), arguments, str(root), _project_files(root, resource._watch))
+
+
+def _project_files(root: Path, watched: t.Iterable[Path]) -> t.Dict[str, bytes]:
+    """The watched files inside the project, by path relative to it, with their bytes."""
+    files = {}
+    for path in watched:
+        resolved = Path(path).resolve()
+        if resolved.is_file() and resolved.is_relative_to(root):
+            files[resolved.relative_to(root).as_posix()] = resolved.read_bytes()
+    return files
+
+
+def _arrived_resource(kind: type, arguments: t.Tuple[t.Any, ...], root: str, files: t.Dict[str, bytes]) -> t.Any:
+    """A resource unpickled on an executor: its files kept until a function asks for them."""
+    if files:
+        with _lock:
+            _arrived.setdefault(root, {}).update(files)
+    return kind(*arguments)
+
+
+def project_copy(root: t.Optional[str]) -> t.Optional[Path]:
+    """On an executor without the project: a folder holding the files that resources of the
+    project at ``root`` (on the driver) brought, at their relative paths; None if none came.
+
+    Written in Spark's per-application scratch folder (removed with the executor), a file
+    again only when other bytes arrive for it, each atomically: Python workers of one
+    executor may write the same copy.
+    """
+    with _lock:
+        files = dict(_arrived.get(root or "", {}))
+    if root is None or not files:
+        return None
+    copy = _scratch() / f"mixmesh-project-{hashlib.sha256(root.encode()).hexdigest()[:16]}"
+    with _lock:
+        written = _written.setdefault(root, {})
+        for relative, data in files.items():
+            if written.get(relative) != data:
+                _write_atomically(copy / relative, data)
+                written[relative] = data
+    return copy
+
+
+def _scratch() -> Path:
+    from pyspark.files import SparkFiles
+
+    try:
+        return Path(SparkFiles.getRootDirectory())  # the executor's own, deleted when it ends
+    except Exception:  # not inside a Spark task (a test calling this directly)
+        return Path(tempfile.gettempdir())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
