@@ -15,6 +15,19 @@ from tests.projects import Project, forget_project_modules
 sys.dont_write_bytecode = True
 
 
+# Tests on one expensive per-process resource run on one xdist worker (`make test` runs
+# `--dist loadgroup`), which then starts it once for all of them: a JVM for the `spark` fixture.
+ONE_WORKER_FIXTURES = {"spark": "spark"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: t.List[pytest.Item]) -> None:
+    for item in items:
+        for fixture, group in ONE_WORKER_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> t.Iterator[Project]:
     """An empty SQLMesh project on a DuckDB file, with analytics switched off."""
