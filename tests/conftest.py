@@ -15,17 +15,40 @@ from tests.projects import Project, forget_project_modules
 sys.dont_write_bytecode = True
 
 
-# Tests on one expensive per-process resource run on one xdist worker (`make test` runs
-# `--dist loadgroup`), which then starts it once for all of them: a JVM for the `spark` fixture.
-ONE_WORKER_FIXTURES = {"spark": "spark"}
+# With `--dist loadgroup` (`make test`), tests sharing an expensive set-up run on one xdist
+# worker, which then makes it once: the tests on the `spark` fixture's JVM, and each module
+# whose tests share a module- or class-scoped fixture (a built project, a browser). A module
+# with tests of both kinds goes with the Spark ones.
+SHARED_SCOPES = ("module", "class")
+SPARK_GROUP = "spark"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: t.List[pytest.Item]) -> None:
+    on_spark = {_module(item) for item in items if _uses_spark(item)}
+    sharing = {_module(item) for item in items if _shares_a_set_up(item)}
     for item in items:
-        for fixture, group in ONE_WORKER_FIXTURES.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
+        module = _module(item)
+        if module in sharing:
+            group = SPARK_GROUP if module in on_spark else module
+        else:
+            group = SPARK_GROUP if _uses_spark(item) else None
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def _uses_spark(item: pytest.Item) -> bool:
+    return "spark" in getattr(item, "fixturenames", ())
+
+
+def _shares_a_set_up(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures a test uses
+    definitions = info.name2fixturedefs.values() if info else ()
+    return any(definition.scope in SHARED_SCOPES for chain in definitions for definition in chain)
 
 
 @pytest.fixture

@@ -38,8 +38,8 @@ LEFT_BEHIND = ("demo.duckdb", "demo.duckdb.wal", "artifacts/SHA256SUMS", ".cache
 SCRIPTS = {"sqlmesh": "sqlmesh.cli.main:cli", "pytest": "pytest:console_main"}
 UI_START_SECONDS = 120  # the UI loads the project before it answers
 
-# One worker builds the wheel and its venv once (`make test` runs `--dist loadgroup`).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
+# One worker builds the wheel and its venv once: tests/conftest.py groups the module's tests.
+pytestmark = pytest.mark.slow
 
 
 def run(command: list, cwd: Path) -> str:
