@@ -12,6 +12,8 @@ PYTEST_WORKERS ?= auto
 JOBS ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 # Each is its own pytest run from its folder: they all have a `python` package of their own.
 USE_CASES := $(patsubst %/,%,$(sort $(wildcard examples/use_cases/*/)))
+# Each project's output in one piece (GNU make 4+; macOS's make 3.81 interleaves it).
+OUTPUT_SYNC := $(if $(filter output-sync,$(.FEATURES)),--output-sync=target)
 # The Pythons besides the venv's that `make smoke` installs the wheel on, when found here.
 SMOKE_PYTHONS ?= 3.12 3.13
 
@@ -28,7 +30,7 @@ test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
-	$(MAKE) --no-print-directory -j $(JOBS) --output-sync=target use-cases
+	$(MAKE) --no-print-directory -j $(JOBS) $(OUTPUT_SYNC) use-cases
 
 use-cases: $(USE_CASES)
 
