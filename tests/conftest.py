@@ -15,34 +15,22 @@ from tests.projects import Project, forget_project_modules
 sys.dont_write_bytecode = True
 
 
-# With `--dist loadgroup` (`make test`), tests sharing an expensive set-up run on one xdist
-# worker, which then makes it once: the tests on the `spark` fixture's JVM, and each module
-# whose tests share a module- or class-scoped fixture (a built project, a browser). A module
-# with tests of both kinds goes with the Spark ones.
+# With `--dist loadgroup` (`make test`), the tests of a module sharing a module- or
+# class-scoped fixture (a built project, a browser) run on one xdist worker, which then makes
+# it once; other tests are shared out one by one.
 SHARED_SCOPES = ("module", "class")
-SPARK_GROUP = "spark"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: t.List[pytest.Item]) -> None:
-    on_spark = {_module(item) for item in items if _uses_spark(item)}
     sharing = {_module(item) for item in items if _shares_a_set_up(item)}
     for item in items:
-        module = _module(item)
-        if module in sharing:
-            group = SPARK_GROUP if module in on_spark else module
-        else:
-            group = SPARK_GROUP if _uses_spark(item) else None
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if _module(item) in sharing:
+            item.add_marker(pytest.mark.xdist_group(_module(item)))
 
 
 def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::")[0]
-
-
-def _uses_spark(item: pytest.Item) -> bool:
-    return "spark" in getattr(item, "fixturenames", ())
 
 
 def _shares_a_set_up(item: pytest.Item) -> bool:
