@@ -8,23 +8,52 @@ INSTALLED := $(VENV)/.installed
 CHROMIUM := $(VENV)/.chromium
 JAVA := $(VENV)/.java
 PYTEST_WORKERS ?= auto
+# How many use-case projects are tested at once: one per usable CPU.
+JOBS ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+# Each is its own pytest run from its folder: they all have a `python` package of their own.
+USE_CASES := $(patsubst %/,%,$(sort $(wildcard examples/use_cases/*/)))
+# Each project's output in one piece (GNU make 4+; macOS's make 3.81 interleaves it).
+OUTPUT_SYNC := $(if $(filter output-sync,$(.FEATURES)),--output-sync=target)
+# The Pythons besides the venv's that `make smoke` installs the wheel on, when found here.
+SMOKE_PYTHONS ?= 3.12 3.13
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test use-cases $(USE_CASES) smoke benchmark clean
 
 demo: $(INSTALLED)
 	$(BIN)/mixmesh demo
 
 # The architecture's contracts (docs/architecture.md), the documentation site (any broken link,
-# anchor or API name fails it), the package's suite, then the example project's own tests, run
-# from the project as a user runs theirs (its `python` package must not meet the test projects' ones).
-# loadgroup: the Spark cluster's tests share one worker, so one cluster is started per run
-# (others are spread as with the default).
+# anchor or API name fails it), the package's suite (tests sharing an expensive set-up, the Spark
+# cluster's among them, are grouped on one worker with xdist_group, so it is made once), then the
+# example project's own tests, run from the project as a user runs theirs (its `python` package
+# must not meet the test projects' ones), then the use-case projects, JOBS at a time, each one's
+# output in one piece.
 test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
-	for project in examples/use_cases/*/; do (cd $$project && $(CURDIR)/$(BIN)/pytest -p no:cacheprovider) || exit 1; done
+	$(MAKE) --no-print-directory -j $(JOBS) $(OUTPUT_SYNC) use-cases
+
+use-cases: $(USE_CASES)
+
+$(USE_CASES): $(INSTALLED)
+	cd $@ && $(abspath $(BIN))/pytest -p no:cacheprovider
+
+# A wheel of this checkout installed fresh (dependencies from the package index) on each Python
+# of SMOKE_PYTHONS found on the machine (.ci/find-python: PATH, pyenv, uv; nothing is
+# downloaded): `mixmesh init` with `sqlmesh plan`, `sqlmesh test`, pytest and `sqlmesh ui`, then
+# `mixmesh demo` and the example project's tests (tests/test_demo_wheel.py). Prints which ran.
+smoke: $(INSTALLED)
+	@ran=""; missing=""; \
+	for version in $(SMOKE_PYTHONS); do \
+		python=$$(.ci/find-python $$version); \
+		if [ -z "$$python" ]; then echo "Python $$version: not on this machine, skipped"; missing="$$missing $$version"; continue; fi; \
+		echo "Python $$version: $$python"; \
+		MIXMESH_WHEEL_PYTHON=$$python $(BIN)/pytest -p no:cacheprovider -n 0 tests/test_demo_wheel.py || exit 1; \
+		ran="$$ran $$version"; \
+	done; \
+	echo "Smoke test of the wheel ran on Python:$${ran:- none}; not on this machine:$${missing:- none}"
 
 # Every benchmark at its full size (about 30 minutes on 2 idle cores; the seed's risk score
 # and external_calls' one-call-at-a-time variants take minutes each), then the one report of

@@ -15,6 +15,30 @@ from tests.projects import Project, forget_project_modules
 sys.dont_write_bytecode = True
 
 
+# With `--dist loadgroup` (`make test`), the tests of a module sharing a module- or
+# class-scoped fixture (a built project, a browser) run on one xdist worker, which then makes
+# it once; other tests are shared out one by one.
+SHARED_SCOPES = ("module", "class")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: t.List[pytest.Item]) -> None:
+    sharing = {_module(item) for item in items if _shares_a_set_up(item)}
+    for item in items:
+        if _module(item) in sharing:
+            item.add_marker(pytest.mark.xdist_group(_module(item)))
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def _shares_a_set_up(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures a test uses
+    definitions = info.name2fixturedefs.values() if info else ()
+    return any(definition.scope in SHARED_SCOPES for chain in definitions for definition in chain)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> t.Iterator[Project]:
     """An empty SQLMesh project on a DuckDB file, with analytics switched off."""

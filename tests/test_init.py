@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from mixmesh.core.errors import MixmeshError
 from mixmesh.cli.scaffold import TEMPLATE, ProjectExistsError, init_project, template_files
-
-BIN = Path(sys.executable).parent
 
 LAYOUT = {
     "config.yaml",
@@ -126,126 +118,7 @@ def test_a_file_is_not_a_project_directory(tmp_path: Path) -> None:
 
 
 SOURCE = Path(__file__).resolve().parents[1]
-# What a wheel is built from (pyproject.toml names README.md and LICENSE).
-PACKAGED = ("pyproject.toml", "README.md", "LICENSE", "src")
-# Console scripts of the dependencies, which the fresh venv borrows (see `installed`).
-SCRIPTS = {"sqlmesh": "sqlmesh.cli.main:cli", "pytest": "pytest:console_main"}
-
-
-def run(command: list[str], cwd: Path, bin: Path = BIN) -> subprocess.CompletedProcess:
-    """A command of a venv run from the project folder, as a user would; fails with its output."""
-    # Not this session's pytest variables (the project's pytest is a run of its own), nor its
-    # import path (mixmesh must come from the venv's own install).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "PYTHONPATH"}
-    result = subprocess.run(
-        [str(bin / command[0]), *command[1:]], cwd=cwd, capture_output=True, text=True, env={**env, "NO_COLOR": "1", "COLUMNS": "200"}
-    )
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def build_wheel(into: Path) -> Path:
-    """A wheel of mixmesh built from a clean copy of this source tree (no caches, no build leftovers in it)."""
-    tree = into / "tree"
-    for name in PACKAGED:
-        source = SOURCE / name
-        if source.is_dir():
-            shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
-        else:
-            tree.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, tree / name)
-    run([Path(sys.executable).name, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(into / "dist"), str(tree)], into)
-    [wheel] = (into / "dist").glob("mixmesh-*.whl")
-    return wheel
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin folder of a fresh venv where mixmesh is installed from its wheel.
-
-    The dependencies are this test run's own, reached through a .pth file: `venv
-    --system-site-packages` would reach the base interpreter's packages, not this venv's.
-    The wheel is installed before that file exists, so pip sees no other mixmesh.
-    """
-    folder = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(folder)
-    venv = folder / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    bin = venv / "bin"
-    run([Path(sys.executable).name, "-m", "pip", "--python", str(bin / "python"), "install", "--no-deps", "--no-index", str(wheel)], folder)
-    site_packages = Path(run(["python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], folder, bin).stdout.strip())
-    (site_packages / "_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    for name, target in SCRIPTS.items():
-        module, function = target.split(":")
-        script = bin / name
-        script.write_text(f"#!{bin / 'python'}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n")
-        script.chmod(0o755)
-    return bin
-
-
-@pytest.mark.slow
-def test_the_wheel_holds_the_whole_template(installed: Path, tmp_path: Path) -> None:
-    where = run(["python", "-c", "import mixmesh.cli.scaffold as s; print(s.__file__); print(*s.template_files(), sep='\\n')"], tmp_path, installed)
-    module, *files = where.stdout.splitlines()
-    assert Path(module).is_relative_to(installed.parent / "lib")  # the wheel's, not the source tree's
-    packaged = {Path(file).relative_to(Path(module).parent / "templates" / "project").as_posix() for file in files}
-    assert packaged == {path.relative_to(TEMPLATE).as_posix() for path in template_files()}
-
-
-@pytest.mark.slow
-def test_the_new_project_plans_tests_and_passes_its_own_tests(installed: Path, tmp_path: Path) -> None:
-    # From the wheel, as users get mixmesh: what the project needs must be packaged.
-    project = tmp_path / "shop"
-    created = run(["mixmesh", "init", "shop"], tmp_path, installed)
-    assert "Created a mixmesh project in shop" in created.stdout and "sqlmesh plan" in created.stdout
-    refused = subprocess.run([str(installed / "mixmesh"), "init", "shop"], cwd=tmp_path, capture_output=True, text=True)
-    assert refused.returncode == 1 and "Error: shop is not empty" in refused.stderr
-
-    planned = run(["sqlmesh", "plan", "--auto-apply", "--no-prompts"], project, installed)
-    assert "audits passed 2" in planned.stdout  # audits/sql_logic.sql and the unique grains
-    tested = run(["sqlmesh", "test"], project, installed)
-    assert "Successfully Ran `4` Tests" in tested.stdout + tested.stderr
-    pytested = run(["python", "-m", "pytest", "-p", "no:cacheprovider", "tests"], project, installed)
-    assert "18 passed" in pytested.stdout
-
-    with duckdb.connect(str(project / "db.duckdb"), read_only=True) as connection:
-        risk = connection.sql(
-            "SELECT customer_id, score_date::VARCHAR, transaction_count, total_amount, ml_risk_score, risk_tier "
-            "FROM analytics.customer_risk_scoring ORDER BY ALL"
-        ).fetchall()
-        ltv = connection.sql(
-            "SELECT customer_id, transaction_count, predicted_ltv FROM analytics.customer_ltv_prediction ORDER BY ALL"
-        ).fetchall()
-        patterns = connection.sql(
-            "SELECT spend_pattern, count(*), list(transaction_id ORDER BY transaction_id) "
-            "FROM analytics.transaction_anomalies GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
-        sessions = connection.sql(
-            "SELECT session_id, session_start::VARCHAR, total_events, session_type, ml_engagement_score, "
-            "recommended_content, show_premium_offer FROM analytics.real_time_personalization ORDER BY ALL"
-        ).fetchall()
-    assert risk == [
-        ("C001", "2024-01-01", 3, 137.75, 0.0, "LOW"),
-        ("C001", "2024-01-02", 2, 73.0, 0.2, "LOW"),
-        ("C002", "2024-01-01", 4, 2410.25, 0.8, "HIGH"),
-        ("C003", "2024-01-02", 4, 6520.0, 0.5, "MEDIUM"),
-        ("C004", "2024-01-03", 1, 65.0, 0.5, "MEDIUM"),
-    ]
-    assert ltv == [("C001", 5, 632.25), ("C002", 4, 7230.75), ("C003", 4, 26080.0), ("C004", 1, 130.0)]
-    assert patterns == [
-        ("no_history", 4, ["T001", "T004", "T010", "T014"]),
-        ("normal", 9, ["T002", "T003", "T005", "T006", "T008", "T009", "T011", "T012", "T013"]),
-        ("spike", 1, ["T007"]),
-    ]
-    assert sessions == [
-        ("S001", "2024-01-01 09:00:00", 7, "interested", 0.961488,
-         ["cart_reminder", "limited_discount", "premium_offer", "similar_products"], True),
-        ("S002", "2024-01-01 09:30:00", 4, "converter", 0.539915, ["order_follow_up", "cross_sell"], False),
-        # from 10:58 to 11:10: one session, in the hour it starts
-        ("S003", "2024-01-01 10:58:00", 5, "browsing", 0.316479, ["top_products", "category_guides"], False),
-        ("S004", "2024-01-02 14:00:00", 1, "casual", 0.154465, ["welcome_content"], False),
-        ("S005", "2024-01-02 20:15:00", 2, "casual", 0.29111, ["welcome_content"], False),
-    ]
+# From a wheel, as users get mixmesh: tests/test_demo_wheel.py (one wheel and venv for both).
 
 
 def test_the_readme_counts_the_template_s_files() -> None:

@@ -146,7 +146,7 @@ def init(directory: Path, force: bool) -> None:
         f"Created a mixmesh project in {directory} ({len(written)} files).\n\nNext, from {directory}:\n"
         "  sqlmesh plan    build the models into db.duckdb (runs the unit tests first)\n"
         "  sqlmesh test    run the SQLMesh unit tests\n"
-        "  pytest          run the Python tests"
+        "  pytest          run the Python tests (pip install 'mixmesh[testing]')"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing as t
 from pathlib import Path
 
 import duckdb
@@ -13,19 +14,21 @@ from mixmesh.testing import copy_project
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    copy = tmp_path / "customer_analytics"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Path]:
+    """One build for the module's tests: they only read it, and the rerun must change nothing."""
+    copy = tmp_path_factory.mktemp("built") / "customer_analytics"
     copy_project(PROJECT, copy, leave_out=("tests",))
-    monkeypatch.chdir(copy)  # SQLMesh reads the DuckDB path relative to the working directory
-    with duckdb.connect(str(copy / "demo.duckdb")) as connection:
-        generate(connection, customers=150, transactions=6_000, events=500, days=5)
-    from sqlmesh import Context
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(copy)  # SQLMesh reads the DuckDB path relative to the working directory
+        with duckdb.connect(str(copy / "demo.duckdb")) as connection:
+            generate(connection, customers=150, transactions=6_000, events=500, days=5)
+        from sqlmesh import Context
 
-    context = Context(paths=str(copy))
-    context.plan(auto_apply=True, no_prompts=True)
-    context.close()
-    return copy
+        context = Context(paths=str(copy))
+        context.plan(auto_apply=True, no_prompts=True)
+        context.close()
+        yield copy
 
 
 def test_risk_scores_are_probabilities_and_tiers_are_known(built: Path) -> None:
