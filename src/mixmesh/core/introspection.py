@@ -59,6 +59,11 @@ def _is_project_function(value: t.Any, caller: t.Callable[..., t.Any]) -> bool:
     value = getattr(value, "__wrapped__", value)
     if not inspect.isfunction(value):
         return False
+    # mixmesh's own code is never the project's, wherever it is installed from (an editable
+    # install is outside site-packages): its module state (counters, registries of code
+    # objects) would make a function's fingerprint change with the process and the folder.
+    if (value.__module__ or "").partition(".")[0] == "mixmesh":
+        return False
     if value.__globals__ is caller.__globals__:
         return True
     module = sys.modules.get(value.__module__ or "")
