@@ -239,3 +239,17 @@ def test_fail_on_degrading_exits_4_for_ci(recorded: Path) -> None:
     assert risk["time_trend"]["direction"] == "stable" and risk["memory_trend"]["direction"] == "degrading"
     assert only_time.exit_code == 4  # memory still degrades
     assert invoke("stats", "--model", "analytics.customer_ltv_prediction", "--fail-on", "degrading").exit_code == 0
+
+
+def test_advise_loads_the_project_with_the_gateway_and_config_given(tmp_path: Path) -> None:
+    """``mixmesh --gateway GW advise`` loads the project as ``sqlmesh --gateway GW`` does."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "config.yaml").write_text(
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.duckdb\n"
+        "default_gateway: local\nmodel_defaults:\n  dialect: duckdb\n"
+    )
+    (tmp_path / "models" / "one.sql").write_text("MODEL (name analytics.one, kind FULL);\nSELECT 1 AS x\n")
+    named = invoke("-p", str(tmp_path), "--gateway", "local", "advise", "--json")
+    assert named.exit_code == 0, named.output
+    unknown = invoke("-p", str(tmp_path), "--gateway", "nope", "advise")
+    assert unknown.exit_code == 1 and "nope" in unknown.output

@@ -112,11 +112,18 @@ class Advice:
 
 
 def advise(
-    project: t.Union[str, Path], *, model: t.Optional[str] = None, store: t.Optional["MetricsStore"] = None
+    project: t.Union[str, Path],
+    *,
+    model: t.Optional[str] = None,
+    store: t.Optional["MetricsStore"] = None,
+    gateway: t.Optional[str] = None,
+    config: t.Optional[str] = None,
 ) -> t.List[Advice]:
     """Advice for each SQL and Python model of the SQLMesh project at ``project`` (loaded, not run).
 
-    ``store`` defaults to the project's ``.mixmesh/metrics.duckdb``; ``model`` limits it to one.
+    ``store`` defaults to the project's ``.mixmesh/metrics.duckdb``; ``model`` limits it to one;
+    ``gateway`` and ``config`` mean what they mean to ``sqlmesh`` (the connection whose tables'
+    sizes are read, a config.py's config object).
     """
     from sqlmesh import Context
 
@@ -125,7 +132,7 @@ def advise(
 
     integration.install()  # a project whose only mixmesh part is sql/udfs
     store = store or MetricsStore.for_project(project)
-    context = Context(paths=str(project))
+    context = Context(paths=str(project), gateway=gateway, config=config)
     try:
         models = {short_name(m.fqn): m for m in context.models.values() if is_advisable(m)}
         if model is not None:

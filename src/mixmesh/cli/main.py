@@ -166,7 +166,9 @@ def advise(options: GlobalOptions, model: str | None, as_json: bool, project: Pa
     from mixmesh.core.errors import MixmeshError
 
     try:
-        advice = advise_project(root, model=model, store=options.metrics_store(root))
+        advice = advise_project(
+            root, model=model, store=options.metrics_store(root), gateway=options.gateway, config=options.config
+        )
     except (MixmeshError, SQLMeshError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
