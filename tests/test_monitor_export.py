@@ -97,6 +97,7 @@ def test_prometheus_text_of_nothing_is_empty(tmp_path: Path) -> None:
 
 
 def test_stats_prometheus_through_the_command(store: MetricsStore, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_defaults:\n  dialect: duckdb\n")  # the commands need a project
     environment = {key: value for key, value in os.environ.items() if key != "MIXMESH_METRICS"}
     result = subprocess.run([MIXMESH, "stats", "--prometheus", "--model", "a.risk", "--project", str(tmp_path)],
                             capture_output=True, text=True, check=True, env=environment)

@@ -67,7 +67,7 @@ def test_outside_a_project_it_fails_saying_so(tmp_path: Path) -> None:
     result = mixmesh("quarantine", cwd=tmp_path)
 
     assert result.returncode != 0
-    assert "no SQLMesh project" in result.stderr and "--project" in result.stderr
+    assert "no SQLMesh project" in result.stderr and "mixmesh -p DIR" in result.stderr
 
 
 @pytest.mark.slow

@@ -9,6 +9,10 @@ recommendations they trigger.
 Trends compare like with like: they are taken over the runs of the model's current version
 (the latest run's), as runs of other code are not the same series.
 
+Longer than 450 lines because the figures and the recommendations read the same frames and
+thresholds, and each rule is a few lines next to the figures it reads (the version grouping
+and the trend rule are already modules of their own).
+
 **Trend rule**: ``mixmesh.monitor.trends`` (re-exported here).
 
 **Recommendations** (the seed's ``analyze_performance_trends`` and issue 6), each naming
