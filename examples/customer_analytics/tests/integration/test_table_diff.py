@@ -31,7 +31,7 @@ def prod_and_dev(tmp_path_factory: pytest.TempPathFactory) -> Path:
         generate(connection, customers=80, transactions=2_000, events=300, days=3)
     _sqlmesh(copy, "plan", "--auto-apply", "--no-prompts")
     for path, old, new in (
-        ("models/analytics/customer_risk_scoring.sql", "WHERE ml_risk_score IS NOT NULL", "WHERE ml_risk_score IS NOT NULL AND transaction_count > 1"),
+        ("models/analytics/customer_risk_scoring.sql", "WHERE ml_risk.value IS NOT NULL", "WHERE ml_risk.value IS NOT NULL AND transaction_count > 1"),
         ("python/models/ltv/predictor.py", 'MODEL_VERSION = "2.1.0"', 'MODEL_VERSION = "2.2.0"'),
         ("models/analytics/real_time_personalization.sql", "WHEN pages_visited >= 5", "WHEN pages_visited >= 4"),
     ):
