@@ -1,6 +1,6 @@
-"""A function's code digest (its result cache key, its provenance's code fingerprint) depends on
-its code and the project helpers it calls, never on mixmesh's own state: two copies of a
-project in two folders and processes, and one process before and after running, agree."""
+"""The code fingerprint provenance records depends on a function's code and the project helpers
+it calls, never on mixmesh's own state: two copies of a project in two folders and processes,
+and one process before and after running, agree."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import sys
 sys.path.insert(0, ".")
 from digest_subject import scored
 from mixmesh.core.introspection import code_digest
-print(code_digest(scored))
+print(code_digest(scored, with_mixmesh=False))
 '''
 
 
@@ -52,8 +52,8 @@ def test_mixmesh_s_own_functions_are_not_walked_as_project_code(tmp_path: Path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     import digest_subject as scoring
 
-    walked = {f.__module__ for f in project_functions(scoring.scored)}
+    walked = {f.__module__ for f in project_functions(scoring.scored, with_mixmesh=False)}
     assert walked == {"digest_subject"}
-    before = code_digest(scoring.scored)
+    before = code_digest(scoring.scored, with_mixmesh=False)
     scoring.scored(-1)  # mixmesh's module state changes: a fallback counted, a warning said
-    assert code_digest(scoring.scored) == before
+    assert code_digest(scoring.scored, with_mixmesh=False) == before

@@ -9,8 +9,13 @@ import types as pytypes
 import typing as t
 
 
-def code_digest(func: t.Callable[..., t.Any]) -> str:
-    """A digest of a function's code and of the project helpers it calls, at any depth."""
+def code_digest(func: t.Callable[..., t.Any], *, with_mixmesh: bool = True) -> str:
+    """A digest of a function's code and of the project helpers it calls, at any depth.
+
+    ``with_mixmesh=False`` leaves mixmesh's own functions out even where mixmesh is installed
+    outside site-packages (an editable install): their module state (counters, registries of
+    code objects) makes the digest differ between folders, processes and runs. Provenance's
+    code fingerprint, compared across engines and runs, is taken so."""
     digest = hashlib.sha256()
 
     def visit_code(code: pytypes.CodeType) -> None:
@@ -22,16 +27,16 @@ def code_digest(func: t.Callable[..., t.Any]) -> str:
             else:
                 digest.update(repr(const).encode())
 
-    for function in project_functions(func):
+    for function in project_functions(func, with_mixmesh=with_mixmesh):
         visit_code(function.__code__)
         for name in _global_names(function.__code__):
             value = function.__globals__.get(name)
-            if value is not None and not _is_project_function(value, function):
+            if value is not None and not _is_project_function(value, function, with_mixmesh=with_mixmesh):
                 digest.update(f"{name}={_identity(value)}".encode())
     return digest.hexdigest()
 
 
-def project_functions(func: t.Callable[..., t.Any]) -> t.Iterator[t.Callable[..., t.Any]]:
+def project_functions(func: t.Callable[..., t.Any], *, with_mixmesh: bool = True) -> t.Iterator[t.Callable[..., t.Any]]:
     """``func`` and the project functions it calls, at any depth, each once."""
     seen: t.Set[int] = set()
     pending = [func]
@@ -44,7 +49,7 @@ def project_functions(func: t.Callable[..., t.Any]) -> t.Iterator[t.Callable[...
         yield function
         for name in _global_names(function.__code__):
             value = function.__globals__.get(name)
-            if _is_project_function(value, function):
+            if _is_project_function(value, function, with_mixmesh=with_mixmesh):
                 pending.append(value)
 
 
@@ -55,14 +60,11 @@ def _global_names(code: pytypes.CodeType) -> t.Iterator[str]:
             yield from _global_names(const)
 
 
-def _is_project_function(value: t.Any, caller: t.Callable[..., t.Any]) -> bool:
+def _is_project_function(value: t.Any, caller: t.Callable[..., t.Any], *, with_mixmesh: bool = True) -> bool:
     value = getattr(value, "__wrapped__", value)
     if not inspect.isfunction(value):
         return False
-    # mixmesh's own code is never the project's, wherever it is installed from (an editable
-    # install is outside site-packages): its module state (counters, registries of code
-    # objects) would make a function's fingerprint change with the process and the folder.
-    if (value.__module__ or "").partition(".")[0] == "mixmesh":
+    if not with_mixmesh and (value.__module__ or "").partition(".")[0] == "mixmesh":
         return False
     if value.__globals__ is caller.__globals__:
         return True

@@ -149,7 +149,7 @@ def recorded_spec(spec: FunctionSpec) -> FunctionSpec:
     """``spec`` as ``@with_provenance`` binds it: each value paired with its provenance."""
     if is_variant(spec):
         return spec
-    fingerprint = code_digest(spec.func)
+    fingerprint = code_digest(spec.func, with_mixmesh=False)  # equal across folders and engines
     recorder = Recorder(spec.name, fingerprint[:16])
     if spec.vectorized:
         func, on_error = _vectorized(spec, recorder, fingerprint), _vectorized_on_error(spec, recorder)
