@@ -147,11 +147,11 @@ def test_uninstall_restores_every_original_and_install_wraps_them_again() -> Non
 
 def test_the_table_lists_every_wrapper_mixmesh_installs() -> None:
     """Anything mixmesh wraps in SQLMesh outside the table would escape the checks above."""
+    import sqlmesh.core.engine_adapter.base as base  # first: importing SQLMesh may install mixmesh
+
     import mixmesh.sqlmesh.patches as table
 
     table.uninstall()
-    import sqlmesh.core.engine_adapter.base as base
-
     before = {name: value for name, value in vars(base.EngineAdapter).items()}
     table.install()
     changed = {name for name, value in vars(base.EngineAdapter).items() if before.get(name) is not value}
