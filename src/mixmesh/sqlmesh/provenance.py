@@ -18,7 +18,7 @@ from sqlglot import exp
 from mixmesh.core.errors import FunctionCallError
 from mixmesh.core.names import binding_name
 from mixmesh.runtime import bindings, provenance
-from mixmesh.sqlmesh.quarantine import quarantined_rows_audit
+from mixmesh.sqlmesh.quarantine import failed_rows_messages, quarantined_rows_audit, with_found
 
 if t.TYPE_CHECKING:
     from sqlmesh.core.macros import MacroEvaluator
@@ -163,10 +163,7 @@ def audit_hook(audit: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 def _with_findings(evaluator: t.Any, snapshot: t.Any, result: t.Any) -> t.Any:
     if result.audit.name not in AUDITS or not result.count or result.query is None:
         return result
-    adapter = evaluator.get_adapter(snapshot.model.gateway)
-    try:
-        messages = [row[0] for row in adapter.fetchall(exp.select("message").from_(result.query.subquery("failed")))]
-    except Exception:  # noqa: BLE001 - the audit failed either way; only its explanation is missing
+    messages = failed_rows_messages(evaluator, snapshot, result)
+    if messages is None:
         return result
-    found = exp.Literal.string("; ".join(f"model {snapshot.model.name}: {message}" for message in messages))
-    return result.model_copy(update={"audit_args": {**result.audit_args, "found": found}})
+    return with_found(result, "; ".join(f"model {snapshot.model.name}: {message}" for message in messages))

@@ -129,13 +129,23 @@ def audit_hook(audit: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 def _with_findings(evaluator: t.Any, snapshot: t.Any, result: t.Any) -> t.Any:
     if result.audit.name != AUDIT_NAME or not result.count or result.query is None:
         return result
+    messages = failed_rows_messages(evaluator, snapshot, result)
+    return result if messages is None else with_found(result, "; ".join(messages))
+
+
+def failed_rows_messages(evaluator: t.Any, snapshot: t.Any, result: t.Any) -> t.Optional[t.List[str]]:
+    """The ``message`` column of a failed mixmesh audit's rows; None where they cannot be read
+    (the audit failed either way; only its explanation is missing)."""
     adapter = evaluator.get_adapter(snapshot.model.gateway)
     try:
-        messages = [row[0] for row in adapter.fetchall(exp.select("message").from_(result.query.subquery("failed")))]
-    except Exception:  # noqa: BLE001 - the audit failed either way; only its explanation is missing
-        return result
-    found = exp.Literal.string("; ".join(messages))
-    return result.model_copy(update={"audit_args": {**result.audit_args, "found": found}})
+        return [row[0] for row in adapter.fetchall(exp.select("message").from_(result.query.subquery("failed")))]
+    except Exception:  # noqa: BLE001 - see above
+        return None
+
+
+def with_found(result: t.Any, text: str) -> t.Any:
+    """The audit result with ``found := text`` among its arguments, which SQLMesh shows."""
+    return result.model_copy(update={"audit_args": {**result.audit_args, "found": exp.Literal.string(text)}})
 
 
 def quarantined_rows_audit(dialect: t.Optional[str], project: t.Any, sql: str = AUDIT_SQL) -> t.Any:
