@@ -27,13 +27,12 @@ demo: $(INSTALLED)
 # cluster's among them, are grouped on one worker with xdist_group, so it is made once), then the
 # example project's own tests, run from the project as a user runs theirs (its `python` package
 # must not meet the test projects' ones), then the use-case projects, JOBS at a time, each one's
-# output in one piece. The example's tests run in one process: split over two, an in-process
-# load of its risk model can fail with sqlglot's "Unsupported expression type Model" (open bug).
+# output in one piece.
 test: $(INSTALLED) $(CHROMIUM) $(JAVA)
 	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
-	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n 0 tests
+	cd examples/customer_analytics && ../../$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
 	$(MAKE) --no-print-directory -j $(JOBS) $(OUTPUT_SYNC) use-cases
 
 use-cases: $(USE_CASES)

@@ -12,6 +12,7 @@ installs mixmesh in a fresh ``sqlmesh run``, was re-created).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import typing as t
 from pathlib import Path
@@ -164,6 +165,9 @@ def _artifact_files(modules: t.Iterable[Path], root: Path) -> t.Tuple[Path, ...]
 # Module name -> the project whose load found it imported from its folder (a copy of a project,
 # or a second project, may import the same names from another folder).
 _imported_for: t.Dict[str, Path] = {}
+# The running script (``python pipeline.py`` in the project's folder, or a test runner): it is
+# never re-imported, and without it in the cache a library importing ``__main__`` fails (DuckDB).
+_SCRIPTS = frozenset({"__main__", "__mp_main__"})
 
 
 def _project_modules(root: Path) -> t.Iterator[t.Tuple[str, Path]]:
@@ -172,16 +176,22 @@ def _project_modules(root: Path) -> t.Iterator[t.Tuple[str, Path]]:
     A package installed in development mode may live inside the project's folder; its
     modules are the package's, never the project's.
     """
-    root = root.absolute()
-    installed = (Path(sys.prefix).absolute(), Path(sys.base_prefix).absolute())
+    root = _normal(root)
+    installed = (_normal(sys.prefix), _normal(sys.base_prefix))
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if not file or name.partition(".")[0] in installed_packages():
+        if not file or name in _SCRIPTS or name.partition(".")[0] in installed_packages():
             continue
-        path = Path(file).absolute()
+        path = _normal(file)
         # is_file: "<stdin>" and other pseudo-files (a script fed to Python) have no mtime to track.
         if path.is_relative_to(root) and not any(path.is_relative_to(prefix) for prefix in installed) and path.is_file():
             yield name, path
+
+
+def _normal(path: t.Union[str, Path]) -> Path:
+    """An absolute path with ``..`` folded: a script started as ``../../.venv/bin/pytest`` from
+    inside the project has a ``__file__`` that only looks like it is in the project."""
+    return Path(os.path.abspath(path))
 
 
 def forget_project_modules(root: Path) -> None:
@@ -194,7 +204,7 @@ def forget_project_modules(root: Path) -> None:
     files = {path for _name, path in _project_modules(root)}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and (Path(file).absolute() in files or _shadows_project_module(name, Path(file), root)):
+        if file and name not in _SCRIPTS and (_normal(file) in files or _shadows_project_module(name, Path(file), root)):
             del sys.modules[name]
 
 
@@ -209,7 +219,7 @@ def _shadows_project_module(name: str, file: Path, root: Path) -> bool:
     project's file. Other modules that no project load found (a test suite's own
     ``conftest``, installed packages) are left alone."""
     owner = _imported_for.get(name)
-    if owner == root.absolute() or file.absolute().is_relative_to(root.absolute()):
+    if owner == _normal(root) or _normal(file).is_relative_to(_normal(root)):
         return False
     package = name.partition(".")[0]
     # A test suite's modules (``tests.test_x``, its conftest) are never the project's code.

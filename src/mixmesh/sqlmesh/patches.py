@@ -183,6 +183,7 @@ def _apply_all() -> None:
     monitoring.register_engine_code()
     provenance.register_macros()
     Udf.expand_in_model = staticmethod(calls.expand_call)
+    _forget_dispatch_built_before_sqlmesh()
     _installed = True
 
 
@@ -223,6 +224,16 @@ def _replace(owner: t.Any, attribute: str, current: t.Any, wrapped: t.Any) -> No
     _originals.append((owner, attribute, current))
     setattr(owner, attribute, wrapped)
     _forget_generator_dispatch(owner)
+
+
+def _forget_dispatch_built_before_sqlmesh() -> None:
+    """SQL generated in a dialect before SQLMesh was imported (mixmesh's own SQL functions, a
+    script's sqlglot) built that dialect's dispatch table without the expressions SQLMesh adds
+    to its ``TRANSFORMS`` on import: a model then failed to render with "Unsupported
+    expression type Model". Every generator builds its table again, with them."""
+    from sqlglot import generator
+
+    _forget_generator_dispatch(generator.Generator)
 
 
 def _forget_generator_dispatch(owner: t.Any) -> None:
