@@ -197,7 +197,7 @@ def _save(
         snapshot_version=version.snapshot_version,
         added_rss_mb=max(evaluation.peak_rss - evaluation.start_rss, 0) / (1 << 20),
     )
-    _store_for(project).append([run], functions)
+    _store_for(project).append_later([run], functions)
 
 
 def time_split(evaluation: Evaluation, functions: t.Sequence[FunctionRun], total: float) -> t.Tuple[float, float]:

@@ -1,0 +1,95 @@
+"""The sampler's cheap paths: walks remembered per thread, the resident memory read from a
+kept file, the metrics written on a thread of their own. Each must give what the slow path
+gave: the same function found, the same memory figure, every row in the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import types
+import typing as t
+from pathlib import Path
+
+from mixmesh import sink
+from mixmesh.monitor import store as store_module
+from mixmesh.monitor.records import ModelRun
+from mixmesh.monitor.store import MetricsStore
+
+
+def scored(ready: threading.Event, done: threading.Event) -> None:
+    """A project function that waits: its frame stays the thread's innermost."""
+    ready.set()
+    done.wait(30)
+
+
+def _waiting_thread() -> t.Tuple[threading.Thread, threading.Event]:
+    ready, done = threading.Event(), threading.Event()
+    thread = threading.Thread(target=scored, args=(ready, done), daemon=True)
+    thread.start()
+    ready.wait(30)
+    return thread, done
+
+
+def test_a_remembered_walk_gives_what_a_new_walk_gives_and_sees_later_registrations() -> None:
+    thread, done = _waiting_thread()
+    try:
+        walks = sink._Walks()
+        frame = sys_frame(thread)
+        assert walks.innermost_user_frame(thread.ident, frame) is None  # not registered yet
+        sink.register_user_code(scored.__code__, "scored", "row")
+        found = walks.innermost_user_frame(thread.ident, sys_frame(thread))
+        assert found is not None and found[:2] == ("scored", "row")
+        assert walks.innermost_user_frame(thread.ident, sys_frame(thread)) == found  # remembered
+        assert found == sink._innermost_user_frame(sys_frame(thread))
+    finally:
+        sink._user_code.pop(scored.__code__, None)
+        done.set()
+        thread.join()
+
+
+def test_no_frame_is_kept_once_no_evaluation_is_under_way() -> None:
+    thread, done = _waiting_thread()
+    try:
+        evaluation = sink.open_evaluation("analytics.kept_frames")
+        sink._walks.innermost_user_frame(thread.ident, sys_frame(thread))
+        assert sink._walks._last
+        sink.close_evaluation(evaluation)
+        assert not sink._walks._last
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_the_resident_memory_read_from_the_kept_file_is_the_processs() -> None:
+    with open("/proc/self/statm", "rb") as statm:
+        pages = int(statm.read().split()[1])
+    kept = sink._rss_bytes()
+    allowed = 64 << 20  # what the process may have allocated between the two reads
+    assert abs(kept - pages * os.sysconf("SC_PAGE_SIZE")) < allowed
+    assert sink._rss_bytes() > 0  # read again from its start, not at its end
+
+
+def test_rows_appended_later_are_read_by_this_process_and_in_order(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    runs = [_run(f"r{i}", i) for i in range(5)]
+    for run in runs:
+        store.append_later([run])
+    assert list(store.model_runs()["run_id"]) == [run.run_id for run in runs]  # waits for the writer
+    assert not store_module._unwritten
+
+
+def sys_frame(thread: threading.Thread) -> types.FrameType:
+    import sys
+
+    return sys._current_frames()[thread.ident]
+
+
+def _run(run_id: str, minute: int) -> ModelRun:
+    started = dt.datetime(2024, 1, 1, 0, minute)
+    return ModelRun(
+        run_id=run_id, model="analytics.m", command="run", environment=None, engine="duckdb",
+        interval_start=None, interval_end=None, started_at=started, ended_at=started, total_s=0.1,
+        python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
+        fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
+    )
