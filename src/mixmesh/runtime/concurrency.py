@@ -27,8 +27,8 @@ from mixmesh.core import resilience
 from mixmesh.core import sql_types as types
 from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
-from mixmesh.runtime.quarantine import quarantine
-from mixmesh.runtime.values import STOPS, _fallback, describe_row, raised
+from mixmesh.runtime.quarantine import fall_back
+from mixmesh.runtime.values import STOPS, describe_row, raised
 
 
 class InFlight:
@@ -250,8 +250,6 @@ def async_row_function(
     arguments converted, its policies (breaker, retries, rate limit, timeout) awaited, on_error
     applied, errors naming the model, the function and the row. Returns the value unconverted
     (``RowBatchFunction`` converts a batch's values together)."""
-    from mixmesh.core.resilience import record
-
     converters = [arg.python_converter() for arg in spec.args]
     func = spec.func
     sink.register_user_code(func.__code__, spec.name, "row")  # its time is Python's
@@ -262,8 +260,6 @@ def async_row_function(
     protected = converted
     for policy in reversed(resilience.policies_in(spec.policies)):
         protected = _async_policy(policy, protected, spec.name, model)
-    fallback = _fallback(spec)
-    names = [arg.name for arg in spec.args]
     context = where(spec.name, model)
 
     def failure(error: BaseException, row: t.Tuple[t.Any, ...]) -> FunctionRuntimeError:
@@ -279,9 +275,7 @@ def async_row_function(
         except Exception as error:
             if spec.on_error == "raise":
                 raise failure(error, row) from error
-            record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
-            quarantine(model, spec.name, names, row, error)
-            result = fallback(*row)
+            result = fall_back(spec, model, row, error, f"{type(error).__name__}: {error}")
             return await result if inspect.isawaitable(result) else result
 
     return call

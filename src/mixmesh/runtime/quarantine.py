@@ -27,7 +27,9 @@ import typing as t
 
 from mixmesh.core import settings
 from mixmesh.core.names import short_name
-from mixmesh.core.resilience import attempts_of
+from mixmesh.core.functions import FunctionSpec
+from mixmesh.core.resilience import attempts_of, record
+from mixmesh.runtime.values import _fallback
 
 MAX_ROWS_VARIABLE = "MIXMESH_QUARANTINE_MAX_ROWS"
 DEFAULT_MAX_ROWS = 10_000
@@ -147,6 +149,16 @@ def _collector_of(model: t.Optional[str]) -> t.Optional[Collector]:
             if found is not None:
                 return found
         return next(iter(_active.values())) if len(_active) == 1 else None
+
+
+def fall_back(
+    spec: FunctionSpec, model: t.Optional[str], row: t.Sequence[t.Any], error: BaseException, reason: str
+) -> t.Any:
+    """The on_error value of a row whose call failed (``reason`` says how), counted as a
+    fallback and quarantined; an awaitable when the fallback is an ``async def`` function."""
+    record(model, spec.name, "fallbacks", f"{reason}; on_error gives the row's value")
+    quarantine(model, spec.name, [arg.name for arg in spec.args], row, error)
+    return _fallback(spec)(*row)
 
 
 def quarantine(

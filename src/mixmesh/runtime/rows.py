@@ -24,14 +24,13 @@ from mixmesh.core.errors import FunctionRuntimeError, where
 from mixmesh.core.functions import FunctionSpec
 from mixmesh.core.rate_limit import limiter_of
 from mixmesh.runtime import concurrency, inlining
-from mixmesh.runtime.quarantine import quarantine
+from mixmesh.runtime.quarantine import fall_back
 from mixmesh.runtime.values import (
     CAUGHT,
     STOPS,
     ReturnedValues,
     _all_valid,
     _as_array,
-    _fallback,
     describe_row,
     mean_list_length,
     raised,
@@ -315,16 +314,12 @@ def _protected_call(
 
     A returned value (the function's or the fallback's) that the return rules refuse is an
     error whatever on_error says, as it is when a whole batch's values are converted."""
-    from mixmesh.core.resilience import record
-
     func = spec.func
-    names = [arg.name for arg in spec.args]
 
     def converted(*row: t.Any) -> t.Any:
         return func(*(types.apply(convert, value) for convert, value in zip(converters, row)))
 
     protected = spec.policies.protect(converted, function=spec.name, model=model) if spec.policies else converted
-    fallback = _fallback(spec)
 
     def call(*row: t.Any) -> t.Any:
         if skip_nulls and any(value is None for value in row):
@@ -336,9 +331,7 @@ def _protected_call(
         except Exception as error:
             if spec.on_error == "raise":
                 raise failure(error, row) from error
-            record(model, spec.name, "fallbacks", f"{type(error).__name__}: {error}; on_error gives the row's value")
-            quarantine(model, spec.name, names, row, error)
-            result = fallback(*row)
+            result = fall_back(spec, model, row, error, f"{type(error).__name__}: {error}")
         return result if check is None else check.convert(result, row)
 
     return call
@@ -349,16 +342,12 @@ def _timed_out(
 ) -> t.Callable[[t.Tuple[t.Any, ...]], t.Any]:
     """What a row given up by its timeout gets, when the timeout is the function's only policy:
     the on_error value, or an error naming the row."""
-    from mixmesh.core.resilience import record
-
-    gave_up, fallback = timeout.gave_up(spec.name, model), _fallback(spec)
+    gave_up = timeout.gave_up(spec.name, model)
 
     def timed_out(row: t.Tuple[t.Any, ...]) -> t.Any:
         error = gave_up()
         if spec.on_error == "raise":
             raise FunctionRuntimeError(f"{error}; the row's arguments were {describe_row(spec, row)}")
-        record(model, spec.name, "fallbacks", f"{error}; on_error gives the row's value")
-        quarantine(model, spec.name, [arg.name for arg in spec.args], row, error)
-        return fallback(*row)
+        return fall_back(spec, model, row, error, str(error))
 
     return timed_out
