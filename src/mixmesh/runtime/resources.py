@@ -245,7 +245,12 @@ def resource(
     check_every: float = 1.0,
     clock: t.Callable[[], float] = time.monotonic,
 ) -> t.Any:
-    """Cache what a zero-argument function builds, once per process; changed ``watch=`` files rebuild it."""
+    """Cache what a zero-argument function builds, once per process; changed ``watch=`` files rebuild it.
+
+    Relative ``watch=`` paths resolve against the project's root, as ``load_artifact``'s do
+    (the directory of the decoration outside a SQLMesh project); each project run in the
+    process has its own value. ``check_every``: seconds between looks at the watched files.
+    """
     if isinstance(check_every, bool) or not isinstance(check_every, (int, float)) or check_every < 0:
         raise ResourceError(f"@resource check_every must be a number of seconds >= 0, not {check_every!r}")
     paths = _watched_paths(watch)

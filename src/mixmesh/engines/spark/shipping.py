@@ -21,6 +21,15 @@ the project. An executor writes them once per process into a folder of its own, 
 the project holding only those files, and resolves the project's relative paths there:
 ``load_artifact`` then reads them as on the driver, and checks their pinned hashes there,
 where they are unpickled (``project_copy``).
+
+Spark pickles a function once, when it is registered, and its Python workers outlive queries
+and plans: a worker that built a model keeps it. So a resource travels with the SHA-256 of
+each file it watches as the driver has it (``resources.Origin``; a missing one as None, which
+removes it from an executor's copy), and executors build one value per origin: a worker never
+answers with a model built from files the driver no longer has. ``shipping`` records what a
+registration shipped; ``Shipped.current`` tells, before each statement, whether the function
+must be registered again (``functions.bind_session``) because those files changed or went
+missing (retrained and re-pinned, deleted) or another project is run.
 """
 
 from __future__ import annotations
