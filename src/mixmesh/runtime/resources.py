@@ -159,6 +159,7 @@ class Resource:
         # By project root: SQLMesh may reuse one copy of a project's code for another project
         # with the same code in the same process; each has its own files, so its own value.
         self._by_scope: t.Dict[t.Any, _Built] = {}
+        self._scope_lock = threading.Lock()
 
     @property
     def builds(self) -> int:
@@ -199,7 +200,10 @@ class Resource:
         scope = self._origin if self._origin is not None else _project_root
         built = self._by_scope.get(scope)
         if built is None:
-            built = self._by_scope[scope] = _built_for(self._builder, self._watch, scope)
+            with self._scope_lock:  # threads calling first get one value (a closure's is not shared)
+                built = self._by_scope.get(scope)
+                if built is None:
+                    built = self._by_scope[scope] = _built_for(self._builder, self._watch, scope)
         return built
 
     def _check_due(self, built: _Built) -> bool:
