@@ -197,8 +197,12 @@ def _project_files(root: Path, watched: t.Iterable[Path]) -> t.Dict[str, t.Optio
     files: t.Dict[str, t.Optional[bytes]] = {}
     for path in watched:
         resolved = Path(path).resolve()
-        if resolved.is_relative_to(root):
-            files[resolved.relative_to(root).as_posix()] = resolved.read_bytes() if resolved.is_file() else None
+        if not resolved.is_relative_to(root):
+            continue
+        if resolved.is_file():
+            files[resolved.relative_to(root).as_posix()] = resolved.read_bytes()
+        elif not resolved.exists():
+            files[resolved.relative_to(root).as_posix()] = None
     return files
 
 
