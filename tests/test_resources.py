@@ -575,3 +575,46 @@ def test_closures_do_not_share() -> None:
         return resource(lambda: value)
 
     assert make(1)() == 1 and make(2)() == 2
+
+
+@pytest.fixture
+def in_project() -> t.Iterator[t.Callable[[t.Optional[Path]], None]]:
+    """Run as SQLMesh runs a project (its root set), the root as it was restored afterwards."""
+    from mixmesh.runtime import resources
+
+    before = resources.project_root()
+    yield resources.set_project_root
+    resources.set_project_root(before)
+
+
+def test_relative_watched_paths_resolve_against_the_project_run_not_the_current_directory(
+    tmp_path: Path, in_project: t.Callable[[t.Optional[Path]], None]
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    in_project(first)
+    watching = resource(watch=("artifacts/model.txt", tmp_path / "shared.txt"))(lambda: "model")
+    assert watching.watched == (first / "artifacts/model.txt", tmp_path / "shared.txt")
+    # SQLMesh may run one copy of a project's code for another project with the same code.
+    in_project(second)
+    assert watching.watched == (second / "artifacts/model.txt", tmp_path / "shared.txt")
+
+
+def test_one_copy_of_a_resource_run_for_two_projects_builds_a_value_for_each(
+    tmp_path: Path, in_project: t.Callable[[t.Optional[Path]], None]
+) -> None:
+    clock = Clock()
+    builds: t.List[Path] = []
+
+    def build() -> str:
+        from mixmesh.runtime import resources
+
+        builds.append(resources.project_root())
+        return f"model of {resources.project_root().name}"
+
+    model = Resource(build, (Path("model.txt"),), clock=clock)
+    in_project(tmp_path / "first")
+    assert model() == model() == "model of first"
+    in_project(tmp_path / "second")
+    assert model() == "model of second"  # never the first project's model
+    in_project(tmp_path / "first")
+    assert model() == "model of first" and builds == [tmp_path / "first", tmp_path / "second"]

@@ -54,3 +54,50 @@ GUARDED = """
 MODEL (name analytics.guarded, kind FULL, audits (fallback_share(column := guarded_provenance, max_share := 0.1)));
 SELECT id, guarded_provenance FROM analytics.scored
 """
+
+
+
+
+def test_a_missing_model_file_makes_every_row_a_fallback_and_fails_the_audit_naming_model_function_artifact(
+    spark_project: SparkProject, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The executors' Python workers outlive this project: they scored rows with the same code
+    # for the test above, whose model file existed. None of that may answer here.
+    from sqlmesh.utils.errors import PlanError
+
+    train(spark_project)
+    write_project(spark_project, max_share=0.0)
+    (spark_project.root / ARTIFACT).unlink()  # the pins still name it: the plan is the same, the file is gone
+
+    context = spark_project.context()
+    failed: list = []
+    monkeypatch.setattr(context.console, "log_failed_models", failed.extend)  # what the console shows
+    with pytest.raises(PlanError):
+        context.plan(auto_apply=True, no_prompts=True)
+
+    table = context.get_snapshot("analytics.scored").table_name()
+    assert context.engine_adapter.fetchall(
+        f"SELECT score_provenance.source, score_provenance.artifact, score_provenance.artifact_digest, COUNT(*) "
+        f"FROM {table} GROUP BY ALL"
+    ) == [("fallback", ARTIFACT, None, 40)]
+    [audit_error] = [error for failure in failed for error in failure.__cause__.errors]
+    assert audit_error.audit_name == "fallback_share"
+    assert audit_error.audit_args["found"].this == (
+        f"model analytics.scored: function score: 40 of 40 rows of this interval came from a fallback or an "
+        f"on_error value, more than max_share 0.0; artifact {ARTIFACT} did not load: its fallback answered"
+    )
+
+
+def test_a_retrained_model_re_pinned_gives_its_values_in_the_same_spark_session(spark_project: SparkProject) -> None:
+    train(spark_project)
+    write_project(spark_project, max_share=0.0)
+    spark_project.plan()
+
+    train(spark_project, factor=3.0)  # retrained and re-pinned while the executors' workers live on
+    spark_project.plan()
+
+    digest = file_sha256(spark_project.root / ARTIFACT)
+    assert spark_project.fetch(
+        "SELECT DISTINCT scored / amount, score_provenance.artifact_digest FROM analytics.scored "
+        "JOIN raw.events USING (id) WHERE amount > 0"
+    ) == [[3.0, digest]]

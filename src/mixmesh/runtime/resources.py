@@ -87,14 +87,39 @@ _SHARED: t.Dict[t.Tuple[t.Any, ...], _Built] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def _built_for(builder: t.Callable[[], t.Any], watch: t.Tuple[Path, ...]) -> _Built:
+def _built_for(builder: t.Callable[[], t.Any], watch: t.Tuple[Path, ...], scope: t.Any) -> _Built:
+    """The value shared by copies of ``builder`` watching ``watch`` in ``scope``: the project
+    they run for (its root), or, for a copy shipped from a driver, what the driver saw."""
     if getattr(builder, "__closure__", None) or not hasattr(builder, "__code__"):
         return _Built()  # a closure's value depends on what it captured: never shared
     # The project too: relative paths (its artifacts, its watched files) are another project's
     # files in another copy, loaded in the same process.
-    key = (builder.__qualname__, _code_identity(builder.__code__), _values_used(builder), watch, _project_root)
+    identity = (builder.__qualname__, _code_identity(builder.__code__), _values_used(builder), watch)
+    key = (*identity, scope)
     with _SHARED_LOCK:
-        return _SHARED.setdefault(key, _Built())
+        built = _SHARED.get(key)
+        if built is None:
+            if isinstance(scope, Origin):
+                _forget_superseded(identity, scope)
+            built = _SHARED[key] = _Built()
+        return built
+
+
+class Origin(t.NamedTuple):
+    """What a resource copied from another process (Spark's driver) is built from there: the
+    project's root, and each watched file's SHA-256 (None while it is missing). A process
+    that receives copies builds one value per origin, so one whose files changed or went
+    missing on the driver is built again, never served from the value built before."""
+
+    root: str
+    digests: t.Tuple[t.Tuple[str, t.Optional[str]], ...]
+
+
+def _forget_superseded(identity: t.Tuple[t.Any, ...], origin: Origin) -> None:
+    # The driver moved on from the older files: their value would be a stale model, and holds memory.
+    for key in [key for key in _SHARED if key[:-1] == identity and isinstance(key[-1], Origin)]:
+        if key[-1].root == origin.root:
+            del _SHARED[key]
 
 
 def _code_identity(code: "types.CodeType") -> t.Tuple[t.Any, ...]:
@@ -112,7 +137,8 @@ def _values_used(builder: t.Callable[[], t.Any]) -> t.Tuple[t.Any, ...]:
 
 
 class Resource:
-    """A zero-argument builder whose value is built once per process, and on watched file changes."""
+    """A zero-argument builder whose value is built once per process (and project), and on
+    watched file changes."""
 
     def __init__(
         self,
@@ -120,58 +146,76 @@ class Resource:
         watch: t.Sequence[Path] = (),
         check_every: float = 1.0,
         clock: t.Callable[[], float] = time.monotonic,
+        *,
+        origin: t.Optional[Origin] = None,
     ) -> None:
         functools.update_wrapper(self, builder)
         self._builder = builder
-        self._watch = tuple(watch)
+        self._watch = tuple(watch)  # as given: relative paths resolve against the project run
         self._check_every = check_every
         self._clock = clock
-        self._built = _built_for(builder, self._watch)
+        self._origin = origin
+        self._decorated_in = Path.cwd()  # where relative paths resolve outside any project
+        # By project root: SQLMesh may reuse one copy of a project's code for another project
+        # with the same code in the same process; each has its own files, so its own value.
+        self._by_scope: t.Dict[t.Any, _Built] = {}
+        self._scope_lock = threading.Lock()
 
     @property
     def builds(self) -> int:
         """How many times the value was built in this process."""
-        return self._built.builds
+        return self._built().builds
 
     @property
     def built_at(self) -> t.Optional[float]:
         """Wall-clock time (time.time()) of the last build."""
-        return self._built.built_at
+        return self._built().built_at
 
     def __call__(self) -> t.Any:
-        built = self._built
+        built = self._built()
         value = built.value
-        if value is not _UNBUILT and not self._check_due():
+        if value is not _UNBUILT and not self._check_due(built):
             provenance.note_used(built.artifacts)  # the caller's values come from them too
             return value  # the common path takes no lock
         with built.lock:
             # Another thread may have built (or checked) while this one waited for the lock.
-            if built.value is _UNBUILT or (self._check_due() and self._changed()):
-                self._build()
+            if built.value is _UNBUILT or (self._check_due(built) and self._changed(built)):
+                self._build(built)
             provenance.note_used(built.artifacts)
             return built.value
 
     def reset(self) -> None:
         """Drop the cached value; the next call builds it again."""
-        with self._built.lock:
-            self._built.value = _UNBUILT
+        built = self._built()
+        with built.lock:
+            built.value = _UNBUILT
 
     @property
     def watched(self) -> t.Tuple[Path, ...]:
-        """The files whose change rebuilds the value."""
-        return self._watch
+        """The files whose change rebuilds the value (relative ones in the project run now)."""
+        base = _project_root if _project_root is not None else self._decorated_in
+        return tuple(path if path.is_absolute() else base / path for path in self._watch)
 
-    def _check_due(self) -> bool:
-        return bool(self._watch) and self._clock() - self._built.checked_at >= self._check_every
+    def _built(self) -> _Built:
+        scope = self._origin if self._origin is not None else _project_root
+        built = self._by_scope.get(scope)
+        if built is None:
+            with self._scope_lock:  # threads calling first get one value (a closure's is not shared)
+                built = self._by_scope.get(scope)
+                if built is None:
+                    built = self._by_scope[scope] = _built_for(self._builder, self._watch, scope)
+        return built
 
-    def _changed(self) -> bool:
-        self._built.checked_at = self._clock()
-        return _signature(self._watch) != self._built.signature
+    def _check_due(self, built: _Built) -> bool:
+        return bool(self._watch) and self._clock() - built.checked_at >= self._check_every
 
-    def _build(self) -> None:
-        built = self._built
+    def _changed(self, built: _Built) -> bool:
+        built.checked_at = self._clock()
+        return _signature(self.watched) != built.signature
+
+    def _build(self, built: _Built) -> None:
         # The files are read before building: a change made during the build rebuilds again.
-        signature = _signature(self._watch)
+        signature = _signature(self.watched)
         with provenance.tracing() as artifacts:
             built.value = self._builder()
         built.artifacts = artifacts
@@ -181,7 +225,7 @@ class Resource:
         built.builds += 1
 
     def __repr__(self) -> str:
-        state = "unbuilt" if self._built.value is _UNBUILT else f"built {self.builds} time(s)"
+        state = "unbuilt" if self._built().value is _UNBUILT else f"built {self.builds} time(s)"
         return f"<resource {self.__qualname__} ({state})>"
 
 
@@ -205,7 +249,12 @@ def resource(
     check_every: float = 1.0,
     clock: t.Callable[[], float] = time.monotonic,
 ) -> t.Any:
-    """Cache what a zero-argument function builds, once per process; changed ``watch=`` files rebuild it."""
+    """Cache what a zero-argument function builds, once per process; changed ``watch=`` files rebuild it.
+
+    Relative ``watch=`` paths resolve against the project's root, as ``load_artifact``'s do
+    (the directory of the decoration outside a SQLMesh project); each project run in the
+    process has its own value. ``check_every``: seconds between looks at the watched files.
+    """
     if isinstance(check_every, bool) or not isinstance(check_every, (int, float)) or check_every < 0:
         raise ResourceError(f"@resource check_every must be a number of seconds >= 0, not {check_every!r}")
     paths = _watched_paths(watch)
@@ -224,8 +273,9 @@ def _watched_paths(watch: t.Union[PathLike, t.Iterable[PathLike], None]) -> t.Tu
     for item in items:
         if not isinstance(item, (str, os.PathLike)):
             raise ResourceError(f"@resource watch= takes paths, not {item!r}")
-    # Relative paths are taken against the directory of the decoration, not of each call.
-    return tuple(Path(item).absolute() for item in items)
+    # Relative paths stay relative: they resolve against the project being run, as
+    # load_artifact's do (Resource.watched), not against the directory of each call.
+    return tuple(Path(item).expanduser() for item in items)
 
 
 def _check_builder(function: t.Any) -> None:

@@ -102,6 +102,7 @@ class SparkCall:
             with _built_lock:
                 function = _built.get(self.key)
                 if function is None:
+                    _forget_earlier_registrations(self.key)
                     function = _built[self.key] = self._build()
         return function
 
@@ -131,6 +132,14 @@ class SparkCall:
             f"{spark_type_name(array.type)}, declared {types.sql(arg.sql_type, NAME)}. Cast the argument "
             "in SQL (CAST(x AS type)) or change the function's type hint."
         )
+
+
+def _forget_earlier_registrations(key: str) -> None:
+    """A name registered again replaces what it was (its resources' files changed on the
+    driver): what this process built for it before holds a stale model, and memory."""
+    name = key.rpartition(":")[0]
+    for earlier in [known for known in _built if known.rpartition(":")[0] == name]:
+        del _built[earlier]
 
 
 def _work_in(directory: str) -> None:

@@ -25,8 +25,9 @@ if t.TYPE_CHECKING:
     from mixmesh.runtime.bindings import Binding
 from mixmesh.engines.spark.dialect import NAME, spark_type, sql_type_of
 
-# session -> {engine-side name -> spec}: what is registered where.
-_registered: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, t.Any]]" = weakref.WeakKeyDictionary()
+# session -> {engine-side name -> (spec, shipping.Shipped)}: what is registered where, and what
+# its registration sent the executors.
+_registered: "weakref.WeakKeyDictionary[t.Any, t.Dict[str, t.Tuple[t.Any, t.Any]]]" = weakref.WeakKeyDictionary()
 
 
 _lock = threading.Lock()
@@ -75,20 +76,24 @@ def bind_session(binding: "Binding", sql_name: str, spark: t.Any, *, replace: bo
 
     with _lock:
         registered = _registered.setdefault(spark, {})
-        if sql_name in registered and (not replace or registered[sql_name] is binding.spec):
+        known = registered.get(sql_name)
+        # Registered already, unless what it shipped went stale: its resources' files changed or
+        # went missing on the driver (retrained, re-pinned, deleted), or another project runs.
+        if known is not None and (not replace or known[0] is binding.spec) and known[1].current():
             return
         if binding.spec.cache is not None:
             from mixmesh.runtime.cache import say_uncached
 
             say_uncached(binding.spec, "Spark's executors do not reach the warehouse the result cache is kept in")
         spark_shipping.ship_project_modules()
-        if spark_connect.is_connect(spark):
-            spark_connect.say_no_function_figures(spark)
-            udf = arrow_udf(binding, sql_name, unshippable=spark_connect.NO_QUARANTINE, local=False)
-        else:
-            udf = arrow_udf(binding, sql_name, spark_figures.accumulator(spark), local=runs_locally(spark))
-        spark.udf.register(sql_name, udf)
-        registered[sql_name] = binding.spec
+        with spark_shipping.shipping() as shipped:  # the function is pickled as it is registered
+            if spark_connect.is_connect(spark):
+                spark_connect.say_no_function_figures(spark)
+                udf = arrow_udf(binding, sql_name, unshippable=spark_connect.NO_QUARANTINE, local=False)
+            else:
+                udf = arrow_udf(binding, sql_name, spark_figures.accumulator(spark), local=runs_locally(spark))
+            spark.udf.register(sql_name, udf)
+        registered[sql_name] = (binding.spec, shipped)
 
 
 def runs_locally(spark: t.Any) -> bool:

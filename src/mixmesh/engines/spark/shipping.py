@@ -21,10 +21,20 @@ the project. An executor writes them once per process into a folder of its own, 
 the project holding only those files, and resolves the project's relative paths there:
 ``load_artifact`` then reads them as on the driver, and checks their pinned hashes there,
 where they are unpickled (``project_copy``).
+
+Spark pickles a function once, when it is registered, and its Python workers outlive queries
+and plans: a worker that built a model keeps it. So a resource travels with the SHA-256 of
+each file it watches as the driver has it (``resources.Origin``; a missing one as None, which
+removes it from an executor's copy), and executors build one value per origin: a worker never
+answers with a model built from files the driver no longer has. ``shipping`` records what a
+registration shipped; ``Shipped.current`` tells, before each statement, whether the function
+must be registered again (``functions.bind_session``) because those files changed or went
+missing (retrained and re-pinned, deleted) or another project is run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import functools
 import hashlib
@@ -40,8 +50,8 @@ _lock = threading.Lock()
 _by_value: t.Set[str] = set()  # modules already registered with cloudpickle
 # On an executor: the driver's project folder -> {path relative to it: bytes} that arrived
 # with resources (the latest bytes of each), and what this process wrote of them.
-_arrived: t.Dict[str, t.Dict[str, bytes]] = {}
-_written: t.Dict[str, t.Dict[str, bytes]] = {}
+_arrived: t.Dict[str, t.Dict[str, t.Optional[bytes]]] = {}  # None: missing on the driver
+_written: t.Dict[str, t.Dict[str, t.Optional[bytes]]] = {}
 
 
 def ship_project_modules() -> None:
@@ -104,29 +114,109 @@ def _ship_resources_as_builders() -> None:
 
 
 def _resource_builder(resource: t.Any) -> t.Tuple[t.Any, t.Tuple[t.Any, ...]]:
+    from mixmesh.runtime.resources import Origin
+
+    root, watched = _driver_root(), resource.watched
+    origin = Origin(str(root), watched_digests(watched))
+    collected = getattr(_shipping, "collected", None)
+    if collected is not None:
+        collected.resources.append((resource, origin))
+    arguments = (resource._builder, resource._watch, resource._check_every, resource._clock)
+    files = _project_files(root, watched)
+    return _arrived_resource, (type(resource), arguments, origin, files, str(resource._decorated_in))
+
+
+def _driver_root() -> Path:
     from mixmesh.runtime import resources
 
-    root = resources.project_root() or Path.cwd()
-    arguments = (resource._builder, resource._watch, resource._check_every, resource._clock)
-    return _arrived_resource, (type(resource), arguments, str(root), _project_files(root, resource._watch))
+    return resources.project_root() or Path.cwd()
 
 
-def _project_files(root: Path, watched: t.Iterable[Path]) -> t.Dict[str, bytes]:
-    """The watched files inside the project, by path relative to it, with their bytes."""
-    files = {}
+def watched_digests(watched: t.Iterable[Path]) -> t.Tuple[t.Tuple[str, t.Optional[str]], ...]:
+    """Each watched file's SHA-256 as the driver sees it now; None while it is missing."""
+    return tuple((str(path), _digest(Path(path))) for path in watched)
+
+
+# path -> ((mtime_ns, size, inode), SHA-256): a file is hashed again only once it changed.
+_digests: t.Dict[str, t.Tuple[t.Tuple[int, int, int], str]] = {}
+
+
+def _digest(path: Path) -> t.Optional[str]:
+    from mixmesh.runtime.resources import file_sha256
+
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    with _lock:
+        cached = _digests.get(str(path))
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    digest = file_sha256(path)
+    with _lock:
+        _digests[str(path)] = (signature, digest)
+    return digest
+
+
+class Shipped:
+    """What one registration of a function sent its executors: the driver's project, and each
+    ``@resource`` it carried with the state of its watched files then."""
+
+    def __init__(self) -> None:
+        self.root = _driver_root()
+        self.resources: t.List[t.Tuple[t.Any, t.Any]] = []  # (resource, resources.Origin)
+
+    def current(self) -> bool:
+        """Whether the executors would get the same now: the same project, the same files.
+        A function shipped before the driver's artifacts changed or went missing is stale."""
+        return _driver_root() == self.root and all(
+            watched_digests(resource.watched) == origin.digests for resource, origin in self.resources
+        )
+
+
+_shipping = threading.local()
+
+
+@contextlib.contextmanager
+def shipping() -> t.Iterator[Shipped]:
+    """Collect what the functions pickled inside (a registration) ship with them."""
+    shipped = Shipped()
+    _shipping.collected = shipped
+    try:
+        yield shipped
+    finally:
+        _shipping.collected = None
+
+
+def _project_files(root: Path, watched: t.Iterable[Path]) -> t.Dict[str, t.Optional[bytes]]:
+    """The watched files inside the project, by path relative to it, with their bytes; None
+    for one missing on the driver, so that a copy made earlier loses it too."""
+    files: t.Dict[str, t.Optional[bytes]] = {}
     for path in watched:
         resolved = Path(path).resolve()
-        if resolved.is_file() and resolved.is_relative_to(root):
+        if not resolved.is_relative_to(root):
+            continue
+        if resolved.is_file():
             files[resolved.relative_to(root).as_posix()] = resolved.read_bytes()
+        elif not resolved.exists():
+            files[resolved.relative_to(root).as_posix()] = None
     return files
 
 
-def _arrived_resource(kind: type, arguments: t.Tuple[t.Any, ...], root: str, files: t.Dict[str, bytes]) -> t.Any:
-    """A resource unpickled on an executor: its files kept until a function asks for them."""
+def _arrived_resource(
+    kind: type, arguments: t.Tuple[t.Any, ...], origin: t.Any, files: t.Dict[str, t.Optional[bytes]], decorated_in: str,
+) -> t.Any:
+    """A resource unpickled on an executor: its files kept until a function asks for them, its
+    value built for the driver's files as they were shipped (``resources.Origin``)."""
     if files:
         with _lock:
-            _arrived.setdefault(root, {}).update(files)
-    return kind(*arguments)
+            _arrived.setdefault(origin.root, {}).update(files)
+    resource = kind(*arguments, origin=origin)
+    resource._decorated_in = Path(decorated_in)  # outside a project, relative paths are the driver's
+    return resource
 
 
 def project_copy(root: t.Optional[str]) -> t.Optional[Path]:
@@ -145,9 +235,13 @@ def project_copy(root: t.Optional[str]) -> t.Optional[Path]:
     with _lock:
         written = _written.setdefault(root, {})
         for relative, data in files.items():
-            if written.get(relative) != data:
+            if relative in written and written[relative] == data:
+                continue
+            if data is None:
+                (copy / relative).unlink(missing_ok=True)  # gone on the driver: gone here
+            else:
                 _write_atomically(copy / relative, data)
-                written[relative] = data
+            written[relative] = data
     return copy
 
 
