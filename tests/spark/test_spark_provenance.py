@@ -56,8 +56,6 @@ SELECT id, guarded_provenance FROM analytics.scored
 """
 
 
-
-
 def test_a_missing_model_file_makes_every_row_a_fallback_and_fails_the_audit_naming_model_function_artifact(
     spark_project: SparkProject, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
