@@ -3,14 +3,18 @@
 Code that calls functions (``mixmesh.runtime``) records here what it knows cheaply: a
 batch's rows and time (``record_batch``), which code objects are project functions and
 which wait for the engine (``register_user_code``, ``register_engine_code``), which wait on
-purpose (``register_wait_code``: a retry's backoff), rows a Python model read. ``Evaluation`` holds one model interval's figures; a sampler thread looks at
-every thread's stack every few milliseconds (``MIXMESH_MONITOR_SAMPLE_MS``, default 5) to
-split the time between Python, the engine and waiting where a clock read per row would cost
-too much.
+purpose (``register_wait_code``: a retry's backoff), rows a Python model read.
+``Evaluation`` holds one model interval's figures; a sampler thread looks at every thread's
+stack every few milliseconds (``MIXMESH_MONITOR_SAMPLE_MS``, default 5) to split the time
+between Python, the engine and waiting where a clock read per row would cost too much.
 
 A leaf: it imports nothing of mixmesh but names, so that the layers that call functions can
 write to it without knowing who reads it (``mixmesh.monitor.capture`` opens and saves the
 evaluations, around SQLMesh's).
+
+Longer than 450 lines because the figures and the sampler that fills them are read and written
+under the same locks by the threads of one evaluation: split, each half would reach into the
+other's state.
 """
 
 from __future__ import annotations
