@@ -73,7 +73,8 @@ def where_am_i(n: int) -> str:
 
 def configured(settings):
     return {**settings, "spark.master": master, "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1", "spark.executor.memory": "512m"}
+            "spark.driver.bindAddress": "127.0.0.1", "spark.executor.memory": "512m",
+            "spark.executor.extraJavaOptions": session.JVM_OPTIONS}
 
 
 with builds.inside(project):
