@@ -21,12 +21,32 @@ sys.dont_write_bytecode = True
 SHARED_SCOPES = ("module", "class")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: t.List[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # around every other plugin's hook, xdist's among them
+def pytest_collection_modifyitems(config: pytest.Config, items: t.List[pytest.Item]) -> t.Iterator[None]:
     sharing = {_module(item) for item in items if _shares_a_set_up(item)}
     for item in items:
         if _module(item) in sharing:
             item.add_marker(pytest.mark.xdist_group(_module(item)))
+    yield  # xdist reads the groups here
+    _name_groups_in_node_ids(config, items)
+
+
+def _name_groups_in_node_ids(config: pytest.Config, items: t.List[pytest.Item]) -> None:
+    """``--dist loadgroup`` sends the tests of one group to one worker by the ``@group`` suffix
+    of their node ids, which pytest-xdist 3.8 writes where pytest 9.2 no longer reads it
+    (pytest-xdist issue 1386): the groups were silently ignored, and each worker made every
+    shared set-up (two Spark clusters, the example trained twice). Where the suffix is missing,
+    it is written where pytest keeps node ids now, as xdist names it (group names sorted, joined
+    by ``_``)."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers with --dist loadgroup
+        return
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId  # pytest 9.2+: structured node ids
+
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
 def _module(item: pytest.Item) -> str:
@@ -57,3 +77,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any]:
     session = spark_session.start(tmp_path_factory.mktemp("spark"))
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def example_on_duckdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project built once on DuckDB for the whole run, shared by xdist's workers
+    (tests/spark/reference.py): the reference the Spark builds are compared with; read only."""
+    from tests.spark import reference
+
+    return reference.example_on_duckdb(reference.shared_folder(request, tmp_path_factory))

@@ -4,7 +4,6 @@ same" allows, and why)."""
 
 from __future__ import annotations
 
-import shutil
 import typing as t
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.parity import builds
 from tests.parity.comparison import differences, report
+from tests.spark import reference
 from tests.spark.session import drop_databases
 
 pytestmark = pytest.mark.slow
@@ -24,14 +24,11 @@ class Built(t.NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def built(spark: t.Any, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Built]:
-    """The raw rows generated and the ML models trained once, on DuckDB; both copies built from them."""
-    folder = tmp_path_factory.mktemp("parity")
-    on_duckdb = builds.copy_example(folder / "on_duckdb")
-    on_spark = builds.copy_example(folder / "on_spark")
-    builds.generate_and_train(on_duckdb)
-    shutil.copytree(on_duckdb / "artifacts", on_spark / "artifacts")  # the same model bytes, the same pins
-    builds.build_on_duckdb(on_duckdb)
+def built(spark: t.Any, example_on_duckdb: Path, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Built]:
+    """The Spark copy built from the raw rows and the ML models of the run's DuckDB build."""
+    on_duckdb = example_on_duckdb
+    on_spark = builds.copy_example(tmp_path_factory.mktemp("parity") / "on_spark")
+    reference.copy_artifacts(on_duckdb, on_spark)  # the same model bytes, the same pins
     builds.build_on_spark(on_spark, spark, raw_rows=on_duckdb / builds.DATABASE)
     yield Built(on_duckdb, spark)
     drop_databases(spark)

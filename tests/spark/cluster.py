@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import mixmesh
+from tests.spark import session
 
 WORKERS = 2
 WORKER_CORES = 1
@@ -70,6 +71,7 @@ def environment(folder: Path) -> t.Dict[str, str]:
         "SPARK_LOCAL_IP": "127.0.0.1",  # also the address the web UIs bind to
         "SPARK_LOG_DIR": str(folder / "logs"),
         "SPARK_NO_DAEMONIZE": "1",
+        "SPARK_DAEMON_JAVA_OPTS": session.JVM_OPTIONS,  # the master's and workers' JVMs
         "PYSPARK_PYTHON": sys.executable,
         "PYTHONPATH": package_parent,  # mixmesh's code as the driver has it, not the project
     }

@@ -41,6 +41,8 @@ def free_port() -> int:
 def server_command(port: int, folder: Path) -> t.List[str]:
     import pyspark
 
+    from tests.spark.session import JVM_OPTIONS
+
     home = Path(pyspark.__file__).parent
     settings = {
         "spark.connect.grpc.binding.address": "127.0.0.1",
@@ -50,7 +52,7 @@ def server_command(port: int, folder: Path) -> t.List[str]:
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.sql.warehouse.dir": str(folder / "warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={folder}",
+        "spark.driver.extraJavaOptions": f"{JVM_OPTIONS} -Dderby.system.home={folder}",
     }
     command = [str(home / "bin" / "spark-submit"), "--class", SERVER_CLASS, "--master", "local[2]"]
     for key, value in settings.items():

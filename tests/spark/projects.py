@@ -63,13 +63,19 @@ class SparkProject(Project):
 
     def query(self, sql: str) -> t.List[t.List[t.Any]]:
         """Rows of a query, read in a fresh process through SQLMesh (models by their names)."""
+        return self.queries(sql)[0]
+
+    def queries(self, *sqls: str) -> t.List[t.List[t.List[t.Any]]]:
+        """Rows of each query, all read in one fresh process (one Spark started, not one a query)."""
         script = (
             "import json, sys\n"
             "from sqlmesh import Context\n"
-            "frame = Context(paths=sys.argv[1]).fetchdf(sys.argv[2])\n"
-            "print(json.dumps(frame.astype(object).where(frame.notna(), None).values.tolist(), default=str))\n"
+            "context = Context(paths=sys.argv[1])\n"
+            "frames = [context.fetchdf(sql) for sql in sys.argv[2:]]\n"
+            "rows = [frame.astype(object).where(frame.notna(), None).values.tolist() for frame in frames]\n"
+            "print(json.dumps(rows, default=str))\n"
         )
-        result = self._run([sys.executable, "-c", script, str(self.root), sql], sql)
+        result = self._run([sys.executable, "-c", script, str(self.root), *sqls], "; ".join(sqls))
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def _run(self, command: t.List[str], what: str, *, check: bool = True) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ from mixmesh.engines.spark import shipping
 from mixmesh.runtime import resources
 from tests.parity import builds
 from tests.parity.comparison import differences, report
+from tests.spark import reference
 from tests.spark.cluster import Cluster
 
 # The cluster's tests share one xdist group, so that one cluster serves the whole run
@@ -73,7 +74,8 @@ def where_am_i(n: int) -> str:
 
 def configured(settings):
     return {**settings, "spark.master": master, "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1", "spark.executor.memory": "512m"}
+            "spark.driver.bindAddress": "127.0.0.1", "spark.executor.memory": "512m",
+            "spark.executor.extraJavaOptions": session.JVM_OPTIONS}
 
 
 with builds.inside(project):
@@ -113,13 +115,11 @@ class Built(t.NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def built(spark_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Built:
+def built(spark_cluster: Cluster, example_on_duckdb: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     folder = tmp_path_factory.mktemp("cluster-parity")
-    on_duckdb = builds.copy_example(folder / "on_duckdb")
+    on_duckdb = example_on_duckdb  # the run's DuckDB build
     on_cluster = builds.copy_example(folder / "on_cluster")
-    builds.generate_and_train(on_duckdb)
-    shutil.copytree(on_duckdb / "artifacts", on_cluster / "artifacts")  # the same model bytes, the same pins
-    builds.build_on_duckdb(on_duckdb)
+    reference.copy_artifacts(on_duckdb, on_cluster)  # the same model bytes, the same pins
     tables = folder / "tables"
     tables.mkdir()
     run_driver(on_cluster, on_duckdb / builds.DATABASE, spark_cluster.master_url, tables)

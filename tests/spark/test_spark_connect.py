@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import typing as t
@@ -21,6 +20,7 @@ import pytest
 from tests.parity import builds
 from tests.parity.comparison import differences, report
 from tests.parity.test_example_parity import naive_where_duckdb_is
+from tests.spark import reference
 from tests.spark.connect import connect_url  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
@@ -94,14 +94,12 @@ def sqlmesh(project: Path, *args: str, check: bool = True) -> subprocess.Complet
 
 
 def test_the_example_planned_through_spark_connect_holds_the_rows_it_holds_on_duckdb(
-    connect_url: str, tmp_path: Path  # noqa: F811
+    connect_url: str, example_on_duckdb: Path, tmp_path: Path  # noqa: F811
 ) -> None:
     """One test, so that one xdist worker builds the example: the server's catalog is shared."""
-    on_duckdb = builds.copy_example(tmp_path / "on_duckdb")
+    on_duckdb = example_on_duckdb  # the run's DuckDB build
     on_connect = builds.copy_example(tmp_path / "on_connect")
-    builds.generate_and_train(on_duckdb)
-    shutil.copytree(on_duckdb / "artifacts", on_connect / "artifacts")  # the same model bytes, the same pins
-    builds.build_on_duckdb(on_duckdb)
+    reference.copy_artifacts(on_duckdb, on_connect)  # the same model bytes, the same pins
     connect_config(on_connect, connect_url)
     try:
         client("load", connect_url, str(on_duckdb / builds.DATABASE), on_connect)
