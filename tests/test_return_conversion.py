@@ -424,7 +424,9 @@ def test_the_plain_binding_and_the_fast_path_convert_alike(duck: DuckDB, kind: s
     differential()
 
 
-SPARK_EXAMPLES = int(os.environ.get("MIXMESH_RETURN_SPARK_EXAMPLES", "12"))
+# Each example is one Spark job (about 0.75 s): 6 per type keeps `make test` under its 20
+# minutes; MIXMESH_RETURN_SPARK_EXAMPLES=100 draws more. The pinned cases below run on Spark too.
+SPARK_EXAMPLES = int(os.environ.get("MIXMESH_RETURN_SPARK_EXAMPLES", "6"))
 
 
 @pytest.mark.slow
