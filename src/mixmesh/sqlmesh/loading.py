@@ -134,7 +134,7 @@ def track_project_modules(loader: t.Any) -> None:
     cached, stale Python code and fingerprint after the helper is edited.
     """
     latest = loader._macros_max_mtime
-    root = Path(loader.config_path).absolute()
+    root = _normal(loader.config_path)
     modules = []
     for name, path in _project_modules(root):
         _imported_for[name] = root
