@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 import typing as t
 from pathlib import Path
 
 import duckdb
+
+from tests import fresh_process
 
 CONFIG = """\
 gateways:
@@ -64,13 +65,10 @@ class Project:
         with duckdb.connect(str(self.root / "db.duckdb"), read_only=True) as connection:
             return connection.sql(sql).fetchall()
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = True) -> fresh_process.Finished:
         """Run the `sqlmesh` command in a fresh process, as a user would."""
         self.close()
-        command = [str(Path(sys.executable).with_name("sqlmesh")), *args]
-        result = subprocess.run(
-            command, cwd=self.root, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}
-        )
+        result = fresh_process.run_sqlmesh(args, cwd=self.root, env={**os.environ, "NO_COLOR": "1"})
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result

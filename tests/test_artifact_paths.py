@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from mixmesh import load_artifact
 from mixmesh.runtime.resources import ArtifactError
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from mixmesh.runtime.resources import set_project_root, write_pins  # noqa: E402
+from tests import fresh_process
 from tests.projects import Project
 
 FUNCTIONS = '''
@@ -56,10 +55,9 @@ class Trap:
         return (Path(self.marker).write_text, ("unpickled",))
 
 
-def sqlmesh_from(folder: Path, project: Path, *args: str) -> subprocess.CompletedProcess:
+def sqlmesh_from(folder: Path, project: Path, *args: str) -> fresh_process.Finished:
     """``sqlmesh -p PROJECT ...`` started in another folder, as a scheduler might."""
-    command = [str(Path(sys.executable).with_name("sqlmesh")), "-p", str(project), *args]
-    return subprocess.run(command, cwd=folder, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+    return fresh_process.run_sqlmesh(["-p", str(project), *args], cwd=folder, env={**os.environ, "NO_COLOR": "1"})
 
 
 @pytest.fixture

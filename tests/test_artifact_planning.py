@@ -15,6 +15,7 @@ import pytest
 
 from mixmesh.resources import read_pins, write_pins
 from mixmesh.runtime.artifact_digests import used_artifacts
+from tests import fresh_process
 from tests.projects import Project
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -42,10 +43,11 @@ def run(project: Path, *command: str, check: bool = True) -> subprocess.Complete
 
 def plan(project: Path) -> str:
     """What `sqlmesh plan` shows, answering no to applying it (which exits 1, "Aborted!")."""
-    return shown(run(project, str(BIN / "sqlmesh"), "plan", "--no-prompts", check=False))
+    environment = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    return shown(fresh_process.run_sqlmesh(["plan", "--no-prompts"], cwd=project, env=environment))
 
 
-def shown(result: subprocess.CompletedProcess) -> str:
+def shown(result: fresh_process.Finished) -> str:
     prompted = "Apply - Backfill Tables [y/n]" in result.stdout and "Aborted!" in result.stderr
     assert result.returncode == 0 or prompted, result.stdout + result.stderr
     return result.stdout

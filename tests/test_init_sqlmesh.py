@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mixmesh.cli.scaffold import init_project
+from tests import fresh_process
 
 BIN = Path(sys.executable).parent
 
@@ -46,13 +47,10 @@ print(json.dumps(grains))
 """
 
 
-def sqlmesh(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def sqlmesh(project: Path, *args: str, check: bool = True) -> fresh_process.Finished:
     """`sqlmesh ...` run from the project, as a user would; wide output, so that no line wraps."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    result = subprocess.run(
-        [str(BIN / "sqlmesh"), *args], cwd=project, capture_output=True, text=True,
-        env={**env, "NO_COLOR": "1", "COLUMNS": "200"},
-    )
+    result = fresh_process.run_sqlmesh(args, cwd=project, env={**env, "NO_COLOR": "1", "COLUMNS": "200"})
     if check:
         assert result.returncode == 0, f"sqlmesh {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result

@@ -26,7 +26,6 @@ from mixmesh import engines, udf
 import mixmesh.sqlmesh as sqlmesh_integration
 from mixmesh.core.names import binding_name
 from mixmesh.engines.duckdb import register
-from mixmesh.core.errors import FunctionRuntimeError
 from mixmesh.core.resilience import CircuitBreaker, Retry, events, reset_events
 from tests.call_site_projects import fast_path
 

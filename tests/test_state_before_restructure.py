@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import typing as t
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from tests import fresh_process
 
 FIXTURE = Path(__file__).parent / "fixtures" / "example_planned_before_restructure.tar.gz"
 TABLES = ("analytics.customer_risk_scoring", "analytics.customer_ltv_prediction", "analytics.real_time_personalization")
@@ -35,9 +35,8 @@ def unpack(folder: Path) -> Path:
 
 def sqlmesh(project: Path, *args: str, prompted: bool = False) -> str:
     """``prompted``: the command may stop at SQLMesh's question whether to apply (exit code 1)."""
-    command = [str(Path(sys.executable).with_name("sqlmesh")), *args]
     environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "250"}
-    result = subprocess.run(command, cwd=project, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL)
+    result = fresh_process.run_sqlmesh(args, cwd=project, env=environment)
     stopped = prompted and "Aborted!" in result.stderr
     assert result.returncode == 0 or stopped, f"sqlmesh {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout

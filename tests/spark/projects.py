@@ -17,6 +17,7 @@ import sys
 import typing as t
 from pathlib import Path
 
+from tests import fresh_process
 from tests.projects import Project
 from tests.spark import session
 
@@ -56,10 +57,13 @@ class SparkProject(Project):
         frame = (self._context or self.context()).fetchdf(sql)
         return frame.astype(object).where(frame.notna(), None).values.tolist()
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = True) -> fresh_process.Finished:
         """Run `sqlmesh` on the project in a fresh process, as a user would."""
-        command = [str(Path(sys.executable).with_name("sqlmesh")), "--paths", str(self.root), *args]
-        return self._run(command, " ".join(args), check=check)
+        session.require_java()
+        result = fresh_process.run_sqlmesh(["--paths", str(self.root), *args], cwd=self.elsewhere, env=self._environment())
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-6000:]}")
+        return result
 
     def query(self, sql: str) -> t.List[t.List[t.Any]]:
         """Rows of a query, read in a fresh process through SQLMesh (models by their names)."""
@@ -78,10 +82,12 @@ class SparkProject(Project):
         result = self._run([sys.executable, "-c", script, str(self.root), *sqls], "; ".join(sqls))
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def _run(self, command: t.List[str], what: str, *, check: bool = True) -> subprocess.CompletedProcess:
+    def _environment(self) -> t.Dict[str, str]:
+        return {**os.environ, "NO_COLOR": "1", "PYSPARK_PYTHON": sys.executable}
+
+    def _run(self, command: t.List[str], what: str) -> subprocess.CompletedProcess:
         session.require_java()
-        environment = {**os.environ, "NO_COLOR": "1", "PYSPARK_PYTHON": sys.executable}
-        result = subprocess.run(command, cwd=self.elsewhere, capture_output=True, text=True, env=environment)
-        if check and result.returncode != 0:
+        result = subprocess.run(command, cwd=self.elsewhere, capture_output=True, text=True, env=self._environment())
+        if result.returncode != 0:
             raise AssertionError(f"{what} failed:\n{result.stdout}\n{result.stderr[-6000:]}")
         return result

@@ -36,17 +36,13 @@ def test_the_documents_models_plan_and_run_on_spark(tmp_path: Path) -> None:
     project = SparkProject(tmp_path / "document")
     document_code.write_project(project)
     project.cli("plan", "--auto-apply", "--no-prompts", "--execution-time", "2024-01-03")
-    query = "SELECT customer_id, score_date, ml_risk_score FROM analytics.customer_risk_scoring"
-    # Both tables read in one fresh process: each process starts its own Spark.
+    project.cli("run", "--end", "2024-01-04")  # the functions re-created from SQLMesh's state
+    # Both tables read in one fresh process (each starts its own Spark), after the run: the
+    # risk scores of days 1 and 2 are the plan's (the model is incremental), day 3's the run's.
     scores, sessions = project.queries(
-        query, "SELECT user_id, session_id, ml_engagement_score FROM analytics.real_time_personalization"
+        "SELECT customer_id, score_date, ml_risk_score FROM analytics.customer_risk_scoring",
+        "SELECT user_id, session_id, ml_engagement_score FROM analytics.real_time_personalization",
     )
-    # Spark's COLLECT_LIST keeps no order where BigQuery's ARRAY_AGG(... ORDER BY) does; the
-    # rows of this small table are collected in the order they were written, which is time order.
-    _assert_equal(_risk_scores(scores), document_code.expected_risk_scores(days=[1, 2]))
-
+    _assert_equal(_risk_scores(scores), document_code.expected_risk_scores(days=[1, 2, 3]))
     expected = document_code.expected_engagement(document_code.session_features())
     assert {(user, session): score for user, session, score in sessions} == expected
-
-    project.cli("run", "--end", "2024-01-04")  # the functions re-created from SQLMesh's state
-    _assert_equal(_risk_scores(project.query(query)), document_code.expected_risk_scores(days=[1, 2, 3]))

@@ -1,0 +1,54 @@
+"""The tests' `sqlmesh` command server behaves as the console script in a new process: its
+working directory, environment, output and exit code, and nothing of mixmesh or of a project
+loaded before the command loads it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests import fresh_process
+
+CONFIG = """
+import os, sys
+from sqlmesh.core.config import Config, GatewayConfig, DuckDBConnectionConfig, ModelDefaultsConfig
+
+print("loaded before the config:", sorted(m for m in ("mixmesh", "python") if m in sys.modules), file=sys.stderr)
+print("variable:", os.environ.get("FRESH_PROCESS_VARIABLE"), file=sys.stderr)
+config = Config(
+    gateways={"local": GatewayConfig(connection=DuckDBConnectionConfig(database="db.duckdb"))},
+    model_defaults=ModelDefaultsConfig(dialect="duckdb"),
+)
+"""
+
+
+def write_project(folder: Path) -> None:
+    (folder / "config.py").write_text(CONFIG)
+    (folder / "models").mkdir()
+    (folder / "models" / "one.sql").write_text("MODEL (name analytics.one, kind FULL); SELECT 1 AS x")
+
+
+def test_a_command_runs_in_its_folder_with_its_environment_and_loads_everything_itself(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    environment = {**os.environ, "FRESH_PROCESS_VARIABLE": "first", "NO_COLOR": "1"}
+
+    first = fresh_process.run_sqlmesh(["plan", "--auto-apply", "--no-prompts"], cwd=tmp_path, env=environment)
+    assert first.returncode == 0, first.stderr
+    assert "loaded before the config: []" in first.stderr and "variable: first" in first.stderr
+    assert (tmp_path / "db.duckdb").exists()  # the config's relative path, from the command's folder
+
+    # A second command is as fresh: nothing the first imported, its own environment.
+    second = fresh_process.run_sqlmesh(["info"], cwd=tmp_path, env={**environment, "FRESH_PROCESS_VARIABLE": "second"})
+    assert second.returncode == 0, second.stderr
+    assert "loaded before the config: []" in second.stderr and "variable: second" in second.stderr
+
+
+def test_exit_codes_and_error_output_are_the_commands(tmp_path: Path) -> None:
+    nowhere = fresh_process.run_sqlmesh(["plan"], cwd=tmp_path, env=dict(os.environ))
+    assert nowhere.returncode == 1
+    assert "SQLMesh project config could not be found" in nowhere.stdout  # --paths: the command's folder
+
+    write_project(tmp_path)
+    misused = fresh_process.run_sqlmesh(["plan", "--no-such-option"], cwd=tmp_path, env=dict(os.environ))
+    assert misused.returncode == 2
+    assert "No such option '--no-such-option'" in misused.stderr and misused.stdout == ""
