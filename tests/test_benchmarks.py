@@ -188,6 +188,25 @@ def test_report_reads_every_ratio_from_a_full_set_of_results(tmp_path: Path) -> 
     assert "not measured" not in printed
 
 
+def test_pairs_where_the_cost_rule_chose_the_plain_binding_are_named_not_taken_as_the_fast_paths(tmp_path: Path) -> None:
+    results = fixture_results()
+    results["risk_scoring"]["variants"][0]["fast_path"] = False  # 0.8x, but the plain binding on both sides
+    for row in results["timeout_overhead"]["variants"]:
+        if row["variant"].startswith("no policy, fast path"):
+            row["took"], row["seconds_median"] = "plain binding: no call gains from large batches", 1.05
+        elif ", fast path" in row["variant"]:
+            row["took"] = "fast path"
+    printed, report = run_report(results, tmp_path / "results")
+    rows = {row["key"]: row for row in report["ratios"]}
+    never_slower = rows["fast_path_never_slower"]
+    assert (round(never_slower["value"], 6), never_slower["met"]) == (2.0, True)
+    assert "the cost rule chose the plain binding: mixmesh vs mixmesh-plain 0.800x" in never_slower["variants"]
+    assert "no policy, fast path vs no policy, plain 0.952x" in never_slower["variants"]
+    assert "no policy, fast path + timeout vs no policy, plain + timeout 0.952x" in never_slower["variants"]
+    assert rows["document_shape"]["value"] == 0.8 and rows["document_shape"]["variants"].endswith(
+        "(the cost rule chose the plain binding)")
+
+
 def test_report_says_not_measured_and_why_when_results_are_missing(tmp_path: Path) -> None:
     results = fixture_results()
     del results["nested_conversion"], results["risk_scoring"]
