@@ -10,14 +10,17 @@ environment, arguments and output files, then runs what the console script runs,
 code). mixmesh, the project's modules, its config and its DuckDB file are all loaded by the
 child, as in a user's command.
 
-Tests that signal or time a process, or that need an interpreter started from nothing (import
-order), still start one with ``subprocess``.
+A command whose environment differs from the server's in what an interpreter or SQLMesh reads
+only when it starts (``PYTHONPATH`` and the other ``PYTHON*`` variables, ``SQLMESH_HOME``...)
+is started with ``subprocess``, as are tests that signal or time a process, or that need an
+interpreter started from nothing (import order).
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,11 @@ import typing as t
 from pathlib import Path
 
 SQLMESH = Path(sys.executable).with_name("sqlmesh")
+
+# The server's environment: the test process's, before any test changed it.
+SERVER_ENVIRONMENT = dict(os.environ)
+# Read when an interpreter starts or SQLMesh is imported, so never by a forked command.
+READ_AT_START = ("PYTHON", "SQLMESH_HOME", "MAX_FORK_WORKERS", "SQLMESH__DISABLE_ANONYMIZED_ANALYTICS")
 
 # Runs in the server: one JSON request a line on stdin, one exit code a line on stdout.
 SERVER = """
@@ -78,7 +86,7 @@ class _Server:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVER, str(SQLMESH)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=SERVER_ENVIRONMENT,
         )
         self.lock = threading.Lock()
 
@@ -103,6 +111,10 @@ _server: t.Optional[_Server] = None
 
 def run_sqlmesh(args: t.Sequence[str], *, cwd: Path, env: t.Mapping[str, str]) -> Finished:
     """``sqlmesh ARGS`` run in ``cwd`` with exactly ``env``, in a fresh process."""
+    if _read_at_start(env) != _read_at_start(SERVER_ENVIRONMENT):
+        done = subprocess.run([str(SQLMESH), *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+        return Finished(["sqlmesh", *args], done.returncode, done.stdout, done.stderr)
     global _server
     if _server is None or _server.process.poll() is not None:
         _server = _Server()
@@ -112,3 +124,7 @@ def run_sqlmesh(args: t.Sequence[str], *, cwd: Path, env: t.Mapping[str, str]) -
         request = {"args": list(args), "cwd": str(cwd), "env": dict(env), "stdout": str(stdout), "stderr": str(stderr)}
         code = _server.run(request)
         return Finished(["sqlmesh", *args], code, stdout.read_text(errors="replace"), stderr.read_text(errors="replace"))
+
+
+def _read_at_start(env: t.Mapping[str, str]) -> t.Dict[str, str]:
+    return {name: value for name, value in env.items() if name.startswith(READ_AT_START)}

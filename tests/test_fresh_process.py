@@ -52,3 +52,17 @@ def test_exit_codes_and_error_output_are_the_commands(tmp_path: Path) -> None:
     misused = fresh_process.run_sqlmesh(["plan", "--no-such-option"], cwd=tmp_path, env=dict(os.environ))
     assert misused.returncode == 2
     assert "No such option '--no-such-option'" in misused.stderr and misused.stdout == ""
+
+
+def test_a_changed_pythonpath_is_seen_by_the_command(tmp_path: Path) -> None:
+    """Read only when an interpreter starts: such a command gets one of its own."""
+    write_project(tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize_marker.py").write_text("")
+    (tmp_path / "config.py").write_text(CONFIG.replace(
+        'print("variable:"', 'import importlib.util; print("marker:", importlib.util.find_spec("sitecustomize_marker") is not None, file=sys.stderr)\nprint("variable:"'))
+    environment = {**os.environ, "PYTHONPATH": str(site)}
+    found = fresh_process.run_sqlmesh(["info"], cwd=tmp_path, env=environment)
+    assert found.returncode == 0, found.stderr
+    assert "marker: True" in found.stderr
