@@ -1,14 +1,14 @@
 """The `sqlmesh` command in a fresh process, without paying for its imports every time.
 
-A `sqlmesh` process spends over a second importing SQLMesh before it reads the project, and the
-tests run the command well over a hundred times. So each test process starts one server: a new
-interpreter that imports what ``sqlmesh.cli.main`` (the console script's module) imports, and
-the data libraries (DuckDB, pandas, pyarrow) every command imports; nothing of mixmesh or of a
-project. For each command the server forks. The child takes the command's working directory,
-environment, arguments and output files, then runs what the console script runs,
-``from sqlmesh.cli.main import cli; sys.exit(cli())``, and exits as any interpreter does (threads joined, ``atexit`` handlers, exit
-code). mixmesh, the project's modules, its config and its DuckDB file are all loaded by the
-child, as in a user's command.
+A `sqlmesh` process spends over a second importing SQLMesh and pandas before it reads the
+project, and the tests run the command well over a hundred times. So each test process starts
+one server: a new interpreter that imports what ``sqlmesh.cli.main`` (the console script's
+module) imports, and pandas, which every command imports; nothing of mixmesh or of a project.
+For each command the server forks. The child takes the command's working directory,
+environment, arguments and output files, then runs what the console script runs
+(``from sqlmesh.cli.main import cli; sys.exit(cli())``) and exits as any interpreter does:
+threads joined, ``atexit`` handlers, exit code. mixmesh, the project's modules, its config and
+its DuckDB file are all loaded by the child, as in a user's command.
 
 A command whose environment differs from the server's in what an interpreter or SQLMesh reads
 only when it starts (``PYTHONPATH`` and the other ``PYTHON*`` variables, ``SQLMESH_HOME``...)
@@ -40,8 +40,8 @@ SERVER = """
 import json, os, sys
 sys.path[0] = os.path.dirname(sys.argv[1])  # a console script's first entry: its own folder
 import sqlmesh.cli.main
-# Libraries every command on a DuckDB project imports, whatever the project: importing them
-# earlier changes nothing a command does.
+# Every command imports pandas (SQLMesh's loader does), whatever the project. Not DuckDB or
+# pyarrow: a child forked after they are imported aborts when it exits.
 import pandas
 
 # The CLI's own modules are imported again by each command: their option defaults read the
