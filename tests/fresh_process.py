@@ -1,12 +1,13 @@
-"""The `sqlmesh` command in a fresh process, without paying for its imports every time.
+"""The `sqlmesh` and `mixmesh` commands in a fresh process, without paying for SQLMesh's
+imports every time.
 
 A `sqlmesh` process spends over a second importing SQLMesh and pandas before it reads the
-project, and the tests run the command well over a hundred times. So each test process starts
+project, and the tests run the commands well over a hundred times. So each test process starts
 one server: a new interpreter that imports what ``sqlmesh.cli.main`` (the console script's
 module) imports, and pandas, which every command imports; nothing of mixmesh or of a project.
 For each command the server forks. The child takes the command's working directory,
 environment, arguments and output files, then runs what the console script runs
-(``from sqlmesh.cli.main import cli; sys.exit(cli())``) and exits as any interpreter does:
+(``from sqlmesh.cli.main import cli; sys.exit(cli())``, or ``mixmesh.cli``'s ``main``) and exits as any interpreter does:
 threads joined, ``atexit`` handlers, exit code. mixmesh, the project's modules, its config and
 its DuckDB file are all loaded by the child, as in a user's command.
 
@@ -28,7 +29,8 @@ import threading
 import typing as t
 from pathlib import Path
 
-SQLMESH = Path(sys.executable).with_name("sqlmesh")
+# The console scripts: where each is installed, and what it calls.
+PROGRAMS = {"sqlmesh": ("sqlmesh.cli.main", "cli"), "mixmesh": ("mixmesh.cli", "main")}
 
 # The server's environment: the test process's, before any test changed it.
 SERVER_ENVIRONMENT = dict(os.environ)
@@ -37,8 +39,8 @@ READ_AT_START = ("PYTHON", "SQLMESH_HOME", "MAX_FORK_WORKERS", "SQLMESH__DISABLE
 
 # Runs in the server: one JSON request a line on stdin, one exit code a line on stdout.
 SERVER = """
-import json, os, sys
-sys.path[0] = os.path.dirname(sys.argv[1])  # a console script's first entry: its own folder
+import importlib, json, os, sys
+sys.path[0] = os.path.dirname(sys.executable)  # a console script's first entry: its own folder
 import sqlmesh.cli.main
 # Every command imports pandas (SQLMesh's loader does), whatever the project. Not DuckDB or
 # pyarrow: a child forked after they are imported aborts when it exits.
@@ -58,10 +60,10 @@ def run(request):
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.argv = [sys.argv[1], *request["args"]]
-    from sqlmesh.cli.main import cli
-
-    sys.exit(cli())  # as the console script; SystemExit ends this child as it ends a process
+    sys.argv = [os.path.join(os.path.dirname(sys.executable), request["program"]), *request["args"]]
+    module, function = request["entry"]
+    entry = getattr(importlib.import_module(module), function)
+    sys.exit(entry())  # as the console script; SystemExit ends this child as it ends a process
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -85,7 +87,7 @@ class Finished(t.NamedTuple):
 class _Server:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(SQLMESH)],
+            [sys.executable, "-c", SERVER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=SERVER_ENVIRONMENT,
         )
         self.lock = threading.Lock()
@@ -111,19 +113,29 @@ _server: t.Optional[_Server] = None
 
 def run_sqlmesh(args: t.Sequence[str], *, cwd: Path, env: t.Mapping[str, str]) -> Finished:
     """``sqlmesh ARGS`` run in ``cwd`` with exactly ``env``, in a fresh process."""
+    return run("sqlmesh", args, cwd=cwd, env=env)
+
+
+def run_mixmesh(args: t.Sequence[str], *, cwd: Path, env: t.Mapping[str, str]) -> Finished:
+    """``mixmesh ARGS`` run in ``cwd`` with exactly ``env``, in a fresh process."""
+    return run("mixmesh", args, cwd=cwd, env=env)
+
+
+def run(program: str, args: t.Sequence[str], *, cwd: Path, env: t.Mapping[str, str]) -> Finished:
     if _read_at_start(env) != _read_at_start(SERVER_ENVIRONMENT):
-        done = subprocess.run([str(SQLMESH), *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
-        return Finished(["sqlmesh", *args], done.returncode, done.stdout, done.stderr)
+        done = subprocess.run([str(Path(sys.executable).with_name(program)), *args], cwd=cwd, env=dict(env),
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        return Finished([program, *args], done.returncode, done.stdout, done.stderr)
     global _server
     if _server is None or _server.process.poll() is not None:
         _server = _Server()
         atexit.register(_server.close)
     with tempfile.TemporaryDirectory(prefix="sqlmesh-command-") as folder:
         stdout, stderr = Path(folder) / "stdout", Path(folder) / "stderr"
-        request = {"args": list(args), "cwd": str(cwd), "env": dict(env), "stdout": str(stdout), "stderr": str(stderr)}
+        request = {"program": program, "entry": PROGRAMS[program], "args": list(args), "cwd": str(cwd),
+                   "env": dict(env), "stdout": str(stdout), "stderr": str(stderr)}
         code = _server.run(request)
-        return Finished(["sqlmesh", *args], code, stdout.read_text(errors="replace"), stderr.read_text(errors="replace"))
+        return Finished([program, *args], code, stdout.read_text(errors="replace"), stderr.read_text(errors="replace"))
 
 
 def _read_at_start(env: t.Mapping[str, str]) -> t.Dict[str, str]:

@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
 import typing as t
 from pathlib import Path
 
@@ -21,11 +19,11 @@ from mixmesh.core.models import ModelDefinitionError
 from mixmesh.monitor.records import ModelRun, new_id
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from mixmesh.advice.structure import PLAIN_PYTHON, PLAIN_SQL
+from tests import fresh_process
 from tests.projects import Project
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXAMPLE = REPOSITORY / "examples" / "customer_analytics"
-MIXMESH = str(Path(sys.executable).with_name("mixmesh"))
 
 FUNCTIONS = '''
 from mixmesh import udf
@@ -446,9 +444,9 @@ def test_measured_latency_above_a_declared_sla_is_pointed_out(functions: Project
 # --- the command -------------------------------------------------------------------------------
 
 
-def mixmesh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def mixmesh(*args: str, cwd: Path) -> fresh_process.Finished:
     environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run([MIXMESH, *args], capture_output=True, text=True, cwd=cwd, env=environment)
+    return fresh_process.run_mixmesh(args, cwd=cwd, env=environment)
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests import fresh_process
 from tests.projects import Project
 from tests.test_result_cache import DISTINCT_CALLS, RESTATE, calls, write_project
 
 
-def mixmesh(project: Project, *args: str) -> subprocess.CompletedProcess:
+def mixmesh(project: Project, *args: str) -> fresh_process.Finished:
     project.close()
-    command = [str(Path(sys.executable).with_name("mixmesh")), *args, "--project", str(project.root)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "400"})
+    result = fresh_process.run_mixmesh([*args, "--project", str(project.root)], cwd=Path.cwd(),
+                                       env={**os.environ, "NO_COLOR": "1", "COLUMNS": "400"})
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 

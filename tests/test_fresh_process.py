@@ -1,6 +1,6 @@
-"""The tests' `sqlmesh` command server behaves as the console script in a new process: its
-working directory, environment, output and exit code, and nothing of mixmesh or of a project
-loaded before the command loads it."""
+"""The tests' command server runs `sqlmesh` and `mixmesh` as their console scripts run in a new
+process: in the command's folder, with its environment, output and exit code, and with nothing
+of mixmesh or of a project loaded before the command loads it."""
 
 from __future__ import annotations
 
@@ -66,3 +66,10 @@ def test_a_changed_pythonpath_is_seen_by_the_command(tmp_path: Path) -> None:
     found = fresh_process.run_sqlmesh(["info"], cwd=tmp_path, env=environment)
     assert found.returncode == 0, found.stderr
     assert "marker: True" in found.stderr
+
+
+def test_the_mixmesh_command_runs_as_its_console_script(tmp_path: Path) -> None:
+    helped = fresh_process.run_mixmesh(["--help"], cwd=tmp_path, env=dict(os.environ))
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: mixmesh"), helped
+    misused = fresh_process.run_mixmesh(["no-such-command"], cwd=tmp_path, env=dict(os.environ))
+    assert misused.returncode == 2 and "No such command 'no-such-command'" in misused.stderr

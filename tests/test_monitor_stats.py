@@ -6,8 +6,6 @@ import datetime as dt
 import json
 import math
 import os
-import subprocess
-import sys
 import typing as t
 from pathlib import Path
 
@@ -27,9 +25,9 @@ from mixmesh.monitor.stats import (
     trend,
 )
 from mixmesh.monitor.store import MetricsStore
+from tests import fresh_process
 from tests.metrics_data import START, days_ago, function_run, model_run
 
-MIXMESH = str(Path(sys.executable).with_name("mixmesh"))
 
 
 # ------------------------------------------------------------------ the trend rule
@@ -311,11 +309,13 @@ def test_the_seeds_analyze_performance_trends(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the command
 
 
-def _mixmesh(*args: str, cwd: Path, env: t.Optional[t.Dict[str, str]] = None, check: bool = True) -> subprocess.CompletedProcess:
+def _mixmesh(*args: str, cwd: Path, env: t.Optional[t.Dict[str, str]] = None, check: bool = True) -> fresh_process.Finished:
     environment = {**os.environ, "COLUMNS": "220", **(env or {})}
     environment.pop("MIXMESH_METRICS", None)
     environment.update(env or {})
-    return subprocess.run([MIXMESH, *args], capture_output=True, text=True, cwd=cwd, env=environment, check=check)
+    result = fresh_process.run_mixmesh(args, cwd=cwd, env=environment)
+    assert result.returncode == 0 or not check, f"mixmesh {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
 
 
 @pytest.fixture
