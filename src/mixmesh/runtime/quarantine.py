@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import threading
 import typing as t
 
@@ -62,10 +63,16 @@ class Collector:
 
     def __init__(self, model: t.Optional[str], cap: t.Optional[int] = None) -> None:
         self.model = model
-        self.cap = max_rows() if cap is None else cap
+        self._cap = cap
         self.kept: t.List[QuarantinedRow] = []
         self.over_cap: t.Counter[str] = collections.Counter()  # by function
         self.lock = threading.Lock()
+
+    @functools.cached_property
+    def cap(self) -> int:
+        """Read when a row fails, not when the collector is made: a Spark executor makes one a
+        batch, and most batches quarantine nothing."""
+        return max_rows() if self._cap is None else self._cap
 
     def add(self, row: QuarantinedRow) -> None:
         with self.lock:
