@@ -20,11 +20,13 @@ vectorized at least 0.9x the pandas_udf's throughput; cluster: at least 1.0x the
 arrow_udf's), and writes the same tables to ``benchmarks/results/spark_udf.json``: local
 mode's at the top level (``variants``, ``ratios``, ``bar``, as ``report.py`` reads every
 benchmark's), the cluster's under ``cluster`` in the same shape, with ``start_seconds``.
-Timings are reported, never asserted.
+Timings are reported, never asserted. A round moves by up to 30% here, as much as the
+gaps between the vectorized variants: 9 rounds by default (3 gave 0.91x the arrow_udf on
+the cluster in one run, where 9 gave 1.01x in the next).
 
 Run from the repository root (needs Java 17 or 21)::
 
-    .venv/bin/python benchmarks/spark_udf.py            # 5,000,000 rows, 3 repeats, both columns
+    .venv/bin/python benchmarks/spark_udf.py            # 5,000,000 rows, 9 repeats, both columns
     .venv/bin/python benchmarks/spark_udf.py --rows 1000000 --repeat 5 --setups local
     .venv/bin/python benchmarks/spark_udf.py --cluster spark://127.0.0.1:7077   # a running cluster
 """
@@ -222,7 +224,7 @@ def parse_args(argv: t.Optional[t.Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=5_000_000, help="rows in the table (default 5,000,000)")
     parser.add_argument("--setups", default=",".join(SETUPS), help="local, cluster or both (default both)")
     parser.add_argument("--cluster", metavar="MASTER_URL", help="use this running cluster instead of starting one")
-    reporting.add_measuring_arguments(parser, "spark_udf", repeat=3)
+    reporting.add_measuring_arguments(parser, "spark_udf", repeat=9)
     args = parser.parse_args(argv)
     args.setups = [setup.strip() for setup in args.setups.split(",") if setup.strip()]
     unknown = sorted(set(args.setups) - set(SETUPS))
