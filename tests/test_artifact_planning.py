@@ -34,17 +34,20 @@ write_pins(ARTIFACT_PINS, [model.path for model in trained])
 """
 
 
+def environment() -> dict:
+    """A command's environment: wide, uncoloured output."""
+    return {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+
+
 def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
-    result = subprocess.run(command, cwd=project, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, cwd=project, capture_output=True, text=True, env=environment(), stdin=subprocess.DEVNULL)
     assert result.returncode == 0 or not check, result.stdout + result.stderr
     return result
 
 
 def plan(project: Path) -> str:
     """What `sqlmesh plan` shows, answering no to applying it (which exits 1, "Aborted!")."""
-    environment = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
-    return shown(fresh_process.run_sqlmesh(["plan", "--no-prompts"], cwd=project, env=environment))
+    return shown(fresh_process.run_sqlmesh(["plan", "--no-prompts"], cwd=project, env=environment()))
 
 
 def shown(result: fresh_process.Finished) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import Project
+from tests.projects import Project, forget_project_modules
 
 FUNCTIONS = '''
 from mixmesh import udf
@@ -241,11 +241,7 @@ def test_a_helper_imported_from_another_copy_is_not_the_one_a_copy_loads(tmp_pat
             MODEL (name analytics.scaled, kind FULL);
             SELECT @scaled(1.0) AS y
         """)
-    def forget_python_packages() -> None:  # another test's project may have left its own
-        for name in [n for n in sys.modules if n == "python" or n.startswith("python.")]:
-            del sys.modules[name]
-
-    forget_python_packages()
+    forget_project_modules()  # another test's project may have left its own
     sys.path.insert(0, str(original.root))
     try:
         assert importlib.import_module("python.shared.rules").FACTOR == 2  # no project load found it
@@ -253,6 +249,6 @@ def test_a_helper_imported_from_another_copy_is_not_the_one_a_copy_loads(tmp_pat
         assert copy.query("SELECT y FROM analytics.scaled") == [(3.0,)]
     finally:
         sys.path.remove(str(original.root))
-        forget_python_packages()
+        forget_project_modules()
         original.close()
         copy.close()

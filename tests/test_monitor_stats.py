@@ -29,7 +29,6 @@ from tests import fresh_process
 from tests.metrics_data import START, days_ago, function_run, model_run
 
 
-
 # ------------------------------------------------------------------ the trend rule
 
 
