@@ -28,7 +28,9 @@ Capabilities (class-level flags in each engine's ``__init__``), each with the fu
 promises:
 
 - ``FAST_PATH``: statements calling functions can run split around a stream
-  (``observe_statement``, ``execute_split``, ``drop_dead_staging``; see ``mixmesh.fastpath``);
+  (``observe_statement``, ``execute_split``, ``drop_dead_staging``; see ``mixmesh.fastpath``),
+  and be rewritten to an equivalent the engine runs faster (``faster_statement``,
+  ``execute_faster``);
 - ``ENGINE_FRAMES``: a Python model may return the engine's own DataFrames, which stay in the
   engine (``is_engine_frame``, ``conform_frame``, ``dataframe`` for ``context.sql(...).to_spark()``);
 - ``OVERWRITES_PARTITIONS``: SQLMesh reads every batch of a time-range model before it writes
@@ -56,7 +58,7 @@ REQUIRED = (
     "create_sql_functions",
 )
 CAPABILITIES = {
-    "FAST_PATH": ("observe_statement", "execute_split", "drop_dead_staging"),
+    "FAST_PATH": ("observe_statement", "execute_split", "drop_dead_staging", "faster_statement", "execute_faster"),
     "ENGINE_FRAMES": ("is_engine_frame", "conform_frame", "dataframe"),
     "OVERWRITES_PARTITIONS": ("materialized",),
 }

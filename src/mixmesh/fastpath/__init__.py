@@ -103,11 +103,13 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     if parameters or setting == "off":
         return _decided(functions, False, "the statement has parameters" if setting != "off" else f"{VARIABLE} is off")
     chosen = choice.choose([_call_of(binding) for binding in bound.values() if binding.spec.deterministic])
+    faster = engine.faster_statement(adapter, sql)
+    statement, rewritten = faster if faster is not None else (None, "")
     if setting == "auto" and not chosen.staged:
-        return _decided(functions, False, chosen.reason)
-    split = _plan(sql, adapter.dialect, bound)
+        return _unstaged(adapter, engine, functions, chosen.reason, faster, run)
+    split = _plan(statement if statement is not None else sql, adapter.dialect, bound)
     if isinstance(split, hoisting.Declined):
-        return _decided(functions, False, split.reason)
+        return _unstaged(adapter, engine, functions, split.reason, faster, run)
     calls = [(call, _batch_function(call.name.lower(), bound[call.name.lower()])) for call in split.calls]
     placements = {function.spec.name: parallel.place(function.spec, can_fork=workers.can_fork()) for _, function in calls}
     calls = _placed(calls, placements)
@@ -117,7 +119,27 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
         _decided(functions, True, f"raised {type(error).__name__}", _where_ran(calls, placements))
         raise
     taken = chosen.reason if setting == "auto" else f"fast path: {VARIABLE} is on"
-    return _decided(functions, refused is None, refused or taken, _where_ran(calls, placements))
+    if refused is not None:  # nothing ran
+        return _unstaged(adapter, engine, functions, refused, faster, run)
+    return _decided(functions, True, _also(taken, rewritten), _where_ran(calls, placements))
+
+
+def _unstaged(
+    adapter: t.Any, engine: t.Any, functions: t.Tuple[str, ...], reason: str,
+    faster: t.Optional[t.Tuple[t.Any, str]], run: t.Callable[[str], t.Any],
+) -> bool:
+    """The plain binding, on the engine's faster equivalent of the statement where it has one
+    (True: it ran); else False: the caller runs the statement as written."""
+    if faster is None:
+        return _decided(functions, False, reason)
+    statement, rewritten = faster
+    refused = engine.execute_faster(adapter, statement, run)
+    _decided(functions, False, _also(reason, rewritten if refused is None else refused))
+    return refused is None
+
+
+def _also(reason: str, more: str) -> str:
+    return f"{reason}; {more}" if more else reason
 
 
 def _where_ran(
@@ -181,11 +203,14 @@ def _clear_what_killed_runs_left(adapter: t.Any, engine: t.Any) -> None:
         logger.debug("leftovers of killed runs not cleared: %s", error)
 
 
-def _plan(sql: str, dialect: str, bound: t.Mapping[str, engines.Binding]) -> t.Union[hoisting.Split, hoisting.Declined]:
+def _plan(
+    sql: t.Union[str, t.Any], dialect: str, bound: t.Mapping[str, engines.Binding]
+) -> t.Union[hoisting.Split, hoisting.Declined]:
+    """The split of ``sql`` (its text, or the statement already parsed)."""
     import sqlglot
 
     try:
-        statement = sqlglot.parse_one(sql, read=dialect)
+        statement = sqlglot.parse_one(sql, read=dialect) if isinstance(sql, str) else sql
     except sqlglot.errors.SqlglotError as error:
         return hoisting.Declined(f"sqlglot cannot parse the statement: {error}")
     # A non-deterministic function stays with the plain binding, called for each occurrence.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mixmesh.engines.duckdb.dialect import NAME, render, sql_type_of
 from mixmesh.engines.duckdb.errors import explain_error
-from mixmesh.engines.duckdb.fast_path import execute_split, observe_statement
+from mixmesh.engines.duckdb.fast_path import execute_faster, execute_split, faster_statement, observe_statement
 from mixmesh.engines.duckdb.functions import bind, bind_connection, describe, register
 from mixmesh.engines.duckdb.queries import run
 from mixmesh.engines.duckdb.sql_functions import (
@@ -34,6 +34,6 @@ __all__ = [
     "NAME", "FAST_PATH", "ENGINE_FRAMES", "OVERWRITES_PARTITIONS", "STAGING_SCHEMA",
     "append_staging", "bind", "bind_connection", "create_sql_functions", "create_sql_functions_on",
     "create_staging", "describe", "drop_dead_staging", "drop_staging", "drop_staging_table",
-    "execute_split", "explain_error", "observe_statement", "register", "register_sql_functions",
+    "execute_faster", "execute_split", "explain_error", "faster_statement", "observe_statement", "register", "register_sql_functions",
     "release_memory", "render", "run", "sql_type_of", "write_budget",
 ]

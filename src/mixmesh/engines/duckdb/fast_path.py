@@ -24,6 +24,7 @@ from sqlglot import exp
 if t.TYPE_CHECKING:
     pass
 from mixmesh.core.cpus import usable_cpus
+from mixmesh.engines.duckdb import ordered_lists
 from mixmesh.engines.duckdb.dialect import NAME
 from mixmesh.engines.duckdb.sql_functions import (
     _sql_functions_called,
@@ -99,6 +100,36 @@ def _written_tables(sql: str) -> t.Set[str]:
     target = statement.this
     table = target.this if isinstance(target, exp.Schema) else target
     return {table.name.lower()} if isinstance(table, exp.Table) else {UNKNOWN_WRITE}
+
+
+def faster_statement(adapter: t.Any, sql: str) -> t.Optional[t.Tuple[exp.Expr, str]]:
+    """``sql`` as DuckDB runs it faster, and what changed; None when nothing would
+    (``ordered_lists``: ordered list aggregates built by sorting each list)."""
+    import sqlglot
+
+    if not ordered_lists.may_hold(sql):
+        return None
+    try:
+        statement = sqlglot.parse_one(sql, read=NAME)
+    except sqlglot.errors.SqlglotError:
+        return None
+    rewritten, sorted_lists = ordered_lists.sort_each_list(adapter.cursor, statement)
+    if not sorted_lists:
+        return None
+    plural = "s" if sorted_lists > 1 else ""
+    return rewritten, f"{sorted_lists} ordered list aggregate{plural} built by sorting each list"
+
+
+def execute_faster(adapter: t.Any, statement: exp.Expr, execute: t.Callable[[str], t.Any]) -> t.Optional[str]:
+    """Run ``faster_statement``'s statement; None when it ran, else why not (nothing ran: DuckDB
+    refuses a statement that does not bind before it runs, and the transaction goes on)."""
+    import duckdb
+
+    try:
+        execute(statement.sql(NAME))
+    except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException) as error:
+        return f"the rewritten statement does not bind: {str(error).splitlines()[0]}"
+    return None
 
 
 def execute_split(adapter: t.Any, split: t.Any, compute: t.Any, execute: t.Callable[[str], t.Any]) -> t.Optional[str]:
