@@ -33,6 +33,7 @@ DETAILS = "STRUCT(amount DOUBLE, category VARCHAR)[]"
 PLAIN = "plain binding: no call gains from large batches"
 NESTED = "vectorized over LIST<STRUCT>, which DuckDB hands over whole and staging copies"
 ROW_SCALAR = "row function over scalars on threads: converted as fast per row, and the GIL keeps one core"
+SORTED = "1 ordered list aggregate built by sorting each list"
 
 
 def list_totals(details: pa.Array) -> pa.Array:
@@ -208,7 +209,7 @@ def test_the_documents_shape_runs_on_the_plain_binding_by_default(engine: Engine
     _load(engine, [(c % 7, float(c), "food" if c % 2 else None) for c in range(100)])
     by_default, decision = engine.select(engine.grouped("vec_nested"), None)
     assert not decision.staged and decision.functions == ("vec_nested",)
-    assert decision.reason == f"{PLAIN}: vec_nested ({NESTED})"
+    assert decision.reason == f"{PLAIN}: vec_nested ({NESTED}); {SORTED}" and decision.rewritten == SORTED
     forced, forced_decision = engine.select(engine.grouped("vec_nested"), "on")
     assert forced_decision.staged and forced == by_default
     assert sum(v for _, v in by_default) == pytest.approx(sum(range(100)))
@@ -330,7 +331,7 @@ def test_the_monitor_records_which_way_each_function_ran_and_why(project: Projec
     project.plan()
     store = MetricsStore(project.root / DEFAULT_PATH)
     recorded = {row.function: row.path for row in store.function_runs().itertuples()}
-    assert recorded["basket_total"] == f"{PLAIN}: basket_total ({NESTED})"
+    assert recorded["basket_total"] == f"{PLAIN}: basket_total ({NESTED}); {SORTED}"
     assert recorded["doubled_row"] == f"{PLAIN}: doubled_row ({ROW_SCALAR})"
     assert recorded["halved"] == (
         "fast path: halved (vectorized over scalars: large batches on every core), threads (auto: vectorized)"

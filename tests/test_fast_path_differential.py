@@ -695,6 +695,8 @@ def test_the_seed_shape_is_staged_and_equal(engine: Engine, batch: int) -> None:
             if mode == "on":
                 decision = last_decision()
                 assert decision is not None and decision.staged, decision
+                # The seed's ARRAY_AGG(... ORDER BY ...) is built by sorting each list (ordered_lists).
+                assert decision.rewritten == "1 ordered list aggregate built by sorting each list", decision
     assert len(tables["on"]) == 23 * 3
     assert_same_rows(tables["on"], tables["off"], False, seed_statement(engine.call, "seed_<mode>"))
 

@@ -7,7 +7,8 @@ with time zones, structs and lists with NULLs inside, many ties) and an ordered 
 (one to three keys, either direction, NULLs first, last or as the session orders them, with
 or without FILTER and GROUP BY); each runs as written and rewritten, and the rows must be
 equal. On one thread DuckDB keeps the rows' order among ties, so ties are compared too.
-Then the cases the rewrite must leave alone, and the session settings it must respect.
+Then the cases the rewrite must leave alone, the session settings it must respect, and
+statements calling a mixmesh function through SQLMesh's adapter, where the fast path applies it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ import pytest
 import sqlglot
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
+import mixmesh.engines.duckdb as duckdb_engine
+import mixmesh.sqlmesh as sqlmesh_integration
+from mixmesh import engines, fastpath, udf
+from mixmesh.core.names import binding_name
 from mixmesh.engines.duckdb import ordered_lists
+from tests.call_site_projects import fast_path
 
 KEYS = {
     "k_int": "INTEGER",
@@ -174,3 +181,68 @@ def test_a_collated_column_would_sort_otherwise_in_a_struct() -> None:
     ordered = connection.execute("SELECT ARRAY_AGG(x ORDER BY s) FROM c").fetchone()
     in_struct = connection.execute("SELECT ARRAY_AGG(x ORDER BY {'s': s}) FROM c").fetchone()
     assert ordered != in_struct
+
+
+# --- in a statement calling a mixmesh function, through SQLMesh's adapter ------------------
+
+SORTED = "1 ordered list aggregate built by sorting each list"
+
+
+@udf(vectorized=True, args={"amounts": "DOUBLE[]"}, returns="DOUBLE")
+def first_amount(amounts: t.Any) -> t.Any:
+    """The first element of each list: the order of the list is what it reads."""
+    import pyarrow.compute as pc
+
+    return pc.list_element(pc.if_else(pc.greater(pc.list_value_length(amounts), 0), amounts, None), 0)
+
+
+@pytest.fixture()
+def adapter() -> t.Iterator[t.Any]:
+    sqlmesh_integration.install()
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TABLE tx AS SELECT i % 7 AS customer_id, ((i * 37) % 11)::DOUBLE AS amount,"
+        " TIMESTAMP '2024-01-01' + INTERVAL (i % 5) HOUR AS ts FROM range(300) r(i)"
+    )
+    connection.execute("CREATE TABLE firsts (customer_id BIGINT, first DOUBLE)")
+    adapter = DuckDBEngineAdapter(lambda: connection)
+    adapter.first_amount = binding_name(first_amount.spec, "ordered_lists_test")
+    engines.register_call(first_amount.spec, "ordered_lists_test", adapter.first_amount)
+    yield adapter
+    adapter.close()
+
+
+def _insert(adapter: t.Any) -> str:
+    return (
+        "INSERT INTO firsts WITH lists AS (SELECT customer_id, ARRAY_AGG(amount ORDER BY ts DESC, amount DESC) AS amounts"
+        f" FROM tx GROUP BY customer_id) SELECT customer_id, {adapter.first_amount}(amounts) FROM lists"
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_a_statement_calling_a_function_gets_its_lists_sorted_in_an_open_transaction(adapter: t.Any, mode: str) -> None:
+    # auto: the plain binding (a vectorized function over a list) on the rewritten statement;
+    # on: staged; off: as written. The same rows, and the decision says what changed.
+    written = {}
+    for run in (mode, "off"):
+        adapter.execute("DELETE FROM firsts")
+        fastpath.decisions.clear()
+        with adapter.transaction(), fast_path(run):
+            adapter.execute(_insert(adapter))
+        written[run] = adapter.fetchall("SELECT * FROM firsts ORDER BY customer_id")
+        decision = fastpath.decisions[-1]
+        assert decision.rewritten == ("" if run == "off" else SORTED), decision
+        assert decision.staged == (run == "on")
+    assert written[mode] == written["off"] and len(written["off"]) == 7
+
+
+def test_a_rewritten_statement_duckdb_refuses_leaves_the_original_to_run(
+    adapter: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = sqlglot.parse_one("SELECT no_such_column FROM tx", read="duckdb")
+    monkeypatch.setattr(duckdb_engine, "faster_statement", lambda adapter, sql: (refused, SORTED))
+    with adapter.transaction(), fast_path("auto"):
+        adapter.execute(_insert(adapter))  # the transaction goes on after DuckDB's refusal
+    decision = fastpath.decisions[-1]
+    assert decision.rewritten == "" and "the rewritten statement does not bind" in decision.reason, decision
+    assert adapter.fetchall("SELECT count(*) FROM firsts") == [(7,)]

@@ -56,6 +56,9 @@ class Decision(t.NamedTuple):
     # Where each function's batches ran, when staged: (name, "processes (auto)" or
     # "threads (auto: <why not processes>)", ...) (``mixmesh.runtime.parallel``).
     parallel: t.Tuple[t.Tuple[str, str], ...] = ()
+    # What the engine ran faster than written, either way (also in ``reason``): "1 ordered
+    # list aggregate built by sorting each list"; "" when the statement ran as written.
+    rewritten: str = ""
 
 
 decisions: "collections.deque[Decision]" = collections.deque(maxlen=200)
@@ -107,7 +110,7 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     statement, rewritten = faster if faster is not None else (None, "")
     if setting == "auto" and not chosen.staged:
         return _unstaged(adapter, engine, functions, chosen.reason, faster, run)
-    split = _plan(statement if statement is not None else sql, adapter.dialect, bound)
+    split = _plan(statement.copy() if statement is not None else sql, adapter.dialect, bound)  # a split consumes it
     if isinstance(split, hoisting.Declined):
         return _unstaged(adapter, engine, functions, split.reason, faster, run)
     calls = [(call, _batch_function(call.name.lower(), bound[call.name.lower()])) for call in split.calls]
@@ -121,7 +124,7 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     taken = chosen.reason if setting == "auto" else f"fast path: {VARIABLE} is on"
     if refused is not None:  # nothing ran
         return _unstaged(adapter, engine, functions, refused, faster, run)
-    return _decided(functions, True, _also(taken, rewritten), _where_ran(calls, placements))
+    return _decided(functions, True, _also(taken, rewritten), _where_ran(calls, placements), rewritten)
 
 
 def _unstaged(
@@ -134,8 +137,10 @@ def _unstaged(
         return _decided(functions, False, reason)
     statement, rewritten = faster
     refused = engine.execute_faster(adapter, statement, run)
-    _decided(functions, False, _also(reason, rewritten if refused is None else refused))
-    return refused is None
+    if refused is not None:
+        return _decided(functions, False, _also(reason, refused))
+    _decided(functions, False, _also(reason, rewritten), rewritten=rewritten)
+    return True  # it ran
 
 
 def _also(reason: str, more: str) -> str:
@@ -235,11 +240,11 @@ def _batch_function(sql_name: str, binding: engines.Binding) -> t.Callable[..., 
 
 def _decided(
     functions: t.Tuple[str, ...], staged: bool, reason: str,
-    placements: t.Optional[t.Mapping[str, parallel.Placement]] = None,
+    placements: t.Optional[t.Mapping[str, parallel.Placement]] = None, rewritten: str = "",
 ) -> bool:
     reason = engines.plain_names(reason)
     where = tuple((name, placement.reason) for name, placement in sorted((placements or {}).items())) if staged else ()
-    decisions.append(Decision(functions, staged, reason, where))
+    decisions.append(Decision(functions, staged, reason, where, rewritten))
     for function in functions:
         sink.record_path((function,), _path(staged, reason, dict(where).get(function)))
     logger.debug("fast path %s for %s%s%s", "taken" if staged else "not taken", ", ".join(functions),
