@@ -71,8 +71,12 @@ def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} == {"mixmesh", "mixmesh-plain", "seed"}
     # The default cost rule (MIXMESH_FAST_PATH=auto) sends the document's shape, nested lists to
-    # a vectorized function, to the plain binding (tests/test_fast_path_choice.py).
-    assert [v["fast_path"] for v in report["variants"]] == [False, False, False]
+    # a vectorized function, to the plain binding (tests/test_fast_path_choice.py), on the
+    # statement with its ARRAY_AGG(... ORDER BY ...) built by sorting each list (test_ordered_lists.py).
+    assert [(v["fast_path"], v["rewritten"]) for v in report["variants"]] == [
+        (False, "1 ordered list aggregate built by sorting each list"), (False, ""), (False, "")]
+    assert report["variants"][1]["took"] == "MIXMESH_FAST_PATH is off" and report["variants"][2]["took"] == ""
+    assert "plain binding, lists sorted" in printed
     assert report["equal_results"]["customer_days"] > 0 and report["equal_results"]["max_difference"] <= 1e-12
     assert all(v["rows_per_second"] > 0 and v["peak_rss_mb"] > 0 for v in report["variants"])
 
@@ -205,6 +209,19 @@ def test_pairs_where_the_cost_rule_chose_the_plain_binding_are_named_not_taken_a
     assert "no policy, fast path + timeout vs no policy, plain + timeout 0.952x" in never_slower["variants"]
     assert rows["document_shape"]["value"] == 0.8 and rows["document_shape"]["variants"].endswith(
         "(the cost rule chose the plain binding)")
+
+
+def test_a_default_whose_statement_ran_rewritten_is_measured_not_taken_for_noise(tmp_path: Path) -> None:
+    # The plain binding on both sides, but the default's statement had its lists sorted: not the
+    # same code, so its ratio counts, and the document's row says which way it ran.
+    results = fixture_results()
+    results["risk_scoring"]["variants"][0].update(
+        fast_path=False, took="plain binding: no call gains from large batches: python_risk_score (...); "
+        "1 ordered list aggregate built by sorting each list", rewritten="1 ordered list aggregate built by sorting each list")
+    _, report = run_report(results, tmp_path / "results")
+    rows = {row["key"]: row for row in report["ratios"]}
+    assert rows["fast_path_never_slower"]["value"] == 0.8 and rows["fast_path_never_slower"]["benchmark"] == "risk_scoring"
+    assert rows["document_shape"]["variants"].endswith("(the plain binding, on the statement with its lists sorted)")
 
 
 def test_report_says_not_measured_and_why_when_results_are_missing(tmp_path: Path) -> None:
