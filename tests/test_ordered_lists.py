@@ -99,7 +99,7 @@ def _rewritten(connection: duckdb.DuckDBPyConnection, sql: str) -> t.Tuple[str, 
     return statement.sql("duckdb"), rewrites
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=rows, sql=aggregates())
 def test_sorting_each_list_gives_the_ordered_aggregates_lists(
     connection: duckdb.DuckDBPyConnection, drawn: t.List[t.Dict[str, t.Any]], sql: str
