@@ -10,6 +10,9 @@ the split would not be exact (``hoisting`` says why), the engine cannot stream t
 statement (``engines.<engine>.execute_split`` says why), the cost rule says the plain binding
 is as fast (``choice``; ``MIXMESH_FAST_PATH=auto``, the default), or ``MIXMESH_FAST_PATH=off``.
 ``MIXMESH_FAST_PATH=on`` takes the fast path whenever the split is possible.
+Unless it is ``off``, the engine may also run an equivalent statement it computes faster,
+staged or not (``faster_statement``; DuckDB: ordered list aggregates built by sorting each
+list, ``engines.duckdb.ordered_lists``).
 Row functions run in worker processes where that is safe (``parallel="auto"``, the default;
 ``mixmesh.runtime.parallel`` decides) or declared (``parallel="processes"``), see ``workers``.
 The first statement of a run also clears what killed runs left: staging tables of Python
