@@ -5,8 +5,10 @@ A differential test: hypothesis draws a table (groups; values with NULLs; sort k
 kind DuckDB orders: integers, doubles with NaN, -0.0 and infinities, strings, timestamps
 with time zones, structs and lists with NULLs inside, many ties) and an ordered aggregate
 (one to three keys, either direction, NULLs first, last or as the session orders them, with
-or without FILTER and GROUP BY); each runs as written and rewritten, and the rows must be
-equal. On one thread DuckDB keeps the rows' order among ties, so ties are compared too.
+or without FILTER and GROUP BY); each runs rewritten, and as written with ties broken by the
+rows' place in the table, and the rows must be equal. On one thread rows arrive in the
+table's order, which sorting each list keeps among ties (DuckDB's own sort does not: SQL
+leaves the order of ties open).
 Then the cases the rewrite must leave alone, the session settings it must respect, and
 statements calling a mixmesh function through SQLMesh's adapter, where the fast path applies it.
 """
@@ -20,7 +22,7 @@ import typing as t
 import duckdb
 import pytest
 import sqlglot
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from sqlmesh.core.engine_adapter import DuckDBEngineAdapter
 
@@ -66,22 +68,26 @@ rows = st.lists(
 
 
 @st.composite
-def aggregates(draw: t.Any) -> str:
+def aggregates(draw: t.Any) -> t.Tuple[str, str]:
+    """An ordered aggregate, and the same with ties broken by the row's place in the table
+    (``rowid``): on one thread, rows arrive in that order, and sorting each list keeps it."""
     keys = draw(st.lists(st.sampled_from(sorted(KEYS)), min_size=1, max_size=3))
     direction = draw(st.sampled_from(["", " ASC", " DESC"]))
     terms = [key + direction + draw(st.sampled_from(["", " NULLS FIRST", " NULLS LAST"])) for key in keys]
-    aggregate = draw(st.sampled_from(["ARRAY_AGG", "LIST"])) + f"(x ORDER BY {', '.join(terms)})"
+    aggregate = draw(st.sampled_from(["ARRAY_AGG", "LIST"])) + "(x ORDER BY " + ", ".join(terms) + "{tie_break})"
     if draw(st.booleans()):
         aggregate += " FILTER (WHERE " + draw(st.sampled_from(["x IS NOT NULL", "k_int > 0", "g = 1"])) + ")"
     if draw(st.booleans()):
-        return f"SELECT g, {aggregate} AS l FROM t GROUP BY g ORDER BY g"
-    return f"SELECT {aggregate} AS l FROM t"
+        query = f"SELECT g, {aggregate} AS l FROM t GROUP BY g ORDER BY g"
+    else:
+        query = f"SELECT {aggregate} AS l FROM t"
+    return query.format(tie_break=""), query.format(tie_break=", rowid ASC")
 
 
 @pytest.fixture(scope="module")
 def connection() -> t.Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect()
-    connection.execute("SET threads = 1")  # rows arrive in the table's order: ties compare too
+    connection.execute("SET threads = 1")  # rows arrive in the table's order
     connection.execute("SET TimeZone = 'UTC'")
     yield connection
     connection.close()
@@ -99,16 +105,24 @@ def _rewritten(connection: duckdb.DuckDBPyConnection, sql: str) -> t.Tuple[str, 
     return statement.sql("duckdb"), rewrites
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(drawn=rows, sql=aggregates())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drawn=rows, queries=aggregates())
+@example(  # found by hypothesis: DuckDB's own sort put the '' before a tie that arrived earlier
+    drawn=[{"g": 0, "x": None, **dict.fromkeys(KEYS)}] * 22
+    + [{"g": 0, "x": "", **dict.fromkeys(KEYS)}, {"g": 0, "x": None, **dict.fromkeys(KEYS), "k_int": 0}],
+    queries=("SELECT ARRAY_AGG(x ORDER BY k_int) AS l FROM t", "SELECT ARRAY_AGG(x ORDER BY k_int, rowid ASC) AS l FROM t"),
+)
 def test_sorting_each_list_gives_the_ordered_aggregates_lists(
-    connection: duckdb.DuckDBPyConnection, drawn: t.List[t.Dict[str, t.Any]], sql: str
+    connection: duckdb.DuckDBPyConnection, drawn: t.List[t.Dict[str, t.Any]], queries: t.Tuple[str, str]
 ) -> None:
+    # Compared with ties broken by the rows' order: DuckDB's own sort does not keep it (SQL
+    # leaves the order of ties open), while sorting each list does.
+    sql, ties_in_table_order = queries
     _load(connection, drawn)
     rewritten, rewrites = _rewritten(connection, sql)
     note(rewritten)
     assert rewrites == 1
-    assert connection.execute(rewritten).fetchall() == connection.execute(sql).fetchall()
+    assert connection.execute(rewritten).fetchall() == connection.execute(ties_in_table_order).fetchall()
 
 
 def test_the_seeds_shape_gives_the_same_lists(connection: duckdb.DuckDBPyConnection) -> None:
@@ -124,7 +138,8 @@ def test_the_seeds_shape_gives_the_same_lists(connection: duckdb.DuckDBPyConnect
     )
     rewritten, rewrites = _rewritten(connection, sql)
     assert rewrites == 1 and "ORDER BY transaction_time" not in rewritten
-    assert connection.execute(rewritten).fetchall() == connection.execute(sql).fetchall()
+    ties_in_table_order = sql.replace("ORDER BY transaction_time, amount", "ORDER BY transaction_time, amount, rowid")
+    assert connection.execute(rewritten).fetchall() == connection.execute(ties_in_table_order).fetchall()
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,15 @@ its sort keys, unordered, and sorts each finished list once (0.57 s)::
                                LAMBDA e, i : {'n0': e.k0 IS NULL, 'k0': e.k0, 'i': i, 'v': e.v}), 'ASC'),
       LAMBDA e : e.v)
 
-The lists are those of the ordered aggregate, element for element:
+The lists are those of the ordered aggregate, element for element, up to the order of ties
+(rows with equal keys), which SQL leaves open:
 
 - each key is computed once per row, as the ordered aggregate computes it; its NULL flag
   (``n``) puts NULLs first or last as the ORDER BY says, whatever the direction, where a NULL
   inside a struct would sort as the greatest value;
-- ``i``, the row's place in the unordered list, breaks ties as DuckDB's sort does (it keeps
-  the order rows arrive in) and is unique, so the values themselves are never compared;
+- ``i``, the row's place in the unordered list, breaks ties: they keep the order the rows
+  arrived in (DuckDB's own sort does not always); being unique, it also means the values
+  themselves are never compared;
 - a ``FILTER`` stays on the aggregate; no row, or none passing it, gives NULL either way.
 
 The aggregate is kept as written where the sort could differ: keys in both directions (a
