@@ -331,7 +331,9 @@ def test_the_monitor_records_which_way_each_function_ran_and_why(project: Projec
     project.plan()
     store = MetricsStore(project.root / DEFAULT_PATH)
     recorded = {row.function: row.path for row in store.function_runs().itertuples()}
-    assert recorded["basket_total"] == f"{PLAIN}: basket_total ({NESTED}); {SORTED}"
+    # Its lists group `range % 10`, an expression DuckDB has no statistics for: their size
+    # unknown, the ORDER BY stays as written (test_ordered_lists.py).
+    assert recorded["basket_total"] == f"{PLAIN}: basket_total ({NESTED})"
     assert recorded["doubled_row"] == f"{PLAIN}: doubled_row ({ROW_SCALAR})"
     assert recorded["halved"] == (
         "fast path: halved (vectorized over scalars: large batches on every core), threads (auto: vectorized)"

@@ -16,6 +16,7 @@ statements calling a mixmesh function through SQLMesh's adapter, where the fast 
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import typing as t
 
@@ -100,9 +101,15 @@ def _load(connection: duckdb.DuckDBPyConnection, drawn: t.List[t.Dict[str, t.Any
         connection.executemany(f"INSERT INTO t VALUES ({placeholders})", [[row[n] for n in COLUMNS] for row in drawn])
 
 
-def _rewritten(connection: duckdb.DuckDBPyConnection, sql: str) -> t.Tuple[str, int]:
-    statement, rewrites = ordered_lists.sort_each_list(connection, sqlglot.parse_one(sql, read="duckdb"))
+def _rewritten(sql: str) -> t.Tuple[str, int]:
+    """The rewrite alone (``ordered_lists.rewrite``): where it applies is tested below."""
+    statement, rewrites = ordered_lists.rewrite(sqlglot.parse_one(sql, read="duckdb"))
     return statement.sql("duckdb"), rewrites
+
+
+def _applied(connection: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """How many aggregates ``sort_each_list`` rewrites in this session."""
+    return ordered_lists.sort_each_list(connection, sqlglot.parse_one(sql, read="duckdb"))[1]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -119,7 +126,7 @@ def test_sorting_each_list_gives_the_ordered_aggregates_lists(
     # leaves the order of ties open), while sorting each list does.
     sql, ties_in_table_order = queries
     _load(connection, drawn)
-    rewritten, rewrites = _rewritten(connection, sql)
+    rewritten, rewrites = _rewritten(sql)
     note(rewritten)
     assert rewrites == 1
     assert connection.execute(rewritten).fetchall() == connection.execute(ties_in_table_order).fetchall()
@@ -136,7 +143,7 @@ def test_the_seeds_shape_gives_the_same_lists(connection: duckdb.DuckDBPyConnect
         " 'transaction_time': transaction_time} ORDER BY transaction_time, amount) AS details"
         " FROM tx GROUP BY customer_id ORDER BY customer_id"
     )
-    rewritten, rewrites = _rewritten(connection, sql)
+    rewritten, rewrites = _rewritten(sql)
     assert rewrites == 1 and "ORDER BY transaction_time" not in rewritten
     ties_in_table_order = sql.replace("ORDER BY transaction_time, amount", "ORDER BY transaction_time, amount, rowid")
     assert connection.execute(rewritten).fetchall() == connection.execute(ties_in_table_order).fetchall()
@@ -152,23 +159,60 @@ def test_the_seeds_shape_gives_the_same_lists(connection: duckdb.DuckDBPyConnect
         "SELECT ARRAY_AGG(x) FROM t",  # nothing to sort
     ],
 )
-def test_what_sorting_each_list_could_change_is_kept_as_written(
-    connection: duckdb.DuckDBPyConnection, sql: str
-) -> None:
-    _load(connection, [])
-    rewritten, rewrites = _rewritten(connection, sql)
+def test_what_sorting_each_list_could_change_is_kept_as_written(sql: str) -> None:
+    rewritten, rewrites = _rewritten(sql)
     assert rewrites == 0 and rewritten == sqlglot.parse_one(sql, read="duckdb").sql("duckdb")
+
+
+# --- where it applies: the session, the catalog, the size of the groups --------------------
+
+GROUPED = "SELECT g, ARRAY_AGG(x ORDER BY k_text) FROM t GROUP BY g"
+
+
+@pytest.fixture()
+def small_groups() -> t.Iterator[duckdb.DuckDBPyConnection]:
+    """100,000 rows in groups of 2 (``g``) or of 1,000 (``h``): columns, whose groups DuckDB
+    estimates from their statistics."""
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TABLE t AS SELECT i // 2 AS g, i % 100 AS h, i::VARCHAR AS x, (i % 7)::VARCHAR AS k_text,"
+        " i % 3 AS k_int FROM range(100000) r(i)"
+    )
+    yield connection
+    connection.close()
+
+
+def test_small_groups_in_a_default_session_are_sorted_list_by_list(small_groups: duckdb.DuckDBPyConnection) -> None:
+    # Also pins what is read of DuckDB's EXPLAIN (FORMAT JSON): if its names change, nothing
+    # is rewritten any more and this fails.
+    assert _applied(small_groups, GROUPED) == 1
+    plan = small_groups.execute(f"EXPLAIN (FORMAT JSON) {GROUPED}").fetchall()[0][1]
+    (rows_per_group,) = ordered_lists.estimated_group_rows(json.loads(plan))
+    assert rows_per_group is not None and rows_per_group <= 10
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT h, ARRAY_AGG(x ORDER BY k_text) FROM t GROUP BY h",  # 1,000 rows a group
+        "SELECT g // 2 AS g, ARRAY_AGG(x ORDER BY k_text) FROM t GROUP BY 1",  # an expression: not estimated
+        "SELECT ARRAY_AGG(x ORDER BY k_text) FROM t",  # one group
+        # small groups, and one group: every list aggregate must have small groups
+        "SELECT g, ARRAY_AGG(x ORDER BY k_text) AS l FROM t GROUP BY g UNION ALL SELECT 0, ARRAY_AGG(x ORDER BY k_int) FROM t",
+    ],
+)
+def test_large_or_unknown_groups_keep_the_aggregate(small_groups: duckdb.DuckDBPyConnection, sql: str) -> None:
+    # A list sorts on one thread, where DuckDB sorts a large group on all of them.
+    assert _applied(small_groups, sql) == 0
 
 
 @pytest.mark.parametrize(
     "setting",
     ["SET default_null_order = 'nulls_first'", "SET default_order = 'desc'", "SET default_collation = 'nocase'"],
 )
-def test_a_session_ordering_otherwise_keeps_the_aggregate(setting: str) -> None:
-    connection = duckdb.connect()
-    _load(connection, [])
-    connection.execute(setting)
-    assert _rewritten(connection, "SELECT ARRAY_AGG(x ORDER BY k_int) FROM t")[1] == 0
+def test_a_session_ordering_otherwise_keeps_the_aggregate(small_groups: duckdb.DuckDBPyConnection, setting: str) -> None:
+    small_groups.execute(setting)
+    assert _applied(small_groups, GROUPED) == 0
 
 
 @pytest.mark.parametrize(
@@ -179,13 +223,13 @@ def test_a_session_ordering_otherwise_keeps_the_aggregate(setting: str) -> None:
         "CREATE MACRO folded(s) AS s::VARCHAR COLLATE nocase",
     ],
 )
-def test_a_collation_anywhere_in_the_catalog_keeps_the_aggregate(collated: str) -> None:
+def test_a_collation_anywhere_in_the_catalog_keeps_the_aggregate(
+    small_groups: duckdb.DuckDBPyConnection, collated: str
+) -> None:
     # A struct field drops a VARCHAR's collation, and a column's type does not show it: where
     # any may apply, the ordered aggregate stays.
-    connection = duckdb.connect()
-    _load(connection, [])
-    connection.execute(collated)
-    assert _rewritten(connection, "SELECT ARRAY_AGG(x ORDER BY k_text) FROM t")[1] == 0
+    small_groups.execute(collated)
+    assert _applied(small_groups, GROUPED) == 0
 
 
 def test_a_collated_column_would_sort_otherwise_in_a_struct() -> None:

@@ -23,6 +23,11 @@ The lists are those of the ordered aggregate, element for element, up to the ord
   themselves are never compared;
 - a ``FILTER`` stays on the aggregate; no row, or none passing it, gives NULL either way.
 
+Sorting each list wins only where groups are small (a list sorts on one thread, where DuckDB
+sorts a large group on every one: ``MAX_GROUP_ROWS``), so it applies only where DuckDB's plan
+estimates at most that many rows per group for every list aggregate: not without a GROUP BY,
+nor where DuckDB has no statistics to estimate from (grouping by an expression).
+
 The aggregate is kept as written where the sort could differ: keys in both directions (a
 list sorts one way), ``DISTINCT``, a window's aggregate, or a collation that might apply
 (``COLLATE`` in the statement or in the catalog's tables, views and macros, or a default
@@ -44,6 +49,12 @@ _VALUE = "v"
 # set otherwise would read the rewritten keys differently from the original's.
 _SQLGLOT_READS = {"default_order": "ASCENDING", "default_null_order": "NULLS_LAST", "default_collation": ""}
 _COLLATE = re.compile(r"\bCOLLATE\b", re.IGNORECASE)
+_LIST_AGGREGATE = re.compile(r"\b(array_agg|list)\(")
+# Rows per group up to which sorting each list wins: 2M rows of lists of two structs took
+# 0.53 s sorted against 1.05 s written in 10,000 groups of 200, 0.56 s against 0.68 s in
+# groups of 500, but 0.58 s against 0.38 s in groups of 2,000 and 1.59 s against 0.54 s in one
+# group (a list sorts on one thread; DuckDB sorts a large group on every one).
+MAX_GROUP_ROWS = 256
 _HINT = re.compile(r"\b(ARRAY_AGG|LIST)\s*\(", re.IGNORECASE)
 _ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
 
@@ -63,10 +74,17 @@ def rewritable(statement: exp.Expr) -> t.List[exp.ArrayAgg]:
 
 def sort_each_list(cursor: t.Any, statement: exp.Expr) -> t.Tuple[exp.Expr, int]:
     """``statement`` (a copy) with each rewritable aggregate built by sorting each list, and
-    how many were; ``statement`` itself and 0 where none is, or the session's ``cursor``
-    could order differently (see the module's docstring)."""
-    if not rewritable(statement) or not _session_orders_as_read(cursor):
+    how many were; ``statement`` itself and 0 where none is, where the session's ``cursor``
+    could order differently (see the module's docstring), or where DuckDB's plan does not
+    expect small groups (``_small_groups``)."""
+    if not rewritable(statement) or not _session_orders_as_read(cursor) or not _small_groups(cursor, statement):
         return statement, 0
+    return rewrite(statement)
+
+
+def rewrite(statement: exp.Expr) -> t.Tuple[exp.Expr, int]:
+    """``statement`` (a copy) with each rewritable aggregate built by sorting each list, and
+    how many were, whatever the session: ``sort_each_list`` decides whether it applies."""
     rewritten = statement.copy()
     aggregates = rewritable(rewritten)
     for aggregate in aggregates:
@@ -101,6 +119,61 @@ def _session_orders_as_read(cursor: t.Any) -> bool:
         {"p": _COLLATE.pattern},
     ).fetchone()
     return collations == 0
+
+
+def _small_groups(cursor: t.Any, statement: exp.Expr) -> bool:
+    """Whether DuckDB's plan expects every list aggregate's groups to hold at most
+    ``MAX_GROUP_ROWS`` rows on average (``estimated_group_rows``)."""
+    import json
+
+    try:
+        plan = json.loads(cursor.execute(f"EXPLAIN (FORMAT JSON) {statement.sql('duckdb')}").fetchall()[0][1])
+    except Exception:  # noqa: BLE001 - a statement DuckDB cannot plan: left as written, to fail as itself
+        return False
+    sizes = estimated_group_rows(plan)
+    return bool(sizes) and all(size is not None and size <= MAX_GROUP_ROWS for size in sizes)
+
+
+def estimated_group_rows(plan: t.Any) -> t.List[t.Optional[float]]:
+    """For each aggregate operator of an ``EXPLAIN (FORMAT JSON)`` plan computing a list
+    (``array_agg``, ``list``): its input rows per group as DuckDB estimates them, or None where
+    it does not know (no GROUP BY: one group; DuckDB's guess without statistics: half the rows)."""
+    found: t.List[t.Optional[float]] = []
+
+    def visit(node: t.Any, parent: t.Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                visit(child, parent)
+            return
+        name = node.get("name", "").strip()
+        extra = node.get("extra_info", {}) or {}
+        aggregates = str(extra.get("Aggregates", "")).lower()
+        if "GROUP_BY" in name or "AGGREGATE" in name:
+            if _LIST_AGGREGATE.search(aggregates):
+                found.append(_rows_per_group(node, parent, name))
+        for child in node.get("children", []):
+            visit(child, node)
+
+    visit(plan, None)
+    return found
+
+
+def _rows_per_group(node: t.Any, parent: t.Any, name: str) -> t.Optional[float]:
+    if "GROUP_BY" not in name:
+        return None
+    groups = _estimate(node) or (_estimate(parent) if parent is not None else None)
+    rows = sum(_estimate(child) or 0 for child in node.get("children", []))
+    if not groups or not rows or groups * 2 == rows:  # DuckDB's guess when it has no statistics
+        return None
+    return rows / groups
+
+
+def _estimate(node: t.Any) -> t.Optional[float]:
+    value = (node.get("extra_info", {}) or {}).get("Estimated Cardinality")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _replace(aggregate: exp.ArrayAgg) -> None:
