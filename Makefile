@@ -64,6 +64,7 @@ benchmark: $(INSTALLED) $(JAVA)
 	$(BIN)/python benchmarks/timeout_overhead.py
 	$(BIN)/python benchmarks/python_model_io.py
 	$(BIN)/python benchmarks/risk_scoring.py
+	$(BIN)/python benchmarks/ordered_lists.py
 	$(BIN)/python benchmarks/ltv_features.py
 	$(BIN)/python benchmarks/spark_udf.py
 	$(BIN)/python benchmarks/spark_streaming_reads.py

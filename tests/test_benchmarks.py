@@ -81,6 +81,21 @@ def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert all(v["rows_per_second"] > 0 and v["peak_rss_mb"] > 0 for v in report["variants"])
 
 
+def test_ordered_lists_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "ordered_lists.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "ordered_lists.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
+        "--out", str(out),
+    ]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "results agree" in printed
+    report = json.loads(out.read_text())
+    by_size = {row["rows_per_group"]: row for row in report["results"]}
+    # The rule sorts the smallest groups and keeps one group as written.
+    assert by_size[2]["rule_sorts"] and not by_size[20000]["rule_sorts"]
+    assert all(row["written_s"] > 0 and row["sorted_s"] > 0 for row in report["results"])
+
+
 @pytest.mark.slow
 def test_spark_udf_runs_and_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "spark_udf.json"
