@@ -51,7 +51,7 @@ _SQLGLOT_READS = {"default_order": "ASCENDING", "default_null_order": "NULLS_LAS
 _COLLATE = re.compile(r"\bCOLLATE\b", re.IGNORECASE)
 _LIST_AGGREGATE = re.compile(r"\b(array_agg|list)\(")
 # Rows per group up to which sorting each list is taken (benchmarks/ordered_lists.py, 2M rows:
-# written / sorted 7.1x in groups of 2, 4.1x of 20, 1.1x of 200, 0.84x of 500, 0.48x in one
+# written / sorted 7.0x in groups of 2, 3.6x of 20, 0.98x of 200, 0.76x of 500, 0.49x in one
 # group: a list sorts on one thread, where DuckDB sorts a large group on every one), with a
 # margin for DuckDB's estimate of the groups.
 MAX_GROUP_ROWS = 64
