@@ -13,10 +13,15 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def run_benchmark(tmp_path: Path, name: str, *arguments: str) -> t.Tuple[str, Path]:
+    """``benchmarks/<name>.py`` run at a small size: what it printed, and its JSON file."""
+    out = tmp_path / f"{name}.json"
+    command = [sys.executable, str(BENCHMARKS / f"{name}.py"), *arguments, "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout, out
+
+
 def test_udf_throughput_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "udf_throughput.json"
-    command = [sys.executable, str(BENCHMARKS / "udf_throughput.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0", "--out", str(out)]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "udf_throughput", "--rows", "20000", "--repeat", "1", "--warmup", "0")
     assert "results agree" in printed and "mixmesh row vs duckdb row UDF" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} >= {
@@ -28,12 +33,7 @@ def test_udf_throughput_runs_and_writes_its_table(tmp_path: Path) -> None:
 
 
 def test_timeout_overhead_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "timeout_overhead.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "timeout_overhead.py"), "--rows", "5000", "--repeat", "1", "--warmup", "0",
-        "--out", str(out),
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "timeout_overhead", "--rows", "5000", "--repeat", "1", "--warmup", "0")
     assert "results agree" in printed and "with timeout / without" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} == {"duckdb native UDF"} | {
@@ -49,24 +49,14 @@ def test_timeout_overhead_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert all(r["ratio"] > 0 and r["bar"] == "at most 1.5x" for r in report["ratios"])
 
 def test_python_model_io_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "python_model_io.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "python_model_io.py"),
-        "--rows", "20000", "--repeat", "1", "--batch-rows", "5000", "--out", str(out),
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "python_model_io", "--rows", "20000", "--repeat", "1", "--batch-rows", "5000")
     assert "mixmesh streaming" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} == {"plain SQLMesh", "mixmesh pandas", "mixmesh streaming"}
 
 
 def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "risk_scoring.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "risk_scoring.py"),
-        "--customers", "200", "--transactions", "2000", "--days", "3", "--out", str(out),
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "risk_scoring", "--customers", "200", "--transactions", "2000", "--days", "3")
     assert "results agree" in printed and "seed seconds / mixmesh seconds" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} == {"mixmesh", "mixmesh-plain", "seed"}
@@ -82,12 +72,7 @@ def test_risk_scoring_runs_and_writes_its_table(tmp_path: Path) -> None:
 
 
 def test_ordered_lists_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "ordered_lists.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "ordered_lists.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
-        "--out", str(out),
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "ordered_lists", "--rows", "20000", "--repeat", "1", "--warmup", "0")
     assert "results agree" in printed
     report = json.loads(out.read_text())
     by_size = {row["rows_per_group"]: row for row in report["results"]}
@@ -98,12 +83,9 @@ def test_ordered_lists_runs_and_writes_its_table(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_spark_udf_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "spark_udf.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "spark_udf.py"), "--rows", "20000", "--repeat", "1", "--warmup", "0",
-        "--setups", "local", "--out", str(out),  # the cluster column starts a cluster of its own
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(  # --setups local: the cluster column starts a cluster of its own
+        tmp_path, "spark_udf", "--rows", "20000", "--repeat", "1", "--warmup", "0", "--setups", "local"
+    )
     assert "results agree" in printed and "mixmesh vectorized throughput / spark pandas_udf" in printed
     report = json.loads(out.read_text())
     assert {v["variant"] for v in report["variants"]} >= {"mixmesh vectorized", "spark pandas_udf", "native SQL"}
@@ -111,9 +93,7 @@ def test_spark_udf_runs_and_writes_its_table(tmp_path: Path) -> None:
 
 
 def test_ltv_features_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "ltv_features.json"
-    command = [sys.executable, str(BENCHMARKS / "ltv_features.py"), "--quick", "--out", str(out)]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "ltv_features", "--quick")
     assert "results agree" in printed and "requirement: under 10 s" in printed
     report = json.loads(out.read_text())
     assert report["sizes"] == [3000, 30000] and report["repeat"] == 1
@@ -298,12 +278,7 @@ def test_compare_shows_but_never_flags_a_ratio_not_measured(tmp_path: Path) -> N
 
 
 def test_nested_conversion_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "nested_conversion.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "nested_conversion.py"), "--customers", "2000", "--repeat", "1", "--warmup", "0",
-        "--out", str(out),
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "nested_conversion", "--customers", "2000", "--repeat", "1", "--warmup", "0")
     assert "results agree" in printed and "mixmesh row vs duckdb native UDF" in printed
     report = json.loads(out.read_text())
     assert [v["variant"] for v in report["variants"]] == [
@@ -317,12 +292,7 @@ def test_nested_conversion_runs_and_writes_its_table(tmp_path: Path) -> None:
 
 
 def test_external_calls_runs_and_writes_its_table(tmp_path: Path) -> None:
-    out = tmp_path / "external_calls.json"
-    command = [
-        sys.executable, str(BENCHMARKS / "external_calls.py"), "--rows", "300", "--latency-ms", "2",
-        "--limited-rows", "60", "--rate-limit", "100/s", "--out", str(out),
-    ]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    printed, out = run_benchmark(tmp_path, "external_calls", "--rows", "300", "--latency-ms", "2", "--limited-rows", "60", "--rate-limit", "100/s")
     assert "results agree" in printed and "most calls in flight" in printed
     report = json.loads(out.read_text())
     by_name = {v["variant"]: v for v in report["variants"]}
