@@ -42,11 +42,13 @@ import typing as t
 
 from sqlglot import exp
 
+from mixmesh.engines.duckdb.dialect import NAME
+
 _LIST = "__mixmesh_list"  # where the new aggregate goes in the template
 _ELEMENT, _POSITION = "__mixmesh_e", "__mixmesh_i"
 _VALUE = "v"
-# What an ORDER BY means to sqlglot reading DuckDB's SQL (ascending, NULLs last); a session
-# set otherwise would read the rewritten keys differently from the original's.
+# The session settings under which the rewrite sorts as the ORDER BY does: sqlglot reads an
+# ORDER BY as ascending with NULLs last, and a struct field has no collation.
 _SQLGLOT_READS = {"default_order": "ASCENDING", "default_null_order": "NULLS_LAST", "default_collation": ""}
 _COLLATE = re.compile(r"\bCOLLATE\b", re.IGNORECASE)
 _LIST_AGGREGATE = re.compile(r"\b(array_agg|list)\(")
@@ -127,7 +129,7 @@ def _small_groups(cursor: t.Any, statement: exp.Expr) -> bool:
     import json
 
     try:
-        plan = json.loads(cursor.execute(f"EXPLAIN (FORMAT JSON) {statement.sql('duckdb')}").fetchall()[0][1])
+        plan = json.loads(cursor.execute(f"EXPLAIN (FORMAT JSON) {statement.sql(NAME)}").fetchall()[0][1])
     except Exception:  # noqa: BLE001 - a statement DuckDB cannot plan: left as written, to fail as itself
         return False
     sizes = estimated_group_rows(plan)
