@@ -24,7 +24,7 @@ from sqlglot import exp
 if t.TYPE_CHECKING:
     pass
 from mixmesh.core.cpus import usable_cpus
-from mixmesh.engines.duckdb import ordered_lists
+from mixmesh.engines.duckdb import ordered_lists, plans
 from mixmesh.engines.duckdb.dialect import NAME
 from mixmesh.engines.duckdb.sql_functions import (
     _sql_functions_called,
@@ -220,17 +220,8 @@ def _materialized(cursor: t.Any, split: t.Any) -> t.Any:
 
 def _stream_scans(cursor: t.Any, statement: str) -> int:
     """How many times the statement's plan scans an Arrow stream (the stage is the one)."""
-    import json
-
-    plan = json.loads(cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}").fetchall()[0][1])
-
-    def scans(node: t.Any) -> int:
-        if isinstance(node, list):
-            return sum(scans(child) for child in node)
-        own = int(node.get("name", "").strip() == "ARROW_SCAN")
-        return own + scans(node.get("children", []))
-
-    return scans(plan)
+    plan = plans.explained(cursor, statement)
+    return sum(node.get("name", "").strip() == "ARROW_SCAN" for node, _ in plans.operators(plan))
 
 
 def _unseen_writes(session: _Session, inner: exp.Expr, cursor: t.Any) -> str:

@@ -42,9 +42,9 @@ import typing as t
 
 from sqlglot import exp
 
+from mixmesh.engines.duckdb import plans
 from mixmesh.engines.duckdb.dialect import NAME
 
-_LIST = "__mixmesh_list"  # where the new aggregate goes in the template
 _ELEMENT, _POSITION = "__mixmesh_e", "__mixmesh_i"
 _VALUE = "v"
 # The session settings under which the rewrite sorts as the ORDER BY does: sqlglot reads an
@@ -126,10 +126,8 @@ def _session_orders_as_read(cursor: t.Any) -> bool:
 def _small_groups(cursor: t.Any, statement: exp.Expr) -> bool:
     """Whether DuckDB's plan expects every list aggregate's groups to hold at most
     ``MAX_GROUP_ROWS`` rows on average (``estimated_group_rows``)."""
-    import json
-
     try:
-        plan = json.loads(cursor.execute(f"EXPLAIN (FORMAT JSON) {statement.sql(NAME)}").fetchall()[0][1])
+        plan = plans.explained(cursor, statement.sql(NAME))
     except Exception:  # noqa: BLE001 - a statement DuckDB cannot plan: left as written, to fail as itself
         return False
     sizes = estimated_group_rows(plan)
@@ -141,22 +139,11 @@ def estimated_group_rows(plan: t.Any) -> t.List[t.Optional[float]]:
     (``array_agg``, ``list``): its input rows per group as DuckDB estimates them, or None where
     it does not know (no GROUP BY: one group; DuckDB's guess without statistics: half the rows)."""
     found: t.List[t.Optional[float]] = []
-
-    def visit(node: t.Any, parent: t.Any) -> None:
-        if isinstance(node, list):
-            for child in node:
-                visit(child, parent)
-            return
+    for node, parent in plans.operators(plan):
         name = node.get("name", "").strip()
-        extra = node.get("extra_info", {}) or {}
-        aggregates = str(extra.get("Aggregates", "")).lower()
-        if "GROUP_BY" in name or "AGGREGATE" in name:
-            if _LIST_AGGREGATE.search(aggregates):
-                found.append(_rows_per_group(node, parent, name))
-        for child in node.get("children", []):
-            visit(child, node)
-
-    visit(plan, None)
+        aggregates = str((node.get("extra_info", {}) or {}).get("Aggregates", "")).lower()
+        if ("GROUP_BY" in name or "AGGREGATE" in name) and _LIST_AGGREGATE.search(aggregates):
+            found.append(_rows_per_group(node, parent, name))
     return found
 
 
@@ -185,9 +172,7 @@ def _replace(aggregate: exp.ArrayAgg) -> None:
     descending = bool(keys[0].args.get("desc"))
     aggregate.set("this", _struct([(f"k{n}", key.this.copy()) for n, key in enumerate(keys)] + [(_VALUE, order.this)]))
     outermost = aggregate.parent if isinstance(aggregate.parent, exp.Filter) else aggregate
-    placeholder = exp.column(_LIST)
-    outermost.replace(placeholder)
-    placeholder.replace(_sorted_list(outermost, keys, descending))
+    outermost.replace(_sorted_list(outermost.copy(), keys, descending))
 
 
 def _sorted_list(unordered: exp.Expr, keys: t.Sequence[exp.Ordered], descending: bool) -> exp.Expr:
