@@ -255,6 +255,15 @@ def first_amount(amounts: t.Any) -> t.Any:
     return pc.list_element(pc.if_else(pc.greater(pc.list_value_length(amounts), 0), amounts, None), 0)
 
 
+@udf(vectorized=True, args={"amounts": "DOUBLE[]"}, returns="DOUBLE")
+def refuses_long_lists(amounts: t.Any) -> t.Any:
+    import pyarrow.compute as pc
+
+    if pc.max(pc.list_value_length(amounts)).as_py() > 40:
+        raise ValueError("a list longer than 40")
+    return pc.list_element(amounts, 0)
+
+
 @pytest.fixture()
 def adapter() -> t.Iterator[t.Any]:
     sqlmesh_integration.install()
@@ -265,8 +274,9 @@ def adapter() -> t.Iterator[t.Any]:
     )
     connection.execute("CREATE TABLE firsts (customer_id BIGINT, first DOUBLE)")
     adapter = DuckDBEngineAdapter(lambda: connection)
-    adapter.first_amount = binding_name(first_amount.spec, "ordered_lists_test")
-    engines.register_call(first_amount.spec, "ordered_lists_test", adapter.first_amount)
+    for function in (first_amount, refuses_long_lists):
+        setattr(adapter, function.spec.name, binding_name(function.spec, "ordered_lists_test"))
+        engines.register_call(function.spec, "ordered_lists_test", getattr(adapter, function.spec.name))
     yield adapter
     adapter.close()
 
@@ -305,3 +315,17 @@ def test_a_rewritten_statement_duckdb_refuses_leaves_the_original_to_run(
     decision = fastpath.decisions[-1]
     assert decision.rewritten == "" and "the rewritten statement does not bind" in decision.reason, decision
     assert adapter.fetchall("SELECT count(*) FROM firsts") == [(7,)]
+
+
+@pytest.mark.parametrize("mode", ["auto", "on", "off"])
+def test_a_function_failing_on_the_rewritten_statement_names_itself_and_writes_nothing(adapter: t.Any, mode: str) -> None:
+    # 300 rows in 7 lists of about 43: the function refuses them. The rewritten statement
+    # fails as the written one does, naming the function, and the target table keeps its rows.
+    adapter.execute("INSERT INTO firsts VALUES (99, 1.0)")
+    sql = _insert(adapter).replace(adapter.first_amount, adapter.refuses_long_lists)
+    fastpath.decisions.clear()
+    with fast_path(mode), pytest.raises(Exception) as raised:
+        adapter.execute(sql)
+    assert "refuses_long_lists" in str(raised.value) and "a list longer than 40" in str(raised.value)
+    assert fastpath.decisions[-1].rewritten == ("" if mode == "off" else SORTED), fastpath.decisions[-1]
+    assert adapter.fetchall("SELECT * FROM firsts") == [(99, 1.0)]

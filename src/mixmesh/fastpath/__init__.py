@@ -122,7 +122,7 @@ def try_execute(adapter: t.Any, sql: str, run: t.Callable[[str], t.Any], paramet
     try:
         refused = engine.execute_split(adapter, split, BatchComputer(calls, chosen.batch_rows), run)
     except Exception as error:
-        _decided(functions, True, f"raised {type(error).__name__}", _where_ran(calls, placements))
+        _decided(functions, True, f"raised {type(error).__name__}", _where_ran(calls, placements), rewritten)
         raise
     taken = chosen.reason if setting == "auto" else f"fast path: {VARIABLE} is on"
     if refused is not None:  # nothing ran
@@ -139,7 +139,11 @@ def _unstaged(
     if faster is None:
         return _decided(functions, False, reason)
     statement, rewritten = faster
-    refused = engine.execute_faster(adapter, statement, run)
+    try:
+        refused = engine.execute_faster(adapter, statement, run)
+    except Exception as error:
+        _decided(functions, False, _also(_also(reason, rewritten), f"raised {type(error).__name__}"), rewritten=rewritten)
+        raise
     if refused is not None:
         return _decided(functions, False, _also(reason, refused))
     _decided(functions, False, _also(reason, rewritten), rewritten=rewritten)
