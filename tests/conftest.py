@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import sys
 import typing as t
 from pathlib import Path
@@ -13,6 +15,31 @@ from tests.projects import Project, forget_project_modules
 # Tests rewrite project files within the same second; a cached .pyc of the old text would
 # hide the edit (Python compares whole-second mtimes and sizes).
 sys.dont_write_bytecode = True
+
+
+# A test still running after this long (its set-up included) is taken for hung: every
+# thread's stack is written to the worker's stderr and the worker exits, so the run fails
+# with the stacks in its log instead of waiting for CI's limit. The longest test, the Spark
+# cluster's set-up included, takes about 3 minutes on 2 cores.
+HUNG_AFTER_S = float(os.environ.get("MIXMESH_TEST_HUNG_AFTER_S", "900"))  # shorter in its own test
+_stderr: t.Optional[int] = None  # the run's own stderr, kept before tests capture it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _stderr
+    _stderr = os.dup(2)  # capturing is suspended while plugins configure
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> t.Iterator[None]:
+    # faulthandler's watchdog is a thread of C code: it fires even when a thread holds the
+    # GIL and waits on a lock, where a Python timer (pytest-timeout's) would wait too.
+    if _stderr is not None:
+        faulthandler.dump_traceback_later(HUNG_AFTER_S, exit=True, file=_stderr)
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 # With `--dist loadgroup` (`make test`), the tests of a module sharing a module- or

@@ -12,7 +12,7 @@ import typing as t
 from pathlib import Path
 
 from mixmesh import sink
-from mixmesh.monitor import store as store_module
+from mixmesh.monitor import writer
 from mixmesh.monitor.records import ModelRun
 from mixmesh.monitor.store import MetricsStore
 
@@ -76,7 +76,7 @@ def test_rows_appended_later_are_read_by_this_process_and_in_order(tmp_path: Pat
     for run in runs:
         store.append_later([run])
     assert list(store.model_runs()["run_id"]) == [run.run_id for run in runs]  # waits for the writer
-    assert not store_module._unwritten
+    assert writer.held() == 0
 
 
 def sys_frame(thread: threading.Thread) -> types.FrameType:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mixmesh.core import settings
 from mixmesh.core.names import short_name
+from mixmesh.monitor import writer
 from mixmesh.monitor.records import FunctionRun, ModelRun, new_id
 from mixmesh.runtime.counting import PREFIX as FINDING
 from mixmesh.sink import (
@@ -93,6 +94,8 @@ def running(command: str, project: Path) -> t.Iterator[None]:
         yield
     finally:
         _command = outer
+        if outer is None:  # its figures go to the spool now, not a second later
+            writer.write_soon()
 
 
 def current_command() -> t.Optional[t.Tuple[str, Path]]:

@@ -4,11 +4,12 @@ DuckDB lets one process at a time open a database file for writing
 (https://duckdb.org/docs/stable/connect/concurrency), and two ``sqlmesh run`` processes may
 finish models at the same moment. So a write never waits for that lock:
 
-1. ``MetricsStore.append`` writes the rows of one model evaluation as one *batch* file
-   into the store's spool folder (``.mixmesh/spool/metrics/`` for a project): written under a
-   hidden temporary name, then renamed, so a batch is either whole or absent, and each
-   process writes files of its own. That is all the model run waits for (well under a
-   millisecond); a failure is logged, never raised.
+1. ``MetricsStore.append`` writes the rows of one or more model evaluations as one *batch*
+   file into the store's spool folder (``.mixmesh/spool/metrics/`` for a project): written
+   under a hidden temporary name, then renamed, so a batch is either whole or absent, and
+   each process writes files of its own. A model run does not wait for it: capture hands
+   its rows to the process's writer thread (``append_later``, ``mixmesh.monitor.writer``),
+   which writes those of several evaluations at once; a failure is logged, never raised.
 2. The batches are then *merged* into the DuckDB file, in one transaction, by whoever gets
    the file's lock: a background thread of the writing process (it tries once and gives up
    on a conflict, the batch stays spooled) or any reader (``model_runs``,
@@ -44,7 +45,6 @@ a damaged file share one set of table definitions and locks.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -63,6 +63,7 @@ from sqlglot import exp
 
 from mixmesh.core import settings
 from mixmesh.core.errors import MixmeshError
+from mixmesh.monitor import writer
 from mixmesh.monitor.records import SCHEMA_VERSION, FunctionRun, ModelRun
 
 if t.TYPE_CHECKING:
@@ -157,47 +158,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_locks_after_fork)
 
 
-# Batches handed to the writer thread (``MetricsStore.append_later``) and not written yet.
-_unwritten: "t.Set[concurrent.futures.Future[bool]]" = set()
-_unwritten_lock = threading.Lock()
-_the_writer: t.Optional[concurrent.futures.ThreadPoolExecutor] = None
-WRITER_THREAD = "mixmesh-metrics-writer"
-
-
-def _writer() -> concurrent.futures.ThreadPoolExecutor:
-    """One thread for the process; the interpreter waits for its work before ``atexit``
-    handlers run (where capture merges the spool)."""
-    global _the_writer
-    with _unwritten_lock:
-        if _the_writer is None:
-            _the_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=WRITER_THREAD)
-        return _the_writer
-
-
-def _written(future: "concurrent.futures.Future[bool]") -> None:
-    with _unwritten_lock:
-        _unwritten.discard(future)
-
-
-def wait_for_writes() -> None:
-    """Return once every batch handed to the writer thread is in the spool (``append``
-    never raises); at once on the writer thread itself."""
-    if threading.current_thread().name.startswith(WRITER_THREAD):
-        return
-    with _unwritten_lock:
-        pending = list(_unwritten)
-    concurrent.futures.wait(pending)
-
-
-def _forget_writer_after_fork() -> None:
-    """A forked child has no writer thread; what its parent had queued is the parent's."""
-    global _the_writer, _unwritten_lock
-    _the_writer, _unwritten_lock = None, threading.Lock()
-    _unwritten.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_writer_after_fork)
 
 
 class MetricsStore:
@@ -289,18 +249,11 @@ class MetricsStore:
         return True
 
     def append_later(self, model_runs: t.Sequence[ModelRun], function_runs: t.Sequence[FunctionRun] = ()) -> None:
-        """``append`` on the process's writer thread: a model's evaluation does not wait for
-        the file system (creating and renaming the spool file took 0.6 ms, 2% of a 36 ms
-        model). Whatever reads the spool in this process waits for the writes first, and
-        the process writes them all before it exits (``wait_for_writes``)."""
-        try:
-            future = _writer().submit(self.append, model_runs, function_runs)
-        except RuntimeError:  # the interpreter is shutting down: no new thread work, written now
-            self.append(model_runs, function_runs)
-            return
-        with _unwritten_lock:
-            _unwritten.add(future)
-        future.add_done_callback(_written)
+        """``append`` later, on the process's writer thread, together with the rows of the
+        evaluations after it (``mixmesh.monitor.writer``): a model's evaluation does not wait
+        for the file system. Whatever reads the spool in this process waits for them first,
+        and the process writes them before it exits."""
+        writer.hand_over(self, model_runs, function_runs)
 
     def merge(self, *, wait: t.Optional[float] = None) -> int:
         """Move spooled batches into the DuckDB file; the number of batches added.
@@ -421,7 +374,7 @@ class MetricsStore:
         return final
 
     def _spool_files(self) -> t.List[Path]:
-        wait_for_writes()
+        writer.wait_for_writes()
         if self.spool is None or not self.spool.is_dir():
             return []
         return sorted(self.spool.glob("[0-9]*.json"))

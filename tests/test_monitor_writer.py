@@ -1,0 +1,117 @@
+"""The writer of evaluations' figures (mixmesh.monitor.writer): off the model's thread, several
+evaluations to a spool file, written at the end of a command, after a second, before a reader
+in the process reads and before the process exits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from mixmesh.monitor import writer
+from mixmesh.monitor.records import ModelRun
+from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+from tests.projects import Project
+
+NEVER_S = 3600.0  # a writer told to wait this long writes only when asked
+
+
+def spooled(store: MetricsStore) -> t.List[Path]:
+    """The store's spool files, as another process sees them (no wait for this one's writer)."""
+    assert store.spool is not None
+    return sorted(store.spool.glob("[0-9]*.json")) if store.spool.is_dir() else []
+
+
+def eventually(check: t.Callable[[], bool], within_s: float = 60.0) -> bool:
+    """Whether ``check`` comes true within ``within_s`` (a bound on a wait, not a timing)."""
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_evaluations_handed_over_together_are_one_spool_file_in_order(tmp_path: Path, monkeypatch: t.Any) -> None:
+    monkeypatch.setattr(writer, "WRITE_AFTER_S", NEVER_S)
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    runs = [_run(f"r{i}", i) for i in range(4)]
+    for run in runs:
+        store.append_later([run])
+    assert spooled(store) == [] and writer.held() == 4  # nothing written while the model runs
+    writer.write_soon()
+    assert eventually(lambda: len(spooled(store)) == 1)
+    assert writer.held() == 0
+    assert list(store.model_runs()["run_id"]) == [run.run_id for run in runs]
+
+
+def test_rows_held_are_written_after_a_while_unasked(tmp_path: Path, monkeypatch: t.Any) -> None:
+    monkeypatch.setattr(writer, "WRITE_AFTER_S", 0.05)
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    store.append_later([_run("r0", 0)])
+    assert eventually(lambda: len(spooled(store)) == 1)
+
+
+def test_a_reader_in_the_process_waits_for_the_rows_held(tmp_path: Path, monkeypatch: t.Any) -> None:
+    monkeypatch.setattr(writer, "WRITE_AFTER_S", NEVER_S)
+    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
+    store.append_later([_run("r0", 0)])
+    assert list(store.model_runs()["run_id"]) == ["r0"]
+
+
+def test_the_process_writes_the_rows_held_before_it_exits(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.duckdb"
+    script = textwrap.dedent(f"""
+        import datetime as dt
+        from mixmesh.monitor import writer
+        from mixmesh.monitor.records import ModelRun
+        from mixmesh.monitor.store import MetricsStore
+
+        writer.WRITE_AFTER_S = {NEVER_S}
+        started = dt.datetime(2024, 1, 1)
+        MetricsStore({str(path)!r}, background_merge=False).append_later([ModelRun(
+            run_id="at-exit", model="analytics.m", command="run", environment=None, engine="duckdb",
+            interval_start=None, interval_end=None, started_at=started, ended_at=started, total_s=0.1,
+            python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
+            fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
+        )])
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    store = MetricsStore(path, background_merge=False)
+    assert len(spooled(store)) == 1
+    assert list(store.model_runs()["run_id"]) == ["at-exit"]
+
+
+def test_a_plan_s_figures_reach_the_spool_when_the_plan_ends(project: Project, monkeypatch: t.Any) -> None:
+    """Another process (``mixmesh stats`` while a long ``sqlmesh run`` goes on) sees a
+    command's figures once it ends, without waiting for the writer's second."""
+    monkeypatch.setattr(writer, "WRITE_AFTER_S", NEVER_S)
+    project.write("models/one.sql", "MODEL (name analytics.one, kind FULL);\nSELECT 1 AS x")
+    project.write("models/two.sql", "MODEL (name analytics.two, kind FULL);\nSELECT 2 AS x")
+    project.plan()
+    store = MetricsStore(project.root / DEFAULT_PATH, background_merge=False)
+    assert eventually(lambda: writer.held() == 0 and bool(spooled(store)))
+    assert len(spooled(store)) == 1  # both models' figures, in one file
+    assert set(store.model_runs()["model"]) == {"analytics.one", "analytics.two"}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_held_after() -> t.Iterator[None]:
+    yield
+    writer.wait_for_writes()  # a test's rows are not left for the next one's writer
+
+
+def _run(run_id: str, minute: int) -> ModelRun:
+    started = dt.datetime(2024, 1, 1, 0, minute)
+    return ModelRun(
+        run_id=run_id, model="analytics.m", command="run", environment=None, engine="duckdb",
+        interval_start=None, interval_end=None, started_at=started, ended_at=started, total_s=0.1,
+        python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
+        fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
+    )
