@@ -15,7 +15,7 @@ It prints the medians and the ratio (target: at most 1.02x) and writes the table
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/monitor_overhead.py              # 1,000,000 rows, 21 repeats
+    .venv/bin/python benchmarks/monitor_overhead.py              # 1,000,000 rows, 41 repeats
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def write_project(root: Path, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=41)
     parser.add_argument("--out", type=Path)
     options = parser.parse_args()
 
