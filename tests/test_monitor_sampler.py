@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import threading
 import types
 import typing as t
@@ -93,3 +94,26 @@ def _run(run_id: str, minute: int) -> ModelRun:
         python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
         fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
     )
+
+
+def test_the_sampler_waits_longer_after_a_costly_sample(monkeypatch: t.Any) -> None:
+    """A sample that takes 2 ms (threads contending for the GIL, cores busy with worker
+    processes) is followed by a pause 100 times as long, at most 0.1 s, instead of the 5 ms
+    interval: the sampler keeps its share of the time near 1%."""
+    samples: t.List[float] = []
+
+    def costly(self: sink.Evaluation, sampler: int) -> None:
+        samples.append(time.perf_counter())
+        busy_until = time.perf_counter() + 0.002
+        while time.perf_counter() < busy_until:
+            pass
+
+    monkeypatch.setattr(sink.Evaluation, "sample", costly)
+    monkeypatch.setenv(sink.SAMPLE_MS_VARIABLE, "5")
+    evaluation = sink.open_evaluation("analytics.costly")
+    try:
+        time.sleep(1.0)
+    finally:
+        sink.close_evaluation(evaluation)
+    # Every 5 ms it would have sampled some 140 times in that second; pausing 0.1 s, about 10.
+    assert 1 <= len(samples) <= 25
