@@ -159,11 +159,17 @@ def run_once(run: t.Callable[[], t.Any]) -> t.Tuple[float, float, float, t.Any]:
 
 
 def measure(
-    run: t.Callable[[t.Any], t.Any], variants: t.Sequence[t.Any], repeat: int, warmup: int, width: int
+    run: t.Callable[[t.Any], t.Any], variants: t.Sequence[t.Any], repeat: int, warmup: int, width: int,
+    round_at_least_s: float = 0.0,
 ) -> t.Dict[str, t.Dict[str, t.List[t.Any]]]:
     """``run(variant)`` for every variant ``repeat`` times, round-robin so that machine drift
     hits all alike: times, cores, memory and results by variant name. ``warmup`` rounds run
-    first and are not counted (first calls pay one-off costs)."""
+    first and are not counted (first calls pay one-off costs).
+
+    With ``round_at_least_s``, a quick variant runs again within its round until its runs
+    took that long (at most ``QUICK_RUNS_MAX`` runs, all kept), as timeit's autorange does:
+    three runs of 0.1 s spread by ±30% on these machines, which a median of three cannot
+    settle. Its runs then no longer pair with the other variants' round by round."""
     for _ in range(warmup):
         for variant in variants:
             run_once(lambda: run(variant))
@@ -172,8 +178,16 @@ def measure(
     }
     for round_ in range(1, repeat + 1):
         for variant in variants:
-            seconds, cores, memory, total = run_once(lambda: run(variant))
-            for key, value in (("times", seconds), ("cores", cores), ("memory", memory), ("sums", total)):
-                runs[variant.name][key].append(value)
-            print(f"  round {round_}/{repeat}  {variant.name:<{width}} {seconds:8.3f} s  {cores:4.2f} cores", flush=True)
+            spent = 0.0
+            for _again in range(QUICK_RUNS_MAX):
+                seconds, cores, memory, total = run_once(lambda: run(variant))
+                spent += seconds
+                for key, value in (("times", seconds), ("cores", cores), ("memory", memory), ("sums", total)):
+                    runs[variant.name][key].append(value)
+                print(f"  round {round_}/{repeat}  {variant.name:<{width}} {seconds:8.3f} s  {cores:4.2f} cores", flush=True)
+                if spent >= round_at_least_s:
+                    break
     return runs
+
+
+QUICK_RUNS_MAX = 9  # a quick variant's runs in one round (``measure``'s round_at_least_s)

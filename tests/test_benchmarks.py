@@ -309,3 +309,14 @@ def test_external_calls_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert {bar["variant"] for bar in report["bars"]} >= {
         "mixmesh concurrency=64", "mixmesh cache, second run", "mixmesh rate limit 100/s", "every variant"
     }
+
+
+def test_a_quick_variant_runs_again_within_its_round_when_asked(monkeypatch: t.Any) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import reporting
+
+    variants = [type("Variant", (), {"name": name})() for name in ("quick", "also quick")]
+    paired = reporting.measure(lambda variant: 1, variants, repeat=2, warmup=0, width=10)
+    filled = reporting.measure(lambda variant: 1, variants, repeat=2, warmup=0, width=10, round_at_least_s=60.0)
+    assert [len(paired[v.name]["times"]) for v in variants] == [2, 2]  # one run a round: paired by round
+    assert [len(filled[v.name]["times"]) for v in variants] == [2 * reporting.QUICK_RUNS_MAX] * 2
