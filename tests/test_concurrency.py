@@ -442,3 +442,51 @@ def test_the_readme_s_enrichment_functions_run_in_a_model(project: t.Any, monkey
         assert 1 < service.max_in_flight <= 32 + 64
     finally:
         service.stop()
+
+
+FORKED = '''
+import os, time
+from mixmesh import udf
+from mixmesh.runtime import concurrency
+
+
+@udf(concurrency=4)
+async def waits(x: int) -> int:
+    return x
+
+
+@udf(concurrency=4)
+def blocks(x: int) -> int:
+    return x
+
+
+async def plus_one(x):
+    return x + 1
+
+
+def batch_of_both():
+    rows = [[1, 2, 3]]
+    return (concurrency.runner_of(waits.spec).run(plus_one, rows),
+            concurrency.runner_of(blocks.spec).run(lambda x: x + 1, rows))
+
+
+assert batch_of_both() == ([2, 3, 4], [2, 3, 4])  # the parent's loop and pool, started
+child = os.fork()
+if child == 0:
+    os._exit(0 if batch_of_both() == ([2, 3, 4], [2, 3, 4]) else 1)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(child, os.WNOHANG)
+    if done:
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(child, 9)
+raise SystemExit("the forked child's batch never finished")
+'''
+
+
+def test_a_forked_child_runs_batches_on_loops_and_threads_of_its_own() -> None:
+    """A fork copies the runners' pools and the event loop but none of their threads: without
+    new ones, the child's batch would wait for ever."""
+    finished = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import queue
 import threading
 import typing as t
@@ -238,6 +239,20 @@ def event_loop() -> asyncio.AbstractEventLoop:
             threading.Thread(target=loop.run_forever, name="mixmesh-async", daemon=True).start()
             _loop = loop
         return _loop
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a user's ``multiprocessing`` in a Python model, say) has none of the
+    threads the runners and the event loop were running on, only their copies: a batch given
+    to them would wait for ever. The child makes its own on first use; its parent's locks may
+    have been held by a thread the fork did not copy."""
+    global _loop, _loop_lock, _runners_lock
+    _runners.clear()
+    _loop, _loop_lock, _runners_lock = None, threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 # --- an async function's row call, with its policies -----------------------------------------
