@@ -490,3 +490,37 @@ def test_a_forked_child_runs_batches_on_loops_and_threads_of_its_own() -> None:
     new ones, the child's batch would wait for ever."""
     finished = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the loop's thread ends so
+def test_a_call_that_ends_the_event_loop_fails_its_batch_and_the_next_batch_gets_a_new_loop() -> None:
+    """SystemExit (or KeyboardInterrupt) raised by an async call ends the loop it runs on:
+    its batch fails, naming the function, instead of waiting for ever."""
+
+    @udf(concurrency=2)
+    async def quits(x: int) -> int:
+        return x
+
+    async def exits(x: int) -> int:
+        if x == 2:
+            raise SystemExit(3)
+        return x
+
+    async def echoes(x: int) -> int:
+        return x
+
+    runner = concurrency.runner_of(quits.spec)
+    raised: t.List[BaseException] = []
+
+    def batch() -> None:
+        try:
+            runner.run(exits, [[1, 2, 3]])
+        except Exception as error:
+            raised.append(error)
+
+    waiting = threading.Thread(target=batch, daemon=True)
+    waiting.start()
+    waiting.join(timeout=60)
+    assert not waiting.is_alive(), "the batch waited on an event loop that had stopped"
+    assert "quits: the event loop running its calls stopped" in str(raised[0])
+    assert runner.run(echoes, [[1, 2, 3]]) == [1, 2, 3]

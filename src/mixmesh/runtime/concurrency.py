@@ -172,11 +172,26 @@ class AsyncRows(_Runner):
 
     def __init__(self, function: str, concurrency: int) -> None:
         super().__init__(concurrency)
+        self._function = function
         self._slots: t.Optional[asyncio.Semaphore] = None  # made on the loop, which owns it
+        self._loop: t.Optional[asyncio.AbstractEventLoop] = None  # the loop _slots belongs to
 
     def run(self, call: t.Callable[..., t.Awaitable[t.Any]], columns: t.Sequence[t.Sequence[t.Any]]) -> t.List[t.Any]:
         peak = _BatchPeak()
-        results = asyncio.run_coroutine_threadsafe(self._run(call, columns, peak), event_loop()).result()
+        loop = event_loop()
+        if loop is not self._loop:  # a new loop (the last one stopped): a semaphore of its own
+            self._loop, self._slots = loop, None
+        future = asyncio.run_coroutine_threadsafe(self._run(call, columns, peak), loop)
+        while True:
+            try:
+                results = future.result(timeout=LOOP_CHECK_S)
+                break
+            except concurrent.futures.TimeoutError:
+                if not _running(loop):
+                    raise FunctionRuntimeError(
+                        f"{self._function}: the event loop running its calls stopped (a call raised SystemExit "
+                        "or KeyboardInterrupt, which end an event loop); the batch was not computed"
+                    ) from None
         self._last.peak = peak.value
         return results
 
@@ -227,18 +242,28 @@ def runner_of(spec: FunctionSpec) -> t.Union[ThreadedRows, AsyncRows]:
 
 
 _loop: t.Optional[asyncio.AbstractEventLoop] = None
+_loop_thread: t.Optional[threading.Thread] = None
 _loop_lock = threading.Lock()
+# How often a batch waiting on the event loop checks that the loop still runs: a call that
+# raises SystemExit or KeyboardInterrupt ends it, and its batch would otherwise wait for ever.
+LOOP_CHECK_S = 1.0
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
-    """The process's event loop for async functions, running in a daemon thread."""
-    global _loop
+    """The process's event loop for async functions, running in a daemon thread (a new one
+    when the last one stopped)."""
+    global _loop, _loop_thread
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
+        if _loop is None or not _running(_loop):
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="mixmesh-async", daemon=True).start()
+            _loop_thread = threading.Thread(target=loop.run_forever, name="mixmesh-async", daemon=True)
+            _loop_thread.start()
             _loop = loop
         return _loop
+
+
+def _running(loop: asyncio.AbstractEventLoop) -> bool:
+    return loop is _loop and not loop.is_closed() and _loop_thread is not None and _loop_thread.is_alive()
 
 
 def _forget_after_fork() -> None:
@@ -246,9 +271,9 @@ def _forget_after_fork() -> None:
     threads the runners and the event loop were running on, only their copies: a batch given
     to them would wait for ever. The child makes its own on first use; its parent's locks may
     have been held by a thread the fork did not copy."""
-    global _loop, _loop_lock, _runners_lock
+    global _loop, _loop_thread, _loop_lock, _runners_lock
     _runners.clear()
-    _loop, _loop_lock, _runners_lock = None, threading.Lock(), threading.Lock()
+    _loop, _loop_thread, _loop_lock, _runners_lock = None, None, threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
