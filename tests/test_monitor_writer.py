@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from mixmesh.monitor import writer
-from mixmesh.monitor.records import ModelRun
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
+from tests.metrics_data import START, model_run
 from tests.projects import Project
 
 NEVER_S = 3600.0  # a writer told to wait this long writes only when asked
@@ -41,7 +41,7 @@ def eventually(check: t.Callable[[], bool], within_s: float = 60.0) -> bool:
 def test_evaluations_handed_over_together_are_one_spool_file_in_order(tmp_path: Path, monkeypatch: t.Any) -> None:
     monkeypatch.setattr(writer, "WRITE_AFTER_S", NEVER_S)
     store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
-    runs = [_run(f"r{i}", i) for i in range(4)]
+    runs = [model_run(run_id=f"r{i}", at=START + dt.timedelta(minutes=i)) for i in range(4)]
     for run in runs:
         store.append_later([run])
     assert spooled(store) == [] and writer.held() == 4  # nothing written while the model runs
@@ -54,35 +54,28 @@ def test_evaluations_handed_over_together_are_one_spool_file_in_order(tmp_path: 
 def test_rows_held_are_written_after_a_while_unasked(tmp_path: Path, monkeypatch: t.Any) -> None:
     monkeypatch.setattr(writer, "WRITE_AFTER_S", 0.05)
     store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
-    store.append_later([_run("r0", 0)])
+    store.append_later([model_run(run_id="r0")])
     assert eventually(lambda: len(spooled(store)) == 1)
 
 
 def test_a_reader_in_the_process_waits_for_the_rows_held(tmp_path: Path, monkeypatch: t.Any) -> None:
     monkeypatch.setattr(writer, "WRITE_AFTER_S", NEVER_S)
     store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
-    store.append_later([_run("r0", 0)])
+    store.append_later([model_run(run_id="r0")])
     assert list(store.model_runs()["run_id"]) == ["r0"]
 
 
 def test_the_process_writes_the_rows_held_before_it_exits(tmp_path: Path) -> None:
     path = tmp_path / "metrics.duckdb"
     script = textwrap.dedent(f"""
-        import datetime as dt
         from mixmesh.monitor import writer
-        from mixmesh.monitor.records import ModelRun
         from mixmesh.monitor.store import MetricsStore
+        from tests.metrics_data import model_run
 
         writer.WRITE_AFTER_S = {NEVER_S}
-        started = dt.datetime(2024, 1, 1)
-        MetricsStore({str(path)!r}, background_merge=False).append_later([ModelRun(
-            run_id="at-exit", model="analytics.m", command="run", environment=None, engine="duckdb",
-            interval_start=None, interval_end=None, started_at=started, ended_at=started, total_s=0.1,
-            python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
-            fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
-        )])
+        MetricsStore({str(path)!r}, background_merge=False).append_later([model_run(run_id="at-exit")])
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=Path(__file__).parents[1])
     store = MetricsStore(path, background_merge=False)
     assert len(spooled(store)) == 1
     assert list(store.model_runs()["run_id"]) == ["at-exit"]
@@ -106,12 +99,3 @@ def _nothing_held_after() -> t.Iterator[None]:
     yield
     writer.wait_for_writes()  # a test's rows are not left for the next one's writer
 
-
-def _run(run_id: str, minute: int) -> ModelRun:
-    started = dt.datetime(2024, 1, 1, 0, minute)
-    return ModelRun(
-        run_id=run_id, model="analytics.m", command="run", environment=None, engine="duckdb",
-        interval_start=None, interval_end=None, started_at=started, ended_at=started, total_s=0.1,
-        python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
-        fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
-    )
