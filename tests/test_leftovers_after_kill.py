@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import typing as t
 from pathlib import Path
 
 import pytest
 
 from tests.projects import Project
+from tests.waiting import wait_for
 
 ROWS = 4_000_000  # about 30 batches for the workers, each a quarter of a second long
 
@@ -83,16 +83,6 @@ def owner_alive(folder: Path) -> bool:
     """Whether the process named in a scratch folder's name (mixmesh-workers-<pid>-...) still runs."""
     owner = re.match(r"mixmesh-workers-(\d+)-", folder.name)
     return owner is not None and alive(int(owner[1]))
-
-
-def wait_for(condition: t.Callable[[], bool], seconds: float, process: t.Optional[subprocess.Popen] = None) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        assert process is None or process.poll() is None, "the plan ended before it could be killed"
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.mark.slow

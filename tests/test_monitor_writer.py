@@ -8,7 +8,6 @@ import datetime as dt
 import subprocess
 import sys
 import textwrap
-import time
 import typing as t
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mixmesh.monitor import writer
 from mixmesh.monitor.store import DEFAULT_PATH, MetricsStore
 from tests.metrics_data import START, model_run
 from tests.projects import Project
+from tests.waiting import wait_for
 
 NEVER_S = 3600.0  # a writer told to wait this long writes only when asked
 
@@ -28,16 +28,6 @@ def spooled(store: MetricsStore) -> t.List[Path]:
     return sorted(store.spool.glob("[0-9]*.json")) if store.spool.is_dir() else []
 
 
-def eventually(check: t.Callable[[], bool], within_s: float = 60.0) -> bool:
-    """Whether ``check`` comes true within ``within_s`` (a bound on a wait, not a timing)."""
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_evaluations_handed_over_together_are_one_spool_file_in_order(tmp_path: Path, monkeypatch: t.Any) -> None:
     monkeypatch.setattr(writer, "WRITE_AFTER_S", NEVER_S)
     store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
@@ -46,7 +36,7 @@ def test_evaluations_handed_over_together_are_one_spool_file_in_order(tmp_path: 
         store.append_later([run])
     assert spooled(store) == [] and writer.held() == 4  # nothing written while the model runs
     writer.write_soon()
-    assert eventually(lambda: len(spooled(store)) == 1)
+    assert wait_for(lambda: len(spooled(store)) == 1, 60)
     assert writer.held() == 0
     assert list(store.model_runs()["run_id"]) == [run.run_id for run in runs]
 
@@ -55,7 +45,7 @@ def test_rows_held_are_written_after_a_while_unasked(tmp_path: Path, monkeypatch
     monkeypatch.setattr(writer, "WRITE_AFTER_S", 0.05)
     store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
     store.append_later([model_run(run_id="r0")])
-    assert eventually(lambda: len(spooled(store)) == 1)
+    assert wait_for(lambda: len(spooled(store)) == 1, 60)
 
 
 def test_a_reader_in_the_process_waits_for_the_rows_held(tmp_path: Path, monkeypatch: t.Any) -> None:
@@ -89,7 +79,7 @@ def test_a_plan_s_figures_reach_the_spool_when_the_plan_ends(project: Project, m
     project.write("models/two.sql", "MODEL (name analytics.two, kind FULL);\nSELECT 2 AS x")
     project.plan()
     store = MetricsStore(project.root / DEFAULT_PATH, background_merge=False)
-    assert eventually(lambda: writer.held() == 0 and bool(spooled(store)))
+    assert wait_for(lambda: writer.held() == 0 and bool(spooled(store)), 60)
     assert len(spooled(store)) == 1  # both models' figures, in one file
     assert set(store.model_runs()["model"]) == {"analytics.one", "analytics.two"}
 
