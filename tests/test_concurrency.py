@@ -306,13 +306,13 @@ EXITING = textwrap.dedent(
 
     forever = threading.Event()
 
-    @udf(concurrency=4, timeout_s=0.2, on_error="null")
+    @udf(concurrency=4, timeout_s=0.5, on_error="null")
     def hangs(x: float) -> float:
         if x == 2.0:
             forever.wait()  # a call that never returns
         return x * 2
 
-    @udf(concurrency=4, timeout_s=0.2, on_error="null")
+    @udf(concurrency=4, timeout_s=0.5, on_error="null")
     async def hangs_async(x: float) -> float:
         if x == 2.0:
             await asyncio.Event().wait()

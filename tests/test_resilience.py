@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 import typing as t
 
@@ -12,6 +15,7 @@ import pytest
 
 from mixmesh import udf
 from mixmesh.engines.duckdb import register
+from mixmesh.core import resilience
 from mixmesh.core.resilience import CircuitBreaker, CircuitOpenError, Retry, events, reset_events
 
 ROWS = 10_000  # 1% of them fail: i % 100 == 7
@@ -345,6 +349,63 @@ def test_a_timeout_is_retried_like_any_recoverable_error() -> None:
     assert query(sometimes_slow, "SELECT {f}(9.0)") == (9.0,)
     assert events()[(None, "sometimes_slow", "retries")] == 1
 
+
+
+class _TakenSlowly:
+    """The pool's queue, with the moment between a worker taking a call and starting it
+    stretched: the window a call submitted then must still get a worker in."""
+
+    def __init__(self, queue: t.Any) -> None:
+        self.queue, self.taken, self.go_on = queue, threading.Event(), threading.Event()
+
+    def put(self, item: t.Any) -> None:
+        self.queue.put(item)
+
+    def get(self) -> t.Any:
+        item = self.queue.get()
+        self.taken.set()
+        self.go_on.wait(10)
+        return item
+
+
+def test_a_call_submitted_while_a_worker_takes_a_hanging_one_gets_a_worker_of_its_own() -> None:
+    pool = resilience._DaemonPool(name="test-timeout")
+    queue = _TakenSlowly(pool._work)
+    pool._work = queue  # type: ignore[assignment]
+    forever = threading.Event()
+    pool.submit(forever.wait)
+    assert queue.taken.wait(10)  # the only worker has taken the call that will hang
+    answer = pool.submit(lambda: 42)
+    queue.go_on.set()
+    try:
+        assert answer.result(timeout=10) == 42
+    finally:
+        forever.set()
+
+
+FORKED_TIMEOUT = """
+import os, threading, time
+from mixmesh.core.resilience import Timeout
+
+timed = Timeout(5).protect(lambda x: x + 1, function="plus_one", model=None)
+forever = threading.Event()
+Timeout._workers.submit(forever.wait)  # the parent's workers: one hung, one idle after this
+assert timed(1) == 2
+child = os.fork()
+if child == 0:
+    try:
+        os._exit(0 if timed(2) == 3 else 1)
+    except TimeoutError:
+        os._exit(2)
+_, status = os.waitpid(child, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_runs_timed_calls_on_workers_of_its_own() -> None:
+    """A fork copies the pool's count of idle workers but none of their threads."""
+    finished = subprocess.run([sys.executable, "-c", FORKED_TIMEOUT], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
 
 HANGING_MODEL = """
 import time

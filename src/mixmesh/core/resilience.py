@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import os
 import threading
 import time
 import typing as t
@@ -483,25 +484,32 @@ class _DaemonPool:
         self._work: "queue.SimpleQueue[t.Any]" = queue.SimpleQueue()
         self._name = name
         self._threads = 0
-        self._busy = 0
+        # Both counted under the lock, and a thread takes one off each only after it has taken
+        # a call from the queue: between the two it is still idle and its call still waiting,
+        # so a call submitted then is never counted as served by a thread that will hang.
+        self._waiting = 0
+        self._idle = 0
         self._lock = threading.Lock()
 
     def submit(self, func: Call, *args: t.Any) -> "concurrent.futures.Future[t.Any]":
         future: "concurrent.futures.Future[t.Any]" = concurrent.futures.Future()
-        self._work.put((future, func, args))
         # A thread more while the waiting calls outnumber the idle threads. No cap: a hung call
         # holds its thread for ever, and a cap would let hung calls stall every later one.
         with self._lock:
-            if self._work.qsize() > self._threads - self._busy:
+            self._waiting += 1
+            if self._waiting > self._idle:
                 self._threads += 1
+                self._idle += 1
                 threading.Thread(target=self._serve, name=f"{self._name}-{self._threads}", daemon=True).start()
+        self._work.put((future, func, args))
         return future
 
     def _serve(self) -> None:
         while True:
             future, func, args = self._work.get()
             with self._lock:
-                self._busy += 1
+                self._waiting -= 1
+                self._idle -= 1
             try:
                 if future.set_running_or_notify_cancel():
                     try:
@@ -510,10 +518,20 @@ class _DaemonPool:
                         future.set_exception(error)
             finally:
                 with self._lock:
-                    self._busy -= 1
+                    self._idle += 1
 
 
 Timeout._workers = _DaemonPool(name="mixmesh-timeout")
+
+
+def _new_workers_after_fork() -> None:
+    """A forked child has none of its parent's worker threads, only their count: it would
+    queue timed calls for threads that are not there."""
+    Timeout._workers = _DaemonPool(name="mixmesh-timeout")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_workers_after_fork)
 
 
 class CircuitOpenError(RuntimeError):
