@@ -320,3 +320,24 @@ def test_a_quick_variant_runs_again_within_its_round_when_asked(monkeypatch: t.A
     filled = reporting.measure(lambda variant: 1, variants, repeat=2, warmup=0, width=10, round_at_least_s=60.0)
     assert [len(paired[v.name]["times"]) for v in variants] == [2, 2]  # one run a round: paired by round
     assert [len(filled[v.name]["times"]) for v in variants] == [2 * reporting.QUICK_RUNS_MAX] * 2
+
+
+def test_monitor_overhead_runs_and_gives_each_ratio_an_interval(tmp_path: Path) -> None:
+    printed, out = run_benchmark(tmp_path, "monitor_overhead", "--rows", "2000", "--repeat", "3")
+    assert "95% interval" in printed
+    report = json.loads(out.read_text())
+    assert [row["model"] for row in report["results"]] == ["analytics.vectorized", "analytics.row"]
+    for row in report["results"]:
+        low, high = row["ratio_95_interval"]
+        assert 0 < low <= high and len(row["ratio_per_round"]) == 3
+
+
+def test_the_monitoring_ratio_s_interval_comes_from_the_rounds(monkeypatch: t.Any) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import monitor_overhead
+
+    off = [0.040, 0.050, 0.045, 0.041, 0.060]
+    assert monitor_overhead.ratio_interval(off, off) == (1.0, 1.0)
+    assert monitor_overhead.ratio_interval([2 * s for s in off], off) == pytest.approx((2.0, 2.0))
+    low, high = monitor_overhead.ratio_interval([0.040, 0.052, 0.044, 0.043, 0.061], off)
+    assert low < 1.0 < high  # rounds that disagree: an interval either side of no change

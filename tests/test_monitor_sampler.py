@@ -1,21 +1,16 @@
 """The sampler's cheap paths: walks remembered per thread, the resident memory read from a
-kept file, the metrics written on a thread of their own. Each must give what the slow path
-gave: the same function found, the same memory figure, every row in the store."""
+kept file, a pause after a costly sample. Each must give what the slow path gave: the same
+function found, the same memory figure. (The writer of the figures: test_monitor_writer.)"""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 import threading
 import types
 import typing as t
-from pathlib import Path
 
 from mixmesh import sink
-from mixmesh.monitor import writer
-from mixmesh.monitor.records import ModelRun
-from mixmesh.monitor.store import MetricsStore
 
 
 def scored(ready: threading.Event, done: threading.Event) -> None:
@@ -71,29 +66,10 @@ def test_the_resident_memory_read_from_the_kept_file_is_the_processs() -> None:
     assert sink._rss_bytes() > 0  # read again from its start, not at its end
 
 
-def test_rows_appended_later_are_read_by_this_process_and_in_order(tmp_path: Path) -> None:
-    store = MetricsStore(tmp_path / "metrics.duckdb", background_merge=False)
-    runs = [_run(f"r{i}", i) for i in range(5)]
-    for run in runs:
-        store.append_later([run])
-    assert list(store.model_runs()["run_id"]) == [run.run_id for run in runs]  # waits for the writer
-    assert writer.held() == 0
-
-
 def sys_frame(thread: threading.Thread) -> types.FrameType:
     import sys
 
     return sys._current_frames()[thread.ident]
-
-
-def _run(run_id: str, minute: int) -> ModelRun:
-    started = dt.datetime(2024, 1, 1, 0, minute)
-    return ModelRun(
-        run_id=run_id, model="analytics.m", command="run", environment=None, engine="duckdb",
-        interval_start=None, interval_end=None, started_at=started, ended_at=started, total_s=0.1,
-        python_s=0.0, sql_s=0.1, rows_in=None, rows_out=1, rows_per_s=10.0, peak_rss_mb=1.0, retries=0,
-        fallbacks=0, errors=0, breaker_transitions=0, status="ok", error=None, project=".",
-    )
 
 
 def test_the_sampler_waits_longer_after_a_costly_sample(monkeypatch: t.Any) -> None:
@@ -102,7 +78,7 @@ def test_the_sampler_waits_longer_after_a_costly_sample(monkeypatch: t.Any) -> N
     interval: the sampler keeps its share of the time near 1%."""
     samples: t.List[float] = []
 
-    def costly(self: sink.Evaluation, sampler: int) -> None:
+    def costly(self: sink.Evaluation, sampler: int, frames: t.Any = None) -> None:
         samples.append(time.perf_counter())
         busy_until = time.perf_counter() + 0.002
         while time.perf_counter() < busy_until:

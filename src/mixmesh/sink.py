@@ -45,7 +45,11 @@ MAX_PAUSE_S = 0.1
 # copies, Python model functions) and of the places where Python waits for the engine.
 # code -> (function name, mode, the model it runs for when the code is that model's own)
 _user_code: t.Dict[types.CodeType, t.Tuple[str, str, t.Optional[str]]] = {}
-_engine_code: t.Set[types.CodeType] = set()
+# Where a walk out from a thread's innermost frame stops: a project function's entry in
+# _user_code, or None at an engine call. One dictionary lookup per frame: a sample walks
+# some 60 frames of SQLMesh's stack per thread that moved, and hashing a code object twice
+# per frame was a third of the walk.
+_stops: t.Dict[types.CodeType, t.Optional[t.Tuple[str, str, t.Optional[str]]]] = {}
 # Code that sleeps on purpose (a retry's backoff between attempts): neither Python's work nor
 # the engine's. Only a thread whose *innermost* frame is here is waiting: the same code also
 # calls the attempt, whose own frames are then inside it.
@@ -58,14 +62,14 @@ _registered = 0
 def register_user_code(code: types.CodeType, function: str, mode: str, model: t.Optional[str] = None) -> None:
     """Mark ``code`` as a project function's: time inside it is Python time (``model``'s, if given)."""
     global _registered
-    _user_code[code] = (function, mode, None if model is None else short_name(model))
+    _user_code[code] = _stops[code] = (function, mode, None if model is None else short_name(model))
     _registered += 1
 
 
 def register_engine_code(code: types.CodeType) -> None:
     """Mark ``code`` as running a query: time under it (and not in user code) is the engine's."""
     global _registered
-    _engine_code.add(code)
+    _stops.setdefault(code, None)  # a project function's code stays one
     _registered += 1
 
 
@@ -251,17 +255,19 @@ class Evaluation:
         _sampler().remove(self)  # returns once no sample of this evaluation is under way
         self.peak_rss = max(self.peak_rss, _rss_bytes())
 
-    def sample(self, sampler: int) -> None:
-        """One look at the threads' stacks (from the sampler thread, ``sampler``): the time
-        since the last look goes to the function running Python, or to waiting, or to the engine."""
+    def sample(self, sampler: int, frames: t.Optional[t.Mapping[int, types.FrameType]] = None) -> None:
+        """One look at the threads' stacks (``frames``, from the sampler thread ``sampler``):
+        the time since the last look goes to the function running Python, or to waiting, or to
+        the engine."""
+        frames = sys._current_frames() if frames is None else frames
         now = time.perf_counter()
         elapsed, self._last = now - self._last, now
         self._ticks += 1
         if self._ticks % _RSS_EVERY == 0:  # a peak needs no reading every few milliseconds
             self.peak_rss = max(self.peak_rss, _rss_bytes())
-        found = self._python_frame(sampler)
+        found = self._python_frame(sampler, frames)
         if found is None:
-            if self._waiting(sampler):
+            if self._waiting(sampler, frames):
                 with self.lock:
                     self.wait_sampled += elapsed
             return
@@ -275,10 +281,12 @@ class Evaluation:
                 if length is not None:
                     figures.list_lengths.append(length)
 
-    def _python_frame(self, sampler: int) -> t.Optional[t.Tuple[str, str, types.FrameType]]:
+    def _python_frame(
+        self, sampler: int, frames: t.Mapping[int, types.FrameType]
+    ) -> t.Optional[t.Tuple[str, str, types.FrameType]]:
         """A thread running Python for this model now: its function, mode and frame."""
         alone = len(_active) <= 1
-        for ident, frame in sys._current_frames().items():
+        for ident, frame in frames.items():
             # A thread sleeping between retries is waiting, even inside a function's wrapper.
             waiting = frame is not None and frame.f_code in _wait_code
             found = None if ident == sampler or waiting else _walks.innermost_user_frame(ident, frame)
@@ -290,13 +298,13 @@ class Evaluation:
                 return function, mode, frame
         return None
 
-    def _waiting(self, sampler: int) -> bool:
+    def _waiting(self, sampler: int, frames: t.Mapping[int, types.FrameType]) -> bool:
         """Whether a thread of this evaluation is sleeping between attempts (its own thread, or
         any thread while it is the only evaluation)."""
         alone = len(_active) <= 1
         return any(
             frame.f_code in _wait_code and (ident == self.thread or alone)
-            for ident, frame in sys._current_frames().items() if ident != sampler
+            for ident, frame in frames.items() if ident != sampler
         )
 
 
@@ -314,15 +322,16 @@ def mode_of(function: str) -> str:
 
 def _innermost_user_frame(frame: t.Optional[types.FrameType]) -> t.Optional[t.Tuple[str, str, t.Optional[str], types.FrameType]]:
     """Walking out from the innermost frame: a project function's frame, or None at an engine call."""
+    stops = _stops
     while frame is not None:
-        code = frame.f_code
-        if code in _user_code:
-            function, mode, model = _user_code[code]
-            return function, mode, model, frame
-        if code in _engine_code:
-            return None
+        stop = stops.get(frame.f_code, _GO_ON)
+        if stop is not _GO_ON:
+            return None if stop is None else (*stop, frame)
         frame = frame.f_back
     return None
+
+
+_GO_ON: t.Any = object()  # a frame of neither a project function nor an engine call
 
 
 class _Walks:
@@ -337,25 +346,26 @@ class _Walks:
     """
 
     def __init__(self) -> None:
+        # No lock of its own: the sampler's rounds and its forgetting are serialized by the
+        # sampler's lock, and a dictionary's get and set are atomic anyway (a write racing a
+        # forget is at worst a walk again).
         self._last: t.Dict[int, t.Tuple[types.FrameType, int, t.Any]] = {}
-        self._lock = threading.Lock()
 
     def innermost_user_frame(self, ident: int, frame: t.Optional[types.FrameType]) -> t.Any:
         if frame is None:
             return None
-        with self._lock:
-            known = self._last.get(ident)
+        known = self._last.get(ident)
         if known is not None and known[0] is frame and known[1] == _registered:
             return known[2]
         found = _innermost_user_frame(frame)
-        with self._lock:
-            self._last[ident] = (frame, _registered, found)
+        self._last[ident] = (frame, _registered, found)
         return found
 
     def forget(self, keep: t.Container[int] = ()) -> None:
         """Let go of the frames of threads not in ``keep`` (all by default)."""
-        with self._lock:
-            self._last = {ident: known for ident, known in self._last.items() if ident in keep}
+        last = self._last
+        if any(ident not in keep for ident in last):
+            self._last = {ident: known for ident, known in last.items() if ident in keep}
 
 
 _walks = _Walks()
@@ -429,10 +439,12 @@ class _Sampler:
             time.sleep(max(interval, min(took * PAUSE_PER_SAMPLE_TIME, MAX_PAUSE_S)))
             with self._sampling:
                 started = time.perf_counter()
+                frames = sys._current_frames()  # one look for every evaluation
                 for evaluation in list(self._evaluations):
-                    evaluation.sample(me)
+                    evaluation.sample(me, frames)
                 # Frames of threads that ended, and of every thread once nothing is evaluated.
-                _walks.forget(sys._current_frames() if self._evaluations else ())
+                _walks.forget(frames if self._evaluations else ())
+                del frames  # no frame kept alive while the sampler sleeps
                 took = time.perf_counter() - started
 
 

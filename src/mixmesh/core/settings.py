@@ -133,9 +133,10 @@ def given(variable: str) -> t.Optional[Given]:
     root = project()
     if key in _project_variables:
         return Given(_text(_project_variables[key]), variable, _config_file(root), f"variables: {CONFIG_VARIABLE}:")
-    table = _pyproject_table(root / "pyproject.toml")
+    path = _pyproject_file(root)
+    table = _pyproject_table(path)
     if key in table:
-        return Given(_text(table[key]), variable, root / "pyproject.toml", f"[{PYPROJECT_TABLE}]")
+        return Given(_text(table[key]), variable, path, f"[{PYPROJECT_TABLE}]")
     return None
 
 
@@ -232,12 +233,22 @@ def _config_file(root: Path) -> Path:
                 root / "config.yaml")
 
 
+@functools.lru_cache(maxsize=8)  # settings are read on every statement and evaluation
+def _pyproject_file(root: Path) -> Path:
+    return root / "pyproject.toml"
+
+
 def _pyproject_table(path: Path) -> t.Dict[str, t.Any]:
     try:
-        stamp = path.stat().st_mtime_ns
+        stamp = os.stat(_spelled(path)).st_mtime_ns  # a Path's stat builds its string again
     except OSError:
         return {}
     return _read_pyproject_table(path, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _spelled(path: Path) -> str:
+    return str(path)
 
 
 @functools.lru_cache(maxsize=8)  # settings are read on every statement; the file changes rarely

@@ -248,12 +248,13 @@ class MetricsStore:
                 logger.debug("metrics merge not started: %s", error)
         return True
 
-    def append_later(self, model_runs: t.Sequence[ModelRun], function_runs: t.Sequence[FunctionRun] = ()) -> None:
-        """``append`` later, on the process's writer thread, together with the rows of the
-        evaluations after it (``mixmesh.monitor.writer``): a model's evaluation does not wait
-        for the file system. Whatever reads the spool in this process waits for them first,
-        and the process writes them before it exits."""
-        writer.hand_over(self, model_runs, function_runs)
+    def append_later(self, rows: "writer.Rows", about: str = "an evaluation") -> None:
+        """``append`` the rows ``rows()`` builds, later, on the process's writer thread, together
+        with the rows of the evaluations after it (``mixmesh.monitor.writer``): a model's
+        evaluation neither builds them nor waits for the file system. Whatever reads the spool
+        in this process waits for them first, and the process writes them before it exits.
+        ``about`` (the model) names them in the warning logged if they cannot be built."""
+        writer.hand_over(self, rows, about)
 
     def merge(self, *, wait: t.Optional[float] = None) -> int:
         """Move spooled batches into the DuckDB file; the number of batches added.
