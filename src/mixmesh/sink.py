@@ -46,9 +46,8 @@ MAX_PAUSE_S = 0.1
 # code -> (function name, mode, the model it runs for when the code is that model's own)
 _user_code: t.Dict[types.CodeType, t.Tuple[str, str, t.Optional[str]]] = {}
 # Where a walk out from a thread's innermost frame stops: a project function's entry in
-# _user_code, or None at an engine call. One dictionary lookup per frame: a sample walks
-# some 60 frames of SQLMesh's stack per thread that moved, and hashing a code object twice
-# per frame was a third of the walk.
+# _user_code, or None at an engine call: one dictionary lookup per frame where there were
+# two, as a sample walks some 60 frames of SQLMesh's stack for each thread that moved.
 _stops: t.Dict[types.CodeType, t.Optional[t.Tuple[str, str, t.Optional[str]]]] = {}
 # Code that sleeps on purpose (a retry's backoff between attempts): neither Python's work nor
 # the engine's. Only a thread whose *innermost* frame is here is waiting: the same code also
