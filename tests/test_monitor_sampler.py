@@ -10,6 +10,8 @@ import threading
 import types
 import typing as t
 
+import pytest
+
 from mixmesh import sink
 
 
@@ -78,11 +80,12 @@ def test_the_sampler_waits_longer_after_a_costly_sample(monkeypatch: t.Any) -> N
     interval: the sampler keeps its share of the time near 1%."""
     samples: t.List[float] = []
 
-    def costly(self: sink.Evaluation, sampler: int, frames: t.Any = None) -> None:
+    def costly(self: sink.Evaluation, sampler: int, frames: t.Any = None) -> bool:
         samples.append(time.perf_counter())
         busy_until = time.perf_counter() + 0.002
         while time.perf_counter() < busy_until:
             pass
+        return True  # it found a row function: only its cost slows the sampler down
 
     monkeypatch.setattr(sink.Evaluation, "sample", costly)
     monkeypatch.setenv(sink.SAMPLE_MS_VARIABLE, "5")
@@ -93,3 +96,52 @@ def test_the_sampler_waits_longer_after_a_costly_sample(monkeypatch: t.Any) -> N
         sink.close_evaluation(evaluation)
     # Every 5 ms it would have sampled some 140 times in that second; pausing 0.1 s, about 10.
     assert 1 <= len(samples) <= 25
+
+
+def samples_of(monkeypatch: t.Any, finds: bool) -> t.List[str]:
+    """The models sampled, in order, by a sampler whose every sample ``finds`` (or not) what
+    only a sample tells."""
+    sampled: t.List[str] = []
+
+    def sample(self: sink.Evaluation, sampler: int, frames: t.Any = None) -> bool:
+        sampled.append(self.model)
+        return finds
+
+    monkeypatch.setattr(sink.Evaluation, "sample", sample)
+    monkeypatch.setenv(sink.SAMPLE_MS_VARIABLE, "5")
+    return sampled
+
+
+def evaluated(model: str, seconds: float) -> None:
+    evaluation = sink.open_evaluation(model)
+    try:
+        time.sleep(seconds)
+    finally:
+        sink.close_evaluation(evaluation)
+
+
+@pytest.mark.parametrize("finds", [True, False])
+def test_the_sampler_waits_longest_while_its_samples_find_nothing_they_alone_tell(monkeypatch: t.Any, finds: bool) -> None:
+    """Rounds that find only the engine or vectorized functions (clocked batch by batch) are
+    followed by a pause of MAX_PAUSE_S (0.1 s) instead of the 5 ms interval."""
+    sampled = samples_of(monkeypatch, finds)
+    evaluated("analytics.scaled", 0.6)
+    if finds:
+        assert len(sampled) >= 20  # every 5 ms: some 100
+    else:
+        assert 1 <= len(sampled) <= 10  # every 0.1 s: about 6
+
+
+def test_an_evaluation_that_comes_during_a_long_pause_is_looked_at_an_interval_on(monkeypatch: t.Any) -> None:
+    """A short model evaluated after one whose samples found nothing is still sampled: its
+    row function's Python time would otherwise go unseen."""
+    sampled = samples_of(monkeypatch, finds=False)
+    outer = sink.open_evaluation("analytics.slow_sql")
+    try:
+        time.sleep(0.3)  # the sampler is in its long pauses now
+        for number in range(10):
+            evaluated(f"analytics.short_{number}", 0.03)
+    finally:
+        sink.close_evaluation(outer)
+    seen = {model for model in sampled if model.startswith("analytics.short_")}
+    assert len(seen) >= 7  # waiting out the 0.1 s pause, only about 3 of the 10 would be

@@ -5,8 +5,9 @@ batch's rows and time (``record_batch``), which code objects are project functio
 which wait for the engine (``register_user_code``, ``register_engine_code``), which wait on
 purpose (``register_wait_code``: a retry's backoff), rows a Python model read.
 ``Evaluation`` holds one model interval's figures; a sampler thread looks at every thread's
-stack every few milliseconds (``MIXMESH_MONITOR_SAMPLE_MS``, default 5) to split the time
-between Python, the engine and waiting where a clock read per row would cost too much.
+stack every few milliseconds (``MIXMESH_MONITOR_SAMPLE_MS``, default 5; every 0.1 s while
+it finds nothing a sample alone tells) to split the time between Python, the engine and
+waiting where a clock read per row would cost too much.
 
 A leaf: it imports nothing of mixmesh but names, so that the layers that call functions can
 write to it without knowing who reads it (``mixmesh.monitor.capture`` opens and saves the
@@ -33,13 +34,18 @@ from mixmesh.core.names import short_name
 SAMPLE_MS_VARIABLE = "MIXMESH_MONITOR_SAMPLE_MS"
 DEFAULT_SAMPLE_MS = 5.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_RSS_EVERY = 20  # samples between two readings of the resident memory (every 100 ms by default)
+_RSS_EVERY_S = 0.1  # between two readings of the resident memory by the sampler
 # The sampler waits at least this many times as long as its last round of samples took (up
 # to MAX_PAUSE_S): it keeps its share of the time near 1% where the threads it looks at
 # contend for the GIL. A round is some 5 us in a quiet process; with row batches waiting
 # on worker processes it took 150 us, and sampling every 5 ms cost that model 6% of its time.
 PAUSE_PER_SAMPLE_TIME = 100
 MAX_PAUSE_S = 0.1
+# After a round that found nothing only a sample can tell (the engine working, or vectorized
+# functions, whose time is clocked batch by batch), the sampler waits MAX_PAUSE_S: each sample
+# takes the GIL from the threads running batches, and sampling such a model of 45 ms every 5 ms
+# cost it 3%. A round that finds a row function, a model's code or a backoff, and a new
+# evaluation, bring back the interval.
 
 # Code objects of project functions (entry points: @udf functions and their compiled
 # copies, Python model functions) and of the places where Python waits for the engine.
@@ -227,8 +233,7 @@ class Evaluation:
         # The resident memory when the evaluation began: what it added is its peak less this.
         self.start_rss = self.peak_rss = _rss_bytes()
         self.interval = sample_seconds
-        self._last = time.perf_counter()
-        self._ticks = 0
+        self._last = self._rss_read = time.perf_counter()
 
     def batch(
         self, function: str, rows: int, seconds: float, failed: bool, list_length: t.Optional[float], mode: str
@@ -254,22 +259,23 @@ class Evaluation:
         _sampler().remove(self)  # returns once no sample of this evaluation is under way
         self.peak_rss = max(self.peak_rss, _rss_bytes())
 
-    def sample(self, sampler: int, frames: t.Optional[t.Mapping[int, types.FrameType]] = None) -> None:
+    def sample(self, sampler: int, frames: t.Optional[t.Mapping[int, types.FrameType]] = None) -> bool:
         """One look at the threads' stacks (``frames``, from the sampler thread ``sampler``):
         the time since the last look goes to the function running Python, or to waiting, or to
-        the engine."""
+        the engine. Whether it found what only a sample tells: Python time of a row function or
+        of a model's code, or a backoff (a vectorized function's time is clocked)."""
         frames = sys._current_frames() if frames is None else frames
         now = time.perf_counter()
         elapsed, self._last = now - self._last, now
-        self._ticks += 1
-        if self._ticks % _RSS_EVERY == 0:  # a peak needs no reading every few milliseconds
-            self.peak_rss = max(self.peak_rss, _rss_bytes())
+        if now - self._rss_read >= _RSS_EVERY_S:  # a peak needs no reading every few milliseconds
+            self.peak_rss, self._rss_read = max(self.peak_rss, _rss_bytes()), now
         found = self._python_frame(sampler, frames)
         if found is None:
-            if self._waiting(sampler, frames):
-                with self.lock:
-                    self.wait_sampled += elapsed
-            return
+            if not self._waiting(sampler, frames):
+                return False
+            with self.lock:
+                self.wait_sampled += elapsed
+            return True
         function, mode, frame = found
         with self.lock:
             self.python_sampled += elapsed
@@ -279,6 +285,7 @@ class Evaluation:
                 length = _list_argument_length(frame)
                 if length is not None:
                     figures.list_lengths.append(length)
+        return mode != "vectorized"
 
     def _python_frame(
         self, sampler: int, frames: t.Mapping[int, types.FrameType]
@@ -411,10 +418,12 @@ class _Sampler:
         self._changed = threading.Condition()
         self._sampling = threading.Lock()  # held during a round of samples
         self._thread: t.Optional[threading.Thread] = None
+        self._added = False  # an evaluation came since the sampler began its pause
 
     def add(self, evaluation: Evaluation) -> None:
         with self._changed:
             self._evaluations.append(evaluation)
+            self._added = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="mixmesh-monitor", daemon=True)
                 self._thread.start()
@@ -430,21 +439,40 @@ class _Sampler:
     def _run(self) -> None:
         me = threading.get_ident()
         took = 0.0  # the last round of samples
+        found = True  # whether it found what only a sample tells
         while True:
             with self._changed:
                 while not self._evaluations:
                     self._changed.wait()
-                interval = min(evaluation.interval for evaluation in self._evaluations)
-            time.sleep(max(interval, min(took * PAUSE_PER_SAMPLE_TIME, MAX_PAUSE_S)))
+                self._pause(found, took)
             with self._sampling:
                 started = time.perf_counter()
                 frames = sys._current_frames()  # one look for every evaluation
+                found = False
                 for evaluation in list(self._evaluations):
-                    evaluation.sample(me, frames)
+                    found = evaluation.sample(me, frames) or found
                 # Frames of threads that ended, and of every thread once nothing is evaluated.
                 _walks.forget(frames if self._evaluations else ())
                 del frames  # no frame kept alive while the sampler sleeps
                 took = time.perf_counter() - started
+
+    def _interval(self) -> float:
+        return min((evaluation.interval for evaluation in self._evaluations), default=MAX_PAUSE_S)
+
+    def _pause(self, found: bool, took: float) -> None:
+        """Wait until the next round: an interval after one that ``found`` what only a sample
+        tells, MAX_PAUSE_S after one that did not, longer after a costly one (``took``); an
+        evaluation added since the last round is looked at an interval after it came. Called
+        holding ``_changed``."""
+        costly = min(took * PAUSE_PER_SAMPLE_TIME, MAX_PAUSE_S)
+        pause = self._interval() if found or self._added else MAX_PAUSE_S
+        deadline = time.monotonic() + max(pause, costly)
+        self._added = False
+        while (left := deadline - time.monotonic()) > 0:
+            self._changed.wait(left)
+            if self._added:
+                self._added = False
+                deadline = min(deadline, time.monotonic() + max(self._interval(), costly))
 
 
 _the_sampler: t.Optional[_Sampler] = None
