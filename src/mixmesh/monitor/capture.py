@@ -172,7 +172,8 @@ def _save(
         total=total,
         changes={key: after[key] - before.get(key, 0) for key in after},
         rows_out=evaluation.rows_written if evaluation.rows_written is not None else rows_written(),
-        error=error,
+        # As text now: the exception's traceback would keep its frames' data alive meanwhile.
+        error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
         version=version,
     )
     _store_for(project).append_later(functools.partial(_records, evaluation, moment), evaluation.model)
@@ -190,7 +191,7 @@ class _Moment(t.NamedTuple):
     total: float
     changes: t.Dict[t.Tuple[str, str], int]  # resilience events counted during it
     rows_out: t.Optional[int]
-    error: t.Optional[BaseException]
+    error: t.Optional[str]  # the evaluation's error, if it failed
     version: Version
 
 
@@ -230,7 +231,7 @@ def _records(evaluation: Evaluation, moment: _Moment) -> t.Tuple[t.List[ModelRun
         errors=counts.get("timeouts", 0) + sum(f.errors for f in functions) + int(error is not None),
         breaker_transitions=counts.get("breaker_transitions", 0),
         status="ok" if error is None else "failed",
-        error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+        error=error,
         project=str(moment.project),
         wait_s=wait_s,
         fingerprint=moment.version.fingerprint,
