@@ -259,12 +259,11 @@ class Evaluation:
         _sampler().remove(self)  # returns once no sample of this evaluation is under way
         self.peak_rss = max(self.peak_rss, _rss_bytes())
 
-    def sample(self, sampler: int, frames: t.Optional[t.Mapping[int, types.FrameType]] = None) -> bool:
+    def sample(self, sampler: int, frames: t.Mapping[int, types.FrameType]) -> bool:
         """One look at the threads' stacks (``frames``, from the sampler thread ``sampler``):
         the time since the last look goes to the function running Python, or to waiting, or to
         the engine. Whether it found what only a sample tells: Python time of a row function or
         of a model's code, or a backoff (a vectorized function's time is clocked)."""
-        frames = sys._current_frames() if frames is None else frames
         now = time.perf_counter()
         elapsed, self._last = now - self._last, now
         if now - self._rss_read >= _RSS_EVERY_S:  # a peak needs no reading every few milliseconds

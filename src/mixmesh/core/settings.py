@@ -233,22 +233,17 @@ def _config_file(root: Path) -> Path:
                 root / "config.yaml")
 
 
-@functools.lru_cache(maxsize=8)  # settings are read on every statement and evaluation
+@functools.lru_cache(maxsize=8)  # settings are read on every statement and evaluation: joined once
 def _pyproject_file(root: Path) -> Path:
     return root / "pyproject.toml"
 
 
 def _pyproject_table(path: Path) -> t.Dict[str, t.Any]:
     try:
-        stamp = os.stat(_spelled(path)).st_mtime_ns  # a Path's stat builds its string again
+        stamp = path.stat().st_mtime_ns
     except OSError:
         return {}
     return _read_pyproject_table(path, stamp)
-
-
-@functools.lru_cache(maxsize=8)
-def _spelled(path: Path) -> str:
-    return str(path)
 
 
 @functools.lru_cache(maxsize=8)  # settings are read on every statement; the file changes rarely
