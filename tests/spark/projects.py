@@ -1,5 +1,6 @@
 """A SQLMesh project on a `spark` gateway, driven in this process or through the `sqlmesh`
-command in fresh processes.
+command in fresh processes (a command and the reads after it in one, where a test allows:
+each fresh process starts a Spark, some 20 seconds on two busy cores).
 
 In this process, SQLMesh uses the tests' SparkSession (its gateway asks Spark for a session and
 gets the running one). Each command starts its own Spark (local[2]); tables outlive it in a Hive metastore (Derby)
@@ -80,6 +81,26 @@ class SparkProject(Project):
             "print(json.dumps(rows, default=str))\n"
         )
         result = self._run([sys.executable, "-c", script, str(self.root), *sqls], "; ".join(sqls))
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def cli_then_queries(self, args: t.Sequence[str], *sqls: str) -> t.List[t.List[t.List[t.Any]]]:
+        """`sqlmesh ARGS` (its console script's function, as the command runs it), then the rows
+        of each query, in one fresh process: one Spark started for both, not one each."""
+        script = (
+            "import json, sys\n"
+            "from sqlmesh import Context\n"
+            "from sqlmesh.cli.main import cli\n"
+            "root, args, sqls = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]\n"
+            "code = cli.main(args=['--paths', root, *args], standalone_mode=False)\n"
+            "if code:\n"
+            "    sys.exit(code)\n"
+            "context = Context(paths=root)\n"
+            "frames = [context.fetchdf(sql) for sql in sqls]\n"
+            "rows = [frame.astype(object).where(frame.notna(), None).values.tolist() for frame in frames]\n"
+            "print(json.dumps(rows, default=str))\n"
+        )
+        command = [sys.executable, "-c", script, str(self.root), json.dumps(list(args)), *sqls]
+        result = self._run(command, f"sqlmesh {' '.join(args)}, then {'; '.join(sqls)}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def _environment(self) -> t.Dict[str, str]:

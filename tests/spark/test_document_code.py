@@ -36,10 +36,11 @@ def test_the_documents_models_plan_and_run_on_spark(tmp_path: Path) -> None:
     project = SparkProject(tmp_path / "document")
     document_code.write_project(project)
     project.cli("plan", "--auto-apply", "--no-prompts", "--execution-time", "2024-01-03")
-    project.cli("run", "--end", "2024-01-04")  # the functions re-created from SQLMesh's state
-    # Both tables read in one fresh process (each starts its own Spark), after the run: the
-    # risk scores of days 1 and 2 are the plan's (the model is incremental), day 3's the run's.
-    scores, sessions = project.queries(
+    # The run re-creates the functions from SQLMesh's state; both tables are read after it, in
+    # its process (each fresh process starts its own Spark): the risk scores of days 1 and 2 are
+    # the plan's (the model is incremental), day 3's the run's.
+    scores, sessions = project.cli_then_queries(
+        ["run", "--end", "2024-01-04"],
         "SELECT customer_id, score_date, ml_risk_score FROM analytics.customer_risk_scoring",
         "SELECT user_id, session_id, ml_engagement_score FROM analytics.real_time_personalization",
     )

@@ -69,10 +69,11 @@ def test_plan_then_a_fresh_process_run_build_a_model_calling_python_functions(pr
     assert set(scored["rows"]) == {len(expected({1, 2}))} and (scored["calls"] >= 1).all()
     assert scored.loc["risk_score", "mode"] == "row" and scored.loc["risk_score", "mean_list_length"] > 1
 
-    project.cli("run", "--end", "2024-01-04")  # re-creates the functions from SQLMesh's state
-    # Read once, after the run (each read starts a Spark): days 1 and 2 are the plan's rows (the
-    # model is incremental), days 3 and 4 the run's.
-    assert project.query(query) == expected({1, 2, 3, 4})
+    # The run re-creates the functions from SQLMesh's state; the table is read after it, in its
+    # process (each fresh process starts a Spark): days 1 and 2 are the plan's rows (the model
+    # is incremental), days 3 and 4 the run's.
+    (rows,) = project.cli_then_queries(["run", "--end", "2024-01-04"], query)
+    assert rows == expected({1, 2, 3, 4})
 
 
 def test_a_failing_function_names_the_model_the_function_and_the_row(tmp_path: Path) -> None:
