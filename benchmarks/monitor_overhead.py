@@ -13,9 +13,9 @@ per model, with mixmesh's hooks), inside the command mixmesh's ``Context`` hooks
 plan or a run, and timed outside mixmesh's hook, so the capture and the sampler count. After
 it, as at the end of a command, the figures' spool file is written: that write is timed
 apart (``spool write per command``), as a plan or a run pays it once, after its models.
-Without a plan around each evaluation a round takes a fifth of the time, and it takes
-hundreds of rounds to tell 1% from 3%: on two shared cores one evaluation of a 40 ms model
-moves by some 17% from the next.
+Without a plan around each evaluation (a plan added some 90 ms to the 40 ms model it
+evaluated), hundreds of rounds take minutes, and it takes hundreds to tell 1% from 3%: on
+two shared cores one evaluation of a 40 ms model moves by some 17% from the next.
 
 The ratio is the median of the rounds' ratios (on over off, run back to back), with a 95%
 interval from the rounds resampled with replacement; the ratio of the medians and the
