@@ -5,7 +5,6 @@ function found, the same memory figure. (The writer of the figures: test_monitor
 from __future__ import annotations
 
 import os
-import time
 import threading
 import types
 import typing as t
@@ -74,76 +73,103 @@ def sys_frame(thread: threading.Thread) -> types.FrameType:
     return sys._current_frames()[thread.ident]
 
 
-def test_the_sampler_waits_longer_after_a_costly_sample(monkeypatch: t.Any) -> None:
-    """A sample that takes 2 ms (threads contending for the GIL, cores busy with worker
+INTERVAL = 0.005  # MIXMESH_MONITOR_SAMPLE_MS=5, the default
+
+
+class _Looked:
+    """An evaluation as the sampler sees it: its interval, and what its samples find."""
+
+    def __init__(self, finds: t.Sequence[bool]) -> None:
+        self.interval = INTERVAL
+        self._finds = iter(finds)
+
+    def sample(self, sampler: int, frames: t.Any) -> bool:
+        return next(self._finds)
+
+
+class _Clock:
+    """The sampler's clock and its condition for one pause: a wait moves the clock by
+    what it waits for, and the evaluations in ``arriving`` (seconds after the pause began)
+    come during it, as ``_Sampler.add`` makes them come (it sets ``_added`` and notifies)."""
+
+    def __init__(self, sampler: sink._Sampler, arriving: t.Sequence[float] = ()) -> None:
+        self.now = 100.0
+        self.began = self.now
+        self._sampler = sampler
+        self._arriving = sorted(self.began + s for s in arriving)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        if self._arriving and self._arriving[0] < self.now + seconds:
+            self.now = self._arriving.pop(0)
+            self._sampler._added = True
+            return True
+        self.now += seconds
+        return False
+
+    @property
+    def waited(self) -> float:
+        return self.now - self.began
+
+
+def paused(found: bool, took: float, arriving: t.Sequence[float] = ()) -> float:
+    """How long the sampler waits after a round that ``found`` what only a sample tells and
+    ``took`` seconds, with evaluations ``arriving`` during the pause (seconds after it began)."""
+    sampler = sink._Sampler()
+    sampler._evaluations = [_Looked([])]
+    clock = _Clock(sampler, arriving)
+    sampler._changed = types.SimpleNamespace(wait=clock.wait)  # type: ignore[assignment]
+    sampler._clock = clock.monotonic
+    sampler._pause(found, took)
+    return clock.waited
+
+
+def test_the_sampler_waits_longer_after_a_costly_round() -> None:
+    """A round that took 2 ms (threads contending for the GIL, cores busy with worker
     processes) is followed by a pause 100 times as long, at most 0.1 s, instead of the 5 ms
     interval: the sampler keeps its share of the time near 1%."""
-    samples: t.List[float] = []
-
-    def costly(self: sink.Evaluation, sampler: int, frames: t.Any = None) -> bool:
-        samples.append(time.perf_counter())
-        busy_until = time.perf_counter() + 0.002
-        while time.perf_counter() < busy_until:
-            pass
-        return True  # it found a row function: only its cost slows the sampler down
-
-    monkeypatch.setattr(sink.Evaluation, "sample", costly)
-    monkeypatch.setenv(sink.SAMPLE_MS_VARIABLE, "5")
-    evaluation = sink.open_evaluation("analytics.costly")
-    try:
-        time.sleep(1.0)
-    finally:
-        sink.close_evaluation(evaluation)
-    # Every 5 ms it would have sampled some 140 times in that second; pausing 0.1 s, about 10.
-    assert 1 <= len(samples) <= 25
+    assert paused(found=True, took=0.00001) == pytest.approx(INTERVAL)
+    assert paused(found=True, took=0.0002) == pytest.approx(0.02)  # 100 times the round
+    assert paused(found=True, took=0.002) == pytest.approx(sink.MAX_PAUSE_S)  # at most 0.1 s
 
 
-def samples_of(monkeypatch: t.Any, finds: bool) -> t.List[str]:
-    """The models sampled, in order, by a sampler whose every sample ``finds`` (or not) what
-    only a sample tells."""
-    sampled: t.List[str] = []
-
-    def sample(self: sink.Evaluation, sampler: int, frames: t.Any = None) -> bool:
-        sampled.append(self.model)
-        return finds
-
-    monkeypatch.setattr(sink.Evaluation, "sample", sample)
-    monkeypatch.setenv(sink.SAMPLE_MS_VARIABLE, "5")
-    # Not the longer pause after a costly round: on a loaded machine even these rounds are.
-    monkeypatch.setattr(sink, "PAUSE_PER_SAMPLE_TIME", 0)
-    return sampled
-
-
-def evaluated(model: str, seconds: float) -> None:
-    evaluation = sink.open_evaluation(model)
-    try:
-        time.sleep(seconds)
-    finally:
-        sink.close_evaluation(evaluation)
-
-
-@pytest.mark.parametrize("finds", [True, False])
-def test_the_sampler_waits_longest_while_its_samples_find_nothing_they_alone_tell(monkeypatch: t.Any, finds: bool) -> None:
+def test_the_sampler_waits_longest_after_a_round_that_finds_nothing_only_it_tells() -> None:
     """Rounds that find only the engine or vectorized functions (clocked batch by batch) are
     followed by a pause of MAX_PAUSE_S (0.1 s) instead of the 5 ms interval."""
-    sampled = samples_of(monkeypatch, finds)
-    evaluated("analytics.scaled", 0.6)
-    if finds:
-        assert len(sampled) >= 20  # every 5 ms: some 100
-    else:
-        assert 1 <= len(sampled) <= 10  # every 0.1 s: about 6
+    assert paused(found=True, took=0.0) == pytest.approx(INTERVAL)
+    assert paused(found=False, took=0.0) == pytest.approx(sink.MAX_PAUSE_S)
 
 
-def test_an_evaluation_that_comes_during_a_long_pause_is_looked_at_an_interval_on(monkeypatch: t.Any) -> None:
+def test_an_evaluation_that_comes_during_a_long_pause_is_looked_at_an_interval_on() -> None:
     """A short model evaluated after one whose samples found nothing is still sampled: its
     row function's Python time would otherwise go unseen."""
-    sampled = samples_of(monkeypatch, finds=False)
-    outer = sink.open_evaluation("analytics.slow_sql")
-    try:
-        time.sleep(0.3)  # the sampler is in its long pauses now
-        for number in range(10):
-            evaluated(f"analytics.short_{number}", 0.03)
-    finally:
-        sink.close_evaluation(outer)
-    seen = {model for model in sampled if model.startswith("analytics.short_")}
-    assert len(seen) >= 7  # waiting out the 0.1 s pause, only about 3 of the 10 would be
+    assert paused(found=False, took=0.0, arriving=[0.03]) == pytest.approx(0.03 + INTERVAL)
+    # After a costly round, the new evaluation still waits out the costly round's pause.
+    assert paused(found=False, took=0.0004, arriving=[0.01]) == pytest.approx(0.01 + 0.04)
+    assert paused(found=False, took=0.0, arriving=[0.099]) == pytest.approx(sink.MAX_PAUSE_S)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_each_round_tells_the_pause_what_it_found_and_what_it_took(monkeypatch: t.Any) -> None:
+    """The sampler's loop: a round samples every evaluation under way, then pauses with what
+    any of them found and how long the round took."""
+    sampler = sink._Sampler()
+    pauses: t.List[t.Tuple[bool, float]] = []
+
+    def pause(found: bool, took: float) -> None:
+        pauses.append((found, took))
+        if len(pauses) == 4:
+            raise _Stop
+
+    monkeypatch.setattr(sampler, "_pause", pause)
+    sampler._evaluations = [_Looked([True, False, False]), _Looked([False, False, True])]
+    with pytest.raises(_Stop):
+        sampler._run()
+    # The first pause comes before any round; then one per round: found by either evaluation.
+    assert [found for found, _ in pauses] == [True, True, False, True]
+    assert pauses[0][1] == 0.0 and all(0.0 < took < 1.0 for _, took in pauses[1:])

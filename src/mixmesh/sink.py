@@ -418,6 +418,7 @@ class _Sampler:
         self._sampling = threading.Lock()  # held during a round of samples
         self._thread: t.Optional[threading.Thread] = None
         self._added = False  # an evaluation came since the sampler began its pause
+        self._clock = time.monotonic  # the pauses' clock (a test's own, to check them exactly)
 
     def add(self, evaluation: Evaluation) -> None:
         with self._changed:
@@ -465,13 +466,13 @@ class _Sampler:
         holding ``_changed``."""
         costly = min(took * PAUSE_PER_SAMPLE_TIME, MAX_PAUSE_S)
         pause = self._interval() if found or self._added else MAX_PAUSE_S
-        deadline = time.monotonic() + max(pause, costly)
+        deadline = self._clock() + max(pause, costly)
         self._added = False
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - self._clock()) > 0:
             self._changed.wait(left)
             if self._added:
                 self._added = False
-                deadline = min(deadline, time.monotonic() + max(self._interval(), costly))
+                deadline = min(deadline, self._clock() + max(self._interval(), costly))
 
 
 _the_sampler: t.Optional[_Sampler] = None
