@@ -23,6 +23,23 @@ from tests.projects import Project
 from tests.spark import session
 
 
+# Run in a fresh process: `sqlmesh ARGS` if any (argv[2], JSON), then each query's rows, as JSON.
+COMMAND_THEN_READS = (
+    "import json, sys\n"
+    "from sqlmesh import Context\n"
+    "root, args, sqls = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]\n"
+    "if args:\n"
+    "    from sqlmesh.cli.main import cli\n"
+    "    code = cli.main(args=['--paths', root, *args], standalone_mode=False)\n"
+    "    if code:\n"
+    "        sys.exit(code)\n"
+    "context = Context(paths=root)\n"
+    "frames = [context.fetchdf(sql) for sql in sqls]\n"
+    "rows = [frame.astype(object).where(frame.notna(), None).values.tolist() for frame in frames]\n"
+    "print(json.dumps(rows, default=str))\n"
+)
+
+
 class SparkProject(Project):
     """A SQLMesh project in ``root`` whose gateway is Spark in local mode: written, loaded and
     planned in this process as ``Project`` does; commands and queries run in fresh processes."""
@@ -72,35 +89,14 @@ class SparkProject(Project):
 
     def queries(self, *sqls: str) -> t.List[t.List[t.List[t.Any]]]:
         """Rows of each query, all read in one fresh process (one Spark started, not one a query)."""
-        script = (
-            "import json, sys\n"
-            "from sqlmesh import Context\n"
-            "context = Context(paths=sys.argv[1])\n"
-            "frames = [context.fetchdf(sql) for sql in sys.argv[2:]]\n"
-            "rows = [frame.astype(object).where(frame.notna(), None).values.tolist() for frame in frames]\n"
-            "print(json.dumps(rows, default=str))\n"
-        )
-        result = self._run([sys.executable, "-c", script, str(self.root), *sqls], "; ".join(sqls))
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        return self.cli_then_queries((), *sqls)
 
     def cli_then_queries(self, args: t.Sequence[str], *sqls: str) -> t.List[t.List[t.List[t.Any]]]:
-        """`sqlmesh ARGS` (its console script's function, as the command runs it), then the rows
-        of each query, in one fresh process: one Spark started for both, not one each."""
-        script = (
-            "import json, sys\n"
-            "from sqlmesh import Context\n"
-            "from sqlmesh.cli.main import cli\n"
-            "root, args, sqls = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]\n"
-            "code = cli.main(args=['--paths', root, *args], standalone_mode=False)\n"
-            "if code:\n"
-            "    sys.exit(code)\n"
-            "context = Context(paths=root)\n"
-            "frames = [context.fetchdf(sql) for sql in sqls]\n"
-            "rows = [frame.astype(object).where(frame.notna(), None).values.tolist() for frame in frames]\n"
-            "print(json.dumps(rows, default=str))\n"
-        )
-        command = [sys.executable, "-c", script, str(self.root), json.dumps(list(args)), *sqls]
-        result = self._run(command, f"sqlmesh {' '.join(args)}, then {'; '.join(sqls)}")
+        """`sqlmesh ARGS` when given (its console script's function, as the command runs it),
+        then the rows of each query, in one fresh process: one Spark started for both."""
+        command = [sys.executable, "-c", COMMAND_THEN_READS, str(self.root), json.dumps(list(args)), *sqls]
+        what = "; ".join(sqls) if not args else f"sqlmesh {' '.join(args)}, then {'; '.join(sqls)}"
+        result = self._run(command, what)
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def _environment(self) -> t.Dict[str, str]:
